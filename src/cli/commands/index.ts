@@ -1,0 +1,12 @@
+/**
+ * Every top-level command, in the order `polyarch --help` lists them. A command module
+ * declares its flags eagerly (so `--help` works everywhere) and imports the library
+ * lazily inside its action, which keeps start-up fast for `polyarch version`.
+ */
+import type { Command } from 'commander';
+import type { CliContext } from '../context.js';
+import * as version from './version.js';
+
+export type Register = (program: Command, ctx: CliContext) => void;
+
+export const commands: Register[] = [version.register];

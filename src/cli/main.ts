@@ -1,0 +1,70 @@
+/**
+ * The polyarch command line: a thin adapter that parses flags with commander, calls the
+ * library and prints. `runCli(argv)` returns the exit code instead of exiting, so it can
+ * be driven in-process by tests.
+ */
+import { Command, CommanderError } from 'commander';
+import { errorMessage, isPolyarchError } from '../util/errors.js';
+import { VERSION } from '../version.js';
+import { commands } from './commands/index.js';
+import { type CliContext, processContext } from './context.js';
+
+export function makeProgram(ctx: CliContext): Command {
+  const program = new Command('polyarch');
+  program
+    .description('Build, ship, inspect and run multi-platform container images, with no daemon')
+    .version(`polyarch v${VERSION}`, '-v, --version', 'Show the polyarch version')
+    .showHelpAfterError('(run with --help for usage)')
+    .exitOverride()
+    .configureOutput({
+      writeOut: (s) => ctx.out.write(s),
+      writeErr: (s) => ctx.err.write(s),
+      outputError: (s, write) => write(`ERROR: ${s.replace(/^error: /, '')}`),
+    });
+  for (const register of commands) register(program, ctx);
+  // Sub-commands inherit the same error handling and output.
+  for (const cmd of program.commands) inherit(cmd, ctx);
+  return program;
+}
+
+function inherit(cmd: Command, ctx: CliContext): void {
+  cmd.exitOverride().configureOutput({
+    writeOut: (s) => ctx.out.write(s),
+    writeErr: (s) => ctx.err.write(s),
+    outputError: (s, write) => write(`ERROR: ${s.replace(/^error: /, '')}`),
+  });
+  cmd.showHelpAfterError('(run with --help for usage)');
+  for (const sub of cmd.commands) inherit(sub, ctx);
+}
+
+/** Runs the CLI with `argv` (no node/script prefix) and returns the exit code. */
+export async function runCli(argv: string[], ctx: CliContext = processContext()): Promise<number> {
+  const program = makeProgram(ctx);
+  try {
+    await program.parseAsync(argv, { from: 'user' });
+    return ctx.exitCode;
+  } catch (err) {
+    return reportError(err, ctx);
+  }
+}
+
+export function reportError(err: unknown, ctx: CliContext): number {
+  if (err instanceof CommanderError) {
+    // Help and version requests end with code 0; anything else commander rejects is usage.
+    if (
+      err.code === 'commander.helpDisplayed' ||
+      err.code === 'commander.version' ||
+      err.code === 'commander.help'
+    )
+      return 0;
+    return 2;
+  }
+  if (isPolyarchError(err)) {
+    ctx.err.write(`ERROR: ${err.message}\n`);
+    return err.exitCode;
+  }
+  // An unexpected failure still ends with one line; POLYARCH_DEBUG=1 shows the stack.
+  ctx.err.write(`ERROR: ${errorMessage(err)}\n`);
+  if (ctx.env.POLYARCH_DEBUG && err instanceof Error && err.stack) ctx.err.write(`${err.stack}\n`);
+  return 1;
+}
