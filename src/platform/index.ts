@@ -6,3 +6,5 @@
 export * from './host.js';
 export * from './match.js';
 export * from './platform.js';
+export * from './elf.js';
+export * from './emulators.js';
