@@ -11,6 +11,8 @@
  * read+execute at 0x400000, and a few instructions placed right after the headers.
  */
 
+import { PolyarchError } from '../util/errors.js';
+
 interface ElfTarget {
   /** 64-bit (ELFCLASS64) or 32-bit. */
   bits: 32 | 64;
@@ -140,17 +142,22 @@ const BASE = 0x400000;
  */
 export function exitElf(architecture: string, status = 0): Buffer {
   const t = TARGETS[architecture];
-  if (!t) throw new Error(`no test program for architecture ${JSON.stringify(architecture)}`);
+  if (!t)
+    throw new PolyarchError(
+      'UNSUPPORTED',
+      `no test program for architecture ${JSON.stringify(architecture)}`,
+    );
   if (!Number.isInteger(status) || status < 0 || status > 255)
-    throw new Error(`exit status ${status} is not 0..255`);
+    throw new PolyarchError('INVALID_ARGUMENT', `exit status ${status} is not 0..255`);
   const words = t.code(status);
   let code: Buffer;
   if (Buffer.isBuffer(words)) code = words;
   else {
     code = Buffer.alloc(words.length * 4);
-    words.forEach((w, i) =>
-      t.littleEndian ? code.writeUInt32LE(w >>> 0, i * 4) : code.writeUInt32BE(w >>> 0, i * 4),
-    );
+    for (const [i, w] of words.entries()) {
+      if (t.littleEndian) code.writeUInt32LE(w >>> 0, i * 4);
+      else code.writeUInt32BE(w >>> 0, i * 4);
+    }
   }
   const is64 = t.bits === 64;
   const ehsize = is64 ? 64 : 52;
