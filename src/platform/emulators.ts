@@ -14,6 +14,7 @@ import { execFile } from 'node:child_process';
 import { access, chmod, constants, mkdtemp, readdir, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { PolyarchError } from '../util/errors.js';
 import { ELF_ARCHITECTURES, exitElf } from './elf.js';
 import { defaultHostSpec, hostPlatformMaximum } from './host.js';
 import { platformVector } from './match.js';
@@ -102,6 +103,74 @@ export function elfArchitecture(magicHex: string, maskHex?: string): string | un
     if (magic.length > i && ((magic[i] ?? 0) & (mask[i] ?? 0) & 0x20) !== 0) return undefined;
   }
   return arch;
+}
+
+/** A registration line `:name:type:offset:magic:mask:interpreter:flags`, decoded. */
+export interface BinfmtRule {
+  name: string;
+  /** `M` (magic bytes) or `E` (file name extension). */
+  type: 'M' | 'E';
+  offset: number;
+  /** Magic (or the extension, for `E`) and mask as lower-case hex. */
+  magic: string;
+  mask: string;
+  interpreter: string;
+  flags: string;
+}
+
+function unescapeBinfmt(field: string): Buffer {
+  const bytes: number[] = [];
+  for (let i = 0; i < field.length; i++) {
+    if (field[i] === '\\' && field[i + 1] === 'x' && /^[0-9a-fA-F]{2}$/.test(field.slice(i + 2, i + 4))) {
+      bytes.push(Number.parseInt(field.slice(i + 2, i + 4), 16));
+      i += 3;
+    } else bytes.push(field.charCodeAt(i) & 0xff);
+  }
+  return Buffer.from(bytes);
+}
+
+/**
+ * Parses the line written to binfmt_misc's `register` (the format of systemd's binfmt.d
+ * files, e.g. /usr/lib/binfmt.d/qemu-aarch64.conf). The first character is the field
+ * separator; magic and mask may use `\xHH` escapes.
+ */
+export function parseBinfmtRule(line: string): BinfmtRule {
+  const text = line.trim();
+  const sep = text[0];
+  const fields = sep ? text.slice(1).split(sep) : [];
+  if (fields.length < 6)
+    throw new PolyarchError(
+      'INVALID_ARGUMENT',
+      `invalid binfmt_misc rule ${JSON.stringify(text)}: want :name:type:offset:magic:mask:interpreter:flags`,
+    );
+  const [name, type, offset, magic, mask, interpreter, flags] = fields as [
+    string,
+    string,
+    string,
+    string,
+    string,
+    string,
+    string | undefined,
+  ];
+  if (!/^[^/.][^/]*$/.test(name) || name === 'register' || name === 'status')
+    throw new PolyarchError(
+      'INVALID_ARGUMENT',
+      `invalid binfmt_misc rule ${JSON.stringify(text)}: bad name ${JSON.stringify(name)}`,
+    );
+  if (type !== 'M' && type !== 'E')
+    throw new PolyarchError(
+      'INVALID_ARGUMENT',
+      `invalid binfmt_misc rule ${JSON.stringify(text)}: type must be M or E`,
+    );
+  return {
+    name,
+    type,
+    offset: offset === '' ? 0 : Number(offset),
+    magic: unescapeBinfmt(magic).toString('hex'),
+    mask: unescapeBinfmt(mask).toString('hex'),
+    interpreter,
+    flags: flags ?? '',
+  };
 }
 
 export interface BinfmtOptions {
