@@ -73,6 +73,11 @@ export interface BinfmtOptions {
   rulesDir?: string;
   /** Where the static QEMU binaries are, for rules without a .conf file. Default /usr/bin. */
   binDir?: string;
+  /**
+   * Handler names are this prefix + the QEMU name. Default `qemu-` (Debian's names); tests
+   * use their own prefix so they never touch the machine's real handlers.
+   */
+  handlerPrefix?: string;
   /** Reports each step (`installing: arm64 OK`). Default: silent. */
   log?: (line: string) => void;
 }
@@ -201,7 +206,7 @@ export function qemuName(input: string): string {
   if (q) return q;
   if (/^[a-z0-9_]+$/.test(s)) return s; // e.g. sparc64, alpha: only if Debian ships a rule for it
   throw new UsageError(
-    `unknown emulator ${JSON.stringify(input)}: want one of all, ${Object.keys(QEMU_NAMES).join(', ')}`,
+    `unknown emulator ${JSON.stringify(input)}: want all or one of ${ALL_ARCHITECTURES.join(', ')}, mipsle, mips, ppc64`,
   );
 }
 
@@ -282,6 +287,7 @@ export async function installEmulators(
 ): Promise<InstallResult[]> {
   const log = opts.log ?? (() => {});
   const dir = opts.dir ?? BINFMT_MISC_DIR;
+  const prefix = opts.handlerPrefix ?? 'qemu-';
   const items = splitList(targets);
   if (items.length === 0) throw new UsageError('--install needs a list of architectures or "all"');
   const names = items.some((t) => t.toLowerCase() === 'all')
@@ -294,7 +300,7 @@ export async function installEmulators(
   for (const q of [...new Set(names)]) {
     const arch = goarchOfQemu(q);
     const target = arch ?? q;
-    const name = `qemu-${q}`;
+    const name = `${prefix}${q}`;
     const done = (action: InstallAction, error?: string) => {
       results.push(error === undefined ? { target, name, action } : { target, name, action, error });
       log(
@@ -350,7 +356,7 @@ export interface UninstallResult {
 
 /**
  * Unregisters handlers by name (`qemu-aarch64`, `aarch64`, `arm64`, or any registered
- * handler's exact name; `all` = every `qemu-*` one). Refuses the host's own architecture.
+ * handler's exact name; `all` = every `qemu-*` one, or every one with `handlerPrefix`). Refuses the host's own architecture.
  */
 export async function uninstallEmulators(
   targets: string | readonly string[],
@@ -358,14 +364,20 @@ export async function uninstallEmulators(
 ): Promise<UninstallResult[]> {
   const log = opts.log ?? (() => {});
   const dir = opts.dir ?? BINFMT_MISC_DIR;
+  const prefix = opts.handlerPrefix ?? 'qemu-';
   const items = splitList(targets);
   if (items.length === 0) throw new UsageError('--uninstall needs a list of emulator names or "all"');
   let names: string[];
   if (items.some((t) => t.toLowerCase() === 'all')) {
-    names = (await emulatorStatus({ dir })).map((e) => e.name).filter((n) => n.startsWith('qemu-'));
+    names = (await emulatorStatus({ dir })).map((e) => e.name).filter((n) => n.startsWith(prefix));
   } else {
     names = [];
-    for (const t of items) names.push((await exists(join(dir, t))) ? t : `qemu-${qemuName(t)}`);
+    for (const t of items) {
+      if (await exists(join(dir, t))) names.push(t);
+      else if (t.startsWith(prefix) || /[-.]/.test(t))
+        names.push(t); // a handler name not registered now
+      else names.push(`${prefix}${qemuName(t)}`);
+    }
   }
   const hostArch = defaultHostSpec().architecture;
   const results: UninstallResult[] = [];
@@ -373,7 +385,7 @@ export async function uninstallEmulators(
     const file = join(dir, name);
     let st: EmulatorStatus | undefined;
     if (await exists(file)) st = await probeEmulator(parseBinfmtEntry(name, await readFile(file, 'utf8')));
-    if (st?.entry.architecture === hostArch || name === `qemu-${QEMU_NAMES[hostArch] ?? ''}`)
+    if (st?.entry.architecture === hostArch || name === `${prefix}${QEMU_NAMES[hostArch] ?? ''}`)
       throw new UsageError(
         `refusing to uninstall ${name}: it handles this host's own architecture (${hostArch})`,
       );
