@@ -278,6 +278,15 @@ describe('parsePlatformList', () => {
     });
   }
 
+  test('local is this host', () => {
+    assert.deepEqual(
+      parsePlatformList('local,linux/s390x', {
+        defaults: { os: 'linux', architecture: 'arm64', variant: 'v8' },
+      }).map((p) => formatPlatform(p)),
+      ['linux/arm64', 'linux/s390x'],
+    );
+  });
+
   test('accepts an array of lists (repeated --platform flags)', () => {
     assert.deepEqual(
       parsePlatformList(['linux/amd64,linux/arm64', 'linux/arm64,linux/s390x']).map((p) => formatPlatform(p)),
@@ -306,6 +315,17 @@ describe('OCI JSON form', () => {
     assert.deepEqual(toSpec(oci), { ...p });
     assert.equal(
       JSON.stringify(toOciPlatform(parsePlatform('linux/arm/v7'))),
+      '{"architecture":"arm","os":"linux","variant":"v7"}',
+    );
+  });
+
+  test('JSON.stringify gives the OCI form in image-spec key order', () => {
+    assert.equal(
+      JSON.stringify({ platform: parsePlatform('windows(10.0.17763)/amd64') }),
+      '{"platform":{"architecture":"amd64","os":"windows","os.version":"10.0.17763"}}',
+    );
+    assert.equal(
+      JSON.stringify(normalizePlatform('linux/arm')),
       '{"architecture":"arm","os":"linux","variant":"v7"}',
     );
   });

@@ -8,9 +8,10 @@
  *   parsePlatformList('linux/amd64,linux/arm');       // normalised + deduplicated, order kept (buildx)
  *   toOciPlatform(p);                                 // {architecture, os, variant?, 'os.version'?, ...}
  *
- * `Platform` is branded: only values that went through `parsePlatform`, `platform()` or
- * `normalizePlatform` carry the brand, so a function taking `Platform` knows its input is
- * valid. Matching (`match.ts`) accepts any `PlatformLike`, because image JSON is untrusted.
+ * `Platform` is branded and frozen: only values made here carry the brand. `parsePlatform`
+ * and `platform()` validate (known OS and architecture); `normalizePlatform` only makes the
+ * canonical form, since image JSON may name platforms polyarch does not know. Matching
+ * (`match.ts`) accepts any `PlatformLike`. `JSON.stringify(p)` gives the OCI JSON form.
  */
 import { PolyarchError } from '../util/errors.js';
 import { defaultHostSpec } from './host.js';
@@ -207,6 +208,9 @@ function make(
   if (variant) p.variant = variant;
   if (osVersion) p.osVersion = osVersion;
   if (osFeatures && osFeatures.length > 0) p.osFeatures = [...osFeatures];
+  // JSON.stringify gives the OCI form (`os.version`, image-spec's key order), so a Platform
+  // can sit inside a descriptor that is serialised as is.
+  Object.defineProperty(p, 'toJSON', { value: () => toOciPlatform(p), enumerable: false });
   return Object.freeze(p) as Platform;
 }
 
@@ -361,7 +365,7 @@ export function formatPlatformAll(p: PlatformLike): string {
 }
 
 /**
- * Parses a comma-separated list (`--platform a,b`), each normalised like buildx does, with
+ * Parses a comma-separated list (`--platform a,b`; `local` = this host), each normalised like buildx does, with
  * duplicates (by normalised form) removed and first-seen order kept. Whitespace around
  * items is ignored; empty items are an error.
  */
@@ -375,7 +379,11 @@ export function parsePlatformList(
   for (const raw of items) {
     const item = raw.trim();
     if (item === '') throw invalid(typeof list === 'string' ? list : list.join(','), 'empty item in list');
-    const p = parsePlatform(item, { ...opts, normalize: opts.normalize ?? true });
+    // `local` is this machine, as in buildx.
+    const p =
+      item === 'local'
+        ? normalizePlatform(opts.defaults ?? defaultHostSpec())
+        : parsePlatform(item, { ...opts, normalize: opts.normalize ?? true });
     const key = formatPlatformAll(p);
     if (seen.has(key)) continue;
     seen.add(key);
