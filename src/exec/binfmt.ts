@@ -130,10 +130,8 @@ export async function binfmtStatus(opts: BinfmtOptions = {}): Promise<BinfmtRepo
     // Not root or no binfmt_misc: report native platforms only.
   }
   const dir = opts.dir ?? BINFMT_MISC_DIR;
-  const [supported, emulators] = await Promise.all([
-    executablePlatforms({ dir, fresh: true }),
-    emulatorStatus({ dir }),
-  ]);
+  const emulators = await emulatorStatus({ dir });
+  const supported = await executablePlatforms({ dir, fresh: true, emulators });
   const bad = emulators.filter((e) => !e.ok);
   return {
     supported: supported.map((p) => formatPlatform(p)),

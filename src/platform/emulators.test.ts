@@ -4,10 +4,12 @@ import { describe, test } from 'node:test';
 import {
   BINFMT_MISC_DIR,
   type BinfmtEntry,
+  canExecute,
   elfArchitecture,
   emulatedPlatforms,
   emulatorStatus,
   executablePlatforms,
+  isNative,
   parseBinfmtEntry,
   parseBinfmtRule,
   probeEmulator,
@@ -206,6 +208,10 @@ describe('this machine', { skip: mounted ? false : 'binfmt_misc is not mounted' 
       assert.ok(list.includes('linux/arm64'), list.join(' '));
     if (existsSync(`${BINFMT_MISC_DIR}/qemu-arm`)) assert.ok(list.includes('linux/arm/v7'), list.join(' '));
     assert.equal(new Set(list).size, list.length, 'no duplicates');
+    assert.equal(await canExecute('linux/aarch64'), list.includes('linux/arm64'));
+    assert.equal(await canExecute('linux/sparc64'), false);
+    assert.ok(isNative(hostPlatformMaximum()));
+    assert.ok(!isNative('linux/s390x') || hostPlatformMaximum().architecture === 's390x');
     // Memoised: the same promise until asked to probe again.
     assert.equal(executablePlatforms(), executablePlatforms());
   });

@@ -17,7 +17,7 @@ import { join } from 'node:path';
 import { PolyarchError } from '../util/errors.js';
 import { ELF_ARCHITECTURES, exitElf } from './elf.js';
 import { defaultHostSpec, hostPlatformMaximum } from './host.js';
-import { platformVector } from './match.js';
+import { newMatcher, only, platformVector } from './match.js';
 import type { Platform, PlatformLike } from './platform.js';
 import { formatPlatform, normalizePlatform, toSpec } from './platform.js';
 
@@ -306,6 +306,8 @@ export async function emulatorStatus(opts: BinfmtOptions & ProbeOptions = {}): P
 export interface ExecutableOptions extends BinfmtOptions, ProbeOptions {
   /** Probe again instead of returning the answer memoised by an earlier call. */
   fresh?: boolean;
+  /** Emulator checks already made (from `emulatorStatus`), to avoid probing twice. */
+  emulators?: readonly EmulatorStatus[];
 }
 
 let memo: Promise<Platform[]> | undefined;
@@ -330,7 +332,7 @@ async function computeExecutable(opts: ExecutableOptions): Promise<Platform[]> {
         async (a) => [a, (await probePlatform({ os: 'linux', architecture: a }, opts)).ok] as const,
       ),
     ),
-    emulatorStatus(opts),
+    opts.emulators ?? emulatorStatus(opts),
   ]);
   const runs = new Map<string, boolean>(probes);
   const out: Platform[] = [];
@@ -345,4 +347,18 @@ async function computeExecutable(opts: ExecutableOptions): Promise<Platform[]> {
   for (const p of vector) if (p.architecture === hostArch || runs.get(p.architecture)) add(p);
   for (const e of emulators) if (e.ok) for (const p of e.platforms) add(p);
   return out;
+}
+
+/**
+ * Whether a program for `platform` can run here (natively or emulated), by the same rules
+ * as `executablePlatforms` (whose memoised answer it uses): an exact normalised match.
+ */
+export async function canExecute(platform: PlatformLike, opts: ExecutableOptions = {}): Promise<boolean> {
+  const m = newMatcher(platform);
+  return (await executablePlatforms(opts)).some((p) => m.match(p));
+}
+
+/** Whether this CPU runs `platform` without an emulator (containerd's Only() of the host). */
+export function isNative(platform: PlatformLike): boolean {
+  return only(hostPlatformMaximum()).match(platform);
 }
