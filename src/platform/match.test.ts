@@ -233,3 +233,175 @@ describe('bestMatch', () => {
     assert.equal(bestMatch(dup, 'linux/arm64', (d) => d.p)?.n, 1);
   });
 });
+
+// The cases of containerd's compare_test.go (TestOnly, TestOnlyStrict), same expectations.
+describe('containerd compatibility: only / onlyStrict', () => {
+  const W = ['windows/amd64', 'windows/arm'];
+  const onlyCases: [string, string[], string[]][] = [
+    ['linux/amd64', ['linux/amd64', 'linux/386'], ['linux/amd64/v2', 'linux/arm/v7', 'linux/arm64', ...W]],
+    [
+      'linux/amd64/v2',
+      ['linux/amd64', 'linux/amd64/v1', 'linux/amd64/v2', 'linux/386'],
+      ['linux/amd64/v3', 'linux/amd64/v4', 'linux/arm/v7', 'linux/arm64', ...W],
+    ],
+    ['linux/386', ['linux/386'], ['linux/amd64', 'linux/arm/v7', 'linux/arm64', ...W]],
+    [
+      'windows/amd64',
+      ['windows/amd64', 'windows(10.0.17763)/amd64'],
+      ['linux/amd64', 'linux/arm/v7', 'linux/arm64', 'windows/arm'],
+    ],
+    [
+      'linux/arm/v8',
+      ['linux/arm', 'linux/arm/v5', 'linux/arm/v6', 'linux/arm/v7', 'linux/arm/v8'],
+      ['linux/amd64', 'linux/arm/v4', 'linux/arm64', ...W],
+    ],
+    [
+      'linux/arm/v7',
+      ['linux/arm', 'linux/arm/v5', 'linux/arm/v6', 'linux/arm/v7'],
+      ['linux/amd64', 'linux/arm/v4', 'linux/arm/v8', 'linux/arm64', ...W],
+    ],
+    [
+      'linux/arm/v6',
+      ['linux/arm/v5', 'linux/arm/v6'],
+      ['linux/amd64', 'linux/arm', 'linux/arm/v4', 'linux/arm/v7', 'linux/arm/v8', 'linux/arm64', ...W],
+    ],
+    [
+      'linux/arm/v5',
+      ['linux/arm/v5'],
+      [
+        'linux/amd64',
+        'linux/arm',
+        'linux/arm/v4',
+        'linux/arm/v6',
+        'linux/arm/v7',
+        'linux/arm/v8',
+        'linux/arm64',
+        ...W,
+      ],
+    ],
+    [
+      'linux/arm/v4',
+      ['linux/arm/v4'],
+      [
+        'linux/amd64',
+        'linux/arm',
+        'linux/arm/v5',
+        'linux/arm/v6',
+        'linux/arm/v7',
+        'linux/arm/v8',
+        'linux/arm64',
+        ...W,
+      ],
+    ],
+    [
+      'linux/arm64',
+      [
+        'linux/arm',
+        'linux/arm/v5',
+        'linux/arm/v6',
+        'linux/arm/v7',
+        'linux/arm/v8',
+        'linux/arm64',
+        'linux/arm64/v8',
+      ],
+      ['linux/amd64', 'linux/arm/v4', 'linux/arm/v9', 'linux/arm64/v7', 'linux/arm64/v9', ...W],
+    ],
+    [
+      'linux/arm64/v9',
+      [
+        'linux/arm',
+        'linux/arm/v5',
+        'linux/arm/v6',
+        'linux/arm/v7',
+        'linux/arm/v8',
+        'linux/arm64',
+        'linux/arm64/v8',
+        'linux/arm64/v9',
+      ],
+      ['linux/amd64', 'linux/arm/v4', 'linux/arm64/v7', 'linux/arm64/v10', 'windows/arm64', 'windows/arm'],
+    ],
+  ];
+  for (const [want, yes, no] of onlyCases) {
+    test(`only(${want})`, () => {
+      const m = only(parsePlatform(want));
+      for (const p of yes) assert.ok(m.match(parsePlatform(p)), `should match ${p}`);
+      for (const p of no) assert.ok(!m.match(parsePlatform(p)), `should not match ${p}`);
+    });
+  }
+
+  const strictCases: [string, string[], string[]][] = [
+    ['linux/amd64', ['linux/amd64'], ['linux/386', 'linux/arm/v7', 'linux/arm64', ...W]],
+    ['linux/386', ['linux/386'], ['linux/amd64', 'linux/arm/v7', 'linux/arm64', ...W]],
+    [
+      'windows/amd64',
+      ['windows/amd64', 'windows(10.0.17763)/amd64'],
+      ['linux/amd64', 'linux/arm/v7', 'linux/arm64', 'windows/arm'],
+    ],
+    [
+      'windows(10.0.17763)/amd64',
+      ['windows/amd64', 'windows(10.0.17763)/amd64'],
+      ['linux/amd64', 'linux/arm/v7', 'linux/arm64', 'windows/arm'],
+    ],
+    [
+      'linux/arm/v8',
+      ['linux/arm/v8'],
+      [
+        'linux/arm',
+        'linux/arm/v5',
+        'linux/arm/v6',
+        'linux/arm/v7',
+        'linux/amd64',
+        'linux/arm/v4',
+        'linux/arm64',
+        ...W,
+      ],
+    ],
+    [
+      'linux/arm/v7',
+      ['linux/arm', 'linux/arm/v7'],
+      ['linux/arm/v5', 'linux/arm/v6', 'linux/amd64', 'linux/arm/v4', 'linux/arm/v8', 'linux/arm64', ...W],
+    ],
+    [
+      'linux/arm64',
+      ['linux/arm64', 'linux/arm64/v8'],
+      [
+        'linux/arm',
+        'linux/arm/v5',
+        'linux/arm/v6',
+        'linux/arm/v7',
+        'linux/arm/v8',
+        'linux/amd64',
+        'linux/arm/v4',
+        'linux/arm/v9',
+        'linux/arm64/v7',
+        'linux/arm64/v9',
+        ...W,
+      ],
+    ],
+    [
+      'linux/arm64/v9',
+      ['linux/arm64/v9'],
+      [
+        'linux/arm',
+        'linux/arm/v7',
+        'linux/arm/v8',
+        'linux/arm/v9',
+        'linux/arm64/v7',
+        'linux/arm64',
+        'linux/arm64/v8',
+        'linux/arm/v4',
+        'linux/arm64/v10',
+        'linux/amd64',
+        'windows/arm64',
+        'windows/arm',
+      ],
+    ],
+  ];
+  for (const [want, yes, no] of strictCases) {
+    test(`onlyStrict(${want})`, () => {
+      const m = onlyStrict(parsePlatform(want));
+      for (const p of yes) assert.ok(m.match(parsePlatform(p)), `should match ${p}`);
+      for (const p of no) assert.ok(!m.match(parsePlatform(p)), `should not match ${p}`);
+    });
+  }
+});
