@@ -364,11 +364,14 @@ export class ContentStore {
     return new IngestWriter(this, fh, path, expect);
   }
 
-  /** Writes a stream as a blob, verified against `expect`. Memory use is one chunk. */
-  async ingest(src: AsyncIterable<Uint8Array> | Readable, expect: IngestExpect = {}): Promise<BlobInfo> {
+  /** Writes a stream (or any iterable of chunks) as a blob, verified against `expect`. Memory use is one chunk. */
+  async ingest(
+    src: AsyncIterable<Uint8Array> | Iterable<Uint8Array> | Readable,
+    expect: IngestExpect = {},
+  ): Promise<BlobInfo> {
     const w = await this.writer(expect);
     try {
-      for await (const chunk of src as AsyncIterable<Uint8Array | string>)
+      for await (const chunk of src as AsyncIterable<Uint8Array | string> | Iterable<Uint8Array>)
         await w.write(typeof chunk === 'string' ? Buffer.from(chunk) : chunk);
       return await w.commit();
     } catch (err) {
