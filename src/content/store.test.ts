@@ -1,6 +1,15 @@
 import assert from 'node:assert/strict';
 import { spawn, spawnSync } from 'node:child_process';
-import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import {
+  existsSync,
+  mkdtempSync,
+  readdirSync,
+  readFileSync,
+  rmSync,
+  statSync,
+  truncateSync,
+  writeFileSync,
+} from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Readable } from 'node:stream';
@@ -14,7 +23,9 @@ import {
   familiarName,
   listImages,
   normalizeName,
+  processStartTime,
   removeImages,
+  selfId,
   stateRoot,
   storeDir,
 } from './index.js';
@@ -189,6 +200,14 @@ test('missing blobs are NOT_FOUND errors naming the digest', async () => {
   );
   assert.equal(await store.size(d), undefined);
   await store.deleteBlob(d); // deleting an absent blob is fine
+});
+
+test('readBlob refuses a blob too large to hold in memory', async () => {
+  const store = await ContentStore.open(freshDir());
+  const d = sha256Digest('pretend this is a big layer');
+  writeFileSync(store.blobPath(d), '');
+  truncateSync(store.blobPath(d), 65 << 20); // sparse: no disk used
+  await rejectsCode(store.readBlob(d), 'INVALID_ARGUMENT', /is 68157440 bytes, too large to read whole/);
 });
 
 test('a corrupted blob is detected on read', async () => {
@@ -378,14 +397,19 @@ test('temp files of dead writers are removed on open; live ones are kept', async
   const dir = freshDir();
   await ContentStore.open(dir);
   const dead = spawnSync(process.execPath, ['-e', '0']).pid!;
-  const deadFile = join(dir, 'ingest', `${dead}-deadbeef`);
-  const liveFile = join(dir, 'ingest', `${process.pid}-cafe`);
-  const parentFile = join(dir, 'ingest', `${process.ppid}-cafe`);
-  for (const f of [deadFile, liveFile, parentFile]) writeFileSync(f, 'partial');
+  const ppidStart = processStartTime(process.ppid);
+  const files = [
+    { name: `${dead}-0-deadbeef`, kept: false },
+    { name: `${selfId()}-cafe`, kept: true },
+    { name: `${process.ppid}-${ppidStart}-cafe`, kept: true },
+    // The parent's pid with another start time: a writer that died and whose pid was reused.
+    { name: `${process.ppid}-1-cafe`, kept: false },
+    // Not named by polyarch, and fresh: left alone for a day.
+    { name: 'other-tool.tmp', kept: true },
+  ];
+  for (const f of files) writeFileSync(join(dir, 'ingest', f.name), 'partial');
   await ContentStore.open(dir);
-  assert.equal(existsSync(deadFile), false);
-  assert.equal(existsSync(liveFile), true);
-  assert.equal(existsSync(parentFile), true);
+  for (const f of files) assert.equal(existsSync(join(dir, 'ingest', f.name)), f.kept, f.name);
 });
 
 test('a lock held by a dead pid is broken; a live holder makes waiting fail with a clear error', async () => {
@@ -406,6 +430,10 @@ test('a lock held by a dead pid is broken; a live holder makes waiting fail with
   await release();
   assert.equal(existsSync(lock), false);
   (await acquireLock(lock))();
+  // A live pid with another start time is a recycled pid: its lock is stale too.
+  writeFileSync(lock, `${process.ppid} 1 0123\n`);
+  await (await acquireLock(lock, { timeoutMs: 1000 }))();
+  assert.equal(existsSync(lock), false);
 });
 
 test('normalizeName and familiarName (temporary local normaliser)', () => {

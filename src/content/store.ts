@@ -52,7 +52,7 @@ import {
   REF_NAME_ANNOTATION,
 } from '../oci/index.js';
 import { errorMessage, PolyarchError } from '../util/errors.js';
-import { acquireLock, pidAlive } from './lock.js';
+import { acquireLock, ownerAlive, selfId } from './lock.js';
 
 /** The annotation containerd uses for the full image name in an OCI layout's index.json. */
 export const CONTAINERD_NAME_ANNOTATION = 'io.containerd.image.name';
@@ -107,6 +107,8 @@ export interface NamedRef {
 /** Temp files of writers whose name does not carry a pid are removed after this long. */
 const UNOWNED_TEMP_MAX_AGE_MS = 24 * 3600 * 1000;
 const READ_CHUNK = 1 << 20;
+/** readBlob is for documents; anything larger is streamed (openRead) so memory stays bounded. */
+const MAX_READ_BLOB = 64 << 20;
 
 // OCI image layout's grammar for org.opencontainers.image.ref.name.
 const REF_NAME_RE =
@@ -203,7 +205,7 @@ export class ContentStore {
   }
 
   #tempPath(): string {
-    return join(this.#ingestDir, `${process.pid}-${randomBytes(8).toString('hex')}`);
+    return join(this.#ingestDir, `${selfId()}-${randomBytes(8).toString('hex')}`);
   }
 
   async #writeTemp(data: Uint8Array): Promise<string> {
@@ -223,8 +225,9 @@ export class ContentStore {
   }
 
   /**
-   * Removes temp files under ingest/ left by writers that died: their name starts with a
-   * pid that is no longer alive. A live writer's file is never touched. Files not named
+   * Removes temp files under ingest/ left by writers that died: their name starts with the
+   * pid and start time of a process that no longer runs (a recycled pid does not count).
+   * A live writer's file is never touched, however old. Files not named
    * by polyarch are removed once older than a day.
    */
   async cleanIngest(): Promise<number> {
@@ -237,12 +240,12 @@ export class ContentStore {
     }
     let removed = 0;
     for (const name of names) {
-      const m = /^(\d+)-[0-9a-f]+$/.exec(name);
+      const m = /^(\d+)-(\d+)-[0-9a-f]+$/.exec(name);
       const path = join(this.#ingestDir, name);
       let stale: boolean;
       if (m) {
         const pid = Number(m[1]);
-        stale = pid !== process.pid && !pidAlive(pid);
+        stale = pid !== process.pid && !ownerAlive(pid, m[2]!);
       } else {
         const st = await stat(path).catch(() => undefined);
         stale = st !== undefined && Date.now() - st.mtimeMs > UNOWNED_TEMP_MAX_AGE_MS;
@@ -284,6 +287,13 @@ export class ContentStore {
 
   /** Reads a small blob (manifest, config) whole and checks its digest. */
   async readBlob(d: Digest): Promise<Buffer> {
+    const size = await this.size(d);
+    if (size === undefined) throw this.#notFound(d);
+    if (size > MAX_READ_BLOB)
+      throw new PolyarchError(
+        'INVALID_ARGUMENT',
+        `blob ${d} is ${size} bytes, too large to read whole (limit ${MAX_READ_BLOB}): stream it with openRead`,
+      );
     let data: Buffer;
     try {
       data = await readFile(this.blobPath(d));
