@@ -2,7 +2,7 @@
  * Views of the store for the CLI's `images`, `tag`, `rmi` and `du`: typed rows, no printing.
  *
  *   const rows = await listImages(store);          // one row per (ref, platform)
- *   const ref = await lookupRef(store, 'busybox'); // as given, then normalised
+ *   const ref = await lookupRef(store, 'busybox'); // as given, normalised, or an image ID
  *   const usage = await diskUsage(store);          // blob count/bytes, per ref
  *   await removeImages(store, ['busybox']);        // untag all (all must exist), then gc
  */
@@ -39,17 +39,45 @@ export interface ImageRow {
   size: number;
 }
 
-/** Finds `ref` in the store: the name as given first, then its normalised form. */
+export interface LookupOptions {
+  /** Default: the temporary local normaliser (refname.ts). */
+  normalize?: Normalize;
+}
+
+/**
+ * Finds `ref` in the store: the name as given first, then its normalised form, then as an
+ * image ID (a hex prefix of a ref's digest, `sha256:` optional, like docker's short IDs).
+ * Returns every name an ID matches; an ID matching two different images is an error.
+ */
+export async function lookupRefs(
+  store: ContentStore,
+  ref: string,
+  opts: LookupOptions = {},
+): Promise<NamedRef[]> {
+  const normalize = opts.normalize ?? normalizeName;
+  for (const name of new Set([ref, normalize(ref)])) {
+    const descriptor = await store.resolve(name);
+    if (descriptor) return [{ name, descriptor }];
+  }
+  const id = /^(?:sha256:)?([0-9a-f]{4,64})$/.exec(ref)?.[1];
+  if (id === undefined) return [];
+  const matches = (await store.refs()).filter((r) => digestHex(r.descriptor.digest).startsWith(id));
+  const digests = new Set(matches.map((m) => m.descriptor.digest));
+  if (digests.size > 1)
+    throw new PolyarchError(
+      'INVALID_ARGUMENT',
+      `image ID "${ref}" is ambiguous: it matches ${[...digests].join(', ')}`,
+    );
+  return matches;
+}
+
+/** The one image `ref` names (see lookupRefs), or undefined. */
 export async function lookupRef(
   store: ContentStore,
   ref: string,
-  normalize: Normalize = normalizeName,
+  opts: LookupOptions = {},
 ): Promise<NamedRef | undefined> {
-  for (const name of new Set([ref, normalize(ref)])) {
-    const descriptor = await store.resolve(name);
-    if (descriptor) return { name, descriptor };
-  }
-  return undefined;
+  return (await lookupRefs(store, ref, opts))[0];
 }
 
 export function formatPlatform(p: PlatformSpec): string {
@@ -166,31 +194,43 @@ export async function tagImage(
   store: ContentStore,
   src: string,
   dst: string,
-  normalize: Normalize = normalizeName,
+  opts: LookupOptions = {},
 ): Promise<{ source: string; target: string; descriptor: Descriptor }> {
-  const found = await lookupRef(store, src, normalize);
+  const found = await lookupRef(store, src, opts);
   if (!found) throw new PolyarchError('NOT_FOUND', `no such image "${src}" in the local store`);
-  const target = normalize(dst);
+  const target = (opts.normalize ?? normalizeName)(dst);
   await store.tag(target, found.descriptor);
   return { source: found.name, target, descriptor: found.descriptor };
 }
 
+export interface RemoveOptions extends LookupOptions {
+  /** Let an image ID untag every name of that image (docker's -f); default false. */
+  force?: boolean;
+}
+
 /**
  * Untags every ref (all must exist, else nothing changes and the error names the first
- * missing one), then collects the blobs no ref reaches any more.
+ * missing one), then collects the blobs no ref reaches any more. An image ID untags its
+ * one name, or all of them with `force`.
  */
 export async function removeImages(
   store: ContentStore,
   refs: string[],
-  normalize: Normalize = normalizeName,
+  opts: RemoveOptions = {},
 ): Promise<{ untagged: NamedRef[]; freed: GcResult }> {
-  const found: NamedRef[] = [];
+  const found = new Map<string, NamedRef>();
   for (const ref of refs) {
-    const f = await lookupRef(store, ref, normalize);
-    if (!f) throw new PolyarchError('NOT_FOUND', `no such image "${ref}" in the local store`);
-    found.push(f);
+    const matches = await lookupRefs(store, ref, opts);
+    if (matches.length === 0)
+      throw new PolyarchError('NOT_FOUND', `no such image "${ref}" in the local store`);
+    if (matches.length > 1 && !opts.force)
+      throw new PolyarchError(
+        'INVALID_ARGUMENT',
+        `image ID "${ref}" is referenced by ${matches.length} names (${matches.map((m) => m.name).join(', ')}): remove them by name or use --force`,
+      );
+    for (const m of matches) found.set(m.name, m);
   }
-  for (const f of found) await store.untag(f.name);
+  for (const f of found.values()) await store.untag(f.name);
   const freed = await store.gc();
-  return { untagged: found, freed };
+  return { untagged: [...found.values()], freed };
 }

@@ -26,6 +26,7 @@ import {
   processStartTime,
   removeImages,
   selfId,
+  tagImage,
   stateRoot,
   storeDir,
 } from './index.js';
@@ -390,6 +391,21 @@ test('removeImages checks every ref first, then untags and collects', async () =
     untagged.map((u) => u.name),
     ['docker.io/library/busybox:latest'],
   );
+  assert.equal(freed.removed, 3);
+});
+
+test('image IDs name images for tag and rmi; several names need force', async () => {
+  const store = await ContentStore.open(freshDir());
+  const m = await smallManifest(store, 'amd64', 'by id');
+  await store.tag('docker.io/library/a:1', m);
+  const id = m.digest.slice(7, 19);
+  const tagged = await tagImage(store, id, 'b');
+  assert.deepEqual([tagged.source, tagged.target], ['docker.io/library/a:1', 'docker.io/library/b:latest']);
+  await rejectsCode(removeImages(store, [id]), 'INVALID_ARGUMENT', /referenced by 2 names .*--force/);
+  await rejectsCode(removeImages(store, ['ffff0000']), 'NOT_FOUND', /no such image "ffff0000"/);
+  assert.equal((await store.refs()).length, 2);
+  const { untagged, freed } = await removeImages(store, [`sha256:${id}`], { force: true });
+  assert.equal(untagged.length, 2);
   assert.equal(freed.removed, 3);
 });
 
