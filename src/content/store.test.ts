@@ -302,10 +302,13 @@ test('tag rejects bad names and absent blobs, naming them', async () => {
   assert.deepEqual(await store.refs(), []);
 });
 
-test('concurrent tagging from several processes loses no ref', async () => {
+test('concurrent tagging from several processes loses no ref, past a stale lock', async () => {
   const dir = freshDir();
   const store = await ContentStore.open(dir);
   const m = await smallManifest(store, 'amd64', 'shared');
+  // A writer killed while holding the lock: the tagging processes must break it, once.
+  const dead = spawnSync(process.execPath, ['-e', '0']).pid!;
+  writeFileSync(join(dir, 'index.json.lock'), `${dead} 0 feed\n`);
   const child = `
 const { ContentStore } = await import(process.argv[2]);
 const [dir, who, desc] = process.argv.slice(3);
