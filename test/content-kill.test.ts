@@ -115,6 +115,7 @@ test('gc also removes a dead writer temp file, never a live one', async () => {
 const store = await ContentStore.open(process.argv[2]);
 const w = await store.writer();
 await w.write(Buffer.from('half'));
+globalThis.writer = w; // keep its file handle open until killed
 process.stdout.write('ready\\n');
 setInterval(() => {}, 1000);
 `,

@@ -4,15 +4,15 @@
  *   const release = await acquireLock('/store/index.json.lock');
  *   try { …read, modify, write atomically… } finally { await release(); }
  *
- * The lock is a file created with O_EXCL holding `<pid> <start> <token>`. A lock whose
- * holder is no longer alive on this host is stale (its holder was killed) and is broken.
- * `<start>` is the holder's start time from /proc, so a recycled pid does not keep a dead
- * holder's lock alive. Waiting is bounded: after `timeoutMs` the error names the lock file
- * and the pid holding it.
+ * The lock is a file created with O_EXCL holding `<pid>-<start>-<host> <token>` (see
+ * Owner). A lock whose holder no longer runs on this host is stale (its holder was killed)
+ * and is broken; the start time keeps a recycled pid from passing for the dead holder.
+ * Waiting is bounded: after `timeoutMs` the error names the lock file and its holder.
  */
-import { randomBytes } from 'node:crypto';
-import { readFileSync } from 'node:fs';
+import { createHash, randomBytes } from 'node:crypto';
+import { readFileSync, readlinkSync } from 'node:fs';
 import { link, open, readFile, rename, stat, unlink } from 'node:fs/promises';
+import { hostname } from 'node:os';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { PolyarchError } from '../util/errors.js';
 
@@ -47,30 +47,57 @@ export function processStartTime(pid: number): string {
   }
 }
 
-let ownStart: string | undefined;
-/** This process's identity for lock and temp file names: `<pid>-<start>`. */
-export function selfId(): string {
-  ownStart ??= processStartTime(process.pid);
-  return `${process.pid}-${ownStart}`;
+/**
+ * Who wrote a lock or temp file: pid, its start time (so a recycled pid is not mistaken for
+ * the writer) and `host`, 8 hex digits naming the host and pid namespace — a pid is only
+ * meaningful there (a store may be shared with a container or over NFS).
+ */
+export interface Owner {
+  pid: number;
+  start: string;
+  host: string;
 }
 
-/** True if the process that wrote `pid` and `start` still runs (not merely a reuse of its pid). */
-export function ownerAlive(pid: number, start: string): boolean {
-  if (!pidAlive(pid)) return false;
-  if (start === '0') return true;
-  const now = processStartTime(pid);
-  return now === '0' || now === start;
+let self: Owner | undefined;
+export function selfOwner(): Owner {
+  if (!self) {
+    let ns = '';
+    try {
+      ns = readlinkSync('/proc/self/ns/pid');
+    } catch {}
+    const host = createHash('sha256').update(`${hostname()}\0${ns}`).digest('hex').slice(0, 8);
+    self = { pid: process.pid, start: processStartTime(process.pid), host };
+  }
+  return self;
 }
 
-function holder(text: string): { pid: number; start: string } {
-  const [pid, start] = text.split(' ');
-  return { pid: Number.parseInt(pid ?? '', 10), start: /^\d+$/.test(start ?? '') ? start! : '0' };
+/** `<pid>-<start>-<host>`: the prefix of temp file names and the first word of lock files. */
+export function formatOwner(o: Owner): string {
+  return `${o.pid}-${o.start}-${o.host}`;
+}
+
+/** Reads an owner from the start of `s` (a file name or lock content), if it has one. */
+export function parseOwner(s: string): Owner | undefined {
+  const m = /^(\d+)-(\d+)-([0-9a-f]{8})(?:[-\s]|$)/.exec(s);
+  return m ? { pid: Number(m[1]), start: m[2]!, host: m[3]! } : undefined;
+}
+
+/**
+ * Whether `o` still runs: true/false when it lived on this host and pid namespace,
+ * undefined when that cannot be told from here.
+ */
+export function ownerAlive(o: Owner): boolean | undefined {
+  if (o.host !== selfOwner().host) return undefined;
+  if (!pidAlive(o.pid)) return false;
+  if (o.start === '0') return true;
+  const now = processStartTime(o.pid);
+  return now === '0' || now === o.start;
 }
 
 /** Acquires the lock at `path`; resolves to a function that releases it. */
 export async function acquireLock(path: string, opts: LockOptions = {}): Promise<() => Promise<void>> {
   const timeoutMs = opts.timeoutMs ?? 30_000;
-  const content = `${selfId().replace('-', ' ')} ${randomBytes(8).toString('hex')}\n`;
+  const content = `${formatOwner(selfOwner())} ${randomBytes(8).toString('hex')}\n`;
   const deadline = Date.now() + timeoutMs;
   let delay = 2;
   for (;;) {
@@ -94,9 +121,10 @@ export async function acquireLock(path: string, opts: LockOptions = {}): Promise
     }
     const held = await readFile(path, 'utf8').catch(() => undefined);
     if (held === undefined) continue; // released between our open and read
-    const { pid, start } = holder(held);
+    const owner = parseOwner(held);
     // An empty file is a holder between its create and its write: live unless it stays empty.
-    const stale = held === '' ? await olderThan(path, 5_000) : !ownerAlive(pid, start);
+    // A holder elsewhere (another host or pid namespace) is never judged dead from here.
+    const stale = owner ? ownerAlive(owner) === false : await olderThan(path, 5_000);
     if (stale) {
       await breakStale(path, held);
       continue;
@@ -104,11 +132,16 @@ export async function acquireLock(path: string, opts: LockOptions = {}): Promise
     if (Date.now() >= deadline)
       throw new PolyarchError(
         'IO',
-        `timed out after ${Math.round(timeoutMs / 1000)}s waiting for lock ${path} held by pid ${pid} (remove the file if that process is gone)`,
+        `timed out after ${Math.round(timeoutMs / 1000)}s waiting for lock ${path} held by ${holderText(owner)} (remove the file if that process is gone)`,
       );
     await sleep(delay + Math.random() * delay);
     delay = Math.min(delay * 2, 100);
   }
+}
+
+function holderText(o: Owner | undefined): string {
+  if (!o) return 'an unknown process';
+  return o.host === selfOwner().host ? `pid ${o.pid}` : `pid ${o.pid} on another host or pid namespace`;
 }
 
 async function olderThan(path: string, ms: number): Promise<boolean> {
@@ -129,7 +162,8 @@ async function breakStale(path: string, judged: string): Promise<void> {
     return; // someone else broke or released it
   }
   const took = await readFile(aside, 'utf8').catch(() => '');
-  const h = holder(took);
-  if (took !== judged && ownerAlive(h.pid, h.start)) await link(aside, path).catch(() => {});
+  const h = parseOwner(took);
+  if (took !== judged && (h === undefined || ownerAlive(h) !== false))
+    await link(aside, path).catch(() => {});
   await unlink(aside).catch(() => {});
 }

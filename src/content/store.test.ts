@@ -25,7 +25,7 @@ import {
   normalizeName,
   processStartTime,
   removeImages,
-  selfId,
+  selfOwner,
   tagImage,
   stateRoot,
   storeDir,
@@ -308,7 +308,7 @@ test('concurrent tagging from several processes loses no ref, past a stale lock'
   const m = await smallManifest(store, 'amd64', 'shared');
   // A writer killed while holding the lock: the tagging processes must break it, once.
   const dead = spawnSync(process.execPath, ['-e', '0']).pid!;
-  writeFileSync(join(dir, 'index.json.lock'), `${dead} 0 feed\n`);
+  writeFileSync(join(dir, 'index.json.lock'), `${dead}-0-${selfOwner().host} feed\n`);
   const child = `
 const { ContentStore } = await import(process.argv[2]);
 const [dir, who, desc] = process.argv.slice(3);
@@ -417,12 +417,15 @@ test('temp files of dead writers are removed on open; live ones are kept', async
   await ContentStore.open(dir);
   const dead = spawnSync(process.execPath, ['-e', '0']).pid!;
   const ppidStart = processStartTime(process.ppid);
+  const here = selfOwner().host;
   const files = [
-    { name: `${dead}-0-deadbeef`, kept: false },
-    { name: `${selfId()}-cafe`, kept: true },
-    { name: `${process.ppid}-${ppidStart}-cafe`, kept: true },
+    { name: `${dead}-0-${here}-deadbeef`, kept: false },
+    { name: `${process.pid}-${selfOwner().start}-${here}-cafe`, kept: true },
+    { name: `${process.ppid}-${ppidStart}-${here}-cafe`, kept: true },
     // The parent's pid with another start time: a writer that died and whose pid was reused.
-    { name: `${process.ppid}-1-cafe`, kept: false },
+    { name: `${process.ppid}-1-${here}-cafe`, kept: false },
+    // A dead pid, but written from another host or pid namespace: not judged, and fresh.
+    { name: `${dead}-0-00000000-cafe`, kept: true },
     // Not named by polyarch, and fresh: left alone for a day.
     { name: 'other-tool.tmp', kept: true },
   ];
@@ -436,9 +439,9 @@ test('a lock held by a dead pid is broken; a live holder makes waiting fail with
   const lock = join(dir, 'x.lock');
   await ContentStore.open(dir);
   const dead = spawnSync(process.execPath, ['-e', '0']).pid!;
-  writeFileSync(lock, `${dead} 0123\n`);
+  writeFileSync(lock, `${dead}-0-${selfOwner().host} 0123\n`);
   const release = await acquireLock(lock, { timeoutMs: 1000 });
-  assert.match(readFileSync(lock, 'utf8'), new RegExp(`^${process.pid} `));
+  assert.match(readFileSync(lock, 'utf8'), new RegExp(`^${process.pid}-`));
   const t0 = Date.now();
   await rejectsCode(
     acquireLock(lock, { timeoutMs: 300 }),
@@ -450,9 +453,16 @@ test('a lock held by a dead pid is broken; a live holder makes waiting fail with
   assert.equal(existsSync(lock), false);
   (await acquireLock(lock))();
   // A live pid with another start time is a recycled pid: its lock is stale too.
-  writeFileSync(lock, `${process.ppid} 1 0123\n`);
+  writeFileSync(lock, `${process.ppid}-1-${selfOwner().host} 0123\n`);
   await (await acquireLock(lock, { timeoutMs: 1000 }))();
   assert.equal(existsSync(lock), false);
+  // A holder in another pid namespace is never judged dead from here.
+  writeFileSync(lock, `${dead}-0-00000000 0123\n`);
+  await rejectsCode(
+    acquireLock(lock, { timeoutMs: 100 }),
+    'IO',
+    /held by pid \d+ on another host or pid namespace/,
+  );
 });
 
 test('normalizeName and familiarName (temporary local normaliser)', () => {

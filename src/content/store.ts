@@ -52,7 +52,7 @@ import {
   REF_NAME_ANNOTATION,
 } from '../oci/index.js';
 import { errorMessage, PolyarchError } from '../util/errors.js';
-import { acquireLock, ownerAlive, selfId } from './lock.js';
+import { acquireLock, formatOwner, ownerAlive, parseOwner, selfOwner } from './lock.js';
 
 /** The annotation containerd uses for the full image name in an OCI layout's index.json. */
 export const CONTAINERD_NAME_ANNOTATION = 'io.containerd.image.name';
@@ -104,8 +104,8 @@ export interface NamedRef {
   descriptor: Descriptor;
 }
 
-/** Temp files of writers whose name does not carry a pid are removed after this long. */
-const UNOWNED_TEMP_MAX_AGE_MS = 24 * 3600 * 1000;
+/** Temp files whose writer's liveness cannot be checked from here are removed after this long. */
+const UNJUDGED_TEMP_MAX_AGE_MS = 24 * 3600 * 1000;
 const READ_CHUNK = 1 << 20;
 /** readBlob is for documents; anything larger is streamed (openRead) so memory stays bounded. */
 const MAX_READ_BLOB = 64 << 20;
@@ -205,7 +205,7 @@ export class ContentStore {
   }
 
   #tempPath(): string {
-    return join(this.#ingestDir, `${selfId()}-${randomBytes(8).toString('hex')}`);
+    return join(this.#ingestDir, `${formatOwner(selfOwner())}-${randomBytes(8).toString('hex')}`);
   }
 
   async #writeTemp(data: Uint8Array): Promise<string> {
@@ -226,9 +226,10 @@ export class ContentStore {
 
   /**
    * Removes temp files under ingest/ left by writers that died: their name starts with the
-   * pid and start time of a process that no longer runs (a recycled pid does not count).
-   * A live writer's file is never touched, however old. Files not named
-   * by polyarch are removed once older than a day.
+   * owner (pid, start time, host) of a process that no longer runs (a recycled pid does
+   * not count). A live writer's file is never touched, however old. Files whose writer
+   * cannot be checked from here (another host or pid namespace, or not named by polyarch)
+   * are removed once untouched for a day.
    */
   async cleanIngest(): Promise<number> {
     let names: string[];
@@ -240,16 +241,15 @@ export class ContentStore {
     }
     let removed = 0;
     for (const name of names) {
-      const m = /^(\d+)-(\d+)-[0-9a-f]+$/.exec(name);
       const path = join(this.#ingestDir, name);
-      let stale: boolean;
-      if (m) {
-        const pid = Number(m[1]);
-        stale = pid !== process.pid && !ownerAlive(pid, m[2]!);
-      } else {
+      const owner = parseOwner(name);
+      let alive = owner && owner.pid === process.pid ? true : owner && ownerAlive(owner);
+      if (alive === undefined) {
+        // Not ours to judge (another host or pid namespace, or not polyarch's): by age only.
         const st = await stat(path).catch(() => undefined);
-        stale = st !== undefined && Date.now() - st.mtimeMs > UNOWNED_TEMP_MAX_AGE_MS;
+        alive = st === undefined || Date.now() - st.mtimeMs < UNJUDGED_TEMP_MAX_AGE_MS;
       }
+      const stale = !alive;
       if (stale) {
         await unlink(path).then(
           () => removed++,
