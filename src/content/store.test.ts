@@ -315,8 +315,20 @@ const [dir, who, desc] = process.argv.slice(3);
 const store = await ContentStore.open(dir);
 for (let i = 0; i < 15; i++) await store.tag('p' + who + '-' + i, JSON.parse(desc));
 `;
-  const procs = [0, 1, 2, 3].map((who) => runChild(child, [dir, String(who), JSON.stringify(m)]));
-  for (const r of await Promise.all(procs)) assert.equal(r.code, 0, r.stderr);
+  const procs = Promise.all(
+    [0, 1, 2, 3].map((who) => runChild(child, [dir, String(who), JSON.stringify(m)])),
+  );
+  // Meanwhile, readers never see a partial index.json (each read parses and validates it).
+  let done = false;
+  let reads = 0;
+  void procs.finally(() => (done = true));
+  while (!done) {
+    await store.refs();
+    reads++;
+    await new Promise((r) => setImmediate(r));
+  }
+  assert.ok(reads > 10, `only ${reads} reads overlapped the writers`);
+  for (const r of await procs) assert.equal(r.code, 0, r.stderr);
   const names = (await store.refs()).map((r) => r.name).sort();
   assert.equal(names.length, 60);
   assert.ok(!existsSync(join(dir, 'index.json.lock')));

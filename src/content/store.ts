@@ -243,14 +243,13 @@ export class ContentStore {
     for (const name of names) {
       const path = join(this.#ingestDir, name);
       const owner = parseOwner(name);
-      let alive = owner && owner.pid === process.pid ? true : owner && ownerAlive(owner);
+      let alive = owner && ownerAlive(owner);
       if (alive === undefined) {
         // Not ours to judge (another host or pid namespace, or not polyarch's): by age only.
         const st = await stat(path).catch(() => undefined);
         alive = st === undefined || Date.now() - st.mtimeMs < UNJUDGED_TEMP_MAX_AGE_MS;
       }
-      const stale = !alive;
-      if (stale) {
+      if (!alive) {
         await unlink(path).then(
           () => removed++,
           () => {},
