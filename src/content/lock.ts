@@ -132,7 +132,7 @@ export async function acquireLock(path: string, opts: LockOptions = {}): Promise
     if (Date.now() >= deadline)
       throw new PolyarchError(
         'IO',
-        `timed out after ${Math.round(timeoutMs / 1000)}s waiting for lock ${path} held by ${holderText(owner)} (remove the file if that process is gone)`,
+        `timed out after ${Number((timeoutMs / 1000).toFixed(1))}s waiting for lock ${path} held by ${holderText(owner)} (remove the file if that process is gone)`,
       );
     await sleep(delay + Math.random() * delay);
     delay = Math.min(delay * 2, 100);
