@@ -6,8 +6,21 @@
 import type { Command } from 'commander';
 import type { CliContext } from '../context.js';
 import * as binfmt from './binfmt.js';
+import * as du from './du.js';
+import * as images from './images.js';
+import * as prune from './prune.js';
+import * as rmi from './rmi.js';
+import * as tag from './tag.js';
 import * as version from './version.js';
 
 export type Register = (program: Command, ctx: CliContext) => void;
 
-export const commands: Register[] = [version.register, binfmt.register];
+export const commands: Register[] = [
+  images.register,
+  tag.register,
+  rmi.register,
+  prune.register,
+  du.register,
+  binfmt.register,
+  version.register,
+];
