@@ -26,14 +26,15 @@
  */
 import { type ChildProcess, execFile, execFileSync, spawn, type StdioOptions } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
-import { lstat, mkdir, readdir, readFile, rm, rmdir, unlink, writeFile } from 'node:fs/promises';
+import { mkdir, readFile, rm, writeFile } from 'node:fs/promises';
 import { hostname as osHostname } from 'node:os';
-import { join, posix, resolve } from 'node:path';
+import { join, resolve } from 'node:path';
 import { promisify } from 'node:util';
 import type { PlatformSpec } from '../oci/types.js';
 import { type ActiveSnapshot, unmountPath } from '../snapshot/overlay.js';
 import { errorMessage, PolyarchError } from '../util/errors.js';
 import { createSpec, type ResolvedUser, type RuntimeSpec, type SpecOptions } from './spec.js';
+import { findStubs, removeStubs } from './stubs.js';
 
 const execFileP = promisify(execFile);
 
@@ -191,47 +192,6 @@ function unregister(id: string): void {
   else uninstallHandlers();
 }
 
-// ---- mount stubs --------------------------------------------------------------------------------
-
-async function lexists(p: string): Promise<boolean> {
-  try {
-    await lstat(p);
-    return true;
-  } catch {
-    return false;
-  }
-}
-
-/** The top-most missing path of each mount destination (runc will create it). */
-async function missingStubs(rootfs: string, destinations: string[]): Promise<string[]> {
-  const out = new Set<string>();
-  for (const d of destinations) {
-    const parts = posix.normalize(d).split('/').filter(Boolean);
-    for (let i = 1; i <= parts.length; i++) {
-      const rel = parts.slice(0, i).join('/');
-      if (!(await lexists(join(rootfs, rel)))) {
-        out.add(rel);
-        break;
-      }
-    }
-  }
-  return [...out];
-}
-
-/** Remove an empty file, or a tree of empty dirs and files; keep anything with content. */
-async function removeIfEmpty(p: string): Promise<void> {
-  let st: Awaited<ReturnType<typeof lstat>>;
-  try {
-    st = await lstat(p);
-  } catch {
-    return;
-  }
-  if (st.isDirectory()) {
-    for (const name of await readdir(p)) await removeIfEmpty(join(p, name));
-    await rmdir(p).catch(() => undefined);
-  } else if (st.isFile() && st.size === 0) await unlink(p).catch(() => undefined);
-}
-
 // ---- running ------------------------------------------------------------------------------------
 
 function defaultHosts(hostname: string): string {
@@ -304,7 +264,7 @@ export async function runContainer(opts: RunContainerOptions): Promise<RunResult
     opts.editSpec?.(spec);
     await writeFile(join(bundle, 'config.json'), JSON.stringify(spec, null, 2));
     if (!spec.root.readonly)
-      stubs = await missingStubs(
+      stubs = await findStubs(
         rootfs,
         spec.mounts.map((m) => m.destination),
       );
@@ -364,7 +324,7 @@ export async function runContainer(opts: RunContainerOptions): Promise<RunResult
   } finally {
     // Always: container gone, stubs removed, rootfs unmounted, bundle removed.
     await runcQuiet(runcRoot, ['delete', '-f', id]);
-    for (const s of stubs) await removeIfEmpty(join(rootfs, s));
+    await removeStubs(rootfs, stubs).catch(() => undefined);
     if (snapshot) await snapshot.unmount();
     else await unmountPath(mountTarget).catch(() => undefined);
     await rm(bundle, { recursive: true, force: true });

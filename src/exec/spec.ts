@@ -16,9 +16,10 @@
  * (a spec may lower limits but runc fails when asked to raise them).
  */
 import { readFile } from 'node:fs/promises';
-import { join, posix } from 'node:path';
+import { posix } from 'node:path';
 import type { ContainerConfig } from '../oci/types.js';
 import { errorMessage, PolyarchError, UsageError } from '../util/errors.js';
+import { secureJoin } from './stubs.js';
 
 /** Docker's PATH when the image sets none. */
 export const DEFAULT_PATH = '/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin';
@@ -200,11 +201,14 @@ async function readOptional(path: string): Promise<string> {
   }
 }
 
-/** `resolveUserFrom` with the files of `rootfs` (missing files count as empty). */
+/**
+ * `resolveUserFrom` with the files of `rootfs` (missing files count as empty); symlinks are
+ * resolved inside the rootfs, never to the host's files.
+ */
 export async function resolveUser(rootfs: string, user: string): Promise<ResolvedUser> {
   const [passwd, group] = await Promise.all([
-    readOptional(join(rootfs, 'etc/passwd')),
-    readOptional(join(rootfs, 'etc/group')),
+    secureJoin(rootfs, '/etc/passwd').then(readOptional),
+    secureJoin(rootfs, '/etc/group').then(readOptional),
   ]);
   return resolveUserFrom(user, passwd, group);
 }
