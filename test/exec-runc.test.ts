@@ -145,10 +145,16 @@ describe('process', () => {
     assert.equal((await runSimple('linux/arm64', { args: ['sh', '-c', 'exit 42'] })).exitCode, 42);
   });
 
-  test('a missing command fails with a non-zero code and says why', async () => {
-    const r = await runSimple('linux/amd64', { args: ['/nope'] });
-    assert.notEqual(r.exitCode, 0);
-    assert.match(r.stderr, /nope/);
+  test('a command that cannot start is an error with exit code 127 or 126', async () => {
+    await assert.rejects(runSimple('linux/amd64', { args: ['/nope'] }), {
+      code: 'START_FAILED',
+      exitCode: 127,
+      message:
+        /^container polyarch-[0-9a-f]{12}: cannot start the process: exec: "\/nope": stat \/nope: no such file or directory$/,
+    });
+    await assert.rejects(runSimple('linux/amd64', { args: ['/etc/passwd'] }), { exitCode: 126 });
+    // A process exiting 1 by itself is not a start failure.
+    assert.equal((await runSimple('linux/amd64', { args: ['false'] })).exitCode, 1);
   });
 
   test('stdout and stderr are streamed separately', async () => {
@@ -186,6 +192,23 @@ describe('process', () => {
     assert.equal(
       r.stdout,
       'baz /usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin box1 box1\n/tmp\n1000\n1000 2000\n',
+    );
+  });
+
+  test("devices, masks, capabilities and no_new_privs match Docker's defaults", async () => {
+    const script = [
+      'echo x > /dev/null && head -c 3 /dev/zero | wc -c',
+      'echo shm > /dev/shm/f && cat /dev/shm/f',
+      'test -d /dev/pts && test -d /dev/mqueue && echo dirs',
+      'wc -c < /proc/timer_list',
+      'echo 1 > /proc/sys/vm/drop_caches 2>/dev/null || echo proc-sys-ro',
+      'touch /sys/x 2>/dev/null || echo sys-ro',
+      'grep -E "^(CapEff|NoNewPrivs)" /proc/self/status',
+    ].join('; ');
+    const r = await runSimple('linux/amd64', { args: ['sh', '-c', script] });
+    assert.equal(
+      r.stdout,
+      '3\nshm\ndirs\n0\nproc-sys-ro\nsys-ro\nCapEff:\t00000000a80425fb\nNoNewPrivs:\t1\n',
     );
   });
 

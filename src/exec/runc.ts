@@ -227,6 +227,7 @@ export async function runContainer(opts: RunContainerOptions): Promise<RunResult
   const runcRoot = join(root, 'runc');
   const bundle = join(root, 'exec', id);
   const mountTarget = join(bundle, 'rootfs');
+  const logFile = join(bundle, 'runc.log');
   const snapshot = typeof opts.rootfs === 'string' ? undefined : opts.rootfs;
   const rootfs = typeof opts.rootfs === 'string' ? resolve(opts.rootfs) : mountTarget;
   let stubs: string[] = [];
@@ -276,7 +277,13 @@ export async function runContainer(opts: RunContainerOptions): Promise<RunResult
         stdioFor(opts.stdout),
         stdioFor(opts.stderr),
       ];
-      const c = spawn(RUNC, ['--root', runcRoot, 'run', '--bundle', bundle, id], { stdio });
+      const c = spawn(
+        RUNC,
+        ['--root', runcRoot, '--log', logFile, '--log-format', 'json', 'run', '--bundle', bundle, id],
+        {
+          stdio,
+        },
+      );
       child = c;
       if (typeof opts.stdout === 'function') c.stdout!.on('data', opts.stdout);
       if (typeof opts.stderr === 'function') c.stderr!.on('data', opts.stderr);
@@ -317,8 +324,14 @@ export async function runContainer(opts: RunContainerOptions): Promise<RunResult
       c.on('close', (code, sig) => {
         opts.signal?.removeEventListener('abort', onAbort);
         if (timer) clearTimeout(timer);
-        if (stopped) rejectRun(stopped);
-        else resolveRun({ id, exitCode: code ?? 128 + signalNumber(sig) });
+        if (stopped) return rejectRun(stopped);
+        const exitCode = code ?? 128 + signalNumber(sig);
+        if (exitCode !== 1) return resolveRun({ id, exitCode });
+        // Exit code 1 is also runc's own failure (e.g. the command does not exist): its log says.
+        startFailure(logFile, id).then(
+          (err) => (err ? rejectRun(err) : resolveRun({ id, exitCode })),
+          rejectRun,
+        );
       });
     });
   } finally {
@@ -330,6 +343,31 @@ export async function runContainer(opts: RunContainerOptions): Promise<RunResult
     await rm(bundle, { recursive: true, force: true });
     unregister(id);
   }
+}
+
+/**
+ * The error runc logged when it could not start the process, if it did. Its exit code follows
+ * Docker's: 127 when the command is not found, 126 when it cannot be executed, else 125.
+ */
+async function startFailure(logFile: string, id: string): Promise<PolyarchError | undefined> {
+  const text = await readFile(logFile, 'utf8').catch(() => '');
+  let msg: string | undefined;
+  for (const line of text.split('\n')) {
+    try {
+      const entry = JSON.parse(line) as { level?: string; msg?: string };
+      if (entry.level === 'error' || entry.level === 'fatal') msg = entry.msg;
+    } catch {
+      // Not JSON: runc wrote something else; ignore.
+    }
+  }
+  if (msg === undefined) return undefined;
+  const why = msg.replace(/^runc run failed: /, '').replace(/^unable to start container process: /, '');
+  const exitCode = /no such file or directory|not found/.test(why)
+    ? 127
+    : /permission denied|exec format error/.test(why)
+      ? 126
+      : 125;
+  return new PolyarchError('START_FAILED', `container ${id}: cannot start the process: ${why}`, { exitCode });
 }
 
 function signalNumber(sig: NodeJS.Signals | null): number {
