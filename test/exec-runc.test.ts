@@ -345,6 +345,25 @@ describe('stopping', () => {
     assert.deepEqual(await readdir(join(root, 'exec')), []);
   });
 
+  test('aborts at any moment: before, during setup, while starting', async () => {
+    const before = new AbortController();
+    before.abort(new Error('early'));
+    await assert.rejects(runSimple('linux/amd64', { args: ['true'] }, { signal: before.signal }), {
+      code: 'ABORTED',
+      message: /aborted: early/,
+    });
+    for (const delay of [0, 5, 20, 50]) {
+      const ac = new AbortController();
+      const t0 = Date.now();
+      const running = runSimple('linux/amd64', { args: ['sleep', '100'] }, { signal: ac.signal });
+      setTimeout(() => ac.abort(new Error(`after ${delay}ms`)), delay);
+      await assert.rejects(running, { code: 'ABORTED' });
+      assert.ok(Date.now() - t0 < 5000, `abort after ${delay}ms took ${Date.now() - t0}ms`);
+    }
+    assert.deepEqual(await mountsUnder(root), []);
+    assert.deepEqual(await listContainers(root), []);
+  });
+
   test('a timeout kills the container', async () => {
     const t0 = Date.now();
     await assert.rejects(runSimple('linux/arm64', { args: ['sleep', '100'] }, { timeoutMs: 500 }), {

@@ -220,8 +220,8 @@ async function runcQuiet(runcRoot: string, args: string[]): Promise<void> {
 /** Run a container to completion; resolves with its exit code. See the module header. */
 export async function runContainer(opts: RunContainerOptions): Promise<RunResult> {
   if (opts.platform !== undefined && opts.canExecute) checkExecutable(opts.platform, opts.canExecute);
-  opts.signal?.throwIfAborted();
   const id = opts.id ?? newContainerId();
+  if (opts.signal?.aborted) throw abortedError(id, opts.signal);
   if (!/^[\w][\w+.-]*$/.test(id)) throw new PolyarchError('INVALID_ARGUMENT', `invalid container id "${id}"`);
   const root = resolve(opts.root);
   const runcRoot = join(root, 'runc');
@@ -297,18 +297,22 @@ export async function runContainer(opts: RunContainerOptions): Promise<RunResult
       const stop = (err: PolyarchError) => {
         if (stopped) return;
         stopped = err;
-        const l = live.get(id);
-        if (l) runcKill(l, 'KILL');
+        // Kill again until runc is gone: a container still being created ignores the first kill.
+        const kill = () => {
+          if (c.exitCode !== null || c.signalCode !== null) return clearInterval(again);
+          runcKill(live.get(id)!, 'KILL');
+        };
+        const again = setInterval(kill, 250);
+        kill();
         // If runc itself hangs, do not wait for it forever.
-        setTimeout(() => c.exitCode === null && c.kill('SIGKILL'), 3000).unref();
+        setTimeout(() => {
+          clearInterval(again);
+          if (c.exitCode === null && c.signalCode === null) c.kill('SIGKILL');
+        }, 3000).unref();
       };
-      const onAbort = () =>
-        stop(
-          new PolyarchError('ABORTED', `container ${id}: aborted: ${errorMessage(opts.signal?.reason)}`, {
-            cause: opts.signal?.reason,
-          }),
-        );
+      const onAbort = () => stop(abortedError(id, opts.signal!));
       opts.signal?.addEventListener('abort', onAbort, { once: true });
+      if (opts.signal?.aborted) onAbort(); // aborted while the bundle was being made
       const timer =
         opts.timeoutMs === undefined
           ? undefined
@@ -343,6 +347,12 @@ export async function runContainer(opts: RunContainerOptions): Promise<RunResult
     await rm(bundle, { recursive: true, force: true });
     unregister(id);
   }
+}
+
+function abortedError(id: string, signal: AbortSignal): PolyarchError {
+  return new PolyarchError('ABORTED', `container ${id}: aborted: ${errorMessage(signal.reason)}`, {
+    cause: signal.reason,
+  });
 }
 
 /**
