@@ -18,6 +18,8 @@ const ARCHES: [platform: string, fixture: string, unameM: string][] = [
   ['linux/amd64', 'amd64', 'x86_64'],
   ['linux/arm64', 'arm64', 'aarch64'],
   ['linux/arm/v7', 'arm/v7', 'armv7l'],
+  ['linux/ppc64le', 'ppc64le', 'ppc64le'],
+  ['linux/s390x', 's390x', 's390x'],
 ];
 
 let root: string;

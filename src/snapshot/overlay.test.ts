@@ -90,6 +90,19 @@ describe('overlay snapshots', () => {
     assert.equal(await snaps.has('run-2'), false);
   });
 
+  test('list, stat and re-opening an active snapshot by key', async () => {
+    const act = await snaps.prepare('reopen', [K1]);
+    const again = await snaps.active('reopen');
+    assert.equal(again.upper, act.upper);
+    assert.deepEqual(again.mountArgs('/x'), act.mountArgs('/x'));
+    const listed = await snaps.list();
+    assert.ok(listed.some((i) => i.key === 'reopen' && i.kind === 'active'));
+    assert.ok(listed.some((i) => i.key === K1 && i.kind === 'committed'));
+    assert.equal((await snaps.stat(K1))?.fs, (await snaps.paths([K1]))[0]);
+    await assert.rejects(snaps.active(K1), /active snapshot .* does not exist/);
+    await snaps.remove('reopen');
+  });
+
   test('zero parents: a bind of the upper dir', async () => {
     const act = await snaps.prepare('scratch', []);
     assert.deepEqual(act.mountArgs('/x').slice(0, 1), ['--bind']);
