@@ -5,7 +5,7 @@
 import assert from 'node:assert/strict';
 import { execFileSync, spawn } from 'node:child_process';
 import { existsSync } from 'node:fs';
-import { mkdir, mkdtemp, readdir, readFile, rm, writeFile } from 'node:fs/promises';
+import { lstat, mkdir, mkdtemp, readdir, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
@@ -48,6 +48,8 @@ before(async () => {
         join(fs, 'etc/group'),
         'root:x:0:\ntester:x:1000:\nextra:x:2000:tester\nnogroup:x:65534:\n',
       );
+      await mkdir(join(fs, 'srv/data'), { recursive: true });
+      await writeFile(join(fs, 'srv/data/file'), 'lower-content\n');
     });
     chains.set(platform, [base, `users-${platform}`]);
   }
@@ -308,6 +310,18 @@ describe('overlay', () => {
     assert.match(r2.stderr, /ls: \/bin\/ls: No such file or directory/);
     await snaps.remove(r2.active.key);
     await snaps.remove('layer-newfile');
+  });
+
+  test('the upper dir is self-contained: renamed dirs and appended files are full copies', async () => {
+    const r = await run('linux/amd64', {
+      args: ['sh', '-c', 'mv /srv/data /srv/moved && echo more >> /srv/moved/file && cat /srv/moved/file'],
+    });
+    assert.equal(r.stderr, '');
+    assert.equal(r.stdout, 'lower-content\nmore\n');
+    assert.equal(await readFile(join(r.active.upper, 'srv/moved/file'), 'utf8'), 'lower-content\nmore\n');
+    const st = await lstat(join(r.active.upper, 'srv/data'));
+    assert.ok(st.isCharacterDevice() && st.rdev === 0, 'the old name is a whiteout');
+    await snaps.remove(r.active.key);
   });
 
   test('concurrent containers do not clash', async () => {

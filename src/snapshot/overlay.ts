@@ -28,7 +28,7 @@
  */
 import { execFile } from 'node:child_process';
 import { createHash, randomBytes } from 'node:crypto';
-import { constants as fsc } from 'node:fs';
+import { existsSync, constants as fsc } from 'node:fs';
 import { mkdir, open, readdir, readFile, rename, rm, writeFile } from 'node:fs/promises';
 import { join, resolve } from 'node:path';
 import { promisify } from 'node:util';
@@ -133,6 +133,22 @@ export async function unmountPath(target: string): Promise<void> {
   }
 }
 
+let upperOptions: string[] | undefined;
+
+/**
+ * Options that keep an upper dir usable as a layer on its own: with `metacopy` a copied-up file
+ * may hold only metadata (its data stays in the lower layer), and with `redirect_dir` a renamed
+ * directory is a pointer into the lower layer. Both are off by default in most kernels; we ask
+ * for off explicitly where the kernel knows the option (its module parameter exists), in case a
+ * distribution turned them on.
+ */
+function selfContainedUpperOptions(): string[] {
+  upperOptions ??= ['redirect_dir', 'metacopy']
+    .filter((o) => existsSync(`/sys/module/overlay/parameters/${o}`))
+    .map((o) => `${o}=off`);
+  return upperOptions;
+}
+
 /** An active (writable, or read-only view) snapshot: an upper dir over committed parents. */
 export class ActiveSnapshot {
   private mounted: string | undefined;
@@ -178,7 +194,12 @@ export class ActiveSnapshot {
       return ['-t', 'overlay', 'overlay', '-o', `ro,lowerdir=${lowers.join(':')}`, abs];
     }
     if (lowers.length === 0) return ['--bind', `${this.info.id}/fs`, abs];
-    const data = `lowerdir=${lowers.join(':')},upperdir=${this.info.id}/fs,workdir=${this.info.id}/work`;
+    const data = [
+      `lowerdir=${lowers.join(':')}`,
+      `upperdir=${this.info.id}/fs`,
+      `workdir=${this.info.id}/work`,
+      ...selfContainedUpperOptions(),
+    ].join(',');
     if (data.length > MOUNT_DATA_MAX)
       throw new PolyarchError(
         'UNSUPPORTED',
