@@ -10,7 +10,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { pathToFileURL } from 'node:url';
-import { listContainers, type RunContainerOptions, runContainer } from '../src/exec/runc.js';
+import { cleanupStale, listContainers, type RunContainerOptions, runContainer } from '../src/exec/runc.js';
 import { type ActiveSnapshot, Snapshotter } from '../src/snapshot/overlay.js';
 import { busyboxRootfs, canExecute, ensureBinfmt } from './exec-fixtures.js';
 
@@ -424,5 +424,38 @@ describe('stopping', () => {
     assert.deepEqual(await mountsUnder(root), []);
     assert.deepEqual(await listContainers(root), []);
     await snaps.remove(`sig-${child.pid}`);
+  });
+
+  test('after a SIGKILLed process: cleanupStale and removeOrphans clear what it left', async () => {
+    const chain = chains.get('linux/amd64')!;
+    const url = (p: string) => JSON.stringify(pathToFileURL(join(import.meta.dirname, p)).href);
+    const script = `
+      import { Snapshotter } from ${url('../src/snapshot/overlay.js')};
+      import { runContainer } from ${url('../src/exec/runc.js')};
+      const [root, chain] = [process.argv[1], JSON.parse(process.argv[2])];
+      const snaps = await Snapshotter.open({ root });
+      const active = await snaps.prepare('killed-' + process.pid, chain);
+      await runContainer({ root, rootfs: active, spec: { args: ['sh', '-c', 'echo up; exec sleep 100'] },
+        stdout: (b) => process.stdout.write(b) });
+    `;
+    const child = spawn(
+      process.execPath,
+      ['--input-type=module', '-e', script, root, JSON.stringify(chain)],
+      {
+        stdio: ['ignore', 'pipe', 'inherit'],
+      },
+    );
+    child.stdout.on('data', () => child.kill('SIGKILL'));
+    await new Promise((r) => child.on('exit', r));
+    const left = await listContainers(root);
+    assert.equal(left.length, 1, 'the orphaned container still runs');
+    assert.equal((await mountsUnder(root)).length, 1, 'its rootfs is still mounted');
+
+    assert.deepEqual(await cleanupStale(root), left);
+    assert.deepEqual(await listContainers(root), []);
+    assert.deepEqual(await mountsUnder(root), []);
+    assert.deepEqual(await readdir(join(root, 'exec')), []);
+    assert.deepEqual(await snaps.removeOrphans(), [`killed-${child.pid}`]);
+    assert.deepEqual(await cleanupStale(root), [], 'nothing more to do');
   });
 });

@@ -26,7 +26,7 @@
  */
 import { type ChildProcess, execFile, execFileSync, spawn, type StdioOptions } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
-import { mkdir, readFile, rm, writeFile } from 'node:fs/promises';
+import { mkdir, readdir, readFile, rm, stat, writeFile } from 'node:fs/promises';
 import { hostname as osHostname } from 'node:os';
 import { join, resolve } from 'node:path';
 import { promisify } from 'node:util';
@@ -248,6 +248,7 @@ export async function runContainer(opts: RunContainerOptions): Promise<RunResult
   try {
     await mkdir(runcRoot, { recursive: true, mode: 0o700 });
     await mkdir(mountTarget, { recursive: true });
+    await writeFile(join(bundle, 'owner'), String(process.pid));
     if (snapshot) await snapshot.mount(mountTarget);
 
     const hostname = opts.spec.hostname ?? (opts.spec.network === 'none' ? id.slice(-12) : osHostname());
@@ -389,6 +390,46 @@ function signalNumber(sig: NodeJS.Signals | null): number {
     >
   )[sig];
   return n ?? 0;
+}
+
+function pidAlive(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch (err) {
+    return (err as NodeJS.ErrnoException).code === 'EPERM';
+  }
+}
+
+/** Bundles younger than this with no owner file may be being made right now. */
+const OWNERLESS_GRACE_MS = 60_000;
+
+/**
+ * Clean up after processes that died without cleaning up (SIGKILL, power loss): for every
+ * bundle in `<root>/exec/` whose owner process is gone, delete the container (killing it if it
+ * still runs), unmount its rootfs and remove the bundle. Returns the ids cleaned. Their active
+ * snapshots are the snapshotter's `removeOrphans()`'s business.
+ */
+export async function cleanupStale(root: string): Promise<string[]> {
+  const execDir = join(resolve(root), 'exec');
+  const runcRoot = join(resolve(root), 'runc');
+  const names = await readdir(execDir).catch(() => [] as string[]);
+  const cleaned: string[] = [];
+  for (const id of names) {
+    if (live.has(id)) continue;
+    const bundle = join(execDir, id);
+    const owner = Number(await readFile(join(bundle, 'owner'), 'utf8').catch(() => '0'));
+    if (owner > 0 && pidAlive(owner)) continue;
+    if (owner === 0) {
+      const st = await stat(bundle).catch(() => undefined);
+      if (st && Date.now() - st.mtimeMs < OWNERLESS_GRACE_MS) continue;
+    }
+    await runcQuiet(runcRoot, ['delete', '-f', id]);
+    await unmountPath(join(bundle, 'rootfs'));
+    await rm(bundle, { recursive: true, force: true });
+    cleaned.push(id);
+  }
+  return cleaned;
 }
 
 /** Ids of containers runc knows in `<root>/runc` (for tests and `prune`). */

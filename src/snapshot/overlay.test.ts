@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
 import { existsSync } from 'node:fs';
-import { mkdir, mkdtemp, readdir, readFile, rm, writeFile } from 'node:fs/promises';
+import { link, mkdir, mkdtemp, readdir, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
@@ -101,6 +101,19 @@ describe('overlay snapshots', () => {
     assert.equal((await snaps.stat(K1))?.fs, (await snaps.paths([K1]))[0]);
     await assert.rejects(snaps.active(K1), /active snapshot .* does not exist/);
     await snaps.remove('reopen');
+  });
+
+  test('usage counts bytes and inodes, hard links once', async () => {
+    await snaps.create('sized', [], async (fs) => {
+      await writeFile(join(fs, 'big'), Buffer.alloc(64 * 1024, 1));
+      await link(join(fs, 'big'), join(fs, 'big-link'));
+      await mkdir(join(fs, 'd'));
+    });
+    const u = await snaps.usage('sized');
+    assert.equal(u.inodes, 2);
+    assert.ok(u.size >= 64 * 1024 && u.size < 128 * 1024, `size ${u.size}`);
+    await assert.rejects(snaps.usage('nope'), /snapshot "nope" does not exist/);
+    await snaps.remove('sized');
   });
 
   test('zero parents: a bind of the upper dir', async () => {

@@ -29,7 +29,7 @@
 import { execFile } from 'node:child_process';
 import { createHash, randomBytes } from 'node:crypto';
 import { existsSync, constants as fsc } from 'node:fs';
-import { mkdir, open, readdir, readFile, rename, rm, writeFile } from 'node:fs/promises';
+import { lstat, mkdir, open, readdir, readFile, rename, rm, writeFile } from 'node:fs/promises';
 import { join, resolve } from 'node:path';
 import { promisify } from 'node:util';
 import { errorMessage, PolyarchError } from '../util/errors.js';
@@ -62,6 +62,8 @@ interface Meta {
   kind: SnapshotKind;
   parents: string[];
   readonly?: boolean;
+  /** Active snapshots: the pid of the process that prepared it (for `removeOrphans`). */
+  owner?: number;
   created: string;
 }
 
@@ -393,7 +395,14 @@ export class Snapshotter {
       try {
         await mkdir(join(tmp, 'fs'), { mode: 0o755 });
         await mkdir(join(tmp, 'work'), { mode: 0o700 });
-        const meta: Meta = { key, kind: 'active', parents, readonly, created: new Date().toISOString() };
+        const meta: Meta = {
+          key,
+          kind: 'active',
+          parents,
+          readonly,
+          owner: process.pid,
+          created: new Date().toISOString(),
+        };
         await writeFile(join(tmp, 'meta.json'), JSON.stringify(meta));
         await rename(tmp, join(this.dir, id));
         return new ActiveSnapshot(this.dir, this.toInfo(id, meta), lowerIds, readonly);
@@ -497,6 +506,46 @@ export class Snapshotter {
       throw err;
     }
     await rm(tmp, { recursive: true, force: true });
+  }
+
+  /**
+   * Remove active snapshots whose preparing process has died and that are not mounted (left by
+   * a killed build or run); returns their keys. Committed snapshots are never touched.
+   */
+  async removeOrphans(): Promise<string[]> {
+    const removed: string[] = [];
+    const mounts = await readFile('/proc/self/mountinfo', 'utf8');
+    for (const info of await this.list()) {
+      if (info.kind !== 'active') continue;
+      const meta = await this.readMeta(info.id);
+      if (meta?.owner === undefined || pidAlive(meta.owner)) continue;
+      if (mounts.includes(`${info.id}/fs`)) continue;
+      await this.removeId(info.id);
+      removed.push(info.key);
+    }
+    return removed;
+  }
+
+  /** Bytes and inodes a snapshot's own directory uses (its layer, or its upper dir). */
+  async usage(key: string): Promise<{ size: number; inodes: number }> {
+    const info = await this.stat(key);
+    if (info === undefined) throw new PolyarchError('NOT_FOUND', `snapshot "${key}" does not exist`);
+    let size = 0;
+    let inodes = 0;
+    const seen = new Set<number>();
+    const walk = async (dir: string): Promise<void> => {
+      for (const ent of await readdir(dir, { withFileTypes: true })) {
+        const p = join(dir, ent.name);
+        const st = await lstat(p);
+        if (seen.has(st.ino)) continue; // hard links count once
+        seen.add(st.ino);
+        inodes++;
+        size += st.blocks * 512;
+        if (st.isDirectory()) await walk(p);
+      }
+    };
+    await walk(info.fs);
+    return { size, inodes };
   }
 
   /** True when `key` is stored (committed or active). */
