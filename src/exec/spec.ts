@@ -280,7 +280,10 @@ export interface SpecOptions {
   args?: string[];
   /** Entrypoint override: `[]` or `['']` clears it; the image's Cmd is then dropped too (Docker). */
   entrypoint?: string[];
-  /** `K=V` overrides, applied over the image Env; `K` alone unsets nothing and is ignored. */
+  /**
+   * `K=V` overrides, applied over the image Env. A bare `K` is ignored: the CLI resolves
+   * `-e K` from its own environment first, as Docker does.
+   */
   env?: string[];
   /** Overrides WorkingDir (default: the image's, else `/`). */
   workingDir?: string;
