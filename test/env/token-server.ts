@@ -256,4 +256,3 @@ function readBody(req: IncomingMessage): Promise<string> {
 function b64url(data: string | Buffer): string {
   return Buffer.from(data).toString('base64url');
 }
-
