@@ -117,4 +117,14 @@ if [ ! -d node_modules ] || [ package-lock.json -nt node_modules/.package-lock.j
   fi
   rm -f "$npm_log"
 fi
+# tsc's incremental build skips unchanged sources even when their output was deleted: forget
+# the build info if any output is missing, so dist/ always matches the sources.
+if [ -f dist/.tsbuildinfo ]; then
+  while IFS= read -r ts; do
+    [ -f "dist/${ts%.ts}.js" ] || {
+      rm -f dist/.tsbuildinfo
+      break
+    }
+  done < <(find src test bench scripts -name '*.ts' ! -name '*.d.ts' 2>/dev/null)
+fi
 node_modules/.bin/tsc -p tsconfig.json

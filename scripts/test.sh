@@ -26,8 +26,11 @@ for arg in "$@"; do
   *) path=dist/$arg ;;
   esac
   if [ -d "$path" ]; then
-    mapfile -t found < <(find "$path" -name '*.test.js' -type f | sort)
-    files+=("${found[@]}")
+    # Skip compiled tests whose source is gone (dist/ keeps outputs of deleted files).
+    while IFS= read -r js; do
+      src=${js#dist/}
+      [ -f "${src%.js}.ts" ] && files+=("$js")
+    done < <(find "$path" -name '*.test.js' -type f | sort)
   elif [ -f "$path" ]; then
     files+=("$path")
   else

@@ -117,6 +117,41 @@ test('token server: a wrong password is refused, anonymous tokens are pull-only'
   assert.equal(push.status, 401);
 });
 
+test('token registry: tokens are checked (scope, signer) and the wrong service is refused', async () => {
+  const auth = basicAuth(env.user, env.password);
+  const other = await getToken('repository:other/repo:pull', auth);
+  const { token } = (await other.json()) as { token: string };
+  const url = `http://${env.registryToken}/v2/library/busybox/manifests/latest`;
+  const wrongScope = await fetch(url, { headers: { authorization: `Bearer ${token}`, accept: ACCEPT } });
+  assert.equal(wrongScope.status, 401, 'a token for other/repo does not open library/busybox');
+
+  // A second token registry trusts only its own token server's certificate.
+  const reg = await startRegistry({ auth: 'token', user: env.user, password: env.password });
+  try {
+    const mine = await getToken('repository:library/busybox:pull,push', auth);
+    const { token: foreign } = (await mine.json()) as { token: string };
+    const res = await fetch(`${reg.url}/v2/`, { headers: { authorization: `Bearer ${foreign}` } });
+    assert.equal(res.status, 401, 'a token signed by another server is refused');
+    const own = await fetch(`${reg.tokenServer!.realm}?service=${reg.tokenServer!.service}&scope=`, {
+      headers: { authorization: auth },
+    });
+    const { token: good } = (await own.json()) as { token: string };
+    assert.equal(
+      (await fetch(`${reg.url}/v2/`, { headers: { authorization: `Bearer ${good}` } })).status,
+      200,
+    );
+    assert.equal(reg.tokenServer!.requests.length, 1);
+    assert.equal(reg.tokenServer!.requests[0]!.user, env.user);
+  } finally {
+    await reg.stop();
+  }
+
+  const res = await fetch(`${env.tokenRealm}?service=not-this-one&scope=repository:library/busybox:pull`, {
+    headers: { authorization: auth },
+  });
+  assert.equal(res.status, 400);
+});
+
 test('token server: the OAuth2 POST form (password and refresh_token grants) issues working tokens', async () => {
   const post = (form: Record<string, string>) =>
     fetch(env.tokenRealm, { method: 'POST', body: new URLSearchParams(form) });
