@@ -107,15 +107,7 @@ done
 
 # 5. Node dependencies and the build.
 if [ ! -d node_modules ] || [ package-lock.json -nt node_modules/.package-lock.json ]; then
-  npm_log=$(mktemp)
-  if ! npm ci --no-audit --no-fund >"$npm_log" 2>&1; then
-    # npm 11 refuses a lock file that lacks entries for optional platform packages (biome's
-    # cli-*); `npm install --no-save` installs the same pinned versions without rewriting it.
-    grep -m 3 'npm error' "$npm_log" >&2 || true
-    say "npm ci failed; falling back to npm install --no-save (fix package-lock.json)"
-    npm install --no-save --no-audit --no-fund
-  fi
-  rm -f "$npm_log"
+  npm ci --no-audit --no-fund
 fi
 # tsc's incremental build skips unchanged sources even when their output was deleted: forget
 # the build info if any output is missing, so dist/ always matches the sources.
