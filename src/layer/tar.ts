@@ -102,16 +102,20 @@ export function defaultHeader(h: TarEntryInput['header']): TarHeader {
 // ---------------------------------------------------------------------------------------------
 // Reading
 
+type Chunk = Buffer | Uint8Array | string;
+/** Anything that yields the archive's bytes: a Readable, an async generator, an array of Buffers. */
+export type TarSource = AsyncIterable<Chunk> | Iterable<Chunk>;
+
 /** Pulls exact byte counts out of an async stream of chunks, tracking the offset for errors. */
 class ByteSource {
-  #it: AsyncIterator<Buffer | Uint8Array | string>;
+  #it: AsyncIterator<Chunk> | Iterator<Chunk>;
   #buf: Buffer[] = [];
   #buffered = 0;
   #done = false;
   offset = 0;
 
-  constructor(src: AsyncIterable<Buffer | Uint8Array | string>) {
-    this.#it = src[Symbol.asyncIterator]();
+  constructor(src: TarSource) {
+    this.#it = Symbol.asyncIterator in src ? src[Symbol.asyncIterator]() : src[Symbol.iterator]();
   }
 
   async #fill(): Promise<boolean> {
@@ -214,15 +218,9 @@ function parseNumber(buf: Buffer, start: number, len: number, field: string, whe
   const b0 = buf[start]!;
   if (b0 & 0x80) {
     // GNU base-256: first byte 0x80 (positive) or 0xff (negative), big-endian two's complement.
-    const neg = b0 === 0xff;
     let v = 0n;
-    for (let i = 0; i < len; i++) {
-      let byte = buf[start + i]!;
-      if (i === 0) byte &= 0x7f;
-      if (neg) byte = ~byte & 0xff;
-      v = (v << 8n) | BigInt(byte);
-    }
-    if (neg) v = -(v + 1n);
+    for (let i = 0; i < len; i++) v = (v << 8n) | BigInt(i === 0 && b0 === 0x80 ? 0 : buf[start + i]!);
+    if (b0 === 0xff) v -= 1n << BigInt(len * 8);
     if (v > BigInt(Number.MAX_SAFE_INTEGER) || v < BigInt(Number.MIN_SAFE_INTEGER))
       throw new PolyarchError('INVALID_TAR', `tar: ${where()}: ${field} ${v} is too large`);
     return Number(v);
@@ -342,7 +340,7 @@ function applyPax(h: TarHeader, records: Map<string, Buffer>, where: string): vo
  * `INVALID_TAR` error naming the entry and its offset. After the end-of-archive blocks the
  * rest of the input is read and discarded, so a hash taken of the input covers all of it.
  */
-export async function* readTar(input: AsyncIterable<Buffer | Uint8Array | string>): AsyncGenerator<TarEntry> {
+export async function* readTar(input: TarSource): AsyncGenerator<TarEntry> {
   const src = new ByteSource(input);
   let global = new Map<string, Buffer>();
   let pax: Map<string, Buffer> | undefined;
