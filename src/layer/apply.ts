@@ -44,7 +44,7 @@ import { createHash } from 'node:crypto';
 import type { Digest } from '../oci/digest.js';
 import { PolyarchError, errorMessage } from '../util/errors.js';
 import { type Compression, openLayer } from './compress.js';
-import { readTar, type TarHeader } from './tar.js';
+import { readTar, type TarHeader, type TarSource } from './tar.js';
 import { type XattrWrite, setXattrs, xattrBackend } from './xattr.js';
 
 const run = promisify(execFile);
@@ -157,7 +157,7 @@ export class RootResolver {
 
 /** Applies an uncompressed layer tar to `root`; see the module comment for the rules. */
 export async function applyLayer(
-  input: AsyncIterable<Buffer | Uint8Array>,
+  input: TarSource,
   root: string,
   opts: ApplyOptions = {},
 ): Promise<ApplyResult> {
@@ -170,9 +170,15 @@ export async function applyLayer(
   let size = 0;
   const hashed = (async function* () {
     for await (const c of input) {
-      hash.update(c);
-      size += c.length;
-      yield Buffer.isBuffer(c) ? c : Buffer.from(c.buffer, c.byteOffset, c.byteLength);
+      const b =
+        typeof c === 'string'
+          ? Buffer.from(c)
+          : Buffer.isBuffer(c)
+            ? c
+            : Buffer.from(c.buffer, c.byteOffset, c.byteLength);
+      hash.update(b);
+      size += b.length;
+      yield b;
     }
   })();
 
@@ -329,14 +335,21 @@ async function linkSource(resolver: RootResolver, h: TarHeader): Promise<string>
   const name = parts.pop();
   if (name === undefined)
     throw new PolyarchError('INVALID_LAYER', `layer entry "${h.path}": hardlink to the root`);
-  const dir = await resolver.dir(parts, h.path, false);
-  const src = `${resolver.abs(dir)}/${name}`;
-  const st = await lstatOrNull(src);
-  if (!st)
-    throw new PolyarchError(
+  const missing = () =>
+    new PolyarchError(
       'INVALID_LAYER',
       `layer entry "${h.path}": hardlink target "${h.linkpath}" does not exist`,
     );
+  let dir: string[];
+  try {
+    dir = await resolver.dir(parts, h.path, false);
+  } catch (err) {
+    if (err instanceof PolyarchError && err.code === 'NOT_FOUND') throw missing();
+    throw err;
+  }
+  const src = `${resolver.abs(dir)}/${name}`;
+  const st = await lstatOrNull(src);
+  if (!st) throw missing();
   if (st.isDirectory())
     throw new PolyarchError(
       'INVALID_LAYER',

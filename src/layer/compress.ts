@@ -142,7 +142,7 @@ function resolveOptions(opts: CompressOptions) {
 
 /** Compresses `input` into `output`, returning diff_id, blob digest and size. */
 export async function compressLayer(
-  input: AsyncIterable<Buffer | Uint8Array>,
+  input: AsyncIterable<Buffer | Uint8Array> | Iterable<Buffer | Uint8Array>,
   output: Writable,
   opts: CompressOptions = {},
 ): Promise<CompressResult> {
@@ -162,7 +162,7 @@ export async function compressLayer(
 }
 
 async function gzipParallel(
-  input: AsyncIterable<Buffer | Uint8Array>,
+  input: AsyncIterable<Buffer | Uint8Array> | Iterable<Buffer | Uint8Array>,
   output: Writable,
   o: ReturnType<typeof resolveOptions>,
 ): Promise<CompressResult> {
