@@ -212,25 +212,34 @@ const layer1: TarEntryInput[] = [
   file('usr/old', 'old'),
   dir('var'),
   file('var/keep', 'keep'),
+  file('usr/+implicit/lower', 'lower'),
+  file('var/+d/old', 'old'),
 ];
 const layer2: TarEntryInput[] = [
   dir('etc'),
   file('etc/.wh.hosts', ''),
   dir('usr'),
+  file('usr/+implicit/child', 'parent dir implied, written before the opaque marker'),
   file('usr/+plus', 'written before the opaque marker'),
   file('usr/.wh..wh..opq', ''),
   dir('usr/lib'),
   file('usr/lib/new.so', 'new'),
+  file('var/+d/new', 'new'),
+  file('var/.wh.+d', ''),
   file('var/.wh.nonexistent', ''),
 ];
 const expectedAfter2 = [
   'etc dir',
   'etc/passwd file',
   'usr dir',
+  'usr/+implicit dir',
+  'usr/+implicit/child file',
   'usr/+plus file',
   'usr/lib dir',
   'usr/lib/new.so file',
   'var dir',
+  'var/+d dir',
+  'var/+d/new file',
   'var/keep file',
 ];
 

@@ -185,8 +185,11 @@ export async function applyLayer(
   const st = await lstatOrNull(root);
   if (!st?.isDirectory()) throw new PolyarchError('NOT_FOUND', `applying layer: ${root} is not a directory`);
   const resolver = new RootResolver(root);
-  // Paths written by this layer, so opaque dirs and whiteouts spare them.
+  // Paths written by this layer and their ancestors, so opaque dirs and whiteouts spare them.
   const written = new Set<string>();
+  const markWritten = (key: string) => {
+    for (let k = key; k && !written.has(k); k = k.slice(0, Math.max(0, k.lastIndexOf('/')))) written.add(k);
+  };
   const dirTimes: Array<[string, number]> = [];
   const xattrWrites: XattrWrite[] = [];
   const overlayWhiteouts: string[] = [];
@@ -222,9 +225,18 @@ export async function applyLayer(
       const victim = name.slice(WHITEOUT_PREFIX.length);
       if (victim === '' || victim === '.' || victim === '..')
         throw new PolyarchError('INVALID_LAYER', `layer entry "${h.path}": invalid whiteout`);
-      if (target === 'overlay') overlayWhiteouts.push(`${parentAbs}/${victim}`);
-      else if (!written.has(realKey(victim))) {
+      const victimAbs = `${parentAbs}/${victim}`;
+      if (target === 'overlay') {
+        if (!written.has(realKey(victim))) overlayWhiteouts.push(victimAbs);
+        else if ((await lstatOrNull(victimAbs))?.isDirectory())
+          // This layer also wrote below it: hide the lower content, keep this layer's.
+          xattrWrites.push({ path: victimAbs, name: 'trusted.overlay.opaque', value: Buffer.from('y') });
+      } else if (!written.has(realKey(victim))) {
         await rm(`${parentAbs}/${victim}`, { recursive: true, force: true });
+        resolver.invalidate();
+      } else if ((await lstatOrNull(`${parentAbs}/${victim}`))?.isDirectory()) {
+        // This layer also wrote below it: only what earlier layers put there goes.
+        await removeLower(`${parentAbs}/${victim}`, realKey(victim), written);
         resolver.invalidate();
       }
       continue;
@@ -239,7 +251,7 @@ export async function applyLayer(
         const src = await linkSource(resolver, h);
         const s = await lstat(src, { bigint: true });
         if (s.ino === existing.ino && s.dev === existing.dev) {
-          written.add(realKey(name));
+          markWritten(realKey(name));
           continue;
         }
       }
@@ -291,7 +303,7 @@ export async function applyLayer(
       if (err instanceof PolyarchError) throw err;
       throw new PolyarchError('IO', `layer entry "${h.path}": ${errorMessage(err)}`, { cause: err });
     }
-    written.add(realKey(name));
+    markWritten(realKey(name));
     if (h.type !== 'hardlink') await setMeta(dest, h, { sameOwner, isDir: h.type === 'dir' });
     if (h.type === 'dir') dirTimes.push([dest, mtimeOf(h)]);
     if (wantXattrs && h.xattrs.size > 0 && h.type !== 'hardlink')

@@ -90,7 +90,9 @@ class DeflatePool {
     const w = this.#workers[this.#next++ % this.#workers.length]!;
     return new Promise((resolve, reject) => {
       this.#pending.set(id, { resolve, reject });
-      w.postMessage({ ...job, id });
+      // The block is moved, not copied, when it owns its memory (blocks are allocUnsafeSlow).
+      const owns = job.data.byteOffset === 0 && job.data.byteLength === job.data.buffer.byteLength;
+      w.postMessage({ ...job, id }, owns ? [job.data.buffer as ArrayBuffer] : []);
     });
   }
 
@@ -172,7 +174,9 @@ async function gzipParallel(
   let total = 0;
   const pool = o.threads > 0 ? new DeflatePool(o.threads) : null;
   const inFlight: Array<Promise<Buffer>> = [];
-  const maxInFlight = Math.max(2, o.threads * 2);
+  // Enough queued blocks to keep every worker busy while the main thread hashes and writes;
+  // memory stays bounded at about maxInFlight × blockSize × 2.
+  const maxInFlight = Math.max(2, o.threads * 8);
   let dictionary: Buffer | undefined;
   let cur = Buffer.allocUnsafeSlow(o.blockSize);
   let pos = 0;

@@ -24,7 +24,9 @@ export function deflateBlock(job: Omit<DeflateJob, 'id'>): Buffer {
 
 parentPort?.on('message', (job: DeflateJob) => {
   try {
-    parentPort!.postMessage({ id: job.id, out: deflateBlock(job) });
+    const out = deflateBlock(job);
+    const owns = out.byteOffset === 0 && out.byteLength === out.buffer.byteLength;
+    parentPort!.postMessage({ id: job.id, out }, owns ? [out.buffer as ArrayBuffer] : []);
   } catch (err) {
     parentPort!.postMessage({ id: job.id, error: String(err) });
   }
