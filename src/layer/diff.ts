@@ -11,9 +11,9 @@
  * (mount the snapshots with redirect_dir=off, metacopy=off, as BuildKit requires too).
  */
 import { resolve } from 'node:path';
-import { type FsEntry, type PackOptions, packEntries, scanTree } from './pack.js';
+import { attachXattrs, type FsEntry, type PackOptions, packEntries, scanTree } from './pack.js';
 import { OPAQUE_WHITEOUT, WHITEOUT_PREFIX } from './apply.js';
-import { findXattr } from './xattr.js';
+import { findXattr, readAllXattrs } from './xattr.js';
 
 export interface OverlayDiffOptions extends PackOptions {
   /** Opaque directories (paths relative to the upperdir). Default: read the xattrs from disk. */
@@ -33,9 +33,21 @@ export async function overlayDiffEntries(
   const root = resolve(upperdir);
   const entries = await scanTree(root);
   let opaque: Set<string>;
+  let all: Map<string, Map<string, Buffer>> | undefined;
+  if (opts.xattrs) {
+    // One pass reads every xattr: the layer's and overlayfs' opaque markers.
+    all = await readAllXattrs(root);
+    attachXattrs(entries, all);
+  }
   if (opts.opaqueDirs) opaque = new Set(opts.opaqueDirs.map((p) => p.replace(/^\.?\/+|\/+$/g, '')));
   else {
-    const found = await findXattr(root, 'trusted.overlay.opaque');
+    const found = all
+      ? new Map(
+          [...all].flatMap(([p, m]) =>
+            m.has('trusted.overlay.opaque') ? [[p, m.get('trusted.overlay.opaque')!] as const] : [],
+          ),
+        )
+      : await findXattr(root, 'trusted.overlay.opaque');
     opaque = new Set();
     for (const [p, v] of found) if (v.toString() === 'y' && p !== root) opaque.add(p.slice(root.length + 1));
   }

@@ -7,7 +7,9 @@ import { join } from 'node:path';
 import { Readable, Writable } from 'node:stream';
 import { after, describe, test } from 'node:test';
 import { compressLayer } from './compress.js';
+import { applyLayer } from './apply.js';
 import { packDir } from './pack.js';
+import { parseGetfattrDump, readAllXattrs, setXattrs, xattrBackend } from './xattr.js';
 import { makeTree, manifest } from './testtree.js';
 import { readTar } from './tar.js';
 
@@ -130,3 +132,48 @@ function createNull() {
     },
   });
 }
+
+describe('xattrs', () => {
+  const value = Buffer.from([0x00, 0xff, 0x0a, 0x3d, 0x00, 0x01]);
+  test('read from disk only when asked, binary-safe through tar and apply', async (t) => {
+    if (!(await xattrBackend())) return t.skip('no xattr tool (getfattr or python3)');
+    const dir = join(tmp, 'xattrs');
+    mkdirSync(join(dir, 'sub'), { recursive: true });
+    writeFileSync(join(dir, 'sub', 'f'), 'f');
+    await setXattrs([
+      { path: join(dir, 'sub', 'f'), name: 'user.bin', value },
+      { path: join(dir, 'sub'), name: 'user.dir', value: Buffer.from('d') },
+    ]);
+    if (isRoot)
+      await setXattrs([
+        { path: join(dir, 'sub', 'f'), name: 'trusted.overlay.origin', value: Buffer.from('x') },
+      ]);
+    const plain = await headersOf(packDir(dir));
+    assert.ok(plain.every((h) => h.xattrs.size === 0));
+    const withX = await headersOf(packDir(dir, { xattrs: true }));
+    const f = withX.find((h) => h.path === 'sub/f')!;
+    assert.deepEqual([...f.xattrs], [['user.bin', value]], 'trusted.overlay.* left out');
+    assert.deepEqual(withX.find((h) => h.path === 'sub/')!.xattrs.get('user.dir'), Buffer.from('d'));
+    const dest = join(tmp, 'xattrs-applied');
+    mkdirSync(dest);
+    await applyLayer(packDir(dir, { xattrs: true }), dest);
+    const back = await readAllXattrs(dest);
+    assert.deepEqual(back.get(join(dest, 'sub', 'f'))?.get('user.bin'), value);
+  });
+
+  test('getfattr dump parsing', () => {
+    const dump = [
+      '# file: /x/a\\040b',
+      'security.capability=0x0100000200200000',
+      'user.empty=',
+      '',
+      '# file: /x/d',
+      'trusted.overlay.opaque=0x79',
+      '',
+    ].join('\n');
+    const m = parseGetfattrDump(dump);
+    assert.deepEqual(m.get('/x/a b')?.get('security.capability'), Buffer.from('0100000200200000', 'hex'));
+    assert.deepEqual(m.get('/x/a b')?.get('user.empty'), Buffer.alloc(0));
+    assert.deepEqual(m.get('/x/d')?.get('trusted.overlay.opaque'), Buffer.from('y'));
+  });
+});

@@ -10,14 +10,15 @@
  * SOURCE_DATE_EPOCH when given and cut to whole seconds unless asked otherwise. Mode bits and
  * numeric uid/gid are kept. Files with several links become one file entry (the first path in
  * sorted order) and hardlink entries. Sockets are skipped (tar cannot carry them).
- * Extended attributes are NOT read from disk (Node has no xattr API); callers that know them
- * can set `header.xattrs` on scanned entries.
+ * Extended attributes are read from disk only with `xattrs: true` (Node has no xattr API, so
+ * one getfattr/python3 process reads the whole tree); callers may also set `header.xattrs`.
  */
 import { createReadStream, type BigIntStats } from 'node:fs';
 import { lstat, readdir, readlink } from 'node:fs/promises';
-import { join } from 'node:path';
+import { join, resolve } from 'node:path';
 import { PolyarchError, errorMessage } from '../util/errors.js';
 import { type TarEntryInput, type TarHeader, writeTar } from './tar.js';
+import { readAllXattrs } from './xattr.js';
 
 export interface FsEntry {
   /** Archive path relative to the tree root, without `./` or a trailing slash. */
@@ -38,6 +39,27 @@ export interface PackOptions {
   format?: 'pax' | 'gnu';
   /** Read size of file bodies. Default 256 KiB. */
   readChunk?: number;
+  /**
+   * Read xattrs from disk (one child process for the tree: getfattr or python3, see xattr.ts)
+   * and store them as PAX records. Default false. `security.selinux` (host labels) and
+   * `trusted.overlay.*` (overlayfs bookkeeping) are never stored.
+   */
+  xattrs?: boolean;
+}
+
+/** Whether an on-disk xattr belongs in a layer. */
+export function isLayerXattr(name: string): boolean {
+  return name !== 'security.selinux' && !name.startsWith('trusted.overlay.');
+}
+
+/** Sets `header.xattrs` of scanned entries from a readAllXattrs() result. */
+export function attachXattrs(entries: FsEntry[], all: Map<string, Map<string, Buffer>>): void {
+  for (const e of entries) {
+    const found = e.source ? all.get(e.source) : undefined;
+    if (!found) continue;
+    const keep = [...found].filter(([n]) => isLayerXattr(n));
+    if (keep.length > 0) e.header.xattrs = new Map(keep);
+  }
 }
 
 /** Linux dev_t split, as glibc's major()/minor(). */
@@ -72,14 +94,25 @@ export async function headerFromStat(
   return null; // socket
 }
 
-/** Every file under `root` (not `root` itself), unsorted. */
-export async function scanTree(root: string): Promise<FsEntry[]> {
+/** Every file under `root` (not `root` itself), unsorted; with their xattrs when asked. */
+export async function scanTree(root: string, opts: { xattrs?: boolean } = {}): Promise<FsEntry[]> {
   const out: FsEntry[] = [];
   async function walk(dirAbs: string, dirRel: string): Promise<void> {
     let names: string[];
     try {
-      names = await readdir(dirAbs);
+      const raw = await readdir(dirAbs, { encoding: 'buffer' });
+      names = raw.map((b) => {
+        const name = b.toString('utf8');
+        // Paths are strings here; a name that is not UTF-8 could not be opened again.
+        if (!Buffer.from(name).equals(b))
+          throw new PolyarchError(
+            'UNSUPPORTED',
+            `packing ${dirAbs}: file name ${JSON.stringify(b.toString('latin1'))} is not valid UTF-8`,
+          );
+        return name;
+      });
     } catch (err) {
+      if (err instanceof PolyarchError) throw err;
       throw new PolyarchError('IO', `packing ${dirAbs}: ${errorMessage(err)}`, { cause: err });
     }
     const subdirs: Array<[string, string]> = [];
@@ -97,6 +130,7 @@ export async function scanTree(root: string): Promise<FsEntry[]> {
     for (const [abs, rel] of subdirs) await walk(abs, rel);
   }
   await walk(root, '');
+  if (opts.xattrs) attachXattrs(out, await readAllXattrs(root));
   return out;
 }
 
@@ -153,7 +187,7 @@ export function packEntries(entries: FsEntry[], opts: PackOptions = {}): AsyncGe
 
 /** A reproducible tar of the tree under `root`. */
 export async function* packDir(root: string, opts: PackOptions = {}): AsyncGenerator<Buffer> {
-  yield* packEntries(await scanTree(root), opts);
+  yield* packEntries(await scanTree(resolve(root), { xattrs: opts.xattrs ?? false }), opts);
 }
 
 export type { TarHeader };

@@ -86,12 +86,9 @@ export async function findXattr(root: string, name: string): Promise<Map<string,
         stdout = (err as { stdout?: string }).stdout ?? '';
         if (!stdout && (err as { code?: unknown }).code !== 1) throw err;
       }
-      let file: string | undefined;
-      for (const line of stdout.split('\n')) {
-        if (line.startsWith('# file: ')) file = unescapeGetfattr(line.slice(8));
-        else if (file && line.startsWith(`${name}=0x`))
-          out.set(file, Buffer.from(line.slice(name.length + 3), 'hex'));
-        else if (file && line === `${name}=`) out.set(file, Buffer.alloc(0));
+      for (const [file, attrs] of parseGetfattrDump(stdout)) {
+        const v = attrs.get(name);
+        if (v) out.set(file, v);
       }
       return out;
     }
@@ -101,6 +98,89 @@ export async function findXattr(root: string, name: string): Promise<Map<string,
     });
   }
   throw unsupported(`reading ${name} under ${root}`);
+}
+
+/** Parses `getfattr -d -e hex` output: `# file: PATH` then `name=0xHEX` lines per file. */
+export function parseGetfattrDump(stdout: string): Map<string, Map<string, Buffer>> {
+  const out = new Map<string, Map<string, Buffer>>();
+  let attrs: Map<string, Buffer> | undefined;
+  for (const line of stdout.split('\n')) {
+    if (line.startsWith('# file: ')) {
+      attrs = new Map();
+      out.set(unescapeGetfattr(line.slice(8)), attrs);
+      continue;
+    }
+    const eq = line.indexOf('=');
+    if (!attrs || eq <= 0) continue;
+    const key = unescapeGetfattr(line.slice(0, eq));
+    const v = line.slice(eq + 1);
+    if (v.startsWith('0x')) attrs.set(key, Buffer.from(v.slice(2), 'hex'));
+    else if (v === '' || v === '""') attrs.set(key, Buffer.alloc(0));
+    else if (v.startsWith('0s')) attrs.set(key, Buffer.from(v.slice(2), 'base64'));
+    else if (v.startsWith('"') && v.endsWith('"'))
+      attrs.set(key, Buffer.from(unescapeGetfattr(v.slice(1, -1))));
+  }
+  return out;
+}
+
+const PY_ALL = `
+import os, sys
+root = bytes.fromhex(sys.argv[1])
+w = sys.stdout.write
+for d, dirs, files in os.walk(root):
+    for n in [None] + dirs + files:
+        p = d if n is None else os.path.join(d, n)
+        try:
+            names = os.listxattr(p, follow_symlinks=False)
+        except OSError:
+            continue
+        for a in names:
+            try:
+                v = os.getxattr(p, a, follow_symlinks=False)
+            except OSError:
+                continue
+            w(p.hex() + ' ' + a.encode('utf-8', 'surrogateescape').hex() + ' ' + v.hex() + '\\n')
+`;
+
+/** Every xattr of every file under `root` (itself included), by absolute path; one child process. */
+export async function readAllXattrs(root: string): Promise<Map<string, Map<string, Buffer>>> {
+  const b = await xattrBackend();
+  const out = new Map<string, Map<string, Buffer>>();
+  try {
+    if (b === 'python3') {
+      const { stdout } = await run('python3', ['-c', PY_ALL, Buffer.from(root).toString('hex')], {
+        maxBuffer: 1024 * 1024 * 1024,
+      });
+      for (const line of stdout.split('\n')) {
+        const [p, n, v] = line.split(' ');
+        if (!p || !n || v === undefined) continue;
+        const path = Buffer.from(p, 'hex').toString();
+        let m = out.get(path);
+        if (!m) out.set(path, (m = new Map()));
+        m.set(Buffer.from(n, 'hex').toString(), Buffer.from(v, 'hex'));
+      }
+      return out;
+    }
+    if (b === 'attr') {
+      let stdout = '';
+      try {
+        ({ stdout } = await run(
+          'getfattr',
+          ['-R', '-P', '--absolute-names', '-e', 'hex', '-d', '-m', '-', root],
+          {
+            maxBuffer: 1024 * 1024 * 1024,
+          },
+        ));
+      } catch (err) {
+        stdout = (err as { stdout?: string }).stdout ?? '';
+        if (!stdout && (err as { code?: unknown }).code !== 1) throw err;
+      }
+      return parseGetfattrDump(stdout);
+    }
+  } catch (err) {
+    throw new PolyarchError('IO', `reading xattrs under ${root}: ${errorMessage(err)}`, { cause: err });
+  }
+  throw unsupported(`reading xattrs under ${root}`);
 }
 
 /** getfattr escapes unusual bytes in names as backslash + three octal digits. */
