@@ -61,12 +61,24 @@ class DeflatePool {
   #next = 0;
   #id = 0;
   #pending = new Map<number, { resolve: (b: Buffer) => void; reject: (e: Error) => void }>();
+  /** Input blocks the workers handed back, ready for reuse. */
+  readonly free: Buffer[] = [];
 
   constructor(n: number) {
     const url = new URL('./deflate-worker.js', import.meta.url);
     this.#workers = Array.from({ length: n }, () => {
-      const w = new Worker(url);
-      w.on('message', (m: { id: number; out?: Uint8Array; error?: string }) => {
+      // Small heaps: a worker only holds a block or two; this keeps each one's RSS low.
+      const w = new Worker(url, {
+        resourceLimits: { maxYoungGenerationSizeMb: 4, maxOldGenerationSizeMb: 64 },
+      });
+      w.on('message', (m: { id: number; out?: Uint8Array; data?: Uint8Array; error?: string }) => {
+        if (
+          m.data &&
+          m.data.byteOffset === 0 &&
+          m.data.byteLength === m.data.buffer.byteLength &&
+          this.free.length < 64
+        )
+          this.free.push(Buffer.from(m.data.buffer));
         const p = this.#pending.get(m.id);
         if (!p) return;
         this.#pending.delete(m.id);
@@ -178,7 +190,7 @@ async function gzipParallel(
   // memory stays bounded at about maxInFlight × blockSize × 2.
   const maxInFlight = Math.max(2, o.threads * 8);
   let dictionary: Buffer | undefined;
-  let cur = Buffer.allocUnsafeSlow(o.blockSize);
+  let cur: Buffer = Buffer.allocUnsafeSlow(o.blockSize);
   let pos = 0;
   // Keep a failed job from becoming an unhandled rejection before it is awaited.
   const guard = (p: Promise<Buffer>) => {
@@ -205,7 +217,7 @@ async function gzipParallel(
         if (pos === o.blockSize) {
           // Only now is it known that this full block is not the last one.
           await submit(cur, false);
-          cur = Buffer.allocUnsafeSlow(o.blockSize);
+          cur = pool?.free.pop() ?? Buffer.allocUnsafeSlow(o.blockSize);
           pos = 0;
         }
         const n = Math.min(chunk.length, o.blockSize - pos);

@@ -25,8 +25,10 @@ export function deflateBlock(job: Omit<DeflateJob, 'id'>): Buffer {
 parentPort?.on('message', (job: DeflateJob) => {
   try {
     const out = deflateBlock(job);
-    const owns = out.byteOffset === 0 && out.byteLength === out.buffer.byteLength;
-    parentPort!.postMessage({ id: job.id, out }, owns ? [out.buffer as ArrayBuffer] : []);
+    const owns = (b: Uint8Array) => b.byteOffset === 0 && b.byteLength === b.buffer.byteLength;
+    // The input block goes back too, for reuse: the worker keeps no garbage between jobs.
+    const transfer = [out, job.data].filter(owns).map((b) => b.buffer as ArrayBuffer);
+    parentPort!.postMessage({ id: job.id, out, data: job.data }, transfer);
   } catch (err) {
     parentPort!.postMessage({ id: job.id, error: String(err) });
   }
