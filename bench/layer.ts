@@ -5,6 +5,7 @@
  *
  *   node dist/bench/layer.js [--size MiB] [--threads N] [--level L] [--dir DIR] [--keep] [--json]
  *
+ * The polyarch side runs in a child process, so the peak RSS reported is the packer's alone.
  * Defaults: 256 MiB tree, threads = available cores, level 6, a fresh temporary directory that
  * is removed afterwards. The tree mixes big and small files of partly compressible data
  * (random pages and text pages, roughly what binaries and libraries compress like).
@@ -27,6 +28,8 @@ const { values: args } = parseArgs({
     dir: { type: 'string' },
     keep: { type: 'boolean', default: false },
     json: { type: 'boolean', default: false },
+    // internal: pack + gzip this tree in a fresh process and print the result as JSON
+    measure: { type: 'string' },
   },
 });
 const sizeMiB = Number(args.size);
@@ -88,6 +91,26 @@ function runShell(script: string): Promise<void> {
     const p = spawn('sh', ['-c', script], { stdio: 'inherit' });
     p.on('exit', (code) => (code === 0 ? resolve() : reject(new Error(`${script}: exit ${code}`))));
   });
+}
+
+interface Measure {
+  ms: number;
+  maxRssKiB: number;
+  result: Awaited<ReturnType<typeof compressLayer>>;
+}
+
+async function measure(tree: string, out: string): Promise<void> {
+  const t = performance.now();
+  const result = await compressLayer(
+    Readable.from(packDir(tree, { sourceDateEpoch: 0 })),
+    createWriteStream(out),
+    {
+      threads,
+      level,
+    },
+  );
+  const m: Measure = { ms: performance.now() - t, maxRssKiB: process.resourceUsage().maxRSS, result };
+  console.log(JSON.stringify(m));
 }
 
 async function main(): Promise<void> {
@@ -162,4 +185,5 @@ async function main(): Promise<void> {
   }
 }
 
-await main();
+if (args.measure) await measure(args.measure, args.dir!);
+else await main();
