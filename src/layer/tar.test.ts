@@ -12,7 +12,7 @@ import {
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, describe, test } from 'node:test';
-import { encodeHeader, readTar, type TarEntryInput, type TarHeader, writeTar } from './tar.js';
+import { encodeHeader, encodePax, readTar, type TarEntryInput, type TarHeader, writeTar } from './tar.js';
 
 const tmp = mkdtempSync(join(tmpdir(), 'polyarch-tar-'));
 after(() => rmSync(tmp, { recursive: true, force: true }));
@@ -385,4 +385,73 @@ describe('interoperability with GNU tar and busybox', () => {
       assert.equal(hex, binaryXattr.toString('hex'));
     }
   });
+});
+
+describe('tar details', () => {
+  test('bodies stream: a 5 MiB file is never handed over in one piece', async () => {
+    const size = 5 * 1024 * 1024;
+    async function* body() {
+      for (let i = 0; i < size; i += 65536) yield Buffer.alloc(65536, i / 65536);
+    }
+    let largest = 0;
+    let total = 0;
+    const tar = writeTar([{ header: { path: 'big', type: 'file', size }, body }]);
+    for await (const e of readTar(tar))
+      for await (const c of e.body) {
+        largest = Math.max(largest, c.length);
+        total += c.length;
+      }
+    assert.equal(total, size);
+    assert.ok(largest <= 65536, `largest chunk ${largest}`);
+  });
+
+  test('PAX global header applies to later entries; a local record wins', async () => {
+    const records = encodePax([
+      ['uid', Buffer.from('3000000')],
+      ['SCHILY.xattr.user.g', Buffer.from([0, 255])],
+    ]);
+    const g = encodeHeader({ path: 'pax_global_header', type: 'file', size: records.length })[0]!;
+    g[156] = 'g'.charCodeAt(0);
+    g.fill(0x20, 148, 156);
+    let sum = 0;
+    for (const b of g) sum += b;
+    g.write(`${sum.toString(8).padStart(6, '0')}\0 `, 148, 8, 'latin1');
+    const pad = Buffer.alloc((512 - (records.length % 512)) % 512);
+    const rest = await collect(
+      writeTar([
+        { header: { path: 'a', type: 'file' } },
+        { header: { path: 'b', type: 'file', uid: 2 ** 22 } },
+      ]),
+    );
+    const got = await readAll([g, records, pad, rest]);
+    assert.deepEqual(
+      got.map((e) => [e.header.path, e.header.uid, e.header.xattrs.get('user.g')]),
+      [
+        ['a', 3000000, Buffer.from([0, 255])],
+        ['b', 2 ** 22, Buffer.from([0, 255])],
+      ],
+    );
+  });
+
+  for (const format of ['pax', 'gnu'] as const) {
+    test(`GNU tar lists big uid/gid and long names we write (${format})`, async () => {
+      const bytes = await collect(
+        writeTar(
+          [
+            {
+              header: { path: long300, type: 'file', uid: 2 ** 21 + 5, gid: 2 ** 32 - 2, size: 1 },
+              body: Buffer.from('x'),
+            },
+            { header: { path: 'ln', type: 'symlink', linkpath: long300 } },
+          ],
+          { format },
+        ),
+      );
+      const file = join(tmp, `big-${format}.tar`);
+      writeFileSync(file, bytes);
+      const listing = execFileSync('tar', ['--numeric-owner', '-tvf', file], { encoding: 'utf8' });
+      assert.match(listing, new RegExp(`${2 ** 21 + 5}/${2 ** 32 - 2} +1 .* ${long300}\\n`));
+      assert.match(listing, new RegExp(`ln -> ${long300}\\n`));
+    });
+  }
 });
