@@ -335,7 +335,13 @@ export async function applyLayerBlob(
   opts: ApplyOptions = {},
 ): Promise<ApplyResult & { compression: Compression }> {
   const { compression, stream } = await openLayer(blob);
-  return { ...(await applyLayer(stream, root, opts)), compression };
+  try {
+    return { ...(await applyLayer(stream, root, opts)), compression };
+  } catch (err) {
+    stream.destroy();
+    blob.destroy();
+    throw err;
+  }
 }
 
 function mtimeOf(h: TarHeader): number {

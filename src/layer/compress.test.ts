@@ -14,7 +14,13 @@ import { join } from 'node:path';
 import { Readable } from 'node:stream';
 import { after, describe, test } from 'node:test';
 import { gunzipSync } from 'node:zlib';
-import { type CompressOptions, compressLayer, detectCompression, openLayer } from './compress.js';
+import {
+  type CompressOptions,
+  compressLayer,
+  detectCompression,
+  layerMediaType,
+  openLayer,
+} from './compress.js';
 
 const tmp = mkdtempSync(join(tmpdir(), 'polyarch-gz-'));
 after(() => rmSync(tmp, { recursive: true, force: true }));
@@ -159,4 +165,36 @@ describe('other compressions and detection', () => {
     for await (const c of stream) parts.push(c);
     assert.equal(Buffer.concat(parts).toString(), 'ab');
   });
+});
+
+describe('failures', () => {
+  test('an output that fails is reported, not a crash or a hang', async () => {
+    const { Writable } = await import('node:stream');
+    let n = 0;
+    const bad = new Writable({
+      highWaterMark: 1,
+      write(_c, _e, cb) {
+        cb(++n > 3 ? new Error('disk full') : null);
+      },
+    });
+    await assert.rejects(compressLayer(Readable.from([sample(2_000_000)]), bad, { threads: 1 }), /disk full/);
+  });
+
+  test('an input that fails is reported', async () => {
+    async function* broken() {
+      yield sample(300_000);
+      throw new Error('read error');
+    }
+    await assert.rejects(
+      compressLayer(broken(), createWriteStream(join(tmp, 'broken.gz')), { threads: 1 }),
+      /read error/,
+    );
+  });
+});
+
+test('layer media types', () => {
+  assert.equal(layerMediaType('gzip'), 'application/vnd.oci.image.layer.v1.tar+gzip');
+  assert.equal(layerMediaType('gzip', { oci: false }), 'application/vnd.docker.image.rootfs.diff.tar.gzip');
+  assert.equal(layerMediaType('zstd'), 'application/vnd.oci.image.layer.v1.tar+zstd');
+  assert.equal(layerMediaType('uncompressed'), 'application/vnd.oci.image.layer.v1.tar');
 });

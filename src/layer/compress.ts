@@ -24,6 +24,7 @@ import { Worker } from 'node:worker_threads';
 import { crc32, createGunzip } from 'node:zlib';
 import type { Digest } from '../oci/digest.js';
 import { DigestingStream } from '../oci/digest.js';
+import { MediaType } from '../oci/mediatypes.js';
 import { PolyarchError, errorMessage } from '../util/errors.js';
 import { type DeflateJob, deflateBlock } from './deflate-worker.js';
 
@@ -117,8 +118,15 @@ class DeflatePool {
 class Sink {
   #hash = createHash('sha256');
   size = 0;
-  constructor(readonly out: Writable) {}
+  #error: unknown;
+  constructor(readonly out: Writable) {
+    // Kept so an error between writes neither crashes the process nor goes unseen.
+    out.on('error', (err) => {
+      this.#error ??= err;
+    });
+  }
   async write(b: Buffer): Promise<void> {
+    if (this.#error) throw this.#error;
     if (b.length === 0) return;
     this.#hash.update(b);
     this.size += b.length;
@@ -234,6 +242,11 @@ async function gzipParallel(
     await sink.write(trailer);
     output.end();
     if (!output.writableFinished) await once(output, 'finish');
+  } catch (err) {
+    output.destroy();
+    throw err instanceof PolyarchError
+      ? err
+      : new PolyarchError('IO', `compressing layer: ${errorMessage(err)}`, { cause: err });
   } finally {
     await pool?.close();
   }
@@ -322,4 +335,14 @@ async function peek(input: Readable, n: number): Promise<{ head: Buffer; stream:
   if (input.readableEnded) return { head, stream: Readable.from([head]) };
   if (head.length > 0) input.unshift(head);
   return { head, stream: input };
+}
+
+/**
+ * The layer media type for a compression. Docker manifests have a type only for gzip; for
+ * uncompressed and zstd layers the OCI types are used there too, as BuildKit does.
+ */
+export function layerMediaType(compression: Compression, opts: { oci?: boolean } = {}): string {
+  if (compression === 'gzip') return opts.oci === false ? MediaType.DockerLayerGzip : MediaType.OciLayerGzip;
+  if (compression === 'zstd') return MediaType.OciLayerZstd;
+  return MediaType.OciLayer;
 }
