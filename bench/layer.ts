@@ -1,7 +1,8 @@
 /**
  * Layer packing benchmark: packs + gzips a generated tree with polyarch's deterministic tar
  * writer and parallel gzip, and compares wall time with `tar -c | pigz -p N` (or `gzip` when
- * pigz is not installed — said in the output).
+ * pigz is not installed — said in the output). Then extracts the blob with applyLayerBlob and
+ * with `tar -xzf`, for comparison.
  *
  *   node dist/bench/layer.js [--size MiB] [--threads N] [--level L] [--dir DIR] [--keep] [--json]
  *
@@ -12,11 +13,20 @@
  */
 import { spawn, spawnSync } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
-import { createWriteStream, mkdirSync, mkdtempSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import {
+  createReadStream,
+  createWriteStream,
+  mkdirSync,
+  mkdtempSync,
+  rmSync,
+  statSync,
+  writeFileSync,
+} from 'node:fs';
 import { availableParallelism, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Readable } from 'node:stream';
 import { parseArgs } from 'node:util';
+import { applyLayerBlob } from '../src/layer/apply.js';
 import { compressLayer } from '../src/layer/compress.js';
 import { packDir } from '../src/layer/pack.js';
 
@@ -143,6 +153,20 @@ async function main(): Promise<void> {
     await runShell(`tar -C '${tree}' -cf - . | ${tool} > '${theirs}'`);
     const theirsMs = performance.now() - t2;
 
+    // Extraction of the same blob: applyLayerBlob vs `tar -xzf`.
+    const applyDir = join(work, 'applied');
+    mkdirSync(applyDir);
+    const t3 = performance.now();
+    await applyLayerBlob(createReadStream(ours), applyDir);
+    const applyMs = performance.now() - t3;
+    const tarDir = join(work, 'tar-x');
+    mkdirSync(tarDir);
+    const t4 = performance.now();
+    await runShell(`tar -xzf '${ours}' -C '${tarDir}'`);
+    const tarXMs = performance.now() - t4;
+    rmSync(applyDir, { recursive: true, force: true });
+    rmSync(tarDir, { recursive: true, force: true });
+
     const result = {
       tree: {
         files: gen.files,
@@ -166,6 +190,7 @@ async function main(): Promise<void> {
         gzMiB: +(statSync(theirs).size / 2 ** 20).toFixed(1),
       },
       speedup: +(theirsMs / oursMs).toFixed(2),
+      apply: { polyarchSeconds: +(applyMs / 1000).toFixed(2), tarXzfSeconds: +(tarXMs / 1000).toFixed(2) },
     };
     if (args.json) console.log(JSON.stringify(result, null, 2));
     else {
@@ -179,6 +204,9 @@ async function main(): Promise<void> {
       console.log(`${result.system.command}: ${result.system.seconds}s, ${result.system.gzMiB} MiB out`);
       if (result.system.note) console.log(`note: ${result.system.note}`);
       console.log(`speedup vs system: ${result.speedup}x`);
+      console.log(
+        `apply (gunzip + extract): polyarch ${result.apply.polyarchSeconds}s, tar -xzf ${result.apply.tarXzfSeconds}s`,
+      );
     }
   } finally {
     if (!args.keep) rmSync(args.dir ? tree : work, { recursive: true, force: true });

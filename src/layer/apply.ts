@@ -22,7 +22,7 @@
  * installed (xattr.ts), else listed in `skipped`.
  */
 import { execFile } from 'node:child_process';
-import { constants, type BigIntStats } from 'node:fs';
+import { type BigIntStats, closeSync, constants, openSync, writeSync } from 'node:fs';
 import {
   chmod,
   lchown,
@@ -30,7 +30,6 @@ import {
   lstat,
   lutimes,
   mkdir,
-  open,
   readdir,
   readlink,
   rm,
@@ -38,7 +37,6 @@ import {
   utimes,
 } from 'node:fs/promises';
 import type { Readable } from 'node:stream';
-import { pipeline } from 'node:stream/promises';
 import { promisify } from 'node:util';
 import { createHash } from 'node:crypto';
 import type { Digest } from '../oci/digest.js';
@@ -265,12 +263,20 @@ export async function applyLayer(
           if (!existing?.isDirectory()) await mkdir(dest, { mode: 0o700 });
           break;
         case 'file': {
-          const fh = await open(
+          // Synchronous writes: a thread-pool round trip per chunk costs more than the write
+          // itself for the many small files of a layer (about 2x slower in bench/layer.ts).
+          const fd = openSync(
             dest,
             constants.O_WRONLY | constants.O_CREAT | constants.O_EXCL | constants.O_NOFOLLOW,
             0o600,
           );
-          await pipeline(body, fh.createWriteStream({ highWaterMark: 256 * 1024 }));
+          try {
+            for await (const chunk of body) {
+              for (let off = 0; off < chunk.length; ) off += writeSync(fd, chunk, off);
+            }
+          } finally {
+            closeSync(fd);
+          }
           break;
         }
         case 'symlink':
