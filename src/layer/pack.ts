@@ -13,7 +13,7 @@
  * Extended attributes are read from disk only with `xattrs: true` (Node has no xattr API, so
  * one getfattr/python3 process reads the whole tree); callers may also set `header.xattrs`.
  */
-import { createReadStream, type BigIntStats } from 'node:fs';
+import { type BigIntStats, createReadStream, readFileSync } from 'node:fs';
 import { lstat, readdir, readlink } from 'node:fs/promises';
 import { join, resolve } from 'node:path';
 import { PolyarchError, errorMessage } from '../util/errors.js';
@@ -172,7 +172,12 @@ export function normaliseEntries(sorted: FsEntry[], opts: PackOptions = {}): Tar
     if (h.type === 'file' && e.source && (h.size ?? 0) > 0) {
       const source = e.source;
       const chunk = opts.readChunk ?? 256 * 1024;
-      body = () => createReadStream(source, { highWaterMark: chunk });
+      // Small files in one synchronous read (cheaper than a stream's thread-pool round trips);
+      // big ones streamed. A size change since the scan is caught by writeTar.
+      body =
+        (h.size ?? 0) <= chunk
+          ? () => [readFileSync(source)]
+          : () => createReadStream(source, { highWaterMark: chunk });
     }
     out.push(body ? { header: h, body } : { header: h });
   }

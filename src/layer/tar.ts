@@ -49,7 +49,11 @@ export interface TarEntry {
   body: AsyncIterable<Buffer>;
 }
 
-export type TarBody = Buffer | AsyncIterable<Buffer> | (() => AsyncIterable<Buffer>);
+export type TarBody =
+  | Buffer
+  | AsyncIterable<Buffer>
+  | Iterable<Buffer>
+  | (() => AsyncIterable<Buffer> | Iterable<Buffer>);
 
 export interface TarEntryInput {
   header: Partial<TarHeader> & Pick<TarHeader, 'path' | 'type'>;
