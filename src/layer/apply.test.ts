@@ -345,3 +345,23 @@ describe('overlay diff', () => {
     assert.ok(!existsSync(join(replay, 'usr/bin/su')), 'opaque dir hid the lower content');
   });
 });
+
+describe('applying archives made by other tools', () => {
+  test('GNU tar -c . (./ prefixes, root entry, hardlinks) applies to the same tree', async () => {
+    const src = freshDir('gnu-src');
+    makeTree(src, { mtime: 1_500_000_000 });
+    const tar = execFileSync('tar', ['-C', src, '--format=posix', '-cf', '-', '.'], { maxBuffer: 64 << 20 });
+    const dest = freshDir('gnu-dest');
+    const r = await applyLayer([tar], dest);
+    assert.equal(r.diffId, `sha256:${createHash('sha256').update(tar).digest('hex')}`);
+    assert.deepEqual(manifest(dest, { mtime: true }), manifest(src, { mtime: true }));
+  });
+
+  test('sparse files are refused, not silently corrupted', async () => {
+    const src = freshDir('sparse');
+    execFileSync('truncate', ['-s', '10M', join(src, 'holes')]);
+    writeFileSync(join(src, 'holes'), 'data', { flag: 'r+' });
+    const tar = execFileSync('tar', ['-C', src, '--sparse', '--format=posix', '-cf', '-', 'holes']);
+    await assert.rejects(applyLayer([tar], freshDir('sparse-dest')), /sparse files are not supported/);
+  });
+});

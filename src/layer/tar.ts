@@ -461,6 +461,8 @@ export async function* readTar(input: TarSource): AsyncGenerator<TarEntry> {
     if (longLink !== undefined) h.linkpath = longLink;
     applyPax(h, global, where());
     if (pax) applyPax(h, pax, where());
+    if ([...h.pax.keys()].some((k) => k.startsWith('GNU.sparse.')))
+      throw new PolyarchError('UNSUPPORTED', `tar: ${where()}: GNU sparse files are not supported`);
     pax = longName = longLink = undefined;
     // Only regular files carry data (a hardlink's size, if any, is not followed by data).
     if (h.type !== 'file') {
