@@ -17,7 +17,7 @@ import { type BigIntStats, createReadStream, readFileSync } from 'node:fs';
 import { lstat, readdir, readlink } from 'node:fs/promises';
 import { join, resolve } from 'node:path';
 import { PolyarchError, errorMessage } from '../util/errors.js';
-import { type TarEntryInput, type TarHeader, writeTar } from './tar.js';
+import { type TarEntryInput, writeTar } from './tar.js';
 import { readAllXattrs } from './xattr.js';
 
 export interface FsEntry {
@@ -194,5 +194,3 @@ export function packEntries(entries: FsEntry[], opts: PackOptions = {}): AsyncGe
 export async function* packDir(root: string, opts: PackOptions = {}): AsyncGenerator<Buffer> {
   yield* packEntries(await scanTree(resolve(root), { xattrs: opts.xattrs ?? false }), opts);
 }
-
-export type { TarHeader };
