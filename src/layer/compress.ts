@@ -1,0 +1,348 @@
+/**
+ * Layer compression in one streaming pass: the uncompressed sha256 (diff_id), the compressed
+ * sha256 (the blob digest) and size are computed while the data flows to `output`.
+ *
+ *   const r = await compressLayer(Readable.from(packDir(dir)), createWriteStream(blob));
+ *   // r.diffId, r.digest, r.size, r.uncompressedSize
+ *   const { compression, stream } = await openLayer(blobStream); // gunzip/zstd by magic
+ *
+ * gzip is pigz-style: the input is cut into fixed blocks, each deflated on a worker thread
+ * with the previous block's last 32 KiB as preset dictionary and ended by a sync flush, so
+ * the pieces form ONE gzip member that any gunzip reads. The bytes depend only on the input,
+ * the level and the block size — never on the number of threads (threads: 0 deflates the same
+ * blocks on this thread). The header has no name and mtime 0, for reproducible blobs.
+ * zstd: Node 20 has no zstd binding; the `zstd` option takes an encoder (a Duplex), and by
+ * default the `zstd` command is used when it is installed. `output` is ended when done.
+ */
+import { spawn } from 'node:child_process';
+import { createHash } from 'node:crypto';
+import { once } from 'node:events';
+import { availableParallelism } from 'node:os';
+import { Duplex, PassThrough, Readable, type Writable } from 'node:stream';
+import { pipeline } from 'node:stream/promises';
+import { Worker } from 'node:worker_threads';
+import { crc32, createGunzip } from 'node:zlib';
+import type { Digest } from '../oci/digest.js';
+import { DigestingStream } from '../oci/digest.js';
+import { MediaType } from '../oci/mediatypes.js';
+import { PolyarchError, errorMessage } from '../util/errors.js';
+import { type DeflateJob, deflateBlock } from './deflate-worker.js';
+
+export type Compression = 'gzip' | 'zstd' | 'uncompressed';
+
+export interface CompressOptions {
+  /** Default `gzip`. */
+  compression?: Compression;
+  /** gzip 1..9 (default 6, zlib's default), zstd 1..19 (default 3). */
+  level?: number;
+  /** Deflate worker threads. Default: available cores, at most 8. 0 = deflate on this thread. */
+  threads?: number;
+  /** gzip block size, 32 KiB..16 MiB. Default 128 KiB (pigz's). Changes the output bytes. */
+  blockSize?: number;
+  /** zstd encoder factory (a Duplex from raw to compressed). Default: the `zstd` command. */
+  zstd?: (level: number) => Duplex;
+}
+
+export interface CompressResult {
+  compression: Compression;
+  /** sha256 of the uncompressed tar: the layer's diff_id. */
+  diffId: Digest;
+  uncompressedSize: number;
+  /** sha256 of the bytes written to output: the blob digest. */
+  digest: Digest;
+  /** Bytes written to output. */
+  size: number;
+}
+
+const DICT = 32 * 1024;
+
+/** A fixed pool of deflate workers; jobs are answered by id. */
+class DeflatePool {
+  #workers: Worker[];
+  #next = 0;
+  #id = 0;
+  #pending = new Map<number, { resolve: (b: Buffer) => void; reject: (e: Error) => void }>();
+  /** Input blocks the workers handed back, ready for reuse. */
+  readonly free: Buffer[] = [];
+
+  constructor(n: number) {
+    const url = new URL('./deflate-worker.js', import.meta.url);
+    this.#workers = Array.from({ length: n }, () => {
+      // Small heaps: a worker only holds a block or two; this keeps each one's RSS low.
+      const w = new Worker(url, {
+        resourceLimits: { maxYoungGenerationSizeMb: 4, maxOldGenerationSizeMb: 64 },
+      });
+      w.on('message', (m: { id: number; out?: Uint8Array; data?: Uint8Array; error?: string }) => {
+        if (
+          m.data &&
+          m.data.byteOffset === 0 &&
+          m.data.byteLength === m.data.buffer.byteLength &&
+          this.free.length < 64
+        )
+          this.free.push(Buffer.from(m.data.buffer));
+        const p = this.#pending.get(m.id);
+        if (!p) return;
+        this.#pending.delete(m.id);
+        if (m.error !== undefined || !m.out)
+          p.reject(new PolyarchError('INTERNAL', `gzip worker: ${m.error}`));
+        else p.resolve(Buffer.from(m.out.buffer, m.out.byteOffset, m.out.byteLength));
+      });
+      w.on('error', (err) => this.#failAll(err));
+      return w;
+    });
+  }
+
+  #failAll(err: unknown): void {
+    for (const p of this.#pending.values())
+      p.reject(new PolyarchError('INTERNAL', `gzip worker: ${errorMessage(err)}`));
+    this.#pending.clear();
+  }
+
+  run(job: Omit<DeflateJob, 'id'>): Promise<Buffer> {
+    const id = this.#id++;
+    const w = this.#workers[this.#next++ % this.#workers.length]!;
+    return new Promise((resolve, reject) => {
+      this.#pending.set(id, { resolve, reject });
+      // The block is moved, not copied, when it owns its memory (blocks are allocUnsafeSlow).
+      const owns = job.data.byteOffset === 0 && job.data.byteLength === job.data.buffer.byteLength;
+      w.postMessage({ ...job, id }, owns ? [job.data.buffer as ArrayBuffer] : []);
+    });
+  }
+
+  async close(): Promise<void> {
+    await Promise.all(this.#workers.map((w) => w.terminate()));
+  }
+}
+
+/** Writes with backpressure, hashing and counting what is written. */
+class Sink {
+  #hash = createHash('sha256');
+  size = 0;
+  #error: unknown;
+  constructor(readonly out: Writable) {
+    // Kept so an error between writes neither crashes the process nor goes unseen.
+    out.on('error', (err) => {
+      this.#error ??= err;
+    });
+  }
+  async write(b: Buffer): Promise<void> {
+    if (this.#error) throw this.#error;
+    if (b.length === 0) return;
+    this.#hash.update(b);
+    this.size += b.length;
+    if (!this.out.write(b)) await once(this.out, 'drain');
+  }
+  digest(): Digest {
+    return `sha256:${this.#hash.digest('hex')}` as Digest;
+  }
+}
+
+function gzipHeader(level: number): Buffer {
+  // ID1 ID2 CM=deflate FLG=0 MTIME=0 XFL OS=255 (unknown): no name, no time, same bytes everywhere.
+  const xfl = level >= 9 ? 2 : level <= 1 ? 4 : 0;
+  return Buffer.from([0x1f, 0x8b, 8, 0, 0, 0, 0, 0, xfl, 0xff]);
+}
+
+function resolveOptions(opts: CompressOptions) {
+  const compression = opts.compression ?? 'gzip';
+  const level = opts.level ?? (compression === 'zstd' ? 3 : 6);
+  const threads = opts.threads ?? Math.min(availableParallelism(), 8);
+  const blockSize = opts.blockSize ?? 128 * 1024;
+  if (!['gzip', 'zstd', 'uncompressed'].includes(compression))
+    throw new PolyarchError(
+      'INVALID_ARGUMENT',
+      `compression "${compression}": expected gzip, zstd or uncompressed`,
+    );
+  if (compression === 'gzip' && !(Number.isInteger(level) && level >= 0 && level <= 9))
+    throw new PolyarchError('INVALID_ARGUMENT', `gzip compression level ${level}: expected 0..9`);
+  if (!(Number.isInteger(threads) && threads >= 0 && threads <= 256))
+    throw new PolyarchError('INVALID_ARGUMENT', `compression threads ${threads}: expected 0..256`);
+  if (!(Number.isInteger(blockSize) && blockSize >= DICT && blockSize <= 16 * 1024 * 1024))
+    throw new PolyarchError('INVALID_ARGUMENT', `gzip block size ${blockSize}: expected 32 KiB..16 MiB`);
+  return { compression, level, threads, blockSize };
+}
+
+/** Compresses `input` into `output`, returning diff_id, blob digest and size. */
+export async function compressLayer(
+  input: AsyncIterable<Buffer | Uint8Array> | Iterable<Buffer | Uint8Array>,
+  output: Writable,
+  opts: CompressOptions = {},
+): Promise<CompressResult> {
+  const o = resolveOptions(opts);
+  if (o.compression === 'gzip') return gzipParallel(input, output, o);
+  const raw = new DigestingStream();
+  const blob = new DigestingStream();
+  if (o.compression === 'zstd') await pipeline(input, raw, (opts.zstd ?? zstdCommand)(o.level), blob, output);
+  else await pipeline(input, raw, blob, output);
+  return {
+    compression: o.compression,
+    diffId: raw.digest(),
+    uncompressedSize: raw.size,
+    digest: blob.digest(),
+    size: blob.size,
+  };
+}
+
+async function gzipParallel(
+  input: AsyncIterable<Buffer | Uint8Array> | Iterable<Buffer | Uint8Array>,
+  output: Writable,
+  o: ReturnType<typeof resolveOptions>,
+): Promise<CompressResult> {
+  const sink = new Sink(output);
+  const raw = createHash('sha256');
+  let crc = 0;
+  let total = 0;
+  const pool = o.threads > 0 ? new DeflatePool(o.threads) : null;
+  const inFlight: Array<Promise<Buffer>> = [];
+  // Enough queued blocks to keep every worker busy while the main thread hashes and writes;
+  // memory stays bounded at about maxInFlight × blockSize × 2.
+  const maxInFlight = Math.max(2, o.threads * 8);
+  let dictionary: Buffer | undefined;
+  let cur: Buffer = Buffer.allocUnsafeSlow(o.blockSize);
+  let pos = 0;
+  // Keep a failed job from becoming an unhandled rejection before it is awaited.
+  const guard = (p: Promise<Buffer>) => {
+    p.catch(() => {});
+    return p;
+  };
+
+  const submit = async (data: Buffer, last: boolean) => {
+    const job = { data, last, level: o.level, ...(dictionary ? { dictionary } : {}) };
+    // The next block's dictionary is this block's tail (a copy: `data` may be transferred).
+    dictionary = Buffer.from(data.subarray(Math.max(0, data.length - DICT)));
+    inFlight.push(guard(pool ? pool.run(job) : Promise.resolve().then(() => deflateBlock(job))));
+    while (inFlight.length >= maxInFlight) await sink.write(await inFlight.shift()!);
+  };
+
+  try {
+    await sink.write(gzipHeader(o.level));
+    for await (const c of input) {
+      let chunk = Buffer.isBuffer(c) ? c : Buffer.from(c.buffer, c.byteOffset, c.byteLength);
+      raw.update(chunk);
+      crc = crc32(chunk, crc);
+      total += chunk.length;
+      while (chunk.length > 0) {
+        if (pos === o.blockSize) {
+          // Only now is it known that this full block is not the last one.
+          await submit(cur, false);
+          cur = pool?.free.pop() ?? Buffer.allocUnsafeSlow(o.blockSize);
+          pos = 0;
+        }
+        const n = Math.min(chunk.length, o.blockSize - pos);
+        chunk.copy(cur, pos, 0, n);
+        pos += n;
+        chunk = chunk.subarray(n);
+      }
+    }
+    await submit(cur.subarray(0, pos), true);
+    while (inFlight.length > 0) await sink.write(await inFlight.shift()!);
+    const trailer = Buffer.alloc(8);
+    trailer.writeUInt32LE(crc >>> 0, 0);
+    trailer.writeUInt32LE(total % 2 ** 32, 4);
+    await sink.write(trailer);
+    output.end();
+    if (!output.writableFinished) await once(output, 'finish');
+  } catch (err) {
+    output.destroy();
+    throw err instanceof PolyarchError
+      ? err
+      : new PolyarchError('IO', `compressing layer: ${errorMessage(err)}`, { cause: err });
+  } finally {
+    await pool?.close();
+  }
+  return {
+    compression: 'gzip',
+    diffId: `sha256:${raw.digest('hex')}` as Digest,
+    uncompressedSize: total,
+    digest: sink.digest(),
+    size: sink.size,
+  };
+}
+
+/** zstd through the `zstd` command (Debian package zstd), single-threaded for stable bytes. */
+export function zstdCommand(level: number): Duplex {
+  return commandDuplex('zstd', ['-q', '-c', `-${level}`, '-T1', '--no-progress']);
+}
+
+function commandDuplex(cmd: string, args: string[]): Duplex {
+  const child = spawn(cmd, args, { stdio: ['pipe', 'pipe', 'pipe'] });
+  let stderr = '';
+  child.stderr.on('data', (d: Buffer) => {
+    stderr += d.toString();
+  });
+  const out = new PassThrough();
+  child.stdout.pipe(out, { end: false });
+  const dup = Duplex.from({ writable: child.stdin, readable: out });
+  child.on('error', (err) =>
+    dup.destroy(
+      new PolyarchError(
+        'UNSUPPORTED',
+        `${cmd}: ${errorMessage(err)} (zstd needs the zstd command on Node 20)`,
+        {
+          cause: err,
+        },
+      ),
+    ),
+  );
+  child.on('close', (code) => {
+    if (code === 0) out.end();
+    else dup.destroy(new PolyarchError('IO', `${cmd} exited with code ${code}: ${stderr.trim()}`));
+  });
+  return dup;
+}
+
+/** Which compression a blob uses, from its first bytes. */
+export function detectCompression(head: Uint8Array): Compression {
+  if (head[0] === 0x1f && head[1] === 0x8b) return 'gzip';
+  if (head[0] === 0x28 && head[1] === 0xb5 && head[2] === 0x2f && head[3] === 0xfd) return 'zstd';
+  return 'uncompressed';
+}
+
+/** Decompresses a layer blob, choosing the codec by magic number. */
+export async function openLayer(
+  input: Readable,
+  opts: { zstdDecoder?: () => Duplex } = {},
+): Promise<{ compression: Compression; stream: Readable }> {
+  const { head, stream: source } = await peek(input, 4);
+  const compression = detectCompression(head);
+  if (compression === 'uncompressed') return { compression, stream: source };
+  const decoder =
+    compression === 'gzip'
+      ? createGunzip({ chunkSize: 256 * 1024 })
+      : (opts.zstdDecoder ?? (() => commandDuplex('zstd', ['-q', '-d', '-c'])))();
+  const stream = new PassThrough({ highWaterMark: 256 * 1024 });
+  pipeline(source, decoder, stream).catch((err) => stream.destroy(err));
+  return { compression, stream };
+}
+
+/** Reads at least n bytes (or to the end) and gives back a stream that still starts with them. */
+async function peek(input: Readable, n: number): Promise<{ head: Buffer; stream: Readable }> {
+  const parts: Buffer[] = [];
+  let got = 0;
+  while (got < n) {
+    const c = input.read() as Buffer | null;
+    if (c !== null) {
+      parts.push(Buffer.isBuffer(c) ? c : Buffer.from(c));
+      got += c.length;
+      continue;
+    }
+    if (input.readableEnded) break;
+    const ended = once(input, 'end').then(() => true);
+    const readable = once(input, 'readable').then(() => false);
+    if (await Promise.race([ended, readable])) break;
+  }
+  const head = Buffer.concat(parts);
+  if (input.readableEnded) return { head, stream: Readable.from([head]) };
+  if (head.length > 0) input.unshift(head);
+  return { head, stream: input };
+}
+
+/**
+ * The layer media type for a compression. Docker manifests have a type only for gzip; for
+ * uncompressed and zstd layers the OCI types are used there too, as BuildKit does.
+ */
+export function layerMediaType(compression: Compression, opts: { oci?: boolean } = {}): string {
+  if (compression === 'gzip') return opts.oci === false ? MediaType.DockerLayerGzip : MediaType.OciLayerGzip;
+  if (compression === 'zstd') return MediaType.OciLayerZstd;
+  return MediaType.OciLayer;
+}
