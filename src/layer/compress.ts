@@ -24,11 +24,12 @@ import { Worker } from 'node:worker_threads';
 import { crc32, createGunzip } from 'node:zlib';
 import type { Digest } from '../oci/digest.js';
 import { DigestingStream } from '../oci/digest.js';
-import { MediaType } from '../oci/mediatypes.js';
 import { PolyarchError, errorMessage } from '../util/errors.js';
 import { type DeflateJob, deflateBlock } from './deflate-worker.js';
 
-export type Compression = 'gzip' | 'zstd' | 'uncompressed';
+import type { Compression } from '../oci/mediatypes.js';
+
+export type { Compression };
 
 export interface CompressOptions {
   /** Default `gzip`. */
@@ -337,12 +338,4 @@ async function peek(input: Readable, n: number): Promise<{ head: Buffer; stream:
   return { head, stream: input };
 }
 
-/**
- * The layer media type for a compression. Docker manifests have a type only for gzip; for
- * uncompressed and zstd layers the OCI types are used there too, as BuildKit does.
- */
-export function layerMediaType(compression: Compression, opts: { oci?: boolean } = {}): string {
-  if (compression === 'gzip') return opts.oci === false ? MediaType.DockerLayerGzip : MediaType.OciLayerGzip;
-  if (compression === 'zstd') return MediaType.OciLayerZstd;
-  return MediaType.OciLayer;
-}
+export { layerMediaType } from '../oci/mediatypes.js';

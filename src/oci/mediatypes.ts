@@ -59,13 +59,12 @@ export function layerCompression(mt: string): Compression {
   return 'uncompressed';
 }
 
-/** The layer media type for a compression in the OCI or Docker family. */
-export function layerMediaType(compression: Compression, oci = true): string {
-  if (!oci) {
-    // Docker's schema 2 has no uncompressed or zstd layer type; buildx falls back to OCI names.
-    if (compression === 'gzip') return MediaType.DockerLayerGzip;
-  }
-  if (compression === 'gzip') return MediaType.OciLayerGzip;
+/**
+ * The layer media type for a compression. Docker manifests have a type only for gzip; for
+ * uncompressed and zstd layers the OCI types are used there too, as BuildKit does.
+ */
+export function layerMediaType(compression: Compression, opts: { oci?: boolean } = {}): string {
+  if (compression === 'gzip') return opts.oci === false ? MediaType.DockerLayerGzip : MediaType.OciLayerGzip;
   if (compression === 'zstd') return MediaType.OciLayerZstd;
   return MediaType.OciLayer;
 }

@@ -47,7 +47,7 @@ describe('media types', () => {
   test('layer media type round-trips through compression', () => {
     for (const c of ['gzip', 'zstd', 'uncompressed'] as const)
       assert.equal(layerCompression(layerMediaType(c)), c);
-    assert.equal(layerMediaType('gzip', false), MediaType.DockerLayerGzip);
+    assert.equal(layerMediaType('gzip', { oci: false }), MediaType.DockerLayerGzip);
   });
 });
 
