@@ -52,7 +52,7 @@ import {
   REF_NAME_ANNOTATION,
 } from '../oci/index.js';
 import { errorMessage, PolyarchError } from '../util/errors.js';
-import { acquireLock, formatOwner, ownerAlive, parseOwner, selfOwner } from './lock.js';
+import { acquireLock, formatOwner, ownerAlive, parseOwner, selfOwner } from '../util/lock.js';
 
 /** The annotation containerd uses for the full image name in an OCI layout's index.json. */
 export const CONTAINERD_NAME_ANNOTATION = 'io.containerd.image.name';

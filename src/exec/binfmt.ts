@@ -13,7 +13,7 @@
  * Needs root. The host's own architecture is never registered or unregistered.
  */
 import { execFile } from 'node:child_process';
-import { access, constants, readFile, writeFile } from 'node:fs/promises';
+import { readFile, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
 import {
@@ -34,6 +34,7 @@ import {
   probePlatform,
 } from '../platform/index.js';
 import { errorMessage, PolyarchError, UsageError } from '../util/errors.js';
+import { pathExists } from '../util/fs.js';
 
 /** GOARCH → the name QEMU and Debian give that architecture. */
 export const QEMU_NAMES: Readonly<Record<string, string>> = {
@@ -86,19 +87,10 @@ const RULES_DIR = '/usr/lib/binfmt.d';
 const BIN_DIR = '/usr/bin';
 const APT_HINT = 'install it with `apt-get install qemu-user-static`';
 
-async function exists(path: string): Promise<boolean> {
-  try {
-    await access(path, constants.F_OK);
-    return true;
-  } catch {
-    return false;
-  }
-}
-
 /** Mounts binfmt_misc at `dir` unless it already is (needs root). */
 export async function ensureBinfmtMounted(opts: BinfmtOptions = {}): Promise<void> {
   const dir = opts.dir ?? BINFMT_MISC_DIR;
-  if (await exists(join(dir, 'register'))) return;
+  if (await pathExists(join(dir, 'register'))) return;
   try {
     await promisify(execFile)('mount', ['-t', 'binfmt_misc', 'binfmt_misc', dir]);
   } catch (err) {
@@ -178,7 +170,7 @@ export async function unregister(name: string, opts: BinfmtOptions = {}): Promis
   if (!/^[^/.][^/]*$/.test(name) || name === 'register' || name === 'status')
     throw new UsageError(`invalid binfmt_misc handler name ${JSON.stringify(name)}`);
   const file = join(opts.dir ?? BINFMT_MISC_DIR, name);
-  if (!(await exists(file))) return false;
+  if (!(await pathExists(file))) return false;
   try {
     await writeFile(file, '-1');
   } catch (err) {
@@ -222,13 +214,13 @@ export async function qemuRule(q: string, opts: BinfmtOptions = {}): Promise<Bin
   } catch (err) {
     if ((err as NodeJS.ErrnoException).code !== 'ENOENT') throw err;
   }
-  if (rule && (await exists(rule.interpreter))) {
+  if (rule && (await pathExists(rule.interpreter))) {
     return { ...rule, flags: rule.flags.includes('F') ? rule.flags : `${rule.flags}F` };
   }
   // No rule file (or its interpreter is gone): the plain static binary with a magic taken
   // from our own test program's header. No P flag: only the *-binfmt-P names expect it.
   const arch = goarchOfQemu(q);
-  if (!(await exists(staticBin)) || !arch)
+  if (!(await pathExists(staticBin)) || !arch)
     throw new PolyarchError(
       'NOT_FOUND',
       `no QEMU emulator for ${q} (${conf} and ${staticBin} missing): ${APT_HINT}`,
@@ -311,7 +303,7 @@ export async function installEmulators(
         continue;
       }
       const entryFile = join(dir, name);
-      const existing = (await exists(entryFile))
+      const existing = (await pathExists(entryFile))
         ? await probeEmulator(parseBinfmtEntry(name, await readFile(entryFile, 'utf8')))
         : undefined;
       if (existing?.ok) {
@@ -371,7 +363,7 @@ export async function uninstallEmulators(
   } else {
     names = [];
     for (const t of items) {
-      if (await exists(join(dir, t))) names.push(t);
+      if (await pathExists(join(dir, t))) names.push(t);
       else if (t.startsWith(prefix) || /[-.]/.test(t))
         names.push(t); // a handler name not registered now
       else names.push(`${prefix}${qemuName(t)}`);
@@ -382,7 +374,8 @@ export async function uninstallEmulators(
   for (const name of [...new Set(names)]) {
     const file = join(dir, name);
     let st: EmulatorStatus | undefined;
-    if (await exists(file)) st = await probeEmulator(parseBinfmtEntry(name, await readFile(file, 'utf8')));
+    if (await pathExists(file))
+      st = await probeEmulator(parseBinfmtEntry(name, await readFile(file, 'utf8')));
     if (st?.entry.architecture === hostArch || name === `${prefix}${QEMU_NAMES[hostArch] ?? ''}`)
       throw new UsageError(
         `refusing to uninstall ${name}: it handles this host's own architecture (${hostArch})`,

@@ -11,10 +11,11 @@
  * rare and probing costs a process per architecture); pass `{fresh: true}` to probe again.
  */
 import { execFile } from 'node:child_process';
-import { access, chmod, constants, mkdtemp, readdir, readFile, rm, writeFile } from 'node:fs/promises';
+import { chmod, mkdtemp, readdir, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { PolyarchError } from '../util/errors.js';
+import { pathExists } from '../util/fs.js';
 import { ELF_ARCHITECTURES, exitElf } from './elf.js';
 import { defaultHostSpec, hostPlatformMaximum } from './host.js';
 import { newMatcher, only, platformVector } from './match.js';
@@ -264,15 +265,6 @@ export interface EmulatorStatus {
   reason?: string;
 }
 
-async function exists(path: string): Promise<boolean> {
-  try {
-    await access(path, constants.F_OK);
-    return true;
-  } catch {
-    return false;
-  }
-}
-
 /**
  * Checks one handler: disabled → not ok; without the F flag the interpreter must exist
  * (the kernel opens it at each exec); when its magic is an ELF architecture we can build
@@ -288,7 +280,7 @@ export async function probeEmulator(entry: BinfmtEntry, opts: ProbeOptions = {})
       : { name: entry.name, entry, platforms, ok, reason };
   if (!entry.enabled) return status(false, 'disabled');
   // With F the kernel opened the interpreter at registration; the path may be gone since.
-  if (!entry.flags.includes('F') && !(await exists(entry.interpreter)))
+  if (!entry.flags.includes('F') && !(await pathExists(entry.interpreter)))
     return status(false, `interpreter ${entry.interpreter} does not exist`);
   if (testable) {
     const r = await runProgram(exitElf(entry.architecture!), opts);

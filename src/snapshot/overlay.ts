@@ -28,11 +28,12 @@
  */
 import { execFile } from 'node:child_process';
 import { createHash, randomBytes } from 'node:crypto';
-import { existsSync, constants as fsc } from 'node:fs';
-import { lstat, mkdir, open, readdir, readFile, rename, rm, writeFile } from 'node:fs/promises';
+import { existsSync } from 'node:fs';
+import { lstat, mkdir, readdir, readFile, rename, rm, writeFile } from 'node:fs/promises';
 import { join, resolve } from 'node:path';
 import { promisify } from 'node:util';
 import { errorMessage, PolyarchError } from '../util/errors.js';
+import { acquireLock, pidAlive } from '../util/lock.js';
 
 const execFileP = promisify(execFile);
 
@@ -40,8 +41,8 @@ const execFileP = promisify(execFile);
 const MOUNT_DATA_MAX = 4095;
 /** Overlayfs rejects more lower layers than this (OVL_MAX_STACK). */
 const MAX_LOWER_LAYERS = 500;
-/** How often a process waiting on another's lock looks again. */
-const LOCK_POLL_MS = 50;
+/** How long to wait for another process preparing the same snapshot (it may be extracting a big layer). */
+const LOCK_WAIT_MS = 30 * 60_000;
 
 export type SnapshotKind = 'committed' | 'active';
 
@@ -81,16 +82,6 @@ export interface PrepareOptions {
 export function snapshotId(key: string): string {
   if (key === '') throw new PolyarchError('INVALID_ARGUMENT', 'invalid snapshot key "": key is empty');
   return createHash('sha256').update(key).digest('hex').slice(0, 16);
-}
-
-function pidAlive(pid: number): boolean {
-  if (!Number.isInteger(pid) || pid <= 0) return false;
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch (err) {
-    return (err as NodeJS.ErrnoException).code === 'EPERM';
-  }
 }
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
@@ -304,36 +295,15 @@ export class Snapshotter {
   }
 
   /**
-   * Hold `<id>.lock` while `fn` runs. The lock file holds the owner's pid; a lock whose owner
-   * died is broken. Waiters poll (cheap; creation takes seconds at most).
+   * Hold `<id>.lock` while `fn` runs (util/lock.ts: a dead holder's lock is broken). The wait
+   * is long because a holder may be extracting a large layer.
    */
   private async withLock<T>(id: string, fn: () => Promise<T>): Promise<T> {
-    const lock = join(this.dir, `${id}.lock`);
-    for (;;) {
-      try {
-        const fh = await open(lock, fsc.O_CREAT | fsc.O_EXCL | fsc.O_WRONLY);
-        await fh.writeFile(String(process.pid));
-        await fh.close();
-        break;
-      } catch (err) {
-        if ((err as NodeJS.ErrnoException).code !== 'EEXIST') throw err;
-        const owner = Number(await readFile(lock, 'utf8').catch(() => ''));
-        // An empty file is a lock being written right now; give it a moment.
-        if (owner > 0 && !pidAlive(owner)) {
-          // Break the stale lock by renaming it away (atomic: only one breaker wins).
-          await rename(lock, `${lock}.stale-${process.pid}`).then(
-            () => rm(`${lock}.stale-${process.pid}`, { force: true }),
-            () => undefined,
-          );
-          continue;
-        }
-        await sleep(LOCK_POLL_MS);
-      }
-    }
+    const release = await acquireLock(join(this.dir, `${id}.lock`), { timeoutMs: LOCK_WAIT_MS });
     try {
       return await fn();
     } finally {
-      await rm(lock, { force: true });
+      await release();
     }
   }
 

@@ -14,7 +14,7 @@ import { readFileSync, readlinkSync } from 'node:fs';
 import { link, open, readFile, rename, stat, unlink } from 'node:fs/promises';
 import { hostname } from 'node:os';
 import { setTimeout as sleep } from 'node:timers/promises';
-import { PolyarchError } from '../util/errors.js';
+import { PolyarchError } from './errors.js';
 
 export interface LockOptions {
   /** How long to wait for a live holder before failing. Default 30 s: index updates take milliseconds. */
