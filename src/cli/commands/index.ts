@@ -5,8 +5,9 @@
  */
 import type { Command } from 'commander';
 import type { CliContext } from '../context.js';
+import * as build from './build.js';
 import * as version from './version.js';
 
 export type Register = (program: Command, ctx: CliContext) => void;
 
-export const commands: Register[] = [version.register];
+export const commands: Register[] = [build.register, version.register];

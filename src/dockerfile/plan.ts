@@ -1,0 +1,1196 @@
+/**
+ * The frontend's output: a typed, per-platform build plan — what the build engine consumes.
+ *
+ * Usage:
+ *   const plan = planBuild(text, { platforms: [{ os: 'linux', architecture: 'arm64' }], buildArgs });
+ *   for (const p of plan.platforms) for (const stage of p.stages) … stage.instructions …
+ *
+ * `planBuild` is pure (no I/O): it parses, validates, expands every word BuildKit expands,
+ * scopes ARG/ENV, resolves the stage graph (`FROM <stage>`, `COPY --from`, `RUN --mount
+ * from=`), prunes stages the target does not need, and runs the build checks.
+ *
+ * How the engine uses it:
+ * - One `PlatformPlan` per requested target platform. Its `stages` are the reachable stages,
+ *   dependencies first; `stages[stages.length - 1]` is the target.
+ * - `PlanStage.key` is a digest of everything that determines the stage's result (its base,
+ *   resolved platform, expanded instructions, and its dependencies' keys). Two stages with the
+ *   same key — typically the same stage in several PlatformPlans, when it uses
+ *   `FROM --platform=$BUILDPLATFORM` and no TARGET* arg — produce the same filesystem, so the
+ *   engine builds it once. `targetIndependent` says so explicitly.
+ * - Base image configs: the frontend cannot read images. Call `planBuild` once, collect the
+ *   `image` bases (`collectBaseImages`), resolve their configs, then call it again with
+ *   `imageConfig` so ENV/WORKDIR/SHELL/USER of the base images take part in expansion and
+ *   in each instruction's `state` (as BuildKit does). Without it they start empty ('/' workdir).
+ * - Not done here (the engine's job): base images' ONBUILD triggers, `.dockerignore` (see
+ *   dockerignore.ts), SOURCE_DATE_EPOCH, running anything.
+ */
+import { createHash } from 'node:crypto';
+import {
+  type CheckConfig,
+  type CheckWarning,
+  isSkipped,
+  makeWarning,
+  parseCheckConfig,
+  type RuleName,
+} from './checks.js';
+import { DockerfileError, type Range } from './errors.js';
+import {
+  type ArgInstruction,
+  type CopyInstruction,
+  type FromInstruction,
+  type Instruction,
+  type KeyValue,
+  toInstruction,
+} from './instructions.js';
+import {
+  type Directives,
+  type Heredoc,
+  type Node,
+  type ParsedDockerfile,
+  parseDockerfile,
+} from './parser.js';
+import {
+  formatPlatformInternal,
+  hostPlatformInternal,
+  normalizePlatformInternal,
+  type Platform,
+  parsePlatformInternal,
+} from './platform-local.js';
+import { type EnvLike, processWord, ShellError } from './shell.js';
+
+export type { Platform };
+
+// ---------------------------------------------------------------------------------------------
+// Types
+
+export interface ImageConfigInfo {
+  /** `KEY=VALUE` entries of the image config's Env. */
+  env?: string[];
+  workingDir?: string;
+  user?: string;
+  shell?: string[];
+}
+
+export interface PlanOptions {
+  /** File name used in errors and warnings. Default `Dockerfile`. */
+  file?: string;
+  /** Target platforms. Default: `[buildPlatform]`. */
+  platforms?: readonly Platform[];
+  /** The platform the build runs on (BUILDPLATFORM). Default: this host. */
+  buildPlatform?: Platform;
+  /** `--build-arg` values. Default none. */
+  buildArgs?: Readonly<Record<string, string>>;
+  /** `--target` stage name. Default: the last stage. */
+  target?: string;
+  /** Config of a base image for a platform, when the engine has resolved it. */
+  imageConfig?: (ref: string, platform: Platform) => ImageConfigInfo | undefined;
+}
+
+/** Where a stage, a `COPY --from` or a `RUN --mount from=` takes its files from. */
+export type SourceRef =
+  | { type: 'scratch' }
+  | { type: 'stage'; index: number; name?: string }
+  | { type: 'image'; ref: string };
+
+/** What is in force when an instruction runs (after the instruction for ENV/ARG/…). */
+export interface InstructionState {
+  /** ENV of the image being built, `KEY=VALUE`, in order (base image's first when known). */
+  env: string[];
+  /** ARG values in scope (passed to RUN's environment but not kept in the image). */
+  args: Record<string, string>;
+  /** Absolute working directory. */
+  workdir: string;
+  /** USER, '' when unset. */
+  user: string;
+  /** The shell for shell-form commands (SHELL; default `/bin/sh -c`). */
+  shell: string[];
+}
+
+export interface RunMount {
+  type: 'bind' | 'cache' | 'tmpfs' | 'secret' | 'ssh';
+  target: string;
+  source?: string;
+  /** Files come from this stage/image; absent = the build context (bind, cache seed). */
+  from?: SourceRef;
+  readonly: boolean;
+  id?: string;
+  sharing?: 'shared' | 'private' | 'locked';
+  mode?: number;
+  uid?: number;
+  gid?: number;
+  required?: boolean;
+  /** tmpfs size in bytes. */
+  size?: number;
+  /** secret: also expose it as this environment variable. */
+  env?: string;
+}
+
+export interface PlanHeredoc {
+  name: string;
+  content: string;
+  expand: boolean;
+  chomp: boolean;
+  fileDescriptor: number;
+}
+
+interface PlanBase {
+  range: Range;
+  /** The instruction as written (continuations joined), for progress display and history. */
+  original: string;
+}
+
+/**
+ * RUN. BuildKit semantics for the engine: exec form runs `args`; shell form runs
+ * `[...state.shell, args[0]]`. With heredocs: when `args[0]` is exactly one heredoc marker
+ * (e.g. `<<EOF`), the heredoc body is the script (run with the shell, or directly when it
+ * starts with `#!`); otherwise the heredocs feed the command line's file descriptors as a shell
+ * would (`sh -c "<line>\n<body>\n<NAME>"`).
+ */
+export interface PlanRun extends PlanBase {
+  kind: 'RUN';
+  args: string[];
+  prependShell: boolean;
+  heredocs: PlanHeredoc[];
+  mounts: RunMount[];
+  network: 'default' | 'none' | 'host';
+  security: 'sandbox' | 'insecure';
+  state: InstructionState;
+}
+
+export interface PlanCopy extends PlanBase {
+  kind: 'COPY' | 'ADD';
+  /** Expanded source paths/URLs (relative to the context, or to `from`). */
+  sources: string[];
+  /** Inline files from heredocs (`COPY <<EOF /dest`), bodies expanded when allowed. */
+  contents: { path: string; data: string }[];
+  /** Expanded destination as written, and resolved against the workdir. */
+  dest: string;
+  destPath: string;
+  from?: SourceRef;
+  chown?: string;
+  chmod?: string;
+  link: boolean;
+  parents: boolean;
+  exclude: string[];
+  checksum?: string;
+  keepGitDir?: boolean;
+  state: InstructionState;
+}
+
+export interface PlanCommand extends PlanBase {
+  kind: 'CMD' | 'ENTRYPOINT';
+  /** Exec form argv, or for shell form `[...shell, line]` already prepended (image config form). */
+  args: string[];
+  prependShell: boolean;
+}
+
+export interface PlanKeyValues extends PlanBase {
+  kind: 'ENV' | 'LABEL';
+  pairs: KeyValue[];
+}
+
+export interface PlanList extends PlanBase {
+  kind: 'EXPOSE' | 'VOLUME';
+  values: string[];
+}
+
+export interface PlanString extends PlanBase {
+  kind: 'USER' | 'STOPSIGNAL' | 'MAINTAINER' | 'ONBUILD';
+  value: string;
+}
+
+export interface PlanWorkdir extends PlanBase {
+  kind: 'WORKDIR';
+  /** Expanded as written, and the absolute result. */
+  value: string;
+  path: string;
+}
+
+export interface PlanArg extends PlanBase {
+  kind: 'ARG';
+  /** Resolved values; `value` absent when the ARG has none. */
+  args: { key: string; value?: string }[];
+}
+
+export interface PlanHealthcheck extends PlanBase {
+  kind: 'HEALTHCHECK';
+  test: string[];
+  interval: number;
+  timeout: number;
+  startPeriod: number;
+  startInterval: number;
+  retries: number;
+}
+
+export interface PlanShell extends PlanBase {
+  kind: 'SHELL';
+  shell: string[];
+}
+
+export type PlanInstruction =
+  | PlanRun
+  | PlanCopy
+  | PlanCommand
+  | PlanKeyValues
+  | PlanList
+  | PlanString
+  | PlanWorkdir
+  | PlanArg
+  | PlanHealthcheck
+  | PlanShell;
+
+export interface PlanStage {
+  /** Position in the Dockerfile (what `COPY --from=<n>` counts). */
+  index: number;
+  name?: string;
+  /** The FROM line. */
+  range: Range;
+  base: SourceRef;
+  /** Resolved platform this stage builds for. */
+  platform: Platform;
+  /** 'flag' when FROM --platform chose it, else 'target'. */
+  platformSource: 'flag' | 'target';
+  /** Automatic platform args in force for this build (BUILDPLATFORM… TARGETVARIANT). */
+  platformArgs: Record<string, string>;
+  /** TARGET* args this stage consumed (in FROM, or declared with ARG in the stage). */
+  targetArgsUsed: string[];
+  /**
+   * True when the stage's result cannot depend on the target platform: its platform came
+   * from --platform without TARGET* args, it consumes no TARGET* arg, and every stage it
+   * depends on is target-independent. Such stages have equal `key`s in every PlatformPlan.
+   */
+  targetIndependent: boolean;
+  /** Stage indexes this stage needs (base stage, COPY --from, RUN --mount from). */
+  dependsOn: number[];
+  /** sha256 hex of the stage's resolved content and its dependencies' keys. */
+  key: string;
+  /** True when the base image's config was supplied through `imageConfig`. */
+  baseConfigKnown: boolean;
+  instructions: PlanInstruction[];
+}
+
+export interface PlatformPlan {
+  platform: Platform;
+  platformArgs: Record<string, string>;
+  /** Reachable stages, dependencies first; the last one is the target. */
+  stages: PlanStage[];
+}
+
+export interface Plan {
+  file: string;
+  directives: Directives;
+  buildPlatform: Platform;
+  platforms: PlatformPlan[];
+  /** Warnings of every rule not skipped, deduplicated across platforms, in line order. */
+  warnings: CheckWarning[];
+  check: CheckConfig;
+  /** `--build-arg`s nothing declared (buildx warns about these). */
+  unusedBuildArgs: string[];
+  /** The Dockerfile's lines, for rendering warnings. */
+  lines: string[];
+}
+
+// ---------------------------------------------------------------------------------------------
+// Constants
+
+export const DEFAULT_SHELL = ['/bin/sh', '-c'];
+export const PLATFORM_ARGS = [
+  'BUILDPLATFORM',
+  'BUILDOS',
+  'BUILDARCH',
+  'BUILDVARIANT',
+  'TARGETPLATFORM',
+  'TARGETOS',
+  'TARGETARCH',
+  'TARGETVARIANT',
+] as const;
+const TARGET_ARGS = new Set(['TARGETPLATFORM', 'TARGETOS', 'TARGETARCH', 'TARGETVARIANT']);
+/** Build args BuildKit accepts without an ARG (proxies reach RUN's environment). */
+const BUILTIN_ARGS = new Set([
+  'HTTP_PROXY',
+  'http_proxy',
+  'HTTPS_PROXY',
+  'https_proxy',
+  'FTP_PROXY',
+  'ftp_proxy',
+  'NO_PROXY',
+  'no_proxy',
+  'ALL_PROXY',
+  'all_proxy',
+]);
+const SECRET_KEY =
+  /(?:^|_)(?:apikey|auth|credential|credentials|key|password|pword|passwd|secret|token)(?:_|$)/i;
+const SECRET_ALLOW = /(?:^|_)public(?:_|$)/i;
+
+export function platformArgs(build: Platform, target: Platform): Record<string, string> {
+  return {
+    BUILDPLATFORM: formatPlatformInternal(build),
+    BUILDOS: build.os,
+    BUILDARCH: build.architecture,
+    BUILDVARIANT: build.variant ?? '',
+    TARGETPLATFORM: formatPlatformInternal(target),
+    TARGETOS: target.os,
+    TARGETARCH: target.architecture,
+    TARGETVARIANT: target.variant ?? '',
+  };
+}
+
+// ---------------------------------------------------------------------------------------------
+// Planning
+
+interface StageDecl {
+  index: number;
+  from: FromInstruction;
+  body: Instruction[];
+}
+
+interface Ctx {
+  file: string;
+  lines: readonly string[];
+  escape: string;
+  buildArgs: Readonly<Record<string, string>>;
+  warn: (rule: RuleName, detail: string, range: Range) => void;
+  consumed: Set<string>;
+}
+
+/** Splits the instructions into global ARGs and stages; instruction errors are thrown here. */
+function structure(parsed: ParsedDockerfile): { globals: ArgInstruction[]; stages: StageDecl[] } {
+  const ictx = { file: parsed.file, lines: parsed.lines, escape: parsed.directives.escape };
+  const globals: ArgInstruction[] = [];
+  const stages: StageDecl[] = [];
+  for (const node of parsed.nodes) {
+    const ins = toInstruction(node, ictx);
+    if (ins.kind === 'FROM') stages.push({ index: stages.length, from: ins, body: [] });
+    else if (stages.length === 0) {
+      if (ins.kind !== 'ARG')
+        throw new DockerfileError('no build stage in current context', {
+          file: parsed.file,
+          range: node.range,
+          lines: parsed.lines,
+        });
+      globals.push(ins);
+    } else stages[stages.length - 1]!.body.push(ins);
+  }
+  if (stages.length === 0)
+    throw new DockerfileError('the Dockerfile has no FROM instruction', {
+      file: parsed.file,
+      range: { start: { line: 1, character: 0 }, end: { line: 1, character: 0 } },
+      lines: parsed.lines,
+    });
+  return { globals, stages };
+}
+
+class Expander {
+  constructor(
+    private readonly ctx: Ctx,
+    private readonly range: Range,
+    private readonly env: EnvLike,
+    private readonly onUnmatched?: (name: string) => void,
+  ) {}
+  word(w: string): string {
+    try {
+      const r = processWord(w, this.env, { escape: this.ctx.escape });
+      if (this.onUnmatched) for (const n of r.unmatched) this.onUnmatched(n);
+      return r.result;
+    } catch (err) {
+      if (err instanceof ShellError)
+        throw new DockerfileError(err.message, {
+          file: this.ctx.file,
+          range: this.range,
+          lines: this.ctx.lines,
+        });
+      throw err;
+    }
+  }
+}
+
+function isValidImageRef(ref: string): boolean {
+  const comp = '[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*';
+  const re = new RegExp(
+    `^(?:(?:[a-zA-Z0-9](?:[a-zA-Z0-9-]*[a-zA-Z0-9])?(?:\\.[a-zA-Z0-9](?:[a-zA-Z0-9-]*[a-zA-Z0-9])?)*|\\[[0-9a-fA-F:]+\\])(?::[0-9]+)?/)?${comp}(?:/${comp})*(?::[\\w][\\w.-]{0,127})?(?:@[A-Za-z][A-Za-z0-9]*(?:[-_+.][A-Za-z][A-Za-z0-9]*)*:[0-9a-fA-F]{32,})?$`,
+  );
+  return re.test(ref);
+}
+
+function posixJoin(base: string, p: string): string {
+  const abs = p.startsWith('/') ? p : `${base.replace(/\/+$/, '')}/${p}`;
+  const out: string[] = [];
+  for (const part of abs.split('/')) {
+    if (part === '' || part === '.') continue;
+    if (part === '..') out.pop();
+    else out.push(part);
+  }
+  return `/${out.join('/')}`;
+}
+
+function envList(env: Map<string, string>): string[] {
+  return [...env].map(([k, v]) => `${k}=${v}`);
+}
+
+function parseMount(
+  spec: string,
+  expand: (w: string) => string,
+  fail: (m: string) => never,
+  resolveFrom: (v: string) => SourceRef,
+  sshCount: () => number,
+): RunMount {
+  const fields: string[] = [];
+  let cur = '';
+  let q = false;
+  for (const ch of spec) {
+    if (ch === '"') q = !q;
+    else if (ch === ',' && !q) {
+      fields.push(cur);
+      cur = '';
+    } else cur += ch;
+  }
+  fields.push(cur);
+  const kv = new Map<string, string | undefined>();
+  for (const f of fields) {
+    if (f.trim() === '') continue;
+    const eq = f.indexOf('=');
+    const key = (eq < 0 ? f : f.slice(0, eq)).trim().toLowerCase();
+    const value = eq < 0 ? undefined : expand(f.slice(eq + 1));
+    const known = [
+      'type',
+      'target',
+      'dst',
+      'destination',
+      'source',
+      'src',
+      'from',
+      'readonly',
+      'ro',
+      'readwrite',
+      'rw',
+      'id',
+      'sharing',
+      'mode',
+      'uid',
+      'gid',
+      'required',
+      'size',
+      'env',
+    ];
+    if (!known.includes(key)) fail(`unexpected key '${key}' in '${f}'`);
+    kv.set(key, value);
+  }
+  const type = (kv.get('type') ?? 'bind') as RunMount['type'];
+  if (!['bind', 'cache', 'tmpfs', 'secret', 'ssh'].includes(type)) fail(`unsupported mount type "${type}"`);
+  const bool = (k: string): boolean | undefined => {
+    if (!kv.has(k)) return undefined;
+    const v = kv.get(k);
+    if (v === undefined || /^true$/i.test(v)) return true;
+    if (/^false$/i.test(v)) return false;
+    return fail(`invalid value for ${k}: ${v}`);
+  };
+  const num = (k: string, radix: number): number | undefined => {
+    const v = kv.get(k);
+    if (v === undefined) return undefined;
+    const n = Number.parseInt(v, radix);
+    if (!Number.isFinite(n) || !(radix === 8 ? /^[0-7]+$/ : /^\d+$/).test(v))
+      fail(`invalid value for ${k}: ${v}`);
+    return n;
+  };
+  let target = kv.get('target') ?? kv.get('dst') ?? kv.get('destination') ?? '';
+  const source = kv.get('source') ?? kv.get('src');
+  const ro = bool('readonly') ?? bool('ro');
+  const rw = bool('readwrite') ?? bool('rw');
+  let readonly = type === 'bind';
+  if (ro !== undefined) readonly = ro;
+  if (rw !== undefined) readonly = !rw;
+  let id = kv.get('id');
+  if (type === 'secret') {
+    if (!id && !target) fail('secret mount requires an id or a target');
+    if (!id) id = target.split('/').filter(Boolean).pop() ?? '';
+    if (!target) target = `/run/secrets/${id}`;
+  } else if (type === 'ssh') {
+    if (!id) id = 'default';
+    if (!target) target = `/run/buildkit/ssh_agent.${sshCount()}`;
+  } else if (!target) fail(`mount type ${type} requires a target`);
+  const m: RunMount = { type, target, readonly };
+  if (source !== undefined) m.source = source;
+  const from = kv.get('from');
+  if (from) m.from = resolveFrom(from);
+  if (type === 'cache') {
+    m.id = id ?? target;
+    const sharing = kv.get('sharing') ?? 'shared';
+    if (!['shared', 'private', 'locked'].includes(sharing)) fail(`unsupported sharing value "${sharing}"`);
+    m.sharing = sharing as RunMount['sharing'];
+    m.mode = num('mode', 8) ?? 0o755;
+  } else if (id !== undefined) m.id = id;
+  if (type === 'secret' || type === 'ssh') {
+    m.mode = num('mode', 8) ?? (type === 'secret' ? 0o400 : 0o600);
+    m.required = bool('required') ?? false;
+  }
+  const uid = num('uid', 10);
+  const gid = num('gid', 10);
+  if (uid !== undefined) m.uid = uid;
+  if (gid !== undefined) m.gid = gid;
+  if (type === 'tmpfs') {
+    const size = kv.get('size');
+    if (size !== undefined) m.size = parseSize(size, fail);
+  }
+  const env = kv.get('env');
+  if (env !== undefined) m.env = env;
+  return m;
+}
+
+function parseSize(v: string, fail: (m: string) => never): number {
+  const m = /^(\d+(?:\.\d+)?)\s*([kmgt]?)i?b?$/i.exec(v);
+  if (!m) return fail(`invalid size "${v}"`);
+  const mult: Record<string, number> = { '': 1, k: 1024, m: 1024 ** 2, g: 1024 ** 3, t: 1024 ** 4 };
+  return Math.round(Number(m[1]) * mult[m[2]!.toLowerCase()]!);
+}
+
+interface DispatchedStage {
+  decl: StageDecl;
+  stage: Omit<PlanStage, 'key' | 'targetIndependent'>;
+  state: { env: Map<string, string>; workdir: string; user: string; shell: string[] };
+  /** Error expanding this stage; thrown only if the stage turns out to be needed. */
+  error?: unknown;
+  ownTargetDependence: boolean;
+}
+
+function planPlatform(
+  decls: { globals: ArgInstruction[]; stages: StageDecl[] },
+  target: Platform,
+  buildPlatform: Platform,
+  opts: PlanOptions,
+  ctx: Ctx,
+): PlatformPlan {
+  const auto = platformArgs(buildPlatform, target);
+  // Meta args: automatic platform args (a --build-arg may override them), then global ARGs.
+  const meta = new Map<string, string>();
+  for (const [k, v] of Object.entries(auto)) meta.set(k, ctx.buildArgs[k] ?? v);
+  const declaredGlobals = new Set<string>();
+  const defaultsOnly = new Map<string, string>(Object.entries(auto));
+  for (const g of decls.globals) {
+    for (const a of g.args) {
+      declaredGlobals.add(a.key);
+      ctx.consumed.add(a.key);
+      const given = ctx.buildArgs[a.key];
+      if (a.value !== undefined) {
+        const ex = new Expander(ctx, g.range, meta);
+        const v = ex.word(a.value);
+        defaultsOnly.set(a.key, new Expander(ctx, g.range, defaultsOnly).word(a.value));
+        meta.set(a.key, given ?? v);
+      } else if (given !== undefined) meta.set(a.key, given);
+      else meta.delete(a.key);
+    }
+  }
+
+  const stageNames = new Map<string, number>();
+  const dispatched: DispatchedStage[] = [];
+  const platformOf = (p: Platform) => normalizePlatformInternal(p);
+
+  for (const decl of decls.stages) {
+    const f = decl.from;
+    const targetArgsUsed = new Set<string>();
+    const fromUnmatched = (n: string) => {
+      if (!declaredGlobals.has(n) && !(n in auto))
+        ctx.warn('UndefinedArgInFrom', `FROM argument '${n}' is not declared`, f.range);
+    };
+    const fromEnv = new Map(meta);
+    const ex = new Expander(ctx, f.range, fromEnv, fromUnmatched);
+    const usedInFrom = (w: string) => {
+      const r = processWord(w, fromEnv, { escape: ctx.escape, skipUnsetEnv: true });
+      for (const n of r.matched) if (TARGET_ARGS.has(n)) targetArgsUsed.add(n);
+    };
+    usedInFrom(f.image);
+    const image = ex.word(f.image);
+    if (image === '')
+      throw new DockerfileError(`base name (${f.image}) should not be blank`, {
+        file: ctx.file,
+        range: f.range,
+        lines: ctx.lines,
+      });
+    let platform = platformOf(target);
+    let platformSource: PlanStage['platformSource'] = 'target';
+    if (f.platform !== undefined) {
+      usedInFrom(f.platform);
+      const pv = ex.word(f.platform);
+      try {
+        platform = parsePlatformInternal(pv);
+      } catch (err) {
+        throw new DockerfileError(`failed to parse platform ${pv}: ${(err as Error).message}`, {
+          file: ctx.file,
+          range: f.range,
+          lines: ctx.lines,
+        });
+      }
+      platformSource = 'flag';
+    }
+    let base: SourceRef;
+    const lower = image.toLowerCase();
+    const parentIdx = stageNames.get(lower);
+    let parent: DispatchedStage | undefined;
+    if (parentIdx !== undefined) {
+      parent = dispatched[parentIdx];
+      base = { type: 'stage', index: parentIdx, name: lower };
+    } else if (lower === 'scratch') base = { type: 'scratch' };
+    else {
+      base = { type: 'image', ref: image };
+      // InvalidDefaultArgInFrom: with no --build-arg, would the defaults give a valid name?
+      if (f.image.includes('$')) {
+        let withDefaults = '';
+        try {
+          withDefaults = processWord(f.image, defaultsOnly, { escape: ctx.escape }).result;
+        } catch {
+          /* reported by the real expansion */
+        }
+        const names = [...f.image.matchAll(/\$\{?([A-Za-z_][A-Za-z0-9_]*)/g)].map((m) => m[1]!);
+        if (
+          (withDefaults === '' || !isValidImageRef(withDefaults)) &&
+          names.some((n) => declaredGlobals.has(n))
+        )
+          for (const n of names.filter((x) => declaredGlobals.has(x)))
+            ctx.warn(
+              'InvalidDefaultArgInFrom',
+              `Default value for ARG ${n} results in empty or invalid base image name`,
+              f.range,
+            );
+      }
+    }
+    if (f.name !== undefined) stageNames.set(f.name, decl.index);
+    // A stage built on another stage runs on that stage's platform unless --platform says otherwise.
+    if (parent && f.platform === undefined) {
+      platform = parent.stage.platform;
+      platformSource = parent.stage.platformSource;
+    }
+
+    let baseConfigKnown = base.type === 'scratch';
+    let state: DispatchedStage['state'];
+    if (parent) {
+      baseConfigKnown = parent.stage.baseConfigKnown;
+      state = {
+        env: new Map(parent.state.env),
+        workdir: parent.state.workdir,
+        user: parent.state.user,
+        shell: [...parent.state.shell],
+      };
+    } else {
+      state = { env: new Map(), workdir: '/', user: '', shell: [...DEFAULT_SHELL] };
+      if (base.type === 'image' && opts.imageConfig) {
+        const cfg = opts.imageConfig(base.ref, platform);
+        if (cfg) {
+          baseConfigKnown = true;
+          for (const e of cfg.env ?? []) {
+            const eq = e.indexOf('=');
+            state.env.set(eq < 0 ? e : e.slice(0, eq), eq < 0 ? '' : e.slice(eq + 1));
+          }
+          if (cfg.workingDir) state.workdir = posixJoin('/', cfg.workingDir);
+          if (cfg.user) state.user = cfg.user;
+          if (cfg.shell?.length) state.shell = [...cfg.shell];
+        }
+      }
+    }
+    const stage: DispatchedStage['stage'] = {
+      index: decl.index,
+      ...(f.name !== undefined ? { name: f.name } : {}),
+      range: f.range,
+      base,
+      platform,
+      platformSource,
+      platformArgs: auto,
+      targetArgsUsed: [],
+      dependsOn: base.type === 'stage' ? [base.index] : [],
+      baseConfigKnown,
+      instructions: [],
+    };
+    const d: DispatchedStage = { decl, stage, state, ownTargetDependence: false };
+    dispatched.push(d);
+    try {
+      dispatchBody(d, {
+        ctx,
+        meta,
+        declaredStages: decls.stages,
+        stageNames,
+        targetArgsUsed,
+        buildArgs: ctx.buildArgs,
+      });
+    } catch (err) {
+      d.error = err;
+    }
+    stage.targetArgsUsed = [...targetArgsUsed].sort();
+    d.ownTargetDependence = targetArgsUsed.size > 0 || platformSource === 'target';
+  }
+
+  // Target and reachability.
+  let targetIdx = dispatched.length - 1;
+  if (opts.target !== undefined) {
+    const t = stageNames.get(opts.target.toLowerCase());
+    if (t === undefined)
+      throw new DockerfileError(`target stage "${opts.target}" could not be found`, {
+        file: ctx.file,
+        range: decls.stages[decls.stages.length - 1]!.from.range,
+        lines: ctx.lines,
+      });
+    targetIdx = t;
+  }
+  const order: number[] = [];
+  const mark = new Map<number, 'visiting' | 'done'>();
+  const visit = (i: number, from?: DispatchedStage): void => {
+    const st = mark.get(i);
+    if (st === 'done') return;
+    const d = dispatched[i]!;
+    if (st === 'visiting') {
+      const who = from ?? d;
+      throw new DockerfileError(`circular dependency detected on stage: ${d.stage.name ?? String(i)}`, {
+        file: ctx.file,
+        range: who.stage.range,
+        lines: ctx.lines,
+      });
+    }
+    mark.set(i, 'visiting');
+    if (d.error) throw d.error;
+    for (const dep of d.stage.dependsOn) visit(dep, d);
+    mark.set(i, 'done');
+    order.push(i);
+  };
+  visit(targetIdx);
+
+  const keys = new Map<number, string>();
+  const independent = new Map<number, boolean>();
+  const stages: PlanStage[] = [];
+  for (const i of order) {
+    const d = dispatched[i]!;
+    const deps = d.stage.dependsOn;
+    const ind = !d.ownTargetDependence && deps.every((x) => independent.get(x) === true);
+    independent.set(i, ind);
+    const hash = createHash('sha256');
+    hash.update(
+      JSON.stringify({
+        base: d.stage.base.type === 'stage' ? { stage: keys.get(d.stage.base.index) } : d.stage.base,
+        platform: formatPlatformInternal(d.stage.platform),
+        deps: deps.map((x) => keys.get(x)),
+        instructions: d.stage.instructions.map(({ range: _r, ...rest }) => rest),
+        baseConfigKnown: d.stage.baseConfigKnown,
+        // Target-dependent stages differ per target even when their text does not.
+        target: ind ? undefined : formatPlatformInternal(target),
+      }),
+    );
+    const key = hash.digest('hex');
+    keys.set(i, key);
+    stages.push({ ...d.stage, targetIndependent: ind, key });
+  }
+  return { platform: platformOf(target), platformArgs: auto, stages };
+}
+
+interface BodyCtx {
+  ctx: Ctx;
+  meta: Map<string, string>;
+  declaredStages: StageDecl[];
+  stageNames: Map<string, number>;
+  targetArgsUsed: Set<string>;
+  buildArgs: Readonly<Record<string, string>>;
+}
+
+function dispatchBody(d: DispatchedStage, b: BodyCtx): void {
+  const { ctx } = b;
+  const args = new Map<string, string>();
+  const declared = new Set<string>();
+  const st = d.state;
+  let sshMounts = 0;
+  let absoluteWorkdirSeen = false;
+  const expansionEnv = (): Map<string, string> => {
+    const m = new Map(args);
+    for (const [k, v] of st.env) m.set(k, v);
+    return m;
+  };
+  const snapshot = (): InstructionState => ({
+    env: envList(st.env),
+    args: Object.fromEntries(args),
+    workdir: st.workdir,
+    user: st.user,
+    shell: [...st.shell],
+  });
+  const resolveRef =
+    (range: Range) =>
+    (v: string): SourceRef => {
+      const fail = (m: string): never => {
+        throw new DockerfileError(m, { file: ctx.file, range, lines: ctx.lines });
+      };
+      let idx: number | undefined;
+      if (/^\d+$/.test(v)) {
+        idx = Number(v);
+        if (idx >= b.declaredStages.length) fail(`invalid stage index ${v}`);
+      } else {
+        const lower = v.toLowerCase();
+        const found = b.declaredStages.find((s) => s.from.name === lower);
+        if (found) idx = found.index;
+      }
+      if (idx === undefined) return { type: 'image', ref: v };
+      if (idx === d.stage.index) fail(`circular dependency detected on stage: ${d.stage.name ?? idx}`);
+      if (!d.stage.dependsOn.includes(idx)) d.stage.dependsOn.push(idx);
+      const name = b.declaredStages[idx]!.from.name;
+      return name !== undefined ? { type: 'stage', index: idx, name } : { type: 'stage', index: idx };
+    };
+  const out = d.stage.instructions;
+  for (const ins of d.decl.body) {
+    const range = ins.range;
+    const original = ins.node.original;
+    const unmatched = (n: string) => {
+      if (declared.has(n) || !d.stage.baseConfigKnown) return;
+      ctx.warn('UndefinedVar', `Usage of undefined variable '$${n}'`, range);
+    };
+    const ex = new Expander(ctx, range, expansionEnv(), unmatched);
+    const fail = (m: string): never => {
+      throw new DockerfileError(m, { file: ctx.file, range, lines: ctx.lines });
+    };
+    switch (ins.kind) {
+      case 'ARG': {
+        const resolved: PlanArg['args'] = [];
+        for (const a of ins.args) {
+          declared.add(a.key);
+          ctx.consumed.add(a.key);
+          if (TARGET_ARGS.has(a.key)) b.targetArgsUsed.add(a.key);
+          let value: string | undefined;
+          if (a.key in b.buildArgs) value = b.buildArgs[a.key];
+          else if (a.value !== undefined)
+            value = new Expander(ctx, range, expansionEnv(), unmatched).word(a.value);
+          else value = b.meta.get(a.key);
+          if (value !== undefined) args.set(a.key, value);
+          resolved.push(value !== undefined ? { key: a.key, value } : { key: a.key });
+        }
+        out.push({ kind: 'ARG', range, original, args: resolved });
+        break;
+      }
+      case 'ENV':
+      case 'LABEL': {
+        // Every pair is expanded with the environment from before the instruction.
+        const pairs = ins.pairs.map((p) => ({ key: ex.word(p.key), value: ex.word(p.value) }));
+        if (ins.kind === 'ENV') for (const p of pairs) st.env.set(p.key, p.value);
+        out.push({ kind: ins.kind, range, original, pairs });
+        break;
+      }
+      case 'RUN': {
+        const mounts = ins.mounts.map((spec) =>
+          parseMount(
+            spec,
+            (w) => ex.word(w),
+            fail,
+            resolveRef(range),
+            () => sshMounts++,
+          ),
+        );
+        for (const a of Object.keys(b.buildArgs)) if (BUILTIN_ARGS.has(a)) ctx.consumed.add(a);
+        const state = snapshot();
+        for (const a of Object.keys(b.buildArgs))
+          if (BUILTIN_ARGS.has(a) && !(a in state.args)) state.args[a] = b.buildArgs[a]!;
+        out.push({
+          kind: 'RUN',
+          range,
+          original,
+          args: ins.cmd,
+          prependShell: ins.shellForm,
+          heredocs: ins.heredocs.map((h) => ({ ...h })),
+          mounts,
+          network: (ins.network ?? 'default') as PlanRun['network'],
+          security: (ins.security ?? 'sandbox') as PlanRun['security'],
+          state,
+        });
+        break;
+      }
+      case 'CMD':
+      case 'ENTRYPOINT':
+        out.push({
+          kind: ins.kind,
+          range,
+          original,
+          args: ins.shellForm ? [...st.shell, ins.cmd[0]!] : ins.cmd,
+          prependShell: ins.shellForm,
+        });
+        break;
+      case 'COPY':
+      case 'ADD': {
+        const c = ins as CopyInstruction;
+        const dest = ex.word(c.dest);
+        const p: PlanCopy = {
+          kind: c.kind,
+          range,
+          original,
+          sources: c.sources.map((s) => ex.word(s)),
+          contents: c.contents.map((x) => ({ path: x.path, data: x.expand ? ex.word(x.data) : x.data })),
+          dest,
+          destPath: posixJoin(st.workdir, dest) + (dest.endsWith('/') && dest !== '/' ? '/' : ''),
+          link: c.link,
+          parents: c.parents,
+          exclude: c.exclude.map((e) => ex.word(e)),
+          state: snapshot(),
+        };
+        if (c.from !== undefined) p.from = resolveRef(range)(ex.word(c.from));
+        if (c.chown !== undefined) p.chown = ex.word(c.chown);
+        if (c.chmod !== undefined) {
+          p.chmod = ex.word(c.chmod);
+          if (
+            !/^[0-7]{3,4}$/.test(p.chmod) &&
+            !/^[ugoa]*[-+=][rwxXst]*(,[ugoa]*[-+=][rwxXst]*)*$/.test(p.chmod)
+          )
+            fail(`invalid chmod parameter: "${p.chmod}"`);
+        }
+        if (c.checksum !== undefined) p.checksum = ex.word(c.checksum);
+        if (c.keepGitDir !== undefined) p.keepGitDir = c.keepGitDir;
+        out.push(p);
+        break;
+      }
+      case 'EXPOSE':
+      case 'VOLUME':
+        out.push({ kind: ins.kind, range, original, values: ins.values.map((v) => ex.word(v)) });
+        break;
+      case 'WORKDIR': {
+        const value = ex.word(ins.value);
+        if (!value.startsWith('/') && !absoluteWorkdirSeen)
+          ctx.warn(
+            'WorkdirRelativePath',
+            `Relative workdir "${value}" can have unexpected results if the base image changes`,
+            range,
+          );
+        if (value.startsWith('/')) absoluteWorkdirSeen = true;
+        st.workdir = posixJoin(st.workdir, value);
+        out.push({ kind: 'WORKDIR', range, original, value, path: st.workdir });
+        break;
+      }
+      case 'USER':
+      case 'STOPSIGNAL': {
+        const value = ex.word(ins.value);
+        if (ins.kind === 'USER') st.user = value;
+        out.push({ kind: ins.kind, range, original, value });
+        break;
+      }
+      case 'MAINTAINER':
+        out.push({ kind: 'MAINTAINER', range, original, value: ins.value });
+        break;
+      case 'ONBUILD':
+        out.push({ kind: 'ONBUILD', range, original, value: ins.expression });
+        break;
+      case 'HEALTHCHECK': {
+        const { kind, test, interval, timeout, startPeriod, startInterval, retries } = ins;
+        out.push({ kind, range, original, test, interval, timeout, startPeriod, startInterval, retries });
+        break;
+      }
+      case 'SHELL':
+        st.shell = [...ins.shell];
+        out.push({ kind: 'SHELL', range, original, shell: ins.shell });
+        break;
+      case 'FROM':
+        break;
+    }
+  }
+}
+
+/** Checks that only need the syntax, not the expanded values. */
+function syntaxChecks(
+  parsed: ParsedDockerfile,
+  decls: { globals: ArgInstruction[]; stages: StageDecl[] },
+  ctx: Ctx,
+) {
+  const { nodes } = parsed;
+  // ConsistentInstructionCasing: compare with the majority.
+  let upper = 0;
+  let lower = 0;
+  for (const n of nodes) {
+    if (n.rawKeyword === n.rawKeyword.toUpperCase()) upper++;
+    else if (n.rawKeyword === n.rawKeyword.toLowerCase()) lower++;
+  }
+  const majorityUpper = upper >= lower;
+  for (const n of nodes) {
+    const ok = majorityUpper
+      ? n.rawKeyword === n.rawKeyword.toUpperCase()
+      : n.rawKeyword === n.rawKeyword.toLowerCase();
+    if (!ok)
+      ctx.warn(
+        'ConsistentInstructionCasing',
+        `Command '${n.rawKeyword}' should match the case of the command majority (${majorityUpper ? 'uppercase' : 'lowercase'})`,
+        n.range,
+      );
+    for (const line of n.emptyContinuationLines)
+      ctx.warn('NoEmptyContinuation', 'Empty continuation line', {
+        start: { line, character: 0 },
+        end: { line, character: 0 },
+      });
+  }
+  const names = new Set<string>();
+  for (const s of decls.stages) {
+    const f = s.from;
+    if (f.rawName !== undefined) {
+      if (f.rawName !== f.rawName.toLowerCase())
+        ctx.warn('StageNameCasing', `Stage name '${f.rawName}' should be lowercase`, f.range);
+      if (names.has(f.name!))
+        ctx.warn(
+          'DuplicateStageName',
+          `Duplicate stage name '${f.name}', stage names should be unique`,
+          f.range,
+        );
+      names.add(f.name!);
+      if (f.name === 'scratch' || f.name === 'context')
+        ctx.warn(
+          'ReservedStageName',
+          `Stage name should not use the same name as reserved stage '${f.name}'`,
+          f.range,
+        );
+      const kw = f.node.rawKeyword;
+      const as = f.asKeyword!;
+      const kwUpper = kw === kw.toUpperCase();
+      const asUpper = as === as.toUpperCase();
+      const kwLower = kw === kw.toLowerCase();
+      const asLower = as === as.toLowerCase();
+      if ((kwUpper && !asUpper) || (kwLower && !asLower))
+        ctx.warn('FromAsCasing', `'${as}' and '${kw}' keywords' casing do not match`, f.range);
+    }
+    if (f.platform !== undefined) {
+      if (!f.platform.includes('$')) {
+        const stageName = f.name ?? '';
+        let p: Platform | undefined;
+        try {
+          p = parsePlatformInternal(f.platform);
+        } catch {
+          p = undefined;
+        }
+        if (!p || !stageName.includes(p.architecture))
+          ctx.warn(
+            'FromPlatformFlagConstDisallowed',
+            `FROM --platform flag should not use constant value "${f.platform}"`,
+            f.range,
+          );
+      } else if (/^\$\{?TARGETPLATFORM\}?$/.test(f.platform))
+        ctx.warn(
+          'RedundantTargetPlatform',
+          'Setting platform to predefined $TARGETPLATFORM in FROM is redundant as this is the default behavior',
+          f.range,
+        );
+    }
+    const seen = new Map<string, Instruction>();
+    for (const ins of s.body) {
+      if (ins.kind === 'CMD' || ins.kind === 'ENTRYPOINT' || ins.kind === 'HEALTHCHECK') {
+        const prev = seen.get(ins.kind);
+        if (prev)
+          ctx.warn(
+            'MultipleInstructionsDisallowed',
+            `Multiple ${ins.kind} instructions should not be used in the same stage because only the last one will be used`,
+            prev.range,
+          );
+        seen.set(ins.kind, ins);
+      }
+    }
+    const shellSet = s.body.some((i) => i.kind === 'SHELL');
+    for (const ins of s.body) {
+      if ((ins.kind === 'CMD' || ins.kind === 'ENTRYPOINT') && ins.shellForm && !shellSet)
+        ctx.warn(
+          'JSONArgsRecommended',
+          `JSON arguments recommended for ${ins.kind} to prevent unintended behavior related to OS signals`,
+          ins.range,
+        );
+      if (ins.kind === 'MAINTAINER')
+        ctx.warn(
+          'MaintainerDeprecated',
+          'Maintainer instruction is deprecated in favor of using label',
+          ins.range,
+        );
+      if ((ins.kind === 'ENV' || ins.kind === 'LABEL') && ins.legacy)
+        ctx.warn(
+          'LegacyKeyValueFormat',
+          `"${ins.kind} key=value" should be used instead of legacy "${ins.kind} key value" format`,
+          ins.range,
+        );
+      if (ins.kind === 'ENV') for (const p of ins.pairs) secretCheck('ENV', p.key, ins.range, ctx);
+      if (ins.kind === 'ARG') for (const a of ins.args) argChecks(a, ins.range, ctx);
+      if (ins.kind === 'EXPOSE')
+        for (const v of ins.values) {
+          if (/\/[A-Za-z]+$/.test(v) && v !== v.toLowerCase())
+            ctx.warn(
+              'ExposeProtoCasing',
+              `Defined protocol '${v}' in EXPOSE instruction should be lowercase`,
+              ins.range,
+            );
+          if (/^[^$]*:/.test(v))
+            ctx.warn(
+              'ExposeInvalidFormat',
+              `EXPOSE instruction should not define an IP address or host-port mapping, found '${v}'`,
+              ins.range,
+            );
+        }
+    }
+  }
+  for (const g of decls.globals) for (const a of g.args) argChecks(a, g.range, ctx);
+}
+
+function secretCheck(kind: string, key: string, range: Range, ctx: Ctx): void {
+  if (SECRET_KEY.test(key) && !SECRET_ALLOW.test(key))
+    ctx.warn(
+      'SecretsUsedInArgOrEnv',
+      `Do not use ARG or ENV instructions for sensitive data (${kind} "${key}")`,
+      range,
+    );
+}
+
+function argChecks(a: { key: string; value?: string }, range: Range, ctx: Ctx): void {
+  secretCheck('ARG', a.key, range, ctx);
+  if (a.value !== undefined && (PLATFORM_ARGS as readonly string[]).includes(a.key))
+    ctx.warn(
+      'InvalidDefinitionOfPlatformArg',
+      `ARG ${a.key} has a default value: it overrides the automatic value for the platform being built; declare it as "ARG ${a.key}"`,
+      range,
+    );
+}
+
+/** Parses, checks and plans a Dockerfile for every requested platform. Pure; throws DockerfileError. */
+export function planBuild(source: string | ParsedDockerfile, opts: PlanOptions = {}): Plan {
+  const parsed =
+    typeof source === 'string' ? parseDockerfile(source, { file: opts.file ?? 'Dockerfile' }) : source;
+  const buildArgs = opts.buildArgs ?? {};
+  const check = parseCheckConfig(buildArgs.BUILDKIT_DOCKERFILE_CHECK ?? parsed.directives.check);
+  const warnings = new Map<string, CheckWarning>();
+  const ctx: Ctx = {
+    file: parsed.file,
+    lines: parsed.lines,
+    escape: parsed.directives.escape,
+    buildArgs,
+    consumed: new Set(),
+    warn: (rule, detail, range) => {
+      if (isSkipped(check, rule)) return;
+      const key = `${rule}\0${range.start.line}\0${detail}`;
+      if (!warnings.has(key)) warnings.set(key, makeWarning(rule, detail, parsed.file, range));
+    },
+  };
+  const decls = structure(parsed);
+  syntaxChecks(parsed, decls, ctx);
+  const buildPlatform = normalizePlatformInternal(opts.buildPlatform ?? hostPlatformInternal());
+  const targets = opts.platforms?.length ? opts.platforms : [buildPlatform];
+  const platforms = targets.map((t) => planPlatform(decls, t, buildPlatform, opts, ctx));
+  const unusedBuildArgs = Object.keys(buildArgs)
+    .filter(
+      (k) =>
+        !ctx.consumed.has(k) &&
+        !BUILTIN_ARGS.has(k) &&
+        !(PLATFORM_ARGS as readonly string[]).includes(k) &&
+        !k.startsWith('BUILDKIT_') &&
+        k !== 'SOURCE_DATE_EPOCH',
+    )
+    .sort();
+  const sorted = [...warnings.values()].sort((a, b) => a.range.start.line - b.range.start.line);
+  return {
+    file: parsed.file,
+    directives: parsed.directives,
+    buildPlatform,
+    platforms,
+    warnings: sorted,
+    check,
+    unusedBuildArgs,
+    lines: parsed.lines,
+  };
+}
+
+/** The image references every plan's stages start from or copy from (for resolving configs). */
+export function collectBaseImages(plan: Plan): { ref: string; platform: Platform }[] {
+  const seen = new Map<string, { ref: string; platform: Platform }>();
+  for (const p of plan.platforms)
+    for (const s of p.stages)
+      if (s.base.type === 'image') {
+        const k = `${s.base.ref}\0${formatPlatformInternal(s.platform)}`;
+        if (!seen.has(k)) seen.set(k, { ref: s.base.ref, platform: s.platform });
+      }
+  return [...seen.values()];
+}
+
+export type { CheckWarning, Heredoc, Node };

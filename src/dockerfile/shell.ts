@@ -1,0 +1,415 @@
+/**
+ * Shell-like word expansion with BuildKit's semantics (frontend/dockerfile/shell/lex.go).
+ *
+ * `processWord(word, env)` expands `$V`, `${V}`, `${V:-w}`, `${V-w}`, `${V:+w}`, `${V+w}`,
+ * `${V:?msg}`, `${V?msg}`, `${V#p}`, `${V##p}`, `${V%p}`, `${V%%p}`, `${V/p/r}`, `${V//p/r}`,
+ * removes quotes and escapes, and returns the result, the whitespace-split words, and which
+ * variable names were found (`matched`) or not (`unmatched`) — the latter feeds the
+ * UndefinedVar / UndefinedArgInFrom checks. Errors are `ShellError`s whose message matches
+ * BuildKit's (`failed to process "…": …`). Pure; no I/O.
+ */
+
+export class ShellError extends Error {
+  constructor(message: string) {
+    super(message);
+    this.name = 'ShellError';
+  }
+}
+
+export interface LexOptions {
+  /** The escape character (`\` by default; `` ` `` after `# escape=``). */
+  escape?: string;
+  /** Keep quote characters in the output (used to detect quoted heredoc names). */
+  rawQuotes?: boolean;
+  /** Keep escape characters in the output. */
+  rawEscapes?: boolean;
+  /** Leave references to unset variables as they are (`$X`, `${X}`) instead of ''. */
+  skipUnsetEnv?: boolean;
+}
+
+export interface WordResult {
+  result: string;
+  words: string[];
+  matched: Set<string>;
+  unmatched: Set<string>;
+}
+
+export type EnvLike = ReadonlyMap<string, string> | Readonly<Record<string, string>>;
+
+const EOF = '';
+
+function isSpace(ch: string): boolean {
+  return /^\s$/u.test(ch);
+}
+function isLetter(ch: string): boolean {
+  return /^\p{L}$/u.test(ch);
+}
+function isDigit(ch: string): boolean {
+  return /^\p{Nd}$/u.test(ch);
+}
+function isSpecialParam(ch: string): boolean {
+  return '@*#?-$!0'.includes(ch) && ch !== '';
+}
+
+class Words {
+  word = '';
+  words: string[] = [];
+  inWord = false;
+  addChar(ch: string): void {
+    if (isSpace(ch)) {
+      if (this.inWord && this.word.length !== 0) {
+        this.words.push(this.word);
+        this.word = '';
+        this.inWord = false;
+      }
+    } else this.addRawChar(ch);
+  }
+  addRawChar(ch: string): void {
+    this.word += ch;
+    this.inWord = true;
+  }
+  addString(s: string): void {
+    for (const ch of s) this.addChar(ch);
+  }
+  addRawString(s: string): void {
+    this.word += s;
+    this.inWord = true;
+  }
+  get(): string[] {
+    if (this.word.length > 0) {
+      this.words.push(this.word);
+      this.word = '';
+      this.inWord = false;
+    }
+    return this.words;
+  }
+}
+
+class ShellWord {
+  private readonly chars: string[];
+  private pos = 0;
+  private rawEscapes: boolean;
+  readonly matched = new Set<string>();
+  readonly unmatched = new Set<string>();
+
+  constructor(
+    word: string,
+    private readonly env: ReadonlyMap<string, string>,
+    private readonly opts: Required<LexOptions>,
+  ) {
+    this.chars = Array.from(word);
+    this.rawEscapes = opts.rawEscapes;
+  }
+
+  private peek(): string {
+    return this.chars[this.pos] ?? EOF;
+  }
+  private next(): string {
+    const ch = this.chars[this.pos] ?? EOF;
+    if (ch !== EOF) this.pos++;
+    return ch;
+  }
+
+  run(): [string, string[]] {
+    return this.processStopOn(EOF, this.rawEscapes);
+  }
+
+  private processStopOn(stop: string, rawEscapes: boolean): [string, string[]] {
+    let result = '';
+    const words = new Words();
+    const saved = this.rawEscapes;
+    this.rawEscapes = rawEscapes;
+    try {
+      while (this.peek() !== EOF) {
+        let ch = this.peek();
+        if (stop !== EOF && ch === stop) {
+          this.next();
+          return [result, words.get()];
+        }
+        if (ch === '$' || ch === "'" || ch === '"') {
+          const tmp =
+            ch === '$'
+              ? this.processDollar()
+              : ch === "'"
+                ? this.processSingleQuote()
+                : this.processDoubleQuote();
+          result += tmp;
+          if (ch === '$') words.addString(tmp);
+          else words.addRawString(tmp);
+          continue;
+        }
+        ch = this.next();
+        if (ch === this.opts.escape) {
+          if (this.rawEscapes) {
+            words.addRawChar(ch);
+            result += ch;
+          }
+          ch = this.next();
+          if (ch === EOF) break;
+          words.addRawChar(ch);
+        } else words.addChar(ch);
+        result += ch;
+      }
+      if (stop !== EOF)
+        throw new ShellError(`unexpected end of statement while looking for matching ${stop}`);
+      return [result, words.get()];
+    } finally {
+      this.rawEscapes = saved;
+    }
+  }
+
+  private processSingleQuote(): string {
+    let result = '';
+    let ch = this.next();
+    if (this.opts.rawQuotes) result += ch;
+    for (;;) {
+      ch = this.next();
+      if (ch === EOF)
+        throw new ShellError('unexpected end of statement while looking for matching single-quote');
+      if (ch === "'") {
+        if (this.opts.rawQuotes) result += ch;
+        return result;
+      }
+      result += ch;
+    }
+  }
+
+  private processDoubleQuote(): string {
+    let result = '';
+    let ch = this.next();
+    if (this.opts.rawQuotes) result += ch;
+    for (;;) {
+      const p = this.peek();
+      if (p === EOF)
+        throw new ShellError('unexpected end of statement while looking for matching double-quote');
+      if (p === '"') {
+        ch = this.next();
+        if (this.opts.rawQuotes) result += ch;
+        return result;
+      }
+      if (p === '$') {
+        result += this.processDollar();
+        continue;
+      }
+      ch = this.next();
+      if (ch === this.opts.escape) {
+        if (this.rawEscapes) result += ch;
+        const n = this.peek();
+        if (n === EOF) continue;
+        if (n === '"' || n === '$' || n === this.opts.escape) ch = this.next();
+      }
+      result += ch;
+    }
+  }
+
+  private getEnv(name: string): [string, boolean] {
+    const v = this.env.get(name);
+    if (v !== undefined) {
+      this.matched.add(name);
+      return [v, true];
+    }
+    this.unmatched.add(name);
+    return ['', false];
+  }
+
+  private processName(): string {
+    let name = '';
+    while (this.peek() !== EOF) {
+      const ch = this.peek();
+      if (name.length === 0 && isDigit(ch)) {
+        while (this.peek() !== EOF && isDigit(this.peek())) name += this.next();
+        return name;
+      }
+      if (name.length === 0 && isSpecialParam(ch)) return this.next();
+      if (!isLetter(ch) && !isDigit(ch) && ch !== '_') break;
+      name += this.next();
+    }
+    return name;
+  }
+
+  private processDollar(): string {
+    this.next();
+    if (this.peek() !== '{') {
+      const name = this.processName();
+      if (name === '') return '$';
+      const [value, found] = this.getEnv(name);
+      if (!found && this.opts.skipUnsetEnv) return `$${name}`;
+      return value;
+    }
+    this.next();
+    const first = this.peek();
+    if (first === EOF) throw new ShellError("syntax error: missing '}'");
+    if (first === '{' || first === '}' || first === ':')
+      throw new ShellError('syntax error: bad substitution');
+    const name = this.processName();
+    let ch = this.next();
+    let chs = ch;
+    let nullIsUnset = false;
+    if (ch === '}') {
+      const [value, set] = this.getEnv(name);
+      if (!set && this.opts.skipUnsetEnv) return `\${${name}}`;
+      return value;
+    }
+    if (ch === ':') {
+      nullIsUnset = true;
+      ch = this.next();
+      chs += ch;
+    }
+    if (nullIsUnset || ch === '+' || ch === '-' || ch === '?' || ch === '#' || ch === '%') {
+      const raw = ch === '#' || ch === '%';
+      let word: string;
+      try {
+        [word] = this.processStopOn('}', raw);
+      } catch (err) {
+        if (this.peek() === EOF) throw new ShellError("syntax error: missing '}'");
+        throw err;
+      }
+      const [value, set] = this.getEnv(name);
+      if (this.opts.skipUnsetEnv && !set) return `\${${name}${chs}${word}}`;
+      switch (ch) {
+        case '-':
+          return !set || (nullIsUnset && value === '') ? word : value;
+        case '+':
+          return !set || (nullIsUnset && value === '') ? '' : word;
+        case '?':
+          if (!set) throw new ShellError(`${name}: ${word !== '' ? word : 'is not allowed to be unset'}`);
+          if (nullIsUnset && value === '')
+            throw new ShellError(`${name}: ${word !== '' ? word : 'is not allowed to be empty'}`);
+          return value;
+        case '%':
+        case '#': {
+          let greedy = false;
+          if (word.length > 0 && word[0] === ch) {
+            greedy = true;
+            word = word.slice(1);
+          }
+          return ch === '%' ? trimSuffix(word, value, greedy) : trimPrefix(word, value, greedy);
+        }
+      }
+      throw new ShellError(`unsupported modifier (${chs}) in substitution`);
+    }
+    if (ch === '/') {
+      const all = this.peek() === '/';
+      if (all) this.next();
+      let pattern: string;
+      let replacement: string;
+      try {
+        [pattern] = this.processStopOn('/', true);
+      } catch (err) {
+        if (this.peek() === EOF) throw new ShellError("syntax error: missing '/' in $" + '{}');
+        throw err;
+      }
+      try {
+        [replacement] = this.processStopOn('}', true);
+      } catch (err) {
+        if (this.peek() === EOF) throw new ShellError("syntax error: missing '}'");
+        throw err;
+      }
+      let [value, set] = this.getEnv(name);
+      if (this.opts.skipUnsetEnv && !set) return `\${${name}/${pattern}/${replacement}}`;
+      const re = patternToRegex(pattern, true, false, all);
+      if (all) value = value.replace(re, () => replacement);
+      else {
+        const m = re.exec(value);
+        if (m) value = value.slice(0, m.index) + replacement + value.slice(m.index + m[0].length);
+      }
+      return value;
+    }
+    throw new ShellError(`unsupported modifier (${chs}) in substitution`);
+  }
+}
+
+/**
+ * A shell wildcard pattern (`*`, `?`, `\` escapes; no bracket expressions) as a RegExp,
+ * exactly as BuildKit's convertShellPatternToRegex builds it.
+ */
+export function patternToRegex(pattern: string, greedy: boolean, anchored: boolean, global = false): RegExp {
+  const chars = Array.from(pattern);
+  let out = anchored ? '^' : '';
+  const star = greedy ? '.*' : '.*?';
+  for (let i = 0; i < chars.length; i++) {
+    const tok = chars[i]!;
+    if (tok === '*') {
+      out += star;
+      continue;
+    }
+    if (tok === '?') {
+      out += '.';
+      continue;
+    }
+    if (tok === '\\') {
+      const n = chars[i + 1];
+      // `}` and `/` are escaped only to get past the ${} parser; the escape is not part of the pattern.
+      if (n === '}' || n === '/') continue;
+      if (n !== '*' && n !== '?' && n !== '\\')
+        throw new ShellError(`invalid pattern (${pattern}) in substitution: invalid escape '\\${n ?? ''}'`);
+      out += `\\${n}`;
+      i++;
+      continue;
+    }
+    out += /[[\]{}.+()|^$]/.test(tok) ? `\\${tok}` : tok;
+  }
+  return new RegExp(out, global ? 'gu' : 'u');
+}
+
+function trimPrefix(pattern: string, value: string, greedy: boolean): string {
+  const m = patternToRegex(pattern, greedy, true).exec(value);
+  return m ? value.slice(m[0].length) : value;
+}
+
+/** Reverses a pattern without reversing its escapes (`a\*c` → `c\*a`). */
+export function reversePattern(pattern: string): string {
+  const runes = Array.from(pattern);
+  const out: string[] = new Array(runes.length);
+  const last = runes.length - 1;
+  for (let i = 0; i <= last; ) {
+    const tok = runes[i]!;
+    const o = last - i;
+    if (tok === '\\' && i !== last) {
+      out[o - 1] = tok;
+      out[o] = runes[i + 1]!;
+      i += 2;
+    } else {
+      out[o] = tok;
+      i++;
+    }
+  }
+  return out.join('');
+}
+
+function reverse(s: string): string {
+  return Array.from(s).reverse().join('');
+}
+
+function trimSuffix(pattern: string, value: string, greedy: boolean): string {
+  // A regexp cannot find the shortest rightmost match, so search the reversed value.
+  return reverse(trimPrefix(reversePattern(pattern), reverse(value), greedy));
+}
+
+function toMap(env: EnvLike): ReadonlyMap<string, string> {
+  if (env instanceof Map) return env;
+  return new Map(Object.entries(env as Record<string, string>));
+}
+
+/** Expands one word; throws ShellError (`failed to process "w": why`). */
+export function processWord(word: string, env: EnvLike, opts: LexOptions = {}): WordResult {
+  const sw = new ShellWord(word, toMap(env), {
+    escape: opts.escape ?? '\\',
+    rawQuotes: opts.rawQuotes ?? false,
+    rawEscapes: opts.rawEscapes ?? false,
+    skipUnsetEnv: opts.skipUnsetEnv ?? false,
+  });
+  try {
+    const [result, words] = sw.run();
+    return { result, words, matched: sw.matched, unmatched: sw.unmatched };
+  } catch (err) {
+    if (err instanceof ShellError)
+      throw new ShellError(`failed to process ${JSON.stringify(word)}: ${err.message}`);
+    throw err;
+  }
+}
+
+/** Expands and splits on unquoted whitespace (`ProcessWords`). */
+export function processWords(word: string, env: EnvLike, opts: LexOptions = {}): string[] {
+  return processWord(word, env, opts).words;
+}
