@@ -43,11 +43,13 @@ import {
   toInstruction,
 } from './instructions.js';
 import {
+  chompHeredocContent,
   type Directives,
   type Heredoc,
   type Node,
   type ParsedDockerfile,
   parseDockerfile,
+  parseHeredocWord,
 } from './parser.js';
 import {
   formatPlatformInternal,
@@ -613,7 +615,7 @@ function planPlatform(
       try {
         platform = parsePlatformInternal(pv);
       } catch (err) {
-        throw new DockerfileError(`failed to parse platform ${pv}: ${(err as Error).message}`, {
+        throw new DockerfileError((err as Error).message, {
           file: ctx.file,
           range: f.range,
           lines: ctx.lines,
@@ -1179,6 +1181,39 @@ export function planBuild(source: string | ParsedDockerfile, opts: PlanOptions =
     unusedBuildArgs,
     lines: parsed.lines,
   };
+}
+
+/** What the engine executes for a RUN, with BuildKit's heredoc rules applied. */
+export interface RunCommand {
+  argv: string[];
+  /** A script file to create before running (a heredoc starting with `#!`): argv runs it. */
+  script?: { path: string; data: string; mode: number };
+}
+
+/**
+ * The process a RUN starts. Exec form: its args. Shell form: `[...shell, line]`. A RUN whose
+ * whole command is one heredoc (`RUN <<EOF`) runs the body: with the shell, or as a file when it
+ * starts with `#!`. Other heredocs are handed to the shell with their bodies, as written.
+ */
+export function runCommand(run: PlanRun, scriptDir = '/dev/pipes'): RunCommand {
+  if (!run.prependShell) return { argv: [...run.args] };
+  const line = run.args[0] ?? '';
+  const first = run.heredocs[0];
+  if (first && run.heredocs.length >= 1) {
+    const marker = parseHeredocWord(line.trim());
+    if (marker && marker.name === first.name) {
+      const data = first.chomp ? chompHeredocContent(first.content) : first.content;
+      if (data.startsWith('#!')) {
+        const path = `${scriptDir}/${first.name}`;
+        return { argv: [path], script: { path, data, mode: 0o755 } };
+      }
+      return { argv: [...run.state.shell, data] };
+    }
+    let full = line;
+    for (const h of run.heredocs) full += `\n${h.content}${h.name}`;
+    return { argv: [...run.state.shell, full] };
+  }
+  return { argv: [...run.state.shell, line] };
 }
 
 /** The image references every plan's stages start from or copy from (for resolving configs). */
