@@ -344,6 +344,8 @@ interface StageDecl {
   index: number;
   from: FromInstruction;
   body: Instruction[];
+  /** The stage's source lines (FROM to its last instruction), for its key. */
+  text: string;
 }
 
 interface Ctx {
@@ -362,7 +364,7 @@ function structure(parsed: ParsedDockerfile): { globals: ArgInstruction[]; stage
   const stages: StageDecl[] = [];
   for (const node of parsed.nodes) {
     const ins = toInstruction(node, ictx);
-    if (ins.kind === 'FROM') stages.push({ index: stages.length, from: ins, body: [] });
+    if (ins.kind === 'FROM') stages.push({ index: stages.length, from: ins, body: [], text: '' });
     else if (stages.length === 0) {
       if (ins.kind !== 'ARG')
         throw new DockerfileError('no build stage in current context', {
@@ -372,6 +374,10 @@ function structure(parsed: ParsedDockerfile): { globals: ArgInstruction[]; stage
         });
       globals.push(ins);
     } else stages[stages.length - 1]!.body.push(ins);
+  }
+  for (const s of stages) {
+    const last = s.body[s.body.length - 1]?.range ?? s.from.range;
+    s.text = parsed.lines.slice(s.from.range.start.line - 1, last.end.line).join('\n');
   }
   if (stages.length === 0)
     throw new DockerfileError('the Dockerfile has no FROM instruction', {
@@ -415,6 +421,8 @@ function isValidImageRef(ref: string): boolean {
 }
 
 function posixJoin(base: string, p: string): string {
+  // Fast path: an absolute path with nothing to clean.
+  if (p.startsWith('/') && !/\/\.{0,2}(?:\/|$)/.test(p)) return p;
   const abs = p.startsWith('/') ? p : `${base.replace(/\/+$/, '')}/${p}`;
   const out: string[] = [];
   for (const part of abs.split('/')) {
@@ -453,28 +461,8 @@ function parseMount(
     const eq = f.indexOf('=');
     const key = (eq < 0 ? f : f.slice(0, eq)).trim().toLowerCase();
     const value = eq < 0 ? undefined : expand(f.slice(eq + 1));
-    const known = [
-      'type',
-      'target',
-      'dst',
-      'destination',
-      'source',
-      'src',
-      'from',
-      'readonly',
-      'ro',
-      'readwrite',
-      'rw',
-      'id',
-      'sharing',
-      'mode',
-      'uid',
-      'gid',
-      'required',
-      'size',
-      'env',
-    ];
-    if (!known.includes(key)) fail(`unexpected key '${key}' in '${f}'`);
+
+    if (!MOUNT_KEYS.has(key)) fail(`unexpected key '${key}' in '${f}'`);
     kv.set(key, value);
   }
   const type = (kv.get('type') ?? 'bind') as RunMount['type'];
@@ -538,6 +526,28 @@ function parseMount(
   return m;
 }
 
+const MOUNT_KEYS = new Set([
+  'type',
+  'target',
+  'dst',
+  'destination',
+  'source',
+  'src',
+  'from',
+  'readonly',
+  'ro',
+  'readwrite',
+  'rw',
+  'id',
+  'sharing',
+  'mode',
+  'uid',
+  'gid',
+  'required',
+  'size',
+  'env',
+]);
+
 function parseSize(v: string, fail: (m: string) => never): number {
   const m = /^(\d+(?:\.\d+)?)\s*([kmgt]?)i?b?$/i.exec(v);
   if (!m) return fail(`invalid size "${v}"`);
@@ -549,6 +559,8 @@ interface DispatchedStage {
   decl: StageDecl;
   stage: Omit<PlanStage, 'key' | 'targetIndependent'>;
   state: { env: Map<string, string>; workdir: string; user: string; shell: string[] };
+  /** The state taken from the base image config (hashed into the key). */
+  baseState?: string;
   /** Error expanding this stage; thrown only if the stage turns out to be needed. */
   error?: unknown;
   ownTargetDependence: boolean;
@@ -582,6 +594,7 @@ function planPlatform(
     }
   }
 
+  const proxyArgs = Object.keys(ctx.buildArgs).filter((a) => BUILTIN_ARGS.has(a));
   const stageNames = new Map<string, number>();
   const dispatched: DispatchedStage[] = [];
   const platformOf = (p: Platform) => normalizePlatformInternal(p);
@@ -700,7 +713,13 @@ function planPlatform(
       baseConfigKnown,
       instructions: [],
     };
-    const d: DispatchedStage = { decl, stage, state, ownTargetDependence: false };
+    const d: DispatchedStage = {
+      decl,
+      stage,
+      state,
+      ownTargetDependence: false,
+      baseState: JSON.stringify([envList(state.env), state.workdir, state.user, state.shell]),
+    };
     dispatched.push(d);
     try {
       dispatchBody(d, {
@@ -710,6 +729,7 @@ function planPlatform(
         stageNames,
         targetArgsUsed,
         buildArgs: ctx.buildArgs,
+        proxyArgs,
       });
     } catch (err) {
       d.error = err;
@@ -766,7 +786,16 @@ function planPlatform(
         base: d.stage.base.type === 'stage' ? { stage: keys.get(d.stage.base.index) } : d.stage.base,
         platform: formatPlatformInternal(d.stage.platform),
         deps: deps.map((x) => keys.get(x)),
-        instructions: d.stage.instructions.map(({ range: _r, ...rest }) => rest),
+        // Every expanded value is a function of the stage's text, the ARG values it resolved,
+        // the base (config) and the build args reaching RUN: hashing those is exact and far
+        // cheaper than serialising every planned instruction.
+        escape: ctx.escape,
+        text: d.decl.text,
+        args: d.stage.instructions.filter((x) => x.kind === 'ARG').map((x) => (x as PlanArg).args),
+        baseState: d.stage.base.type === 'image' ? d.baseState : undefined,
+        proxies: Object.keys(ctx.buildArgs)
+          .filter((a) => BUILTIN_ARGS.has(a))
+          .map((a) => [a, ctx.buildArgs[a]]),
         baseConfigKnown: d.stage.baseConfigKnown,
         // Target-dependent stages differ per target even when their text does not.
         target: ind ? undefined : formatPlatformInternal(target),
@@ -786,6 +815,8 @@ interface BodyCtx {
   stageNames: Map<string, number>;
   targetArgsUsed: Set<string>;
   buildArgs: Readonly<Record<string, string>>;
+  /** Proxy build args, which reach RUN without an ARG. */
+  proxyArgs: string[];
 }
 
 function dispatchBody(d: DispatchedStage, b: BodyCtx): void {
@@ -795,18 +826,32 @@ function dispatchBody(d: DispatchedStage, b: BodyCtx): void {
   const st = d.state;
   let sshMounts = 0;
   let absoluteWorkdirSeen = false;
+  // Expansion environment and state snapshots are cached and shared until an ARG, ENV,
+  // WORKDIR, USER or SHELL changes them: a long stage must not copy its env per instruction.
+  let envCache: Map<string, string> | undefined;
+  let stateCache: InstructionState | undefined;
+  const changed = (): void => {
+    envCache = undefined;
+    stateCache = undefined;
+  };
   const expansionEnv = (): Map<string, string> => {
+    if (envCache) return envCache;
     const m = new Map(args);
     for (const [k, v] of st.env) m.set(k, v);
+    envCache = m;
     return m;
   };
-  const snapshot = (): InstructionState => ({
-    env: envList(st.env),
-    args: Object.fromEntries(args),
-    workdir: st.workdir,
-    user: st.user,
-    shell: [...st.shell],
-  });
+  /** The state in force; shared between instructions until it changes — do not mutate. */
+  const snapshot = (): InstructionState => {
+    stateCache ??= {
+      env: envList(st.env),
+      args: Object.fromEntries(args),
+      workdir: st.workdir,
+      user: st.user,
+      shell: [...st.shell],
+    };
+    return stateCache;
+  };
   const resolveRef =
     (range: Range) =>
     (v: string): SourceRef => {
@@ -853,6 +898,7 @@ function dispatchBody(d: DispatchedStage, b: BodyCtx): void {
             value = new Expander(ctx, range, expansionEnv(), unmatched).word(a.value);
           else value = b.meta.get(a.key);
           if (value !== undefined) args.set(a.key, value);
+          changed();
           resolved.push(value !== undefined ? { key: a.key, value } : { key: a.key });
         }
         out.push({ kind: 'ARG', range, original, args: resolved });
@@ -862,7 +908,10 @@ function dispatchBody(d: DispatchedStage, b: BodyCtx): void {
       case 'LABEL': {
         // Every pair is expanded with the environment from before the instruction.
         const pairs = ins.pairs.map((p) => ({ key: ex.word(p.key), value: ex.word(p.value) }));
-        if (ins.kind === 'ENV') for (const p of pairs) st.env.set(p.key, p.value);
+        if (ins.kind === 'ENV') {
+          for (const p of pairs) st.env.set(p.key, p.value);
+          changed();
+        }
         out.push({ kind: ins.kind, range, original, pairs });
         break;
       }
@@ -876,10 +925,13 @@ function dispatchBody(d: DispatchedStage, b: BodyCtx): void {
             () => sshMounts++,
           ),
         );
-        for (const a of Object.keys(b.buildArgs)) if (BUILTIN_ARGS.has(a)) ctx.consumed.add(a);
-        const state = snapshot();
-        for (const a of Object.keys(b.buildArgs))
-          if (BUILTIN_ARGS.has(a) && !(a in state.args)) state.args[a] = b.buildArgs[a]!;
+        for (const a of b.proxyArgs) ctx.consumed.add(a);
+        let state = snapshot();
+        const proxies = b.proxyArgs.filter((a) => !(a in state.args));
+        if (proxies.length > 0) {
+          state = { ...state, args: { ...state.args } };
+          for (const a of proxies) state.args[a] = b.buildArgs[a]!;
+        }
         out.push({
           kind: 'RUN',
           range,
@@ -950,13 +1002,17 @@ function dispatchBody(d: DispatchedStage, b: BodyCtx): void {
           );
         if (value.startsWith('/')) absoluteWorkdirSeen = true;
         st.workdir = posixJoin(st.workdir, value);
+        changed();
         out.push({ kind: 'WORKDIR', range, original, value, path: st.workdir });
         break;
       }
       case 'USER':
       case 'STOPSIGNAL': {
         const value = ex.word(ins.value);
-        if (ins.kind === 'USER') st.user = value;
+        if (ins.kind === 'USER') {
+          st.user = value;
+          changed();
+        }
         out.push({ kind: ins.kind, range, original, value });
         break;
       }
@@ -973,6 +1029,7 @@ function dispatchBody(d: DispatchedStage, b: BodyCtx): void {
       }
       case 'SHELL':
         st.shell = [...ins.shell];
+        changed();
         out.push({ kind: 'SHELL', range, original, shell: ins.shell });
         break;
       case 'FROM':

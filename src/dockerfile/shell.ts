@@ -30,22 +30,34 @@ export interface LexOptions {
 export interface WordResult {
   result: string;
   words: string[];
-  matched: Set<string>;
-  unmatched: Set<string>;
+  matched: ReadonlySet<string>;
+  unmatched: ReadonlySet<string>;
 }
+
+const NONE: ReadonlySet<string> = new Set();
 
 export type EnvLike = ReadonlyMap<string, string> | Readonly<Record<string, string>>;
 
 const EOF = '';
 
+const SPACE_RE = /^\s$/u;
+const LETTER_RE = /^\p{L}$/u;
+const DIGIT_RE = /^\p{Nd}$/u;
+// ASCII fast paths: these run once per character of every expanded word.
 function isSpace(ch: string): boolean {
-  return /^\s$/u.test(ch);
+  const c = ch.charCodeAt(0);
+  if (c < 128) return c === 32 || (c >= 9 && c <= 13);
+  return SPACE_RE.test(ch);
 }
 function isLetter(ch: string): boolean {
-  return /^\p{L}$/u.test(ch);
+  const c = ch.charCodeAt(0);
+  if (c < 128) return (c >= 65 && c <= 90) || (c >= 97 && c <= 122);
+  return LETTER_RE.test(ch);
 }
 function isDigit(ch: string): boolean {
-  return /^\p{Nd}$/u.test(ch);
+  const c = ch.charCodeAt(0);
+  if (c < 128) return c >= 48 && c <= 57;
+  return DIGIT_RE.test(ch);
 }
 function isSpecialParam(ch: string): boolean {
   return '@*#?-$!0'.includes(ch) && ch !== '';
@@ -86,27 +98,29 @@ class Words {
 }
 
 class ShellWord {
-  private readonly chars: string[];
   private pos = 0;
   private rawEscapes: boolean;
-  readonly matched = new Set<string>();
-  readonly unmatched = new Set<string>();
+  matched: Set<string> | undefined;
+  unmatched: Set<string> | undefined;
 
   constructor(
-    word: string,
+    private readonly src: string,
     private readonly env: ReadonlyMap<string, string>,
     private readonly opts: Required<LexOptions>,
+    private readonly wantWords: boolean,
   ) {
-    this.chars = Array.from(word);
     this.rawEscapes = opts.rawEscapes;
   }
 
+  // Characters are code points (Go's scanner reads runes); indexing avoids copying the word.
   private peek(): string {
-    return this.chars[this.pos] ?? EOF;
+    const c = this.src.codePointAt(this.pos);
+    if (c === undefined) return EOF;
+    return c > 0xffff ? String.fromCodePoint(c) : this.src[this.pos]!;
   }
   private next(): string {
-    const ch = this.chars[this.pos] ?? EOF;
-    if (ch !== EOF) this.pos++;
+    const ch = this.peek();
+    this.pos += ch.length;
     return ch;
   }
 
@@ -116,15 +130,32 @@ class ShellWord {
 
   private processStopOn(stop: string, rawEscapes: boolean): [string, string[]] {
     let result = '';
-    const words = new Words();
+    // Word splitting is only wanted at the top level, and only by callers that ask for it.
+    const words = stop === EOF && this.wantWords ? new Words() : undefined;
     const saved = this.rawEscapes;
     this.rawEscapes = rawEscapes;
+    const esc = this.opts.escape;
+    const src = this.src;
     try {
-      while (this.peek() !== EOF) {
+      while (this.pos < src.length) {
+        if (!words) {
+          // Copy a run of ordinary characters at once.
+          let end = this.pos;
+          while (end < src.length) {
+            const c = src[end]!;
+            if (c === '$' || c === "'" || c === '"' || c === esc || c === stop) break;
+            end++;
+          }
+          if (end > this.pos) {
+            result += src.slice(this.pos, end);
+            this.pos = end;
+            continue;
+          }
+        }
         let ch = this.peek();
         if (stop !== EOF && ch === stop) {
           this.next();
-          return [result, words.get()];
+          return [result, words ? words.get() : []];
         }
         if (ch === '$' || ch === "'" || ch === '"') {
           const tmp =
@@ -134,25 +165,25 @@ class ShellWord {
                 ? this.processSingleQuote()
                 : this.processDoubleQuote();
           result += tmp;
-          if (ch === '$') words.addString(tmp);
-          else words.addRawString(tmp);
+          if (ch === '$') words?.addString(tmp);
+          else words?.addRawString(tmp);
           continue;
         }
         ch = this.next();
-        if (ch === this.opts.escape) {
+        if (ch === esc) {
           if (this.rawEscapes) {
-            words.addRawChar(ch);
+            words?.addRawChar(ch);
             result += ch;
           }
           ch = this.next();
           if (ch === EOF) break;
-          words.addRawChar(ch);
-        } else words.addChar(ch);
+          words?.addRawChar(ch);
+        } else words?.addChar(ch);
         result += ch;
       }
       if (stop !== EOF)
         throw new ShellError(`unexpected end of statement while looking for matching ${stop}`);
-      return [result, words.get()];
+      return [result, words ? words.get() : []];
     } finally {
       this.rawEscapes = saved;
     }
@@ -205,10 +236,10 @@ class ShellWord {
   private getEnv(name: string): [string, boolean] {
     const v = this.env.get(name);
     if (v !== undefined) {
-      this.matched.add(name);
+      (this.matched ??= new Set()).add(name);
       return [v, true];
     }
-    this.unmatched.add(name);
+    (this.unmatched ??= new Set()).add(name);
     return ['', false];
   }
 
@@ -393,15 +424,51 @@ function toMap(env: EnvLike): ReadonlyMap<string, string> {
 
 /** Expands one word; throws ShellError (`failed to process "w": why`). */
 export function processWord(word: string, env: EnvLike, opts: LexOptions = {}): WordResult {
-  const sw = new ShellWord(word, toMap(env), {
-    escape: opts.escape ?? '\\',
-    rawQuotes: opts.rawQuotes ?? false,
-    rawEscapes: opts.rawEscapes ?? false,
-    skipUnsetEnv: opts.skipUnsetEnv ?? false,
-  });
+  // Fast path: most words have nothing to expand, unquote or unescape.
+  const esc = opts.escape ?? '\\';
+  if (!word.includes('$') && !word.includes("'") && !word.includes('"') && !word.includes(esc)) {
+    let words: string[] | undefined;
+    return {
+      result: word,
+      get words() {
+        words ??= word.split(/\s+/u).filter((w) => w !== '');
+        return words;
+      },
+      matched: NONE,
+      unmatched: NONE,
+    };
+  }
+  return expand(word, env, opts, false);
+}
+
+function expand(word: string, env: EnvLike, opts: LexOptions, wantWords: boolean): WordResult {
+  const sw = new ShellWord(
+    word,
+    toMap(env),
+    {
+      escape: opts.escape ?? '\\',
+      rawQuotes: opts.rawQuotes ?? false,
+      rawEscapes: opts.rawEscapes ?? false,
+      skipUnsetEnv: opts.skipUnsetEnv ?? false,
+    },
+    wantWords,
+  );
   try {
     const [result, words] = sw.run();
-    return { result, words, matched: sw.matched, unmatched: sw.unmatched };
+    const matched = sw.matched ?? NONE;
+    const unmatched = sw.unmatched ?? NONE;
+    if (wantWords) return { result, words, matched, unmatched };
+    let split: string[] | undefined;
+    // Splitting is rarely wanted after expansion: redo the work with splitting when asked.
+    return {
+      result,
+      get words() {
+        split ??= expand(word, env, opts, true).words;
+        return split;
+      },
+      matched,
+      unmatched,
+    };
   } catch (err) {
     if (err instanceof ShellError)
       throw new ShellError(`failed to process ${JSON.stringify(word)}: ${err.message}`);
@@ -411,5 +478,5 @@ export function processWord(word: string, env: EnvLike, opts: LexOptions = {}): 
 
 /** Expands and splits on unquoted whitespace (`ProcessWords`). */
 export function processWords(word: string, env: EnvLike, opts: LexOptions = {}): string[] {
-  return processWord(word, env, opts).words;
+  return expand(word, env, opts, true).words;
 }
