@@ -66,6 +66,8 @@ export interface ParseOptions {
   file?: string;
 }
 
+const CONTINUATION_BACKSLASH = /\\[ \t]*$/;
+const CONTINUATION_BACKTICK = /`[ \t]*$/;
 const DIRECTIVE = /^#\s*([a-zA-Z][a-zA-Z0-9]*)\s*=\s*(.+?)\s*$/;
 const KNOWN_DIRECTIVES = new Set(['syntax', 'escape', 'check']);
 const HEREDOC_KEYWORDS = new Set(['run', 'copy', 'add']);
@@ -270,9 +272,9 @@ export function parseDockerfile(text: string, opts: ParseOptions = {}): ParsedDo
   };
 
   const continuation = (line: string): [string, boolean] => {
-    const esc = directives.escape === '`' ? '`' : '\\\\';
-    const re = new RegExp(`${esc}[ \\t]*$`);
-    if (re.test(line)) return [line.replace(re, ''), false];
+    const re = directives.escape === '`' ? CONTINUATION_BACKTICK : CONTINUATION_BACKSLASH;
+    const m = re.exec(line);
+    if (m) return [line.slice(0, m.index), false];
     return [line, true];
   };
 

@@ -344,8 +344,8 @@ interface StageDecl {
   index: number;
   from: FromInstruction;
   body: Instruction[];
-  /** The stage's source lines (FROM to its last instruction), for its key. */
-  text: string;
+  /** Digest of the stage's source lines (FROM to its last instruction), for its key. */
+  textDigest: string;
 }
 
 interface Ctx {
@@ -364,7 +364,7 @@ function structure(parsed: ParsedDockerfile): { globals: ArgInstruction[]; stage
   const stages: StageDecl[] = [];
   for (const node of parsed.nodes) {
     const ins = toInstruction(node, ictx);
-    if (ins.kind === 'FROM') stages.push({ index: stages.length, from: ins, body: [], text: '' });
+    if (ins.kind === 'FROM') stages.push({ index: stages.length, from: ins, body: [], textDigest: '' });
     else if (stages.length === 0) {
       if (ins.kind !== 'ARG')
         throw new DockerfileError('no build stage in current context', {
@@ -377,7 +377,9 @@ function structure(parsed: ParsedDockerfile): { globals: ArgInstruction[]; stage
   }
   for (const s of stages) {
     const last = s.body[s.body.length - 1]?.range ?? s.from.range;
-    s.text = parsed.lines.slice(s.from.range.start.line - 1, last.end.line).join('\n');
+    s.textDigest = createHash('sha256')
+      .update(parsed.lines.slice(s.from.range.start.line - 1, last.end.line).join('\n'))
+      .digest('hex');
   }
   if (stages.length === 0)
     throw new DockerfileError('the Dockerfile has no FROM instruction', {
@@ -790,7 +792,7 @@ function planPlatform(
         // the base (config) and the build args reaching RUN: hashing those is exact and far
         // cheaper than serialising every planned instruction.
         escape: ctx.escape,
-        text: d.decl.text,
+        text: d.decl.textDigest,
         args: d.stage.instructions.filter((x) => x.kind === 'ARG').map((x) => (x as PlanArg).args),
         baseState: d.stage.base.type === 'image' ? d.baseState : undefined,
         proxies: Object.keys(ctx.buildArgs)
@@ -938,7 +940,7 @@ function dispatchBody(d: DispatchedStage, b: BodyCtx): void {
           original,
           args: ins.cmd,
           prependShell: ins.shellForm,
-          heredocs: ins.heredocs.map((h) => ({ ...h })),
+          heredocs: ins.heredocs,
           mounts,
           network: (ins.network ?? 'default') as PlanRun['network'],
           security: (ins.security ?? 'sandbox') as PlanRun['security'],

@@ -244,18 +244,21 @@ class ShellWord {
   }
 
   private processName(): string {
-    let name = '';
-    while (this.peek() !== EOF) {
-      const ch = this.peek();
-      if (name.length === 0 && isDigit(ch)) {
-        while (this.peek() !== EOF && isDigit(this.peek())) name += this.next();
-        return name;
-      }
-      if (name.length === 0 && isSpecialParam(ch)) return this.next();
-      if (!isLetter(ch) && !isDigit(ch) && ch !== '_') break;
-      name += this.next();
+    // Scans positions and slices once: building the name a character at a time allocates.
+    const start = this.pos;
+    const first = this.peek();
+    if (first === EOF) return '';
+    if (isDigit(first)) {
+      while (this.peek() !== EOF && isDigit(this.peek())) this.next();
+      return this.src.slice(start, this.pos);
     }
-    return name;
+    if (isSpecialParam(first)) return this.next();
+    for (;;) {
+      const ch = this.peek();
+      if (ch === EOF || (!isLetter(ch) && !isDigit(ch) && ch !== '_')) break;
+      this.next();
+    }
+    return this.src.slice(start, this.pos);
   }
 
   private processDollar(): string {
@@ -422,22 +425,24 @@ function toMap(env: EnvLike): ReadonlyMap<string, string> {
   return new Map(Object.entries(env as Record<string, string>));
 }
 
+/** The result for a word with nothing to expand; its words are split only when asked for. */
+class PlainResult implements WordResult {
+  private split: string[] | undefined;
+  readonly matched = NONE;
+  readonly unmatched = NONE;
+  constructor(readonly result: string) {}
+  get words(): string[] {
+    this.split ??= this.result.split(/\s+/u).filter((w) => w !== '');
+    return this.split;
+  }
+}
+
 /** Expands one word; throws ShellError (`failed to process "w": why`). */
 export function processWord(word: string, env: EnvLike, opts: LexOptions = {}): WordResult {
   // Fast path: most words have nothing to expand, unquote or unescape.
   const esc = opts.escape ?? '\\';
-  if (!word.includes('$') && !word.includes("'") && !word.includes('"') && !word.includes(esc)) {
-    let words: string[] | undefined;
-    return {
-      result: word,
-      get words() {
-        words ??= word.split(/\s+/u).filter((w) => w !== '');
-        return words;
-      },
-      matched: NONE,
-      unmatched: NONE,
-    };
-  }
+  if (!word.includes('$') && !word.includes("'") && !word.includes('"') && !word.includes(esc))
+    return new PlainResult(word);
   return expand(word, env, opts, false);
 }
 
