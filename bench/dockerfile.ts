@@ -19,7 +19,7 @@ export function generateDockerfile(lines: number): string {
   while (out.length < lines) {
     const name = `stage${stage}`;
     if (stage % 3 === 0) out.push(`FROM --platform=$BUILDPLATFORM \${BASE} AS ${name}`);
-    else out.push(`FROM ${stage > 0 ? `stage${stage - 1}` : '${BASE}'} AS ${name}`);
+    else out.push(`FROM ${stage > 0 ? `stage${stage - 1}` : '$BASE'} AS ${name}`);
     out.push('ARG TARGETOS TARGETARCH VERSION', `ENV APP_${stage}=/opt/app${stage} PATH=/opt/bin:$PATH`);
     out.push(`WORKDIR /src/${name}`);
     for (let i = 0; i < 8; i++) {
