@@ -58,12 +58,15 @@ export function summarize(plan: Plan): unknown {
         instructions: s.instructions.map((ins) => {
           const { range, original: _o, ...rest } = ins as typeof ins & { state?: unknown };
           const out: Record<string, unknown> = { line: lineOf(range), ...rest };
+          if (out.kind === 'RUN' && Object.keys(out.proxy as object).length === 0) delete out.proxy;
           if ('state' in out && out.state) {
             const st = out.state as { shell: string[]; workdir: string; user: string };
             const compact: Record<string, unknown> = { ...st };
             if (st.shell.join(' ') === '/bin/sh -c') delete compact.shell;
             if (st.workdir === '/') delete compact.workdir;
             if (st.user === '') delete compact.user;
+            const rs = st as unknown as { env: string[]; runEnv: string[] };
+            if (rs.runEnv.join('\n') === rs.env.join('\n')) delete compact.runEnv;
             out.state = compact;
           }
           return out;

@@ -53,17 +53,24 @@ const scoping: ScopeCase[] = [
   ['ARG without default and no build arg is empty', 'FROM scratch\nARG A\nENV OUT=[$A]\n', {}, ['[]']],
   ['ARG is not visible before its declaration', 'FROM scratch\nENV OUT=[$A]\nARG A=late\n', {}, ['[]']],
   [
-    'ARG does not cross into the next stage',
+    'ARG values carry into a stage built FROM that stage',
     'FROM scratch AS a\nARG A=1\nFROM a\nENV OUT=[$A]\n',
+    {},
+    ['[1]'],
+  ],
+  [
+    'ARG does not reach an unrelated later stage',
+    'FROM scratch AS a\nARG A=1\nFROM scratch\nENV OUT=[$A]\n',
     {},
     ['[]'],
   ],
   ['ENV does cross into a child stage', 'FROM scratch AS a\nENV A=1\nFROM a\nENV OUT=[$A]\n', {}, ['[1]']],
+  ['ENV after an ARG of the same name wins', 'FROM scratch\nARG A=arg\nENV A=env\nENV OUT=$A\n', {}, ['env']],
   [
-    'ENV wins over an ARG of the same name',
-    'FROM scratch\nARG A=arg\nENV A=env\nARG A=again\nENV OUT=$A\n',
+    'a later ARG replaces an ENV in the build env',
+    'FROM scratch\nENV A=env\nARG A=again\nENV OUT=$A\n',
     {},
-    ['env'],
+    ['again'],
   ],
   ['ARG default refers to an earlier ARG', 'FROM scratch\nARG A=1\nARG B=${A}-2\nENV OUT=$B\n', {}, ['1-2']],
   [
@@ -247,14 +254,43 @@ describe('stage graph', () => {
       ['x'],
     );
   });
-  test('COPY --from a later stage is a dependency', () => {
-    const plan = planBuild('FROM a AS x\nCOPY --from=y / /\nFROM b AS y\n', {
+  test('COPY --from a stage defined later is an error', () => {
+    assert.throws(
+      () => planBuild('FROM a AS x\nCOPY --from=y / /\nFROM b AS y\n', { platforms: [AMD64], target: 'x' }),
+      /Dockerfile:2: cannot copy from stage "y", it needs to be defined before current stage "x"/,
+    );
+  });
+  test('a cycle is reported as such', () => {
+    const df = 'FROM a AS x\nCOPY --from=y / /\nFROM b AS y\nCOPY --from=x / /\n';
+    assert.throws(
+      () => planBuild(df, { platforms: [AMD64], target: 'x' }),
+      /circular dependency detected on stage: x/,
+    );
+  });
+  test('COPY --from does not expand variables', () => {
+    assert.throws(
+      () => planBuild('ARG S=x\nFROM a AS x\nFROM b\nCOPY --from=$S / /\n', { platforms: [AMD64] }),
+      /Dockerfile:4: variable expansion is not supported for --from/,
+    );
+  });
+  test('ONBUILD triggers of a parent stage run first in the child, located at its FROM', () => {
+    const df = 'FROM scratch AS base\nONBUILD ENV T=triggered\nFROM base\nENV OUT=$T\n';
+    const child = planBuild(df, { platforms: [AMD64] }).platforms[0]!.stages[1]!;
+    const first = child.instructions[0]!;
+    assert.equal(first.kind, 'ENV');
+    assert.equal(first.onbuild, true);
+    assert.equal(first.range.start.line, 3);
+    assert.deepEqual(out(df), ['triggered']);
+  });
+  test('ONBUILD triggers of a base image config run first', () => {
+    const plan = planBuild('FROM img\nENV OUT=$T\n', {
       platforms: [AMD64],
-      target: 'x',
+      imageConfig: () => ({ onBuild: ['ENV T=from-image'] }),
     });
+    const ins = plan.platforms[0]!.stages[0]!.instructions;
     assert.deepEqual(
-      plan.platforms[0]!.stages.map((s) => s.name),
-      ['y', 'x'],
+      ins.map((i) => i.kind === 'ENV' && i.pairs[0]!.value),
+      ['from-image', 'from-image'],
     );
   });
   test('an error in an unneeded stage does not fail the build', () => {
@@ -276,7 +312,44 @@ describe('image configs', () => {
     assert.equal(st.baseConfigKnown, true);
     const run = st.instructions.find((i) => i.kind === 'RUN') as PlanRun;
     assert.equal(run.state.workdir, '/go/src');
-    assert.deepEqual(run.state.env, ['GOPATH=/go', 'P=/go/bin']);
+    // BuildKit adds the default PATH when the base image has none.
+    assert.deepEqual(run.state.env, [
+      'GOPATH=/go',
+      'PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin',
+      'P=/go/bin',
+    ]);
+  });
+});
+
+describe('dispatch-time details', () => {
+  const plan1 = (df: string) => planBuild(df, { platforms: [AMD64] });
+  test('COPY heredoc bodies keep their quotes when expanded', () => {
+    const c = plan1('FROM scratch\nARG N=x\nCOPY <<EOF /f\n"$N" \'$N\'\nEOF\n').platforms[0]!.stages[0]!
+      .instructions[1]!;
+    assert.equal(c.kind === 'COPY' && c.contents[0]!.data, '"x" \'x\'\n');
+  });
+  test('JSONArgsRecommended is quiet only after a SHELL', () => {
+    const rules = (df: string) => plan1(df).warnings.map((w) => `${w.rule}:${w.range.start.line}`);
+    assert.deepEqual(rules('FROM a\nSHELL ["bash", "-c"]\nCMD x\n'), []);
+    assert.deepEqual(rules('FROM a\nCMD x\nSHELL ["bash", "-c"]\n'), ['JSONArgsRecommended:2']);
+    assert.deepEqual(rules('FROM a AS b\nSHELL ["bash", "-c"]\nFROM b\nCMD x\n'), []);
+  });
+  test('STOPSIGNAL must be a signal', () => {
+    assert.doesNotThrow(() => plan1('FROM a\nSTOPSIGNAL SIGKILL\nSTOPSIGNAL 9\nSTOPSIGNAL term\n'));
+    assert.throws(() => plan1('FROM a\nSTOPSIGNAL SIGNOPE\n'), /Dockerfile:2: Invalid signal: SIGNOPE/);
+  });
+  test('scratch gets the default PATH', () => {
+    const s = plan1('FROM scratch\nRUN x\n').platforms[0]!.stages[0]!.instructions[0] as PlanRun;
+    assert.deepEqual(s.state.env, ['PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin']);
+  });
+  test('proxy build args reach RUN without an ARG', () => {
+    const r = planBuild('FROM a\nRUN x\n', {
+      platforms: [AMD64],
+      buildArgs: { HTTP_PROXY: 'http://p:3128' },
+    });
+    const run = r.platforms[0]!.stages[0]!.instructions[0] as PlanRun;
+    assert.deepEqual(run.proxy, { HTTP_PROXY: 'http://p:3128' });
+    assert.deepEqual(r.unusedBuildArgs, []);
   });
 });
 

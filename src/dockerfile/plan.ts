@@ -58,7 +58,9 @@ import {
   type Platform,
   parsePlatformInternal,
 } from './platform-local.js';
-import { type EnvLike, processWord, ShellError } from './shell.js';
+import { type EnvLike, type LexOptions, processWord, ShellError } from './shell.js';
+
+const EMPTY_ENV: ReadonlyMap<string, string> = new Map();
 
 export type { Platform };
 
@@ -71,6 +73,8 @@ export interface ImageConfigInfo {
   workingDir?: string;
   user?: string;
   shell?: string[];
+  /** ONBUILD triggers of the base image: they run before the stage's own instructions. */
+  onBuild?: string[];
 }
 
 export interface PlanOptions {
@@ -96,9 +100,14 @@ export type SourceRef =
 
 /** What is in force when an instruction runs (after the instruction for ENV/ARG/…). */
 export interface InstructionState {
-  /** ENV of the image being built, `KEY=VALUE`, in order (base image's first when known). */
+  /** Env of the image config so far, `KEY=VALUE` (base image's first when known, then ENV). */
   env: string[];
-  /** ARG values in scope (passed to RUN's environment but not kept in the image). */
+  /**
+   * The environment RUN gets and words are expanded with: the image config env, then every
+   * ENV and ARG value in order, a later one replacing an earlier one (BuildKit's state env).
+   */
+  runEnv: string[];
+  /** ARG values in scope (in `runEnv` but never kept in the image config). */
   args: Record<string, string>;
   /** Absolute working directory. */
   workdir: string;
@@ -139,6 +148,8 @@ interface PlanBase {
   range: Range;
   /** The instruction as written (continuations joined), for progress display and history. */
   original: string;
+  /** Set on instructions that came from the base's ONBUILD triggers (located at FROM). */
+  onbuild?: true;
 }
 
 /**
@@ -156,6 +167,8 @@ export interface PlanRun extends PlanBase {
   mounts: RunMount[];
   network: 'default' | 'none' | 'host';
   security: 'sandbox' | 'insecure';
+  /** Proxy build args (HTTP_PROXY, …) that reach RUN without an ARG and stay out of the cache key. */
+  proxy: Record<string, string>;
   state: InstructionState;
 }
 
@@ -397,9 +410,16 @@ class Expander {
     private readonly env: EnvLike,
     private readonly onUnmatched?: (name: string) => void,
   ) {}
+  /** Expands without removing quotes (heredoc bodies); the escape character is always `\`. */
+  raw(w: string): string {
+    return this.run(w, { skipProcessQuotes: true });
+  }
   word(w: string): string {
+    return this.run(w, { escape: this.ctx.escape });
+  }
+  private run(w: string, opts: LexOptions): string {
     try {
-      const r = processWord(w, this.env, { escape: this.ctx.escape });
+      const r = processWord(w, this.env, opts);
       if (this.onUnmatched) for (const n of r.unmatched) this.onUnmatched(n);
       return r.result;
     } catch (err) {
@@ -557,14 +577,42 @@ function parseSize(v: string, fail: (m: string) => never): number {
   return Math.round(Number(m[1]) * mult[m[2]!.toLowerCase()]!);
 }
 
+/** A stage's build state while dispatching (what `FROM <stage>` inherits). */
+interface StageState {
+  /** Env of the image config (base image + ENV). */
+  env: Map<string, string>;
+  /** BuildKit's state env: image env, then every ENV and ARG value, later wins. */
+  runEnv: Map<string, string>;
+  /** ARG values in scope (inherited through FROM <stage>, as BuildKit does). */
+  args: Map<string, string>;
+  /** ARG names declared (with or without value). */
+  declared: Set<string>;
+  workdir: string;
+  user: string;
+  shell: string[];
+  /** The image config has a Shell (SHELL, or the base image's): JSONArgsRecommended is quiet. */
+  shellSet: boolean;
+  /** A WORKDIR was set in this Dockerfile (WorkdirRelativePath checks only the first). */
+  workdirSet: boolean;
+  /** ONBUILD expressions of this stage, run by stages built FROM it. */
+  onbuild: string[];
+}
+
+/** Default PATH BuildKit adds when the base image has none (non-Windows). */
+export const DEFAULT_PATH = '/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin';
+
 interface DispatchedStage {
   decl: StageDecl;
   stage: Omit<PlanStage, 'key' | 'targetIndependent'>;
-  state: { env: Map<string, string>; workdir: string; user: string; shell: string[] };
+  state: StageState;
   /** The state taken from the base image config (hashed into the key). */
   baseState?: string;
   /** Error expanding this stage; thrown only if the stage turns out to be needed. */
   error?: unknown;
+  /** Where each stage dependency was introduced (for locating a cycle). */
+  depRanges: Map<number, Range>;
+  /** A use of a stage defined later: an error once cycles have been ruled out. */
+  deferredError?: DockerfileError;
   ownTargetDependence: boolean;
 }
 
@@ -677,30 +725,57 @@ function planPlatform(
     }
 
     let baseConfigKnown = base.type === 'scratch';
-    let state: DispatchedStage['state'];
+    let state: StageState;
+    let triggers: string[] = [];
     if (parent) {
       baseConfigKnown = parent.stage.baseConfigKnown;
+      const ps = parent.state;
       state = {
-        env: new Map(parent.state.env),
-        workdir: parent.state.workdir,
-        user: parent.state.user,
-        shell: [...parent.state.shell],
+        env: new Map(ps.env),
+        runEnv: new Map(ps.runEnv),
+        args: new Map(ps.args),
+        declared: new Set(ps.declared),
+        workdir: ps.workdir,
+        user: ps.user,
+        shell: [...ps.shell],
+        shellSet: ps.shellSet,
+        workdirSet: ps.workdirSet,
+        onbuild: [],
       };
+      // The parent stage's ONBUILD triggers run first in a stage built FROM it.
+      triggers = ps.onbuild;
     } else {
-      state = { env: new Map(), workdir: '/', user: '', shell: [...DEFAULT_SHELL] };
-      if (base.type === 'image' && opts.imageConfig) {
-        const cfg = opts.imageConfig(base.ref, platform);
-        if (cfg) {
-          baseConfigKnown = true;
-          for (const e of cfg.env ?? []) {
-            const eq = e.indexOf('=');
-            state.env.set(eq < 0 ? e : e.slice(0, eq), eq < 0 ? '' : e.slice(eq + 1));
-          }
-          if (cfg.workingDir) state.workdir = posixJoin('/', cfg.workingDir);
-          if (cfg.user) state.user = cfg.user;
-          if (cfg.shell?.length) state.shell = [...cfg.shell];
+      state = {
+        env: new Map(),
+        runEnv: new Map(),
+        args: new Map(),
+        declared: new Set(),
+        workdir: '/',
+        user: '',
+        shell: [...DEFAULT_SHELL],
+        shellSet: false,
+        workdirSet: false,
+        onbuild: [],
+      };
+      const cfg = base.type === 'image' ? opts.imageConfig?.(base.ref, platform) : undefined;
+      if (cfg) {
+        baseConfigKnown = true;
+        for (const e of cfg.env ?? []) {
+          const eq = e.indexOf('=');
+          state.env.set(eq < 0 ? e : e.slice(0, eq), eq < 0 ? '' : e.slice(eq + 1));
         }
+        if (cfg.workingDir) state.workdir = posixJoin('/', cfg.workingDir);
+        if (cfg.user) state.user = cfg.user;
+        if (cfg.shell?.length) {
+          state.shell = [...cfg.shell];
+          state.shellSet = true;
+        }
+        triggers = cfg.onBuild ?? [];
       }
+      // BuildKit makes sure PATH is set when the base image does not set it.
+      if (baseConfigKnown && !state.env.has('PATH') && platform.os !== 'windows')
+        state.env.set('PATH', DEFAULT_PATH);
+      for (const [k, v] of state.env) state.runEnv.set(k, v);
     }
     const stage: DispatchedStage['stage'] = {
       index: decl.index,
@@ -720,11 +795,12 @@ function planPlatform(
       stage,
       state,
       ownTargetDependence: false,
-      baseState: JSON.stringify([envList(state.env), state.workdir, state.user, state.shell]),
+      depRanges: new Map(),
+      baseState: JSON.stringify([envList(state.env), state.workdir, state.user, state.shell, triggers]),
     };
     dispatched.push(d);
     try {
-      dispatchBody(d, {
+      dispatchBody(d, triggers, {
         ctx,
         meta,
         declaredStages: decls.stages,
@@ -759,20 +835,25 @@ function planPlatform(
     if (st === 'done') return;
     const d = dispatched[i]!;
     if (st === 'visiting') {
-      const who = from ?? d;
-      throw new DockerfileError(`circular dependency detected on stage: ${d.stage.name ?? String(i)}`, {
+      const range = from?.depRanges.get(i) ?? d.stage.range;
+      throw new DockerfileError(`circular dependency detected on stage: ${stageLabel(d.stage.name, i)}`, {
         file: ctx.file,
-        range: who.stage.range,
+        range,
         lines: ctx.lines,
       });
     }
     mark.set(i, 'visiting');
-    if (d.error) throw d.error;
     for (const dep of d.stage.dependsOn) visit(dep, d);
     mark.set(i, 'done');
     order.push(i);
   };
   visit(targetIdx);
+  // No cycle: now the first failing stage (in Dockerfile order, as BuildKit dispatches) fails.
+  for (const i of [...order].sort((x, y) => x - y)) {
+    const d = dispatched[i]!;
+    if (d.error) throw d.error;
+    if (d.deferredError) throw d.deferredError;
+  }
 
   const keys = new Map<number, string>();
   const independent = new Map<number, boolean>();
@@ -821,33 +902,39 @@ interface BodyCtx {
   proxyArgs: string[];
 }
 
-function dispatchBody(d: DispatchedStage, b: BodyCtx): void {
+const SIGNALS = new Set(
+  'ABRT ALRM BUS CHLD CLD CONT FPE HUP ILL INT IO IOT KILL PIPE POLL PROF PWR QUIT SEGV STKFLT STOP SYS TERM TRAP TSTP TTIN TTOU URG USR1 USR2 VTALRM WINCH XCPU XFSZ'.split(
+    ' ',
+  ),
+);
+
+/** Go's signal.ParseSignal as BuildKit uses it for STOPSIGNAL: a number, or a name with or without SIG. */
+function validSignal(v: string): boolean {
+  if (/^\d+$/.test(v)) return Number(v) > 0;
+  const name = v.toUpperCase().replace(/^SIG/, '');
+  return SIGNALS.has(name) || /^RTMIN(\+\d+)?$|^RTMAX(-\d+)?$/.test(name);
+}
+
+function stageLabel(name: string | undefined, index: number): string {
+  return name ?? `stage-${index}`;
+}
+
+function dispatchBody(d: DispatchedStage, triggers: readonly string[], b: BodyCtx): void {
   const { ctx } = b;
-  const args = new Map<string, string>();
-  const declared = new Set<string>();
   const st = d.state;
   let sshMounts = 0;
-  let absoluteWorkdirSeen = false;
-  // Expansion environment and state snapshots are cached and shared until an ARG, ENV,
-  // WORKDIR, USER or SHELL changes them: a long stage must not copy its env per instruction.
-  let envCache: Map<string, string> | undefined;
+  // State snapshots are shared between instructions until an ARG, ENV, WORKDIR, USER or
+  // SHELL changes them: a long stage must not copy its env for every instruction.
   let stateCache: InstructionState | undefined;
   const changed = (): void => {
-    envCache = undefined;
     stateCache = undefined;
-  };
-  const expansionEnv = (): Map<string, string> => {
-    if (envCache) return envCache;
-    const m = new Map(args);
-    for (const [k, v] of st.env) m.set(k, v);
-    envCache = m;
-    return m;
   };
   /** The state in force; shared between instructions until it changes — do not mutate. */
   const snapshot = (): InstructionState => {
     stateCache ??= {
       env: envList(st.env),
-      args: Object.fromEntries(args),
+      runEnv: envList(st.runEnv),
+      args: Object.fromEntries(st.args),
       workdir: st.workdir,
       user: st.user,
       shell: [...st.shell],
@@ -855,7 +942,7 @@ function dispatchBody(d: DispatchedStage, b: BodyCtx): void {
     return stateCache;
   };
   const resolveRef =
-    (range: Range) =>
+    (range: Range, what: 'copy' | 'mount') =>
     (v: string): SourceRef => {
       const fail = (m: string): never => {
         throw new DockerfileError(m, { file: ctx.file, range, lines: ctx.lines });
@@ -870,36 +957,77 @@ function dispatchBody(d: DispatchedStage, b: BodyCtx): void {
         if (found) idx = found.index;
       }
       if (idx === undefined) return { type: 'image', ref: v };
-      if (idx === d.stage.index) fail(`circular dependency detected on stage: ${d.stage.name ?? idx}`);
-      if (!d.stage.dependsOn.includes(idx)) d.stage.dependsOn.push(idx);
+      if (!d.stage.dependsOn.includes(idx)) {
+        d.stage.dependsOn.push(idx);
+        d.depRanges.set(idx, range);
+      }
       const name = b.declaredStages[idx]!.from.name;
+      if (idx >= d.stage.index && !d.deferredError) {
+        // BuildKit dispatches stages in order: a stage can only use one defined before it.
+        // (Reported after cycle detection, which gives the clearer message for a cycle.)
+        const here = stageLabel(d.stage.name, d.stage.index);
+        d.deferredError = new DockerfileError(
+          what === 'copy'
+            ? `cannot copy from stage "${v}", it needs to be defined before current stage "${here}"`
+            : `cannot mount from stage "${v}" to "${here}", stage needs to be defined before current command`,
+          { file: ctx.file, range, lines: ctx.lines },
+        );
+      }
       return name !== undefined ? { type: 'stage', index: idx, name } : { type: 'stage', index: idx };
     };
   const out = d.stage.instructions;
-  for (const ins of d.decl.body) {
+  // ONBUILD triggers of the base (image config or parent stage) run first, located at FROM.
+  const body: { ins: Instruction; onbuild: boolean }[] = [];
+  for (const expr of triggers) {
+    const fromRange = d.stage.range;
+    try {
+      const parsed = parseDockerfile(expr, { file: ctx.file });
+      const node = parsed.nodes[0];
+      if (!node || parsed.nodes.length !== 1)
+        throw new Error('onbuild trigger should be a single expression');
+      const ins = toInstruction(node, { file: ctx.file, lines: ctx.lines, escape: '\\' });
+      ins.range = fromRange;
+      body.push({ ins, onbuild: true });
+    } catch (err) {
+      const why = err instanceof DockerfileError ? err.reason : (err as Error).message;
+      throw new DockerfileError(`ONBUILD ${expr}: ${why}`, {
+        file: ctx.file,
+        range: fromRange,
+        lines: ctx.lines,
+      });
+    }
+  }
+  for (const ins of d.decl.body) body.push({ ins, onbuild: false });
+
+  for (const { ins, onbuild } of body) {
     const range = ins.range;
-    const original = ins.node.original;
+    const original = onbuild ? `ONBUILD ${ins.node.original}` : ins.node.original;
     const unmatched = (n: string) => {
-      if (declared.has(n) || !d.stage.baseConfigKnown) return;
+      if (st.declared.has(n) || !d.stage.baseConfigKnown) return;
       ctx.warn('UndefinedVar', `Usage of undefined variable '$${n}'`, range);
     };
-    const ex = new Expander(ctx, range, expansionEnv(), unmatched);
+    const ex = new Expander(ctx, range, st.runEnv, unmatched);
     const fail = (m: string): never => {
       throw new DockerfileError(m, { file: ctx.file, range, lines: ctx.lines });
     };
+    const before = out.length;
     switch (ins.kind) {
       case 'ARG': {
         const resolved: PlanArg['args'] = [];
         for (const a of ins.args) {
-          declared.add(a.key);
+          st.declared.add(a.key);
           ctx.consumed.add(a.key);
           if (TARGET_ARGS.has(a.key)) b.targetArgsUsed.add(a.key);
           let value: string | undefined;
           if (a.key in b.buildArgs) value = b.buildArgs[a.key];
-          else if (a.value !== undefined)
-            value = new Expander(ctx, range, expansionEnv(), unmatched).word(a.value);
+          else if (a.value !== undefined) value = ex.word(a.value);
           else value = b.meta.get(a.key);
-          if (value !== undefined) args.set(a.key, value);
+          if (value !== undefined) {
+            st.args.set(a.key, value);
+            // BuildKit adds ARG values to the state env: later ARG or ENV wins.
+            st.runEnv.delete(a.key);
+            st.runEnv.set(a.key, value);
+          }
           changed();
           resolved.push(value !== undefined ? { key: a.key, value } : { key: a.key });
         }
@@ -911,7 +1039,11 @@ function dispatchBody(d: DispatchedStage, b: BodyCtx): void {
         // Every pair is expanded with the environment from before the instruction.
         const pairs = ins.pairs.map((p) => ({ key: ex.word(p.key), value: ex.word(p.value) }));
         if (ins.kind === 'ENV') {
-          for (const p of pairs) st.env.set(p.key, p.value);
+          for (const p of pairs) {
+            st.env.set(p.key, p.value);
+            st.runEnv.delete(p.key);
+            st.runEnv.set(p.key, p.value);
+          }
           changed();
         }
         out.push({ kind: ins.kind, range, original, pairs });
@@ -923,16 +1055,14 @@ function dispatchBody(d: DispatchedStage, b: BodyCtx): void {
             spec,
             (w) => ex.word(w),
             fail,
-            resolveRef(range),
+            resolveRef(range, 'mount'),
             () => sshMounts++,
           ),
         );
-        for (const a of b.proxyArgs) ctx.consumed.add(a);
-        let state = snapshot();
-        const proxies = b.proxyArgs.filter((a) => !(a in state.args));
-        if (proxies.length > 0) {
-          state = { ...state, args: { ...state.args } };
-          for (const a of proxies) state.args[a] = b.buildArgs[a]!;
+        const proxy: Record<string, string> = {};
+        for (const a of b.proxyArgs) {
+          ctx.consumed.add(a);
+          proxy[a] = b.buildArgs[a]!;
         }
         out.push({
           kind: 'RUN',
@@ -944,12 +1074,19 @@ function dispatchBody(d: DispatchedStage, b: BodyCtx): void {
           mounts,
           network: (ins.network ?? 'default') as PlanRun['network'],
           security: (ins.security ?? 'sandbox') as PlanRun['security'],
-          state,
+          proxy,
+          state: snapshot(),
         });
         break;
       }
       case 'CMD':
       case 'ENTRYPOINT':
+        if (ins.shellForm && !st.shellSet)
+          ctx.warn(
+            'JSONArgsRecommended',
+            `JSON arguments recommended for ${ins.kind} to prevent unintended behavior related to OS signals`,
+            range,
+          );
         out.push({
           kind: ins.kind,
           range,
@@ -966,8 +1103,12 @@ function dispatchBody(d: DispatchedStage, b: BodyCtx): void {
           kind: c.kind,
           range,
           original,
-          sources: c.sources.map((s) => ex.word(s)),
-          contents: c.contents.map((x) => ({ path: x.path, data: x.expand ? ex.word(x.data) : x.data })),
+          sources: c.sources.map((x) => ex.word(x)),
+          // Heredoc bodies expand variables but keep their quotes (BuildKit's ExpandRaw).
+          contents: c.contents.map((x) => ({
+            path: x.path,
+            data: x.expand ? ex.raw(x.data) : x.data,
+          })),
           dest,
           destPath: posixJoin(st.workdir, dest) + (dest.endsWith('/') && dest !== '/' ? '/' : ''),
           link: c.link,
@@ -975,7 +1116,13 @@ function dispatchBody(d: DispatchedStage, b: BodyCtx): void {
           exclude: c.exclude.map((e) => ex.word(e)),
           state: snapshot(),
         };
-        if (c.from !== undefined) p.from = resolveRef(range)(ex.word(c.from));
+        if (c.from !== undefined) {
+          if (processWord(c.from, EMPTY_ENV, { escape: ctx.escape }).result !== c.from)
+            fail(
+              'variable expansion is not supported for --from, define a new stage with FROM using ARG from global scope as a workaround',
+            );
+          p.from = resolveRef(range, 'copy')(c.from);
+        }
         if (c.chown !== undefined) p.chown = ex.word(c.chown);
         if (c.chmod !== undefined) {
           p.chmod = ex.word(c.chmod);
@@ -991,18 +1138,23 @@ function dispatchBody(d: DispatchedStage, b: BodyCtx): void {
         break;
       }
       case 'EXPOSE':
-      case 'VOLUME':
-        out.push({ kind: ins.kind, range, original, values: ins.values.map((v) => ex.word(v)) });
+      case 'VOLUME': {
+        const values = ins.values.map((v) => ex.word(v));
+        if (ins.kind === 'VOLUME' && values.some((v) => v === ''))
+          fail('VOLUME specified can not be an empty string');
+        out.push({ kind: ins.kind, range, original, values });
         break;
+      }
       case 'WORKDIR': {
         const value = ex.word(ins.value);
-        if (!value.startsWith('/') && !absoluteWorkdirSeen)
+        // Only the first WORKDIR of the build (stage chain) is checked, as BuildKit does.
+        if (!st.workdirSet && !value.startsWith('/'))
           ctx.warn(
             'WorkdirRelativePath',
             `Relative workdir "${value}" can have unexpected results if the base image changes`,
             range,
           );
-        if (value.startsWith('/')) absoluteWorkdirSeen = true;
+        st.workdirSet = true;
         st.workdir = posixJoin(st.workdir, value);
         changed();
         out.push({ kind: 'WORKDIR', range, original, value, path: st.workdir });
@@ -1014,7 +1166,7 @@ function dispatchBody(d: DispatchedStage, b: BodyCtx): void {
         if (ins.kind === 'USER') {
           st.user = value;
           changed();
-        }
+        } else if (!validSignal(value)) fail(`Invalid signal: ${value}`);
         out.push({ kind: ins.kind, range, original, value });
         break;
       }
@@ -1022,6 +1174,7 @@ function dispatchBody(d: DispatchedStage, b: BodyCtx): void {
         out.push({ kind: 'MAINTAINER', range, original, value: ins.value });
         break;
       case 'ONBUILD':
+        st.onbuild.push(ins.expression);
         out.push({ kind: 'ONBUILD', range, original, value: ins.expression });
         break;
       case 'HEALTHCHECK': {
@@ -1031,12 +1184,14 @@ function dispatchBody(d: DispatchedStage, b: BodyCtx): void {
       }
       case 'SHELL':
         st.shell = [...ins.shell];
+        st.shellSet = true;
         changed();
         out.push({ kind: 'SHELL', range, original, shell: ins.shell });
         break;
       case 'FROM':
         break;
     }
+    if (onbuild && out.length > before) out[out.length - 1]!.onbuild = true;
   }
 }
 
@@ -1134,14 +1289,7 @@ function syntaxChecks(
         seen.set(ins.kind, ins);
       }
     }
-    const shellSet = s.body.some((i) => i.kind === 'SHELL');
     for (const ins of s.body) {
-      if ((ins.kind === 'CMD' || ins.kind === 'ENTRYPOINT') && ins.shellForm && !shellSet)
-        ctx.warn(
-          'JSONArgsRecommended',
-          `JSON arguments recommended for ${ins.kind} to prevent unintended behavior related to OS signals`,
-          ins.range,
-        );
       if (ins.kind === 'MAINTAINER')
         ctx.warn(
           'MaintainerDeprecated',

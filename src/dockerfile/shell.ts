@@ -25,6 +25,8 @@ export interface LexOptions {
   rawEscapes?: boolean;
   /** Leave references to unset variables as they are (`$X`, `${X}`) instead of ''. */
   skipUnsetEnv?: boolean;
+  /** Treat quotes as ordinary characters (heredoc bodies). */
+  skipProcessQuotes?: boolean;
 }
 
 export interface WordResult {
@@ -143,7 +145,13 @@ class ShellWord {
           let end = this.pos;
           while (end < src.length) {
             const c = src[end]!;
-            if (c === '$' || c === "'" || c === '"' || c === esc || c === stop) break;
+            if (
+              c === '$' ||
+              c === esc ||
+              c === stop ||
+              ((c === "'" || c === '"') && !this.opts.skipProcessQuotes)
+            )
+              break;
             end++;
           }
           if (end > this.pos) {
@@ -157,7 +165,7 @@ class ShellWord {
           this.next();
           return [result, words ? words.get() : []];
         }
-        if (ch === '$' || ch === "'" || ch === '"') {
+        if (ch === '$' || ((ch === "'" || ch === '"') && !this.opts.skipProcessQuotes)) {
           const tmp =
             ch === '$'
               ? this.processDollar()
@@ -441,7 +449,11 @@ class PlainResult implements WordResult {
 export function processWord(word: string, env: EnvLike, opts: LexOptions = {}): WordResult {
   // Fast path: most words have nothing to expand, unquote or unescape.
   const esc = opts.escape ?? '\\';
-  if (!word.includes('$') && !word.includes("'") && !word.includes('"') && !word.includes(esc))
+  if (
+    !word.includes('$') &&
+    !word.includes(esc) &&
+    (opts.skipProcessQuotes || (!word.includes("'") && !word.includes('"')))
+  )
     return new PlainResult(word);
   return expand(word, env, opts, false);
 }
@@ -455,6 +467,7 @@ function expand(word: string, env: EnvLike, opts: LexOptions, wantWords: boolean
       rawQuotes: opts.rawQuotes ?? false,
       rawEscapes: opts.rawEscapes ?? false,
       skipUnsetEnv: opts.skipUnsetEnv ?? false,
+      skipProcessQuotes: opts.skipProcessQuotes ?? false,
     },
     wantWords,
   );
