@@ -163,6 +163,30 @@ const scoping: ScopeCase[] = [
     {},
     ['$A-1'],
   ],
+  [
+    'global ARG without default keeps the platform value',
+    'ARG TARGETOS\nFROM scratch\nARG TARGETOS\nENV OUT=$TARGETOS\n',
+    {},
+    ['linux'],
+  ],
+  [
+    'a build arg skips a failing global default',
+    'ARG A=${X:?unset}\nFROM scratch\nARG A\nENV OUT=$A\n',
+    { buildArgs: { A: 'ok' } },
+    ['ok'],
+  ],
+  [
+    'a build arg skips a failing stage default',
+    'FROM scratch\nARG A=${X:?unset}\nENV OUT=$A\n',
+    { buildArgs: { A: 'ok' } },
+    ['ok'],
+  ],
+  [
+    'global ARG declared twice: the later default wins',
+    'ARG A=1\nARG A=2\nFROM scratch\nARG A\nENV OUT=$A\n',
+    {},
+    ['2'],
+  ],
 ];
 
 describe('ARG and ENV scoping', () => {

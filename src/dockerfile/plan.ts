@@ -634,13 +634,17 @@ function planPlatform(
       declaredGlobals.add(a.key);
       ctx.consumed.add(a.key);
       const given = ctx.buildArgs[a.key];
+      // As BuildKit's buildMetaArgs: a --build-arg replaces the default, which is then not
+      // even expanded; an ARG with neither leaves the name as it was (platform args stay).
+      if (given !== undefined) meta.set(a.key, given);
+      else if (a.value !== undefined) meta.set(a.key, new Expander(ctx, g.range, meta).word(a.value));
       if (a.value !== undefined) {
-        const ex = new Expander(ctx, g.range, meta);
-        const v = ex.word(a.value);
-        defaultsOnly.set(a.key, new Expander(ctx, g.range, defaultsOnly).word(a.value));
-        meta.set(a.key, given ?? v);
-      } else if (given !== undefined) meta.set(a.key, given);
-      else meta.delete(a.key);
+        try {
+          defaultsOnly.set(a.key, processWord(a.value, defaultsOnly, { escape: ctx.escape }).result);
+        } catch {
+          defaultsOnly.delete(a.key);
+        }
+      }
     }
   }
 
