@@ -61,6 +61,7 @@ import {
 import { type EnvLike, type LexOptions, processWord, ShellError } from './shell.js';
 
 const EMPTY_ENV: ReadonlyMap<string, string> = new Map();
+const RAW_LEX: LexOptions = { skipProcessQuotes: true };
 
 export type { Platform };
 
@@ -368,6 +369,8 @@ interface Ctx {
   buildArgs: Readonly<Record<string, string>>;
   warn: (rule: RuleName, detail: string, range: Range) => void;
   consumed: Set<string>;
+  /** Lexer options for word expansion (the escape directive). */
+  lexOptions: LexOptions;
 }
 
 /** Splits the instructions into global ARGs and stages; instruction errors are thrown here. */
@@ -412,10 +415,10 @@ class Expander {
   ) {}
   /** Expands without removing quotes (heredoc bodies); the escape character is always `\`. */
   raw(w: string): string {
-    return this.run(w, { skipProcessQuotes: true });
+    return this.run(w, RAW_LEX);
   }
   word(w: string): string {
-    return this.run(w, { escape: this.ctx.escape });
+    return this.run(w, this.ctx.lexOptions);
   }
   private run(w: string, opts: LexOptions): string {
     try {
@@ -466,26 +469,10 @@ function parseMount(
   resolveFrom: (v: string) => SourceRef,
   sshCount: () => number,
 ): RunMount {
-  const fields: string[] = [];
-  let cur = '';
-  let q = false;
-  for (const ch of spec) {
-    if (ch === '"') q = !q;
-    else if (ch === ',' && !q) {
-      fields.push(cur);
-      cur = '';
-    } else cur += ch;
-  }
-  fields.push(cur);
   const kv = new Map<string, string | undefined>();
-  for (const f of fields) {
-    if (f.trim() === '') continue;
-    const eq = f.indexOf('=');
-    const key = (eq < 0 ? f : f.slice(0, eq)).trim().toLowerCase();
-    const value = eq < 0 ? undefined : expand(f.slice(eq + 1));
-
+  for (const [key, raw, f] of splitMountSpec(spec)) {
     if (!MOUNT_KEYS.has(key)) fail(`unexpected key '${key}' in '${f}'`);
-    kv.set(key, value);
+    kv.set(key, raw === undefined ? undefined : expand(raw));
   }
   const type = (kv.get('type') ?? 'bind') as RunMount['type'];
   if (!['bind', 'cache', 'tmpfs', 'secret', 'ssh'].includes(type)) fail(`unsupported mount type "${type}"`);
@@ -546,6 +533,35 @@ function parseMount(
   const env = kv.get('env');
   if (env !== undefined) m.env = env;
   return m;
+}
+
+type MountField = [key: string, raw: string | undefined, field: string];
+const mountSpecCache = new Map<string, MountField[]>();
+
+/** `type=cache,target=/x,"a=b,c"` → fields (CSV with double quotes); memoised per spec text. */
+function splitMountSpec(spec: string): MountField[] {
+  const hit = mountSpecCache.get(spec);
+  if (hit) return hit;
+  const fields: string[] = [];
+  let cur = '';
+  let q = false;
+  for (const ch of spec) {
+    if (ch === '"') q = !q;
+    else if (ch === ',' && !q) {
+      fields.push(cur);
+      cur = '';
+    } else cur += ch;
+  }
+  fields.push(cur);
+  const out: MountField[] = [];
+  for (const f of fields) {
+    if (f.trim() === '') continue;
+    const eq = f.indexOf('=');
+    out.push([(eq < 0 ? f : f.slice(0, eq)).trim().toLowerCase(), eq < 0 ? undefined : f.slice(eq + 1), f]);
+  }
+  if (mountSpecCache.size > 10_000) mountSpecCache.clear();
+  mountSpecCache.set(spec, out);
+  return out;
 }
 
 const MOUNT_KEYS = new Set([
@@ -1358,6 +1374,7 @@ export function planBuild(source: string | ParsedDockerfile, opts: PlanOptions =
     file: parsed.file,
     lines: parsed.lines,
     escape: parsed.directives.escape,
+    lexOptions: { escape: parsed.directives.escape },
     buildArgs,
     consumed: new Set(),
     warn: (rule, detail, range) => {

@@ -99,19 +99,30 @@ class Words {
   }
 }
 
+/** One expansion at a time; reused (like BuildKit's Lex.shellWord) to spare allocations. */
 class ShellWord {
   private pos = 0;
-  private rawEscapes: boolean;
+  private rawEscapes = false;
+  private src = '';
+  private env: ReadonlyMap<string, string> = new Map();
+  private opts: Required<LexOptions> = DEFAULT_OPTS;
+  private wantWords = false;
   matched: Set<string> | undefined;
   unmatched: Set<string> | undefined;
+  /** Words of the last top-level run, when wanted. */
+  words: string[] = [];
 
-  constructor(
-    private readonly src: string,
-    private readonly env: ReadonlyMap<string, string>,
-    private readonly opts: Required<LexOptions>,
-    private readonly wantWords: boolean,
-  ) {
+  reset(src: string, env: ReadonlyMap<string, string>, opts: Required<LexOptions>, wantWords: boolean): this {
+    this.pos = 0;
+    this.src = src;
+    this.env = env;
+    this.opts = opts;
+    this.wantWords = wantWords;
     this.rawEscapes = opts.rawEscapes;
+    this.matched = undefined;
+    this.unmatched = undefined;
+    this.words = [];
+    return this;
   }
 
   // Characters are code points (Go's scanner reads runes); indexing avoids copying the word.
@@ -126,11 +137,11 @@ class ShellWord {
     return ch;
   }
 
-  run(): [string, string[]] {
+  run(): string {
     return this.processStopOn(EOF, this.rawEscapes);
   }
 
-  private processStopOn(stop: string, rawEscapes: boolean): [string, string[]] {
+  private processStopOn(stop: string, rawEscapes: boolean): string {
     let result = '';
     // Word splitting is only wanted at the top level, and only by callers that ask for it.
     const words = stop === EOF && this.wantWords ? new Words() : undefined;
@@ -163,7 +174,7 @@ class ShellWord {
         let ch = this.peek();
         if (stop !== EOF && ch === stop) {
           this.next();
-          return [result, words ? words.get() : []];
+          return result;
         }
         if (ch === '$' || ((ch === "'" || ch === '"') && !this.opts.skipProcessQuotes)) {
           const tmp =
@@ -191,7 +202,8 @@ class ShellWord {
       }
       if (stop !== EOF)
         throw new ShellError(`unexpected end of statement while looking for matching ${stop}`);
-      return [result, words ? words.get() : []];
+      if (words) this.words = words.get();
+      return result;
     } finally {
       this.rawEscapes = saved;
     }
@@ -241,14 +253,12 @@ class ShellWord {
     }
   }
 
-  private getEnv(name: string): [string, boolean] {
+  /** The value, or undefined when unset (recorded in matched/unmatched). */
+  private getEnv(name: string): string | undefined {
     const v = this.env.get(name);
-    if (v !== undefined) {
-      (this.matched ??= new Set()).add(name);
-      return [v, true];
-    }
-    (this.unmatched ??= new Set()).add(name);
-    return ['', false];
+    if (v !== undefined) (this.matched ??= new Set()).add(name);
+    else (this.unmatched ??= new Set()).add(name);
+    return v;
   }
 
   private processName(): string {
@@ -274,9 +284,9 @@ class ShellWord {
     if (this.peek() !== '{') {
       const name = this.processName();
       if (name === '') return '$';
-      const [value, found] = this.getEnv(name);
-      if (!found && this.opts.skipUnsetEnv) return `$${name}`;
-      return value;
+      const value = this.getEnv(name);
+      if (value === undefined && this.opts.skipUnsetEnv) return `$${name}`;
+      return value ?? '';
     }
     this.next();
     const first = this.peek();
@@ -288,9 +298,9 @@ class ShellWord {
     let chs = ch;
     let nullIsUnset = false;
     if (ch === '}') {
-      const [value, set] = this.getEnv(name);
-      if (!set && this.opts.skipUnsetEnv) return `\${${name}}`;
-      return value;
+      const value = this.getEnv(name);
+      if (value === undefined && this.opts.skipUnsetEnv) return `\${${name}}`;
+      return value ?? '';
     }
     if (ch === ':') {
       nullIsUnset = true;
@@ -301,12 +311,14 @@ class ShellWord {
       const raw = ch === '#' || ch === '%';
       let word: string;
       try {
-        [word] = this.processStopOn('}', raw);
+        word = this.processStopOn('}', raw);
       } catch (err) {
         if (this.peek() === EOF) throw new ShellError("syntax error: missing '}'");
         throw err;
       }
-      const [value, set] = this.getEnv(name);
+      const got = this.getEnv(name);
+      const set = got !== undefined;
+      const value = got ?? '';
       if (this.opts.skipUnsetEnv && !set) return `\${${name}${chs}${word}}`;
       switch (ch) {
         case '-':
@@ -336,19 +348,20 @@ class ShellWord {
       let pattern: string;
       let replacement: string;
       try {
-        [pattern] = this.processStopOn('/', true);
+        pattern = this.processStopOn('/', true);
       } catch (err) {
         if (this.peek() === EOF) throw new ShellError("syntax error: missing '/' in $" + '{}');
         throw err;
       }
       try {
-        [replacement] = this.processStopOn('}', true);
+        replacement = this.processStopOn('}', true);
       } catch (err) {
         if (this.peek() === EOF) throw new ShellError("syntax error: missing '}'");
         throw err;
       }
-      let [value, set] = this.getEnv(name);
-      if (this.opts.skipUnsetEnv && !set) return `\${${name}/${pattern}/${replacement}}`;
+      const got = this.getEnv(name);
+      let value = got ?? '';
+      if (this.opts.skipUnsetEnv && got === undefined) return `\${${name}/${pattern}/${replacement}}`;
       const re = patternToRegex(pattern, true, false, all);
       if (all) value = value.replace(re, () => replacement);
       else {
@@ -458,24 +471,40 @@ export function processWord(word: string, env: EnvLike, opts: LexOptions = {}): 
   return expand(word, env, opts, false);
 }
 
+const DEFAULT_OPTS: Required<LexOptions> = {
+  escape: '\\',
+  rawQuotes: false,
+  rawEscapes: false,
+  skipUnsetEnv: false,
+  skipProcessQuotes: false,
+};
+const SW = new ShellWord();
+
+function fullOpts(opts: LexOptions): Required<LexOptions> {
+  if (
+    (opts.escape === undefined || opts.escape === '\\') &&
+    !opts.rawQuotes &&
+    !opts.rawEscapes &&
+    !opts.skipUnsetEnv &&
+    !opts.skipProcessQuotes
+  )
+    return DEFAULT_OPTS;
+  return {
+    escape: opts.escape ?? '\\',
+    rawQuotes: opts.rawQuotes ?? false,
+    rawEscapes: opts.rawEscapes ?? false,
+    skipUnsetEnv: opts.skipUnsetEnv ?? false,
+    skipProcessQuotes: opts.skipProcessQuotes ?? false,
+  };
+}
+
 function expand(word: string, env: EnvLike, opts: LexOptions, wantWords: boolean): WordResult {
-  const sw = new ShellWord(
-    word,
-    toMap(env),
-    {
-      escape: opts.escape ?? '\\',
-      rawQuotes: opts.rawQuotes ?? false,
-      rawEscapes: opts.rawEscapes ?? false,
-      skipUnsetEnv: opts.skipUnsetEnv ?? false,
-      skipProcessQuotes: opts.skipProcessQuotes ?? false,
-    },
-    wantWords,
-  );
+  const sw = SW.reset(word, toMap(env), fullOpts(opts), wantWords);
   try {
-    const [result, words] = sw.run();
+    const result = sw.run();
     const matched = sw.matched ?? NONE;
     const unmatched = sw.unmatched ?? NONE;
-    if (wantWords) return { result, words, matched, unmatched };
+    if (wantWords) return { result, words: sw.words, matched, unmatched };
     let split: string[] | undefined;
     // Splitting is rarely wanted after expansion: redo the work with splitting when asked.
     return {
