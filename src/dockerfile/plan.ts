@@ -7,22 +7,31 @@
  *
  * `planBuild` is pure (no I/O): it parses, validates, expands every word BuildKit expands,
  * scopes ARG/ENV, resolves the stage graph (`FROM <stage>`, `COPY --from`, `RUN --mount
- * from=`), prunes stages the target does not need, and runs the build checks.
+ * from=`), prunes stages the target does not need, and runs the build checks. Errors are
+ * `DockerfileError`s (file, range, lines) — render them with `formatDockerfileError`.
  *
  * How the engine uses it:
  * - One `PlatformPlan` per requested target platform. Its `stages` are the reachable stages,
- *   dependencies first; `stages[stages.length - 1]` is the target.
- * - `PlanStage.key` is a digest of everything that determines the stage's result (its base,
- *   resolved platform, expanded instructions, and its dependencies' keys). Two stages with the
- *   same key — typically the same stage in several PlatformPlans, when it uses
- *   `FROM --platform=$BUILDPLATFORM` and no TARGET* arg — produce the same filesystem, so the
- *   engine builds it once. `targetIndependent` says so explicitly.
+ *   dependencies first; the last one is the target. Stage indexes (`SourceRef.index`,
+ *   `dependsOn`) are Dockerfile positions, so look stages up by `index`, not array position.
+ * - Each stage starts from `base` (scratch, an image ref, or an earlier stage — whose final
+ *   filesystem and config it continues) on `platform`, then applies `instructions` in order.
+ *   Instructions carry expanded values; RUN and COPY/ADD carry the `state` in force (image
+ *   config env, the env RUN sees, ARG values, workdir, user, shell). `runCommand(run)` gives the
+ *   argv for a RUN with BuildKit's heredoc rules. Instructions marked `onbuild` came from the
+ *   base's ONBUILD triggers and run first.
+ * - `PlanStage.key` is a digest of everything that determines the stage's result (source text,
+ *   resolved ARG values, base and its config, platform, dependencies' keys). Equal keys —
+ *   typically one stage in several PlatformPlans when it uses `FROM --platform=$BUILDPLATFORM`
+ *   and no TARGET* arg — mean the same result: build it once. `targetIndependent` says so
+ *   explicitly; `targetArgsUsed` says which TARGET* args made a stage depend on the target.
  * - Base image configs: the frontend cannot read images. Call `planBuild` once, collect the
  *   `image` bases (`collectBaseImages`), resolve their configs, then call it again with
- *   `imageConfig` so ENV/WORKDIR/SHELL/USER of the base images take part in expansion and
- *   in each instruction's `state` (as BuildKit does). Without it they start empty ('/' workdir).
- * - Not done here (the engine's job): base images' ONBUILD triggers, `.dockerignore` (see
- *   dockerignore.ts), SOURCE_DATE_EPOCH, running anything.
+ *   `imageConfig` so their ENV/WORKDIR/USER/SHELL/ONBUILD take part (as BuildKit does). Without
+ *   it, image-based stages start empty with workdir '/', and `baseConfigKnown` is false.
+ * - Not done here (the engine's job): `.dockerignore` (see dockerignore.ts), SOURCE_DATE_EPOCH,
+ *   image config assembly (CMD/ENTRYPOINT/LABEL/EXPOSE/VOLUME/HEALTHCHECK/STOPSIGNAL/USER are
+ *   in the instruction list, in order), history, running anything.
  */
 import { createHash } from 'node:crypto';
 import {
