@@ -99,7 +99,7 @@ function isComment(line: string): boolean {
   return /^\s*#/.test(line);
 }
 
-function levenshtein(a: string, b: string): number {
+export function levenshtein(a: string, b: string): number {
   const d: number[] = Array.from({ length: b.length + 1 }, (_, j) => j);
   for (let i = 1; i <= a.length; i++) {
     let prev = d[0]!;
@@ -111,6 +111,22 @@ function levenshtein(a: string, b: string): number {
     }
   }
   return d[b.length]!;
+}
+
+/** The closest of `options` to `word` (case-insensitive, at most 2 edits), for "did you mean" hints. */
+export function suggest(word: string, options: Iterable<string>): string | undefined {
+  let best: string | undefined;
+  let bestD = Math.min(3, word.length);
+  for (const o of options) {
+    if (o === word) continue;
+    const dist =
+      o.toLowerCase() === word.toLowerCase() ? 0 : levenshtein(word.toLowerCase(), o.toLowerCase());
+    if (dist < bestD) {
+      bestD = dist;
+      best = o;
+    }
+  }
+  return best;
 }
 
 /** The closest known keyword to a misspelt one, for "did you mean" hints. */

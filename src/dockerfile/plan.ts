@@ -59,6 +59,7 @@ import {
   type ParsedDockerfile,
   parseDockerfile,
   parseHeredocWord,
+  suggest,
 } from './parser.js';
 import {
   formatPlatformInternal,
@@ -682,8 +683,14 @@ function planPlatform(
     const f = decl.from;
     const targetArgsUsed = new Set<string>();
     const fromUnmatched = (n: string) => {
-      if (!declaredGlobals.has(n) && !(n in auto))
-        ctx.warn('UndefinedArgInFrom', `FROM argument '${n}' is not declared`, f.range);
+      if (!declaredGlobals.has(n) && !(n in auto)) {
+        const hint = suggest(n, [...declaredGlobals, ...Object.keys(auto)]);
+        ctx.warn(
+          'UndefinedArgInFrom',
+          `FROM argument '${n}' is not declared${hint ? ` (did you mean ${hint}?)` : ''}`,
+          f.range,
+        );
+      }
     };
     const fromEnv = new Map(meta);
     const ex = new Expander(ctx, f.range, fromEnv, fromUnmatched);
@@ -1033,7 +1040,12 @@ function dispatchBody(d: DispatchedStage, triggers: readonly string[], b: BodyCt
     const original = onbuild ? `ONBUILD ${ins.node.original}` : ins.node.original;
     const unmatched = (n: string) => {
       if (st.declared.has(n) || !d.stage.baseConfigKnown) return;
-      ctx.warn('UndefinedVar', `Usage of undefined variable '$${n}'`, range);
+      const hint = suggest(n, [...st.runEnv.keys(), ...b.meta.keys()]);
+      ctx.warn(
+        'UndefinedVar',
+        `Usage of undefined variable '$${n}'${hint ? ` (did you mean $${hint}?)` : ''}`,
+        range,
+      );
     };
     const ex = new Expander(ctx, range, st.runEnv, unmatched);
     const fail = (m: string): never => {
