@@ -217,6 +217,7 @@ export interface PlanKeyValues extends PlanBase {
 
 export interface PlanList extends PlanBase {
   kind: 'EXPOSE' | 'VOLUME';
+  /** VOLUME: expanded paths. EXPOSE: normalised `port/proto` (`8000-8001` gives two entries). */
   values: string[];
 }
 
@@ -429,6 +430,11 @@ class Expander {
   }
   word(w: string): string {
     return this.run(w, this.ctx.lexOptions);
+  }
+  /** Expands and splits into words (EXPOSE). */
+  words(w: string): string[] {
+    this.run(w, this.ctx.lexOptions);
+    return processWord(w, this.env, this.ctx.lexOptions).words;
   }
   private run(w: string, opts: LexOptions): string {
     try {
@@ -938,6 +944,53 @@ interface BodyCtx {
   proxyArgs: string[];
 }
 
+function parsePortRange(ports: string): [number, number] {
+  if (ports === '') throw new Error('empty string specified for ports');
+  const one = (x: string): number => {
+    if (!/^\d+$/.test(x) || Number(x) > 65535) throw new Error(`invalid port: ${x}`);
+    return Number(x);
+  };
+  if (!ports.includes('-')) return [one(ports), one(ports)];
+  const parts = ports.split('-');
+  if (parts.length !== 2) throw new Error(`invalid port range format: ${ports}`);
+  const [start, end] = [one(parts[0]!), one(parts[1]!)];
+  if (end < start) throw new Error(`invalid range specified for port: ${ports}`);
+  return [start, end];
+}
+
+/** `[ip:][hostPort:]port[-end][/proto]` → `port/proto` entries, as BuildKit's dispatchExpose. */
+export function parsePortSpec(raw: string): string[] {
+  const parts = raw.split(':');
+  const containerPart = parts[parts.length - 1]!;
+  const hostPort = parts.length >= 2 ? parts[parts.length - 2]! : '';
+  const slash = containerPart.indexOf('/');
+  const port = slash < 0 ? containerPart : containerPart.slice(0, slash);
+  const proto = (slash < 0 ? '' : containerPart.slice(slash + 1)).toLowerCase() || 'tcp';
+  if (port === '') throw new Error(`no port specified: ${raw}<empty>`);
+  if (!['tcp', 'udp', 'sctp'].includes(proto)) throw new Error(`invalid proto: ${proto}`);
+  let start: number;
+  let end: number;
+  try {
+    [start, end] = parsePortRange(port);
+  } catch {
+    throw new Error(`invalid containerPort: ${port}`);
+  }
+  if (hostPort !== '') {
+    let hs: number;
+    let he: number;
+    try {
+      [hs, he] = parsePortRange(hostPort);
+    } catch {
+      throw new Error(`invalid hostPort: ${hostPort}`);
+    }
+    if (end - start !== he - hs && end !== start)
+      throw new Error(`invalid ranges specified for container and host Ports: ${port} and ${hostPort}`);
+  }
+  const out: string[] = [];
+  for (let p = start; p <= end; p++) out.push(`${p}/${proto}`);
+  return out;
+}
+
 const SIGNALS = new Set(
   'ABRT ALRM BUS CHLD CLD CONT FPE HUP ILL INT IO IOT KILL PIPE POLL PROF PWR QUIT SEGV STKFLT STOP SYS TERM TRAP TSTP TTIN TTOU URG USR1 USR2 VTALRM WINCH XCPU XFSZ'.split(
     ' ',
@@ -1178,12 +1231,24 @@ function dispatchBody(d: DispatchedStage, triggers: readonly string[], b: BodyCt
         out.push(p);
         break;
       }
-      case 'EXPOSE':
+      case 'EXPOSE': {
+        // Expanded and split into words, then normalised to `port/proto` (ranges expanded).
+        const values: string[] = [];
+        for (const v of ins.values)
+          for (const w of ex.words(v)) {
+            try {
+              values.push(...parsePortSpec(w));
+            } catch (err) {
+              fail((err as Error).message);
+            }
+          }
+        out.push({ kind: 'EXPOSE', range, original, values });
+        break;
+      }
       case 'VOLUME': {
         const values = ins.values.map((v) => ex.word(v));
-        if (ins.kind === 'VOLUME' && values.some((v) => v === ''))
-          fail('VOLUME specified can not be an empty string');
-        out.push({ kind: ins.kind, range, original, values });
+        if (values.some((v) => v === '')) fail('VOLUME specified can not be an empty string');
+        out.push({ kind: 'VOLUME', range, original, values });
         break;
       }
       case 'WORKDIR': {
