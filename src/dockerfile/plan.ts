@@ -760,8 +760,9 @@ function planPlatform(
       }
     }
     if (f.name !== undefined) stageNames.set(f.name, decl.index);
-    // A stage built on another stage runs on that stage's platform unless --platform says otherwise.
-    if (parent && f.platform === undefined) {
+    // A stage built on another stage runs on that stage's platform (BuildKit's init() replaces
+    // even a --platform given on this FROM).
+    if (parent) {
       platform = parent.stage.platform;
       platformSource = parent.stage.platformSource;
     }
