@@ -484,6 +484,7 @@ function parseMount(
   fail: (m: string) => never,
   resolveFrom: (v: string) => SourceRef,
   sshCount: () => number,
+  workdir: string,
 ): RunMount {
   const kv = new Map<string, string | undefined>();
   for (const [key, raw, f] of splitMountSpec(spec)) {
@@ -523,6 +524,9 @@ function parseMount(
     if (!id) id = 'default';
     if (!target) target = `/run/buildkit/ssh_agent.${sshCount()}`;
   } else if (!target) fail(`mount type ${type} requires a target`);
+  // Secrets and SSH sockets are always read-only; a relative target is under the workdir.
+  if (type === 'secret' || type === 'ssh') readonly = true;
+  if (!target.startsWith('/')) target = posixJoin(workdir, target);
   const m: RunMount = { type, target, readonly };
   if (source !== undefined) m.source = source;
   const from = kv.get('from');
@@ -1152,6 +1156,7 @@ function dispatchBody(d: DispatchedStage, triggers: readonly string[], b: BodyCt
             fail,
             resolveRef(range, 'mount'),
             () => sshMounts++,
+            st.workdir,
           ),
         );
         const proxy: Record<string, string> = {};
