@@ -6,6 +6,7 @@
 export * from './checks.js';
 export * from './dockerignore.js';
 export * from './errors.js';
+export * from './instructions.js';
 export * from './parser.js';
 export * from './plan.js';
 export { type LexOptions, processWord, processWords, ShellError, type WordResult } from './shell.js';

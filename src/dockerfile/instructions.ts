@@ -5,7 +5,7 @@
  * (plan.ts) expands the words each instruction expands, in the right environment.
  */
 import { DockerfileError } from './errors.js';
-import { type Heredoc, isJSONStringArray, type Node, parseHeredocWord, splitInstruction } from './parser.js';
+import { type Heredoc, type Node, parseHeredocWord, splitInstruction } from './parser.js';
 
 interface Base {
   range: Node['range'];
@@ -495,5 +495,3 @@ export function toInstruction(node: Node, ctx: InstructionContext): Instruction 
   }
   return fail(`unknown instruction: ${node.rawKeyword}`);
 }
-
-export { isJSONStringArray };
