@@ -1332,11 +1332,9 @@ function syntaxChecks(
         `Command '${n.rawKeyword}' should match the case of the command majority (${majorityUpper ? 'uppercase' : 'lowercase'})`,
         n.range,
       );
-    for (const line of n.emptyContinuationLines)
-      ctx.warn('NoEmptyContinuation', 'Empty continuation line', {
-        start: { line, character: 0 },
-        end: { line, character: 0 },
-      });
+    // Reported once per instruction, over its whole range, as BuildKit's parser does.
+    if (n.emptyContinuationLines.length > 0)
+      ctx.warn('NoEmptyContinuation', 'Empty continuation line', n.range);
   }
   const names = new Set<string>();
   for (const s of decls.stages) {
