@@ -1,3 +1,4 @@
+// biome-ignore-all lint/suspicious/noTemplateCurlyInString: Dockerfile text, not templates
 /**
  * `polyarch build --check` through the real CLI binary: stdin and file Dockerfiles, a located
  * parse error (exit 1), warnings, `# check=error=true`, skips, and the engine placeholder.
@@ -50,6 +51,17 @@ test('a bad Dockerfile: exit 1 with the error located and the line shown', () =>
     'ERROR: Dockerfile:3: unknown instruction: FORM (did you mean FROM?)\n--> Dockerfile:3\n 3 | >>> FORM alpine\n',
   );
   assert.equal(r.stdout, '');
+});
+
+test('warnings found before an error are printed, then the located error', () => {
+  const r = run(['build', '--check', '-f', '-'], 'FROM alpine AS Build\nENV A=${X:?must be set}\n');
+  assert.equal(r.status, 1);
+  assert.match(r.stdout, /^WARNING: StageNameCasing/);
+  assert.doesNotMatch(r.stdout, /Check complete/);
+  assert.equal(
+    r.stderr,
+    'ERROR: Dockerfile:2: failed to process "${X:?must be set}": X: must be set\n--> Dockerfile:2\n 2 | >>> ENV A=${X:?must be set}\n',
+  );
 });
 
 test('a Dockerfile in the context directory, and -f with another name', () => {

@@ -5,6 +5,7 @@
  * `ERROR: …` / `--> Dockerfile:LINE` / source-line block.
  */
 import { PolyarchError } from '../util/errors.js';
+import type { CheckWarning } from './checks.js';
 
 /** 1-based line, 0-based character (BuildKit's parser.Position). */
 export interface Position {
@@ -31,6 +32,8 @@ export class DockerfileError extends PolyarchError {
   readonly lines: readonly string[];
   /** The reason without the location prefix. */
   readonly reason: string;
+  /** Build-check warnings found before the error (set by planBuild). */
+  warnings: readonly CheckWarning[] = [];
 
   constructor(reason: string, opts: DockerfileErrorOptions) {
     super('DOCKERFILE', `${opts.file}:${opts.range.start.line}: ${reason}`, { cause: opts.cause });

@@ -1473,11 +1473,20 @@ export function planBuild(source: string | ParsedDockerfile, opts: PlanOptions =
       if (!warnings.has(key)) warnings.set(key, makeWarning(rule, detail, parsed.file, range));
     },
   };
-  const decls = structure(parsed);
-  syntaxChecks(parsed, decls, ctx);
+  const sortedWarnings = () => [...warnings.values()].sort((a, b) => a.range.start.line - b.range.start.line);
+  let decls: ReturnType<typeof structure>;
+  let platforms: PlatformPlan[];
   const buildPlatform = normalizePlatformInternal(opts.buildPlatform ?? hostPlatformInternal());
-  const targets = opts.platforms?.length ? opts.platforms : [buildPlatform];
-  const platforms = targets.map((t) => planPlatform(decls, t, buildPlatform, opts, ctx));
+  try {
+    decls = structure(parsed);
+    syntaxChecks(parsed, decls, ctx);
+    const targets = opts.platforms?.length ? opts.platforms : [buildPlatform];
+    platforms = targets.map((t) => planPlatform(decls, t, buildPlatform, opts, ctx));
+  } catch (err) {
+    // `--check` shows the warnings found before the error, as buildx does.
+    if (err instanceof DockerfileError) err.warnings = sortedWarnings();
+    throw err;
+  }
   const unusedBuildArgs = Object.keys(buildArgs)
     .filter(
       (k) =>
@@ -1488,7 +1497,7 @@ export function planBuild(source: string | ParsedDockerfile, opts: PlanOptions =
         k !== 'SOURCE_DATE_EPOCH',
     )
     .sort();
-  const sorted = [...warnings.values()].sort((a, b) => a.range.start.line - b.range.start.line);
+  const sorted = sortedWarnings();
   return {
     file: parsed.file,
     directives: parsed.directives,

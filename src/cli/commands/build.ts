@@ -143,6 +143,7 @@ async function runCheck(context: string, flags: BuildFlags, ctx: CliContext): Pr
     });
   } catch (err) {
     if (df.isDockerfileError(err)) {
+      for (const w of err.warnings) ctx.out.write(`${df.formatWarning(w, err.lines)}\n\n`);
       ctx.err.write(df.formatDockerfileError(err));
       return 1;
     }
