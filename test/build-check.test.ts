@@ -54,13 +54,13 @@ test('a bad Dockerfile: exit 1 with the error located and the line shown', () =>
 });
 
 test('warnings found before an error are printed, then the located error', () => {
-  const r = run(['build', '--check', '-f', '-'], 'FROM alpine AS Build\nENV A=${X:?must be set}\n');
+  const r = run(['build', '--check', '-f', '-'], 'FROM alpine AS Build\nENV A=${X:?unset}\n');
   assert.equal(r.status, 1);
   assert.match(r.stdout, /^WARNING: StageNameCasing/);
   assert.doesNotMatch(r.stdout, /Check complete/);
   assert.equal(
     r.stderr,
-    'ERROR: Dockerfile:2: failed to process "${X:?must be set}": X: must be set\n--> Dockerfile:2\n 2 | >>> ENV A=${X:?must be set}\n',
+    'ERROR: Dockerfile:2: failed to process "${X:?unset}": X: unset\n--> Dockerfile:2\n 2 | >>> ENV A=${X:?unset}\n',
   );
 });
 
