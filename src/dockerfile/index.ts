@@ -4,6 +4,7 @@
  * build-context filtering is dockerignore.ts. Start with `planBuild`.
  */
 export * from './checks.js';
+export * from './config.js';
 export * from './dockerignore.js';
 export * from './errors.js';
 export * from './instructions.js';
