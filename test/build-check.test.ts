@@ -125,6 +125,14 @@ test('--build-arg, --platform and --target take part in the check', () => {
   assert.equal(p.status, 2);
 });
 
+test('a foreign # syntax= frontend is reported as ignored; docker/dockerfile is not', () => {
+  const other = run(['build', '--check', '-f', '-'], '# syntax=example.com/my/frontend:2\nFROM alpine\n');
+  assert.equal(other.status, 0);
+  assert.match(other.stderr, /WARNING: # syntax=example\.com\/my\/frontend:2 is ignored/);
+  const std = run(['build', '--check', '-f', '-'], '# syntax=docker/dockerfile:1.7\nFROM alpine\n');
+  assert.equal(std.stderr, '');
+});
+
 test('without --check the engine is not there yet', () => {
   const r = run(['build', '.']);
   assert.equal(r.status, 1);

@@ -149,6 +149,9 @@ async function runCheck(context: string, flags: BuildFlags, ctx: CliContext): Pr
     }
     throw err;
   }
+  const syntax = plan.directives.syntax;
+  if (syntax && !/^(?:docker\.io\/)?docker\/dockerfile(?:-upstream)?(?::[\w.-]+)?(?:@\S+)?$/.test(syntax))
+    ctx.err.write(`WARNING: # syntax=${syntax} is ignored: polyarch uses its built-in Dockerfile frontend\n`);
   ctx.out.write(df.formatCheckReport(plan.warnings, plan.lines));
   if (plan.unusedBuildArgs.length > 0)
     ctx.err.write(`WARNING: One or more build-args [${plan.unusedBuildArgs.join(' ')}] were not consumed\n`);
