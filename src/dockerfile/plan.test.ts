@@ -196,6 +196,25 @@ describe('ARG and ENV scoping', () => {
     });
 });
 
+test('platformArgs in force: injected, replaced by a --build-arg or a global default', () => {
+  const p = planBuild('ARG BUILDOS=plan9\nFROM scratch\n', {
+    buildPlatform: AMD64,
+    platforms: [ARMV7],
+    buildArgs: { TARGETVARIANT: 'v6' },
+  }).platforms[0]!;
+  assert.deepEqual(p.platformArgs, {
+    BUILDPLATFORM: 'linux/amd64',
+    BUILDOS: 'plan9',
+    BUILDARCH: 'amd64',
+    BUILDVARIANT: '',
+    TARGETPLATFORM: 'linux/arm/v7',
+    TARGETOS: 'linux',
+    TARGETARCH: 'arm',
+    TARGETVARIANT: 'v6',
+  });
+  assert.deepEqual(p.stages[0]!.platformArgs, p.platformArgs);
+});
+
 describe('FROM expansion', () => {
   const bases = (df: string, opts: PlanOptions = {}) =>
     planBuild(df, { buildPlatform: AMD64, platforms: [AMD64], ...opts }).platforms.map((p) => {

@@ -684,6 +684,10 @@ function planPlatform(
     }
   }
 
+  // The platform args in force: the injected values unless a --build-arg or a global ARG
+  // default replaced them (what a stage's `ARG TARGETARCH` receives).
+  const inForce: Record<string, string> = {};
+  for (const k of PLATFORM_ARGS) inForce[k] = meta.get(k) ?? '';
   const proxyArgs = Object.keys(ctx.buildArgs).filter((a) => BUILTIN_ARGS.has(a));
   const stageNames = new Map<string, number>();
   const dispatched: DispatchedStage[] = [];
@@ -831,7 +835,7 @@ function planPlatform(
       base,
       platform,
       platformSource,
-      platformArgs: auto,
+      platformArgs: inForce,
       targetArgsUsed: [],
       dependsOn: base.type === 'stage' ? [base.index] : [],
       baseConfigKnown,
@@ -935,7 +939,7 @@ function planPlatform(
     keys.set(i, key);
     stages.push({ ...d.stage, targetIndependent: ind, key });
   }
-  return { platform: platformOf(target), platformArgs: auto, stages };
+  return { platform: platformOf(target), platformArgs: inForce, stages };
 }
 
 interface BodyCtx {
