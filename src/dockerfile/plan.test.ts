@@ -272,6 +272,26 @@ describe('platform independence', () => {
     assert.deepEqual(byName(0, 'cross').targetArgsUsed, ['TARGETARCH']);
     assert.equal(new Set(plan.platforms.map((_, i) => byName(i, 'cross').key)).size, 3);
   });
+  test('a global ARG derived from TARGETARCH makes its consumers target-dependent', () => {
+    const df = [
+      'ARG IMG=tool-$TARGETARCH',
+      'ARG SUFFIX=${IMG}-x',
+      'FROM --platform=$BUILDPLATFORM $IMG AS viafrom',
+      'FROM --platform=$BUILDPLATFORM alpine AS viaarg',
+      'ARG SUFFIX',
+      'FROM --platform=$BUILDPLATFORM alpine AS plain',
+      'ARG SUFFIX=constant',
+      '',
+    ].join('\n');
+    const last = (i: number, target: string) =>
+      planBuild(df, { buildPlatform: AMD64, platforms: [AMD64, ARM64], target }).platforms[i]!.stages.at(-1)!;
+    assert.deepEqual(last(0, 'viafrom').targetArgsUsed, ['TARGETARCH']);
+    assert.equal(last(0, 'viafrom').targetIndependent, false);
+    assert.deepEqual(last(0, 'viaarg').targetArgsUsed, ['TARGETARCH']);
+    assert.notEqual(last(0, 'viaarg').key, last(1, 'viaarg').key);
+    assert.equal(last(0, 'plain').targetIndependent, true);
+    assert.equal(last(0, 'plain').key, last(1, 'plain').key);
+  });
   test('the final stage runs on each target', () => {
     assert.deepEqual(
       plan.platforms.map((p) => p.stages[p.stages.length - 1]!.platform),

@@ -665,6 +665,7 @@ function planPlatform(
   for (const [k, v] of Object.entries(auto)) meta.set(k, ctx.buildArgs[k] ?? v);
   const declaredGlobals = new Set<string>();
   const defaultsOnly = new Map<string, string>(Object.entries(auto));
+  const globalTargetDeps = new Map<string, Set<string>>();
   for (const g of decls.globals) {
     for (const a of g.args) {
       declaredGlobals.add(a.key);
@@ -672,8 +673,21 @@ function planPlatform(
       const given = ctx.buildArgs[a.key];
       // As BuildKit's buildMetaArgs: a --build-arg replaces the default, which is then not
       // even expanded; an ARG with neither leaves the name as it was (platform args stay).
-      if (given !== undefined) meta.set(a.key, given);
-      else if (a.value !== undefined) meta.set(a.key, new Expander(ctx, g.range, meta).word(a.value));
+      if (given !== undefined) {
+        meta.set(a.key, given);
+        globalTargetDeps.delete(a.key);
+      } else if (a.value !== undefined) {
+        // Track which TARGET* args a global default depends on, so a stage consuming it
+        // (in FROM, or with `ARG NAME`) is known to depend on the target.
+        const deps = new Set<string>();
+        for (const n of processWord(a.value, meta, { escape: ctx.escape, skipUnsetEnv: true }).matched) {
+          if (TARGET_ARGS.has(n)) deps.add(n);
+          for (const d of globalTargetDeps.get(n) ?? []) deps.add(d);
+        }
+        meta.set(a.key, new Expander(ctx, g.range, meta).word(a.value));
+        if (deps.size > 0) globalTargetDeps.set(a.key, deps);
+        else globalTargetDeps.delete(a.key);
+      }
       if (a.value !== undefined) {
         try {
           defaultsOnly.set(a.key, processWord(a.value, defaultsOnly, { escape: ctx.escape }).result);
@@ -710,7 +724,10 @@ function planPlatform(
     const ex = new Expander(ctx, f.range, fromEnv, fromUnmatched);
     const usedInFrom = (w: string) => {
       const r = processWord(w, fromEnv, { escape: ctx.escape, skipUnsetEnv: true });
-      for (const n of r.matched) if (TARGET_ARGS.has(n)) targetArgsUsed.add(n);
+      for (const n of r.matched) {
+        if (TARGET_ARGS.has(n)) targetArgsUsed.add(n);
+        for (const d of globalTargetDeps.get(n) ?? []) targetArgsUsed.add(d);
+      }
     };
     usedInFrom(f.image);
     const image = ex.word(f.image);
@@ -859,6 +876,7 @@ function planPlatform(
         targetArgsUsed,
         buildArgs: ctx.buildArgs,
         proxyArgs,
+        globalTargetDeps,
       });
     } catch (err) {
       d.error = err;
@@ -951,6 +969,8 @@ interface BodyCtx {
   buildArgs: Readonly<Record<string, string>>;
   /** Proxy build args, which reach RUN without an ARG. */
   proxyArgs: string[];
+  /** TARGET* args each global ARG's value was derived from. */
+  globalTargetDeps: ReadonlyMap<string, ReadonlySet<string>>;
 }
 
 function parsePortRange(ports: string): [number, number] {
@@ -1124,7 +1144,10 @@ function dispatchBody(d: DispatchedStage, triggers: readonly string[], b: BodyCt
           let value: string | undefined;
           if (a.key in b.buildArgs) value = b.buildArgs[a.key];
           else if (a.value !== undefined) value = ex.word(a.value);
-          else value = b.meta.get(a.key);
+          else {
+            value = b.meta.get(a.key);
+            for (const dep of b.globalTargetDeps.get(a.key) ?? []) b.targetArgsUsed.add(dep);
+          }
           if (value !== undefined) {
             st.args.set(a.key, value);
             // BuildKit adds ARG values to the state env: later ARG or ENV wins.
