@@ -2,8 +2,10 @@
  * Golden files: every src/dockerfile/testdata/<case>/ holds a Dockerfile, an optional
  * options.json (PlanOptions: platforms as "os/arch[/variant]" strings, buildArgs, target,
  * buildPlatform) and result.json — the expected plan summary, or `{ "error": { message, line } }`.
- * `UPDATE_GOLDEN=1 node --test dist/src/dockerfile/golden.test.js` rewrites result.json
- * (review the diff before committing).
+ * `UPDATE_GOLDEN=1 node --test dist/src/dockerfile/golden.test.js` rewrites result.json; then
+ * run `npx biome check --write src` (biome formats the JSON) and review the diff before committing.
+ * A new case needs only its Dockerfile (and options.json): the first run writes result.json and
+ * fails once, so nothing lands unreviewed.
  */
 import assert from 'node:assert/strict';
 import { existsSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
