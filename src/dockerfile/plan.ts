@@ -1095,7 +1095,7 @@ function dispatchBody(d: DispatchedStage, triggers: readonly string[], b: BodyCt
     };
   const out = d.stage.instructions;
   // ONBUILD triggers of the base (image config or parent stage) run first, located at FROM.
-  const body: { ins: Instruction; onbuild: boolean }[] = [];
+  const triggerIns: Instruction[] = [];
   for (const expr of triggers) {
     const fromRange = d.stage.range;
     try {
@@ -1105,7 +1105,7 @@ function dispatchBody(d: DispatchedStage, triggers: readonly string[], b: BodyCt
         throw new Error('onbuild trigger should be a single expression');
       const ins = toInstruction(node, { file: ctx.file, lines: ctx.lines, escape: '\\' });
       ins.range = fromRange;
-      body.push({ ins, onbuild: true });
+      triggerIns.push(ins);
     } catch (err) {
       const why = err instanceof DockerfileError ? err.reason : (err as Error).message;
       throw new DockerfileError(`ONBUILD ${expr}: ${why}`, {
@@ -1115,9 +1115,11 @@ function dispatchBody(d: DispatchedStage, triggers: readonly string[], b: BodyCt
       });
     }
   }
-  for (const ins of d.decl.body) body.push({ ins, onbuild: false });
-
-  for (const { ins, onbuild } of body) {
+  const own = d.decl.body;
+  const total = triggerIns.length + own.length;
+  for (let k = 0; k < total; k++) {
+    const onbuild = k < triggerIns.length;
+    const ins = onbuild ? triggerIns[k]! : own[k - triggerIns.length]!;
     const range = ins.range;
     const original = onbuild ? `ONBUILD ${ins.node.original}` : ins.node.original;
     const unmatched = (n: string) => {
