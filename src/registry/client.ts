@@ -150,6 +150,30 @@ export class RegistryClient {
     return sha256Digest(bytes);
   }
 
+  /** Reads a small blob (an image config) into memory, verifying its digest; at most 4 MiB. */
+  async fetchConfig(ref: Reference, desc: Descriptor): Promise<Buffer> {
+    const what = `GET blob ${repositoryName(ref)}@${desc.digest}`;
+    if (desc.size > MAX_MANIFEST_BYTES)
+      throw new PolyarchError(
+        'INVALID_MANIFEST',
+        `${what}: a config of ${desc.size} bytes exceeds ${MAX_MANIFEST_BYTES}`,
+      );
+    const res = await this.transport.request({
+      host: ref.domain,
+      method: 'GET',
+      path: `/v2/${ref.path}/blobs/${desc.digest}`,
+      scopes: [pullScope(ref.path)],
+      expect: [200],
+      what,
+      mirrors: true,
+    });
+    const bytes = Buffer.from(await res.body.arrayBuffer());
+    const digest = sha256Digest(bytes);
+    if (digest !== desc.digest)
+      throw new PolyarchError('DIGEST_MISMATCH', `${what}: content has digest ${digest}, not ${desc.digest}`);
+    return bytes;
+  }
+
   /** The size of a blob in the repository, or undefined if it is not there. */
   async blobSize(ref: Reference, digest: Digest, push = false): Promise<number | undefined> {
     const res = await this.transport.request({

@@ -5,8 +5,22 @@
  */
 import type { Command } from 'commander';
 import type { CliContext } from '../context.js';
+import * as imagetools from './imagetools.js';
+import * as login from './login.js';
+import * as logout from './logout.js';
+import * as manifest from './manifest.js';
+import * as pull from './pull.js';
+import * as push from './push.js';
 import * as version from './version.js';
 
 export type Register = (program: Command, ctx: CliContext) => void;
 
-export const commands: Register[] = [version.register];
+export const commands: Register[] = [
+  version.register,
+  pull.register,
+  push.register,
+  login.register,
+  logout.register,
+  imagetools.register,
+  manifest.register,
+];
