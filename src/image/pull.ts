@@ -100,7 +100,6 @@ async function pullWith(
   });
   const doc = parseImageDocument(root.bytes, `manifest ${name}`, root.mediaType);
   const rootDesc: Descriptor = { mediaType: doc.mediaType, digest: root.digest, size: root.bytes.length };
-  const store = typeof opts.store === 'function' ? await opts.store() : opts.store;
 
   // Manifests to fetch (digest → descriptor), then blobs, deduplicated.
   let manifests: Descriptor[] = [];
@@ -166,6 +165,7 @@ async function pullWith(
     for (const l of doc.manifest.layers) if (!l.urls?.length) blobs.set(l.digest, l);
   }
 
+  const store = typeof opts.store === 'function' ? await opts.store() : opts.store;
   await mapLimit([...blobs.values()], limit, async (desc) => {
     if ((await store.size(desc.digest)) === desc.size) {
       emit({
