@@ -353,6 +353,41 @@ describe('registry CLI', () => {
     assert.equal(cli(['logout', basic], home).stdout, `Not logged in to ${basic}\n`);
   });
 
+  test('token auth: bearer tokens from the realm, login, push with mounts, pull', () => {
+    const reg = requireEnv('POLYARCH_TEST_REGISTRY');
+    const tok = requireEnv('POLYARCH_TEST_REGISTRY_TOKEN');
+    const user = requireEnv('POLYARCH_TEST_REGISTRY_USER');
+    const password = requireEnv('POLYARCH_TEST_REGISTRY_PASSWORD');
+    const { img, ref } = seed(reg, 'token');
+    const home = tempDir('home');
+    assert.equal(cli(['pull', '-a', ref], home).status, 0);
+    const target = `${tok}/${uniqueRepo('token')}:1`;
+    assertOneLineError(cli(['push', ref, target], home), /pushing .*: .*authentication required/);
+    assertOneLineError(
+      cli(['login', '-u', user, '--password-stdin', tok], home, { input: 'wrong\n' }),
+      /login to .* failed: the registry refused the credentials/,
+    );
+    assert.equal(
+      cli(['login', '-u', user, '--password-stdin', tok], home, { input: `${password}\n` }).status,
+      0,
+    );
+    const pushed = cli(['push', '-q', ref, target], home);
+    assert.equal(pushed.status, 0, pushed.stderr);
+    assert.equal(pushed.stdout, `${img.indexDigest}\n`);
+    // Another repository on the token registry: the mount needs pull on the source too.
+    const second = `${tok}/${uniqueRepo('token-mount')}:1`;
+    // The mount source is the repository the stored image is named after.
+    assert.equal(cli(['pull', '-a', target], home).status, 0);
+    const m2 = cli(['push', target, second], home);
+    assert.equal(m2.status, 0, m2.stderr);
+    assert.match(m2.stderr, /mounted from another repository/);
+    const fresh = tempDir('home');
+    assert.equal(cli(['login', '-u', user, '-p', password, tok], fresh).status, 0);
+    const p = cli(['pull', '-a', second], fresh);
+    assert.equal(p.status, 0, p.stderr);
+    assert.match(p.stdout, new RegExp(img.indexDigest));
+  });
+
   test('the test environment busybox index pulls per platform', async () => {
     const bb = requireEnv('POLYARCH_TEST_BUSYBOX');
     const s = await ContentStore.open(join(tempDir('store'), 'bb'));

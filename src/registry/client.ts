@@ -266,15 +266,17 @@ export class RegistryClient {
       path += `?mount=${encodeURIComponent(desc.digest)}&from=${encodeURIComponent(opts.mountFrom)}`;
       scopes.push(pullScope(opts.mountFrom));
     }
-    const start = await this.transport.request({
-      host: ref.domain,
-      method: 'POST',
-      path,
-      headers: { 'content-length': '0' },
-      scopes,
-      expect: [201, 202],
-      what,
-    });
+    const begin = (p: string) =>
+      this.transport.request({
+        host: ref.domain,
+        method: 'POST',
+        path: p,
+        headers: { 'content-length': '0' },
+        scopes,
+        expect: [201, 202],
+        what,
+      });
+    const start = await begin(path);
     await start.body.dump();
     if (start.status === 201) {
       progress?.({ status: 'mounted', done: desc.size, total: desc.size });
@@ -331,13 +333,22 @@ export class RegistryClient {
             method: 'GET',
             path: location,
             scopes: [pushScope(ref.path)],
-            expect: [204],
+            expect: [204, 404],
             what,
           });
           await st.body.dump();
-          const range = header(st, 'range');
-          offset = range ? Number(range.split('-')[1]) + 1 : 0;
-          location = this.#location(st, what, location);
+          if (st.status === 204) {
+            const range = header(st, 'range');
+            offset = range ? Number(range.split('-')[1]) + 1 : 0;
+            location = this.#location(st, what, location);
+          } else {
+            // distribution cancels a session whose last PATCH was cut (its offset no longer
+            // matches the stored state): start a new session from the first byte.
+            const again = await begin(`/v2/${ref.path}/blobs/uploads/`);
+            await again.body.dump();
+            location = this.#location(again, what);
+            offset = 0;
+          }
           progress?.({ status: 'resume', done: offset, total: desc.size });
         }
       }
