@@ -95,10 +95,15 @@ function fromAuthEntry(
 }
 
 /** Runs `docker-credential-<helper> <action>` with `input` on stdin; resolves with stdout. */
-function runHelper(helper: string, action: string, input: string): Promise<{ code: number; out: string }> {
+function runHelper(
+  helper: string,
+  action: string,
+  input: string,
+  env: NodeJS.ProcessEnv,
+): Promise<{ code: number; out: string }> {
   const bin = `docker-credential-${helper}`;
   return new Promise((resolve, reject) => {
-    const child = spawn(bin, [action], { stdio: ['pipe', 'pipe', 'pipe'], timeout: HELPER_TIMEOUT_MS });
+    const child = spawn(bin, [action], { stdio: ['pipe', 'pipe', 'pipe'], timeout: HELPER_TIMEOUT_MS, env });
     let out = '';
     child.stdout.setEncoding('utf8').on('data', (d: string) => {
       out += d;
@@ -116,9 +121,13 @@ function runHelper(helper: string, action: string, input: string): Promise<{ cod
   });
 }
 
-async function fromHelper(helper: string, host: string): Promise<Credentials | undefined> {
+async function fromHelper(
+  helper: string,
+  host: string,
+  env: NodeJS.ProcessEnv,
+): Promise<Credentials | undefined> {
   const key = authKey(host);
-  const r = await runHelper(helper, 'get', key);
+  const r = await runHelper(helper, 'get', key, env);
   if (r.code !== 0) {
     // Helpers print "credentials not found in native keychain" for unknown hosts.
     if (/not found/i.test(r.out)) return undefined;
@@ -149,9 +158,9 @@ export async function getCredentials(
   const file = dockerConfigPath(env);
   const cfg = await readConfig(file);
   const helper = cfg.credHelpers?.[host] ?? cfg.credHelpers?.[authKey(host)];
-  if (helper) return fromHelper(helper, host);
+  if (helper) return fromHelper(helper, host, env);
   if (cfg.credsStore) {
-    const c = await fromHelper(cfg.credsStore, host);
+    const c = await fromHelper(cfg.credsStore, host, env);
     if (c) return c;
   }
   const auths = cfg.auths ?? {};
@@ -195,7 +204,7 @@ export async function storeCredentials(
       Username: c.identityToken ? '<token>' : (c.username ?? ''),
       Secret: c.identityToken ?? c.password ?? '',
     });
-    const r = await runHelper(helper, 'store', payload);
+    const r = await runHelper(helper, 'store', payload, env);
     if (r.code !== 0)
       throw new PolyarchError(
         'CREDENTIALS',
@@ -222,7 +231,7 @@ export async function removeCredentials(
   const cfg = await readConfig(file);
   const helper = cfg.credHelpers?.[host] ?? cfg.credsStore;
   if (helper) {
-    const r = await runHelper(helper, 'erase', authKey(host));
+    const r = await runHelper(helper, 'erase', authKey(host), env);
     return r.code === 0;
   }
   const auths = { ...(cfg.auths ?? {}) };
