@@ -6,12 +6,14 @@
  */
 import assert from 'node:assert/strict';
 import { writeFileSync } from 'node:fs';
+import { createServer as createHttpServer, request as httpRequest } from 'node:http';
 import { createServer, type Server, type Socket, connect } from 'node:net';
 import { join } from 'node:path';
 import { Readable } from 'node:stream';
 import { test } from 'node:test';
 import { ContentStore } from '../src/content/index.js';
 import { pull } from '../src/image/pull.js';
+import { push } from '../src/image/push.js';
 import { type Digest, MediaType } from '../src/oci/index.js';
 import { RegistryClient } from '../src/registry/client.js';
 import { loadRegistryConfig } from '../src/registry/config.js';
@@ -185,5 +187,80 @@ test('mirrors: a dead mirror falls back to the upstream; a live mirror serves a 
     assert.equal(b.descriptor.digest, img.indexDigest);
   } finally {
     await client.close();
+  }
+});
+
+/**
+ * An HTTP relay to the real registry that refuses OCI manifests the way some registries do
+ * (400 MANIFEST_INVALID) and forwards everything else unchanged.
+ */
+async function ociRefusingRelay(upstream: string) {
+  const [uh, up] = upstream.split(':') as [string, string];
+  const server = createHttpServer((req, res) => {
+    const type = String(req.headers['content-type'] ?? '');
+    if (req.method === 'PUT' && req.url?.includes('/manifests/') && type.startsWith('application/vnd.oci.')) {
+      req.resume();
+      req.on('end', () => {
+        res.writeHead(400, { 'content-type': 'application/json' });
+        res.end(
+          '{"errors":[{"code":"MANIFEST_INVALID","message":"manifest invalid","detail":"OCI media types are not accepted"}]}',
+        );
+      });
+      return;
+    }
+    const fwd = httpRequest(
+      { host: uh, port: Number(up), method: req.method, path: req.url, headers: req.headers },
+      (r) => {
+        res.writeHead(r.statusCode ?? 502, r.headers);
+        r.pipe(res);
+      },
+    );
+    fwd.on('error', () => res.destroy());
+    req.pipe(fwd);
+  });
+  await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
+  return {
+    host: `127.0.0.1:${(server.address() as { port: number }).port}`,
+    close: () => {
+      server.closeAllConnections();
+      return new Promise<void>((r) => server.close(() => r()));
+    },
+  };
+}
+
+test('a registry that refuses OCI documents gets Docker schema 2 ones, with a warning', async () => {
+  const reg = requireEnv('POLYARCH_TEST_REGISTRY');
+  const img = makeLayout(join(tempDir('layout'), 'l'), 'v1', ['linux/amd64', 'linux/arm64']);
+  const repo = uniqueRepo('docker-fallback');
+  skopeo(['copy', '--all', `oci:${img.dir}:v1`, `docker://${reg}/${repo}:v1`]);
+  const store = await ContentStore.open(join(tempDir('store'), 'f'));
+  await pull(`${reg}/${repo}:v1`, { store, all: true });
+  const relay = await ociRefusingRelay(reg);
+  const warnings: string[] = [];
+  try {
+    const target = `${relay.host}/${repo}-docker:v1`;
+    const r = await push(`${reg}/${repo}:v1`, { store, target, warn: (w) => warnings.push(w) });
+    assert.equal(r.mediaType, MediaType.DockerManifestList);
+    assert.notEqual(r.digest, img.indexDigest, 'converting changes the digest');
+    assert.equal(warnings.length, 1, warnings.join('\n'));
+    assert.match(
+      warnings[0]!,
+      /refused an OCI manifest \(.*MANIFEST_INVALID.*\); pushing Docker schema 2 media types instead/,
+    );
+    // What the real registry now holds is a Docker manifest list of Docker manifests.
+    const raw = skopeo(['inspect', '--raw', `docker://${reg}/${repo}-docker:v1`]);
+    assert.equal(sha256(raw), r.digest);
+    const list = JSON.parse(raw.toString());
+    assert.equal(list.mediaType, MediaType.DockerManifestList);
+    for (const m of list.manifests) {
+      assert.equal(m.mediaType, MediaType.DockerManifest);
+      const child = JSON.parse(
+        skopeo(['inspect', '--raw', `docker://${reg}/${repo}-docker@${m.digest}`]).toString(),
+      );
+      assert.equal(child.config.mediaType, MediaType.DockerConfig);
+      assert.equal(child.layers[0].mediaType, MediaType.DockerLayerGzip);
+    }
+  } finally {
+    await relay.close();
   }
 });
