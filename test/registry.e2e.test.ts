@@ -388,6 +388,70 @@ describe('registry CLI', () => {
     assert.match(p.stdout, new RegExp(img.indexDigest));
   });
 
+  test('imagetools create: combine images from two repositories into a new index', () => {
+    const reg = requireEnv('POLYARCH_TEST_REGISTRY');
+    const a = seed(reg, 'create-a');
+    const b = seed(reg, 'create-b');
+    const home = tempDir('home');
+    const armFromB = b.img.platforms.get('linux/arm64')!.manifest;
+    const target = `${reg}/${uniqueRepo('create-t')}:multi`;
+    const dry = cli(
+      [
+        'imagetools',
+        'create',
+        '--dry-run',
+        '--platform',
+        'linux/amd64',
+        '--platform',
+        'linux/arm64',
+        a.ref,
+        `${b.ref.replace(/:v1$/, '')}@${armFromB}`,
+      ],
+      home,
+    );
+    assert.equal(dry.status, 0, dry.stderr);
+    const idx = JSON.parse(dry.stdout);
+    assert.deepEqual(
+      idx.manifests.map((m: { digest: string; platform: { architecture: string } }) => [
+        m.digest,
+        m.platform.architecture,
+      ]),
+      [
+        [a.img.platforms.get('linux/amd64')!.manifest, 'amd64'],
+        [a.img.platforms.get('linux/arm64')!.manifest, 'arm64'],
+        [armFromB, 'arm64'],
+      ],
+    );
+    const made = cli(
+      [
+        'imagetools',
+        'create',
+        '-t',
+        target,
+        '--annotation',
+        'index:org.opencontainers.image.title=combined',
+        '--platform',
+        'linux/amd64',
+        '--platform',
+        'linux/arm64',
+        a.ref,
+        `${b.ref.replace(/:v1$/, '')}@${armFromB}`,
+      ],
+      home,
+    );
+    assert.equal(made.status, 0, made.stderr);
+    const raw = skopeo(['inspect', '--raw', `docker://${target}`]);
+    assert.equal(made.stdout, `${target}@${sha256(raw)}\n`);
+    assert.equal(JSON.parse(raw.toString()).annotations['org.opencontainers.image.title'], 'combined');
+    // Every child and blob was copied into the target repository: skopeo can copy it all.
+    const out = join(tempDir('copy'), 'o');
+    skopeo(['copy', '--all', `docker://${target}`, `oci:${out}:x`]);
+    assertOneLineError(
+      cli(['imagetools', 'create', '-t', target, '--platform', 'linux/s390x', a.ref], home),
+      /no manifests/,
+    );
+  });
+
   test('the test environment busybox index pulls per platform', async () => {
     const bb = requireEnv('POLYARCH_TEST_BUSYBOX');
     const s = await ContentStore.open(join(tempDir('store'), 'bb'));

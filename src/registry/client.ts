@@ -10,7 +10,7 @@
  *
  * Nothing is ever held in memory whole except manifests (bounded to 4 MiB).
  */
-import type { Readable } from 'node:stream';
+import { PassThrough, type Readable } from 'node:stream';
 import { type Descriptor, type Digest, MediaType, sha256Digest } from '../oci/index.js';
 import { PolyarchError } from '../util/errors.js';
 import { RegistryError } from './errors.js';
@@ -172,6 +172,49 @@ export class RegistryClient {
     if (digest !== desc.digest)
       throw new PolyarchError('DIGEST_MISMATCH', `${what}: content has digest ${digest}, not ${desc.digest}`);
     return bytes;
+  }
+
+  /**
+   * A blob's bytes [start, end) as a stream, for copying between registries without a
+   * local copy. The request starts at once; errors surface on the stream.
+   */
+  blobStream(ref: Reference, digest: Digest, start: number, end: number): Readable {
+    const out = new PassThrough();
+    if (end <= start) {
+      out.end();
+      return out;
+    }
+    this.transport
+      .request({
+        host: ref.domain,
+        method: 'GET',
+        path: `/v2/${ref.path}/blobs/${digest}`,
+        headers: { range: `bytes=${start}-${end - 1}` },
+        scopes: [pullScope(ref.path)],
+        expect: [200, 206],
+        what: `GET blob ${repositoryName(ref)}@${digest}`,
+        mirrors: true,
+      })
+      .then(async (res) => {
+        // A server that ignores Range sends everything: cut out [start, end).
+        let skip = res.status === 200 ? start : 0;
+        let left = end - start;
+        for await (const chunk of res.body as AsyncIterable<Buffer>) {
+          let c = chunk;
+          if (skip) {
+            const n = Math.min(skip, c.length);
+            c = c.subarray(n);
+            skip -= n;
+          }
+          if (c.length > left) c = c.subarray(0, left);
+          left -= c.length;
+          if (c.length && !out.write(c)) await new Promise((r) => out.once('drain', r));
+          if (left === 0) break;
+        }
+        out.end();
+      })
+      .catch((err: unknown) => out.destroy(err as Error));
+    return out;
   }
 
   /** The size of a blob in the repository, or undefined if it is not there. */

@@ -18,4 +18,35 @@ export function register(program: Command, ctx: CliContext): void {
       // --raw bytes go out unchanged (process.stdout accepts a Buffer).
       ctx.out.write(out as string);
     });
+  it.command('create')
+    .description('Create a new image index from images in registries and push it')
+    .argument('[source...]', 'source images (indexes or manifests)')
+    .option('-t, --tag <ref>', 'reference to push the index to (repeatable)', collect, [])
+    .option('--append', "add the first tag's existing manifests")
+    .option('--dry-run', 'print the index instead of pushing it')
+    .option('--annotation <annotation>', '[index:|manifest-descriptor:]key=value (repeatable)', collect, [])
+    .option('--platform <list>', 'keep only these platforms of index sources', collect, [])
+    .action(
+      async (
+        sources: string[],
+        o: { tag: string[]; append?: boolean; dryRun?: boolean; annotation: string[]; platform: string[] },
+      ) => {
+        const { createIndex, describeIndex } = await import('../../image/create.js');
+        const r = await createIndex({
+          sources,
+          tags: o.tag,
+          append: Boolean(o.append),
+          dryRun: Boolean(o.dryRun),
+          annotations: o.annotation,
+          platforms: o.platform.flatMap((p) => p.split(',')).filter(Boolean),
+          env: ctx.env,
+        });
+        if (o.dryRun) ctx.out.write(describeIndex(r));
+        else for (const p of r.pushed) ctx.out.write(`${p}\n`);
+      },
+    );
+}
+
+function collect(v: string, prev: string[]): string[] {
+  return [...prev, v];
 }
