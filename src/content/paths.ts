@@ -1,0 +1,23 @@
+/**
+ * Where polyarch keeps its state (SPEC.md § Configuration and state).
+ *
+ *   stateRoot()   // $POLYARCH_ROOT, else /var/lib/polyarch as root, else $XDG_DATA_HOME/polyarch
+ *   storeDir()    // <stateRoot>/store: the local image store, an OCI image layout
+ *
+ * Both take the environment as a parameter so tests and the CLI can point them elsewhere.
+ */
+import { homedir } from 'node:os';
+import { join, resolve } from 'node:path';
+
+/** The state root: `$POLYARCH_ROOT`, else `/var/lib/polyarch` as root, else `$XDG_DATA_HOME/polyarch` (default `~/.local/share/polyarch`). */
+export function stateRoot(env: NodeJS.ProcessEnv = process.env): string {
+  if (env.POLYARCH_ROOT) return resolve(env.POLYARCH_ROOT);
+  if (process.getuid?.() === 0) return '/var/lib/polyarch';
+  const data = env.XDG_DATA_HOME || join(env.HOME || homedir(), '.local', 'share');
+  return join(resolve(data), 'polyarch');
+}
+
+/** The local image store: `<stateRoot>/store`. */
+export function storeDir(env: NodeJS.ProcessEnv = process.env): string {
+  return join(stateRoot(env), 'store');
+}

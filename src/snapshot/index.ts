@@ -1,0 +1,2 @@
+/** Snapshots: layer filesystems stacked with overlayfs, keyed by chain id. See overlay.ts. */
+export * from './overlay.js';
