@@ -283,9 +283,9 @@ describe('registry CLI', () => {
       assertOneLineError(r, want);
       assert.ok(r.ms < 30_000, `${name}: took ${r.ms} ms`);
     }
-    const usage = cli(['pull', '--platform', 'linux', ref], home);
-    assert.equal(usage.status, 2);
-    assert.match(usage.stderr, /^ERROR: invalid platform "linux"/);
+    const usage = cli(['pull', '--platform', 'linux/', ref], home);
+    assert.equal(usage.status, 2, usage.stderr);
+    assert.match(usage.stderr, /^ERROR: invalid platform "linux\/"/);
   });
 
   test('basic auth: login checks the password, pull and push use it, logout forgets it', () => {

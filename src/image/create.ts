@@ -22,7 +22,7 @@ import type { RegistryClient } from '../registry/client.js';
 import { mapLimit } from '../registry/progress.js';
 import { formatReference, parseReference, type Reference, withDigest } from '../registry/reference.js';
 import { PolyarchError, UsageError } from '../util/errors.js';
-import { formatPlatform, parsePlatform, platformEquals } from './platform.js';
+import { formatPlatform, newMatcher, parsePlatform } from '../platform/index.js';
 import { DEFAULT_CONCURRENCY, descriptorPlatform, isAttestation, openClient, withContext } from './remote.js';
 
 export interface CreateOptions {
@@ -85,7 +85,7 @@ export async function createIndex(opts: CreateOptions): Promise<CreateResult> {
     throw new UsageError('imagetools create needs -t/--tag (or --dry-run)');
   const sources = opts.sources.map((s) => parseReference(s));
   const targets = opts.tags.map((t) => parseReference(t));
-  const wanted = (opts.platforms ?? []).map(parsePlatform);
+  const wanted = (opts.platforms ?? []).map((p) => parsePlatform(p, { normalize: true }));
   const ann = parseAnnotations(opts.annotations ?? []);
   const client = opts.client ?? (await openClient({ env: opts.env }));
   try {
@@ -103,7 +103,7 @@ export async function createIndex(opts: CreateOptions): Promise<CreateResult> {
         for (const d of doc.index.manifests) {
           if (filter && wanted.length && !isAttestation(d)) {
             const p = descriptorPlatform(d);
-            if (!p || !wanted.some((w) => platformEquals(w, p))) continue;
+            if (!p || !wanted.some((w) => newMatcher(w).match(p))) continue;
           }
           if (filter && wanted.length && isAttestation(d)) continue;
           add({ desc: d, from });
@@ -119,7 +119,7 @@ export async function createIndex(opts: CreateOptions): Promise<CreateResult> {
         architecture: cfg.architecture,
         ...(cfg.variant ? { variant: cfg.variant } : {}),
       };
-      if (filter && wanted.length && !wanted.some((w) => platformEquals(w, platform))) return;
+      if (filter && wanted.length && !wanted.some((w) => newMatcher(w).match(platform))) return;
       add({ desc: { mediaType: doc.mediaType, digest: m.digest, size: m.bytes.length, platform }, from });
     };
     if (opts.append && targets[0]) await gather(targets[0], false);

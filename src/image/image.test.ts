@@ -2,7 +2,6 @@ import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import { encodeJson, MediaType } from '../oci/index.js';
 import { renderTemplate } from './inspect.js';
-import { fallbacks, formatPlatform, parsePlatform, platformEquals } from './platform.js';
 import { toDocker } from './push.js';
 
 const D = (c: string) => `sha256:${c.repeat(64)}`;
@@ -60,32 +59,4 @@ test('templates: json and fields, Go-style HTML escapes', () => {
   assert.equal(renderTemplate('{{json .Manifest.Annotations}}', data), '{\n  "a": "\\u003cb\\u003e"\n}');
   assert.throws(() => renderTemplate('{{.Nope}}', data), /no field "Nope"/);
   assert.throws(() => renderTemplate('{{range .Manifest}}', data), /unsupported action/);
-});
-
-const platforms: Array<[string, string]> = [
-  ['linux/x86_64', 'linux/amd64'],
-  ['linux/aarch64', 'linux/arm64'],
-  ['linux/arm64/v8', 'linux/arm64'],
-  ['linux/armhf', 'linux/arm/v7'],
-  ['linux/armel', 'linux/arm/v6'],
-  ['linux/arm', 'linux/arm/v7'],
-  ['linux/i386', 'linux/386'],
-  ['Linux/AMD64', 'linux/amd64'],
-];
-for (const [input, want] of platforms) {
-  test(`platform normalised: ${input}`, () => assert.equal(formatPlatform(parsePlatform(input)), want));
-}
-
-test('platform matching and host fall-backs', () => {
-  assert.ok(
-    platformEquals(parsePlatform('linux/aarch64'), { os: 'linux', architecture: 'arm64', variant: 'v8' }),
-  );
-  assert.ok(!platformEquals(parsePlatform('linux/arm/v6'), parsePlatform('linux/arm/v7')));
-  assert.deepEqual(fallbacks(parsePlatform('linux/amd64')).map(formatPlatform), ['linux/amd64', 'linux/386']);
-  assert.deepEqual(fallbacks(parsePlatform('linux/arm/v7')).map(formatPlatform), [
-    'linux/arm/v7',
-    'linux/arm/v6',
-    'linux/arm/v5',
-  ]);
-  assert.throws(() => parsePlatform('linux/'), /invalid platform "linux\/"/);
 });

@@ -13,7 +13,7 @@ import type { FetchedManifest, RegistryClient } from '../registry/client.js';
 import { formatReference, parseReference, type Reference, withDigest } from '../registry/reference.js';
 import { UsageError } from '../util/errors.js';
 import { descriptorPlatform, isAttestation, openClient, withContext } from './remote.js';
-import { formatPlatform } from './platform.js';
+import { formatPlatform } from '../platform/index.js';
 
 export interface InspectOptions {
   client?: RegistryClient;

@@ -25,13 +25,14 @@ import { formatReference, parseReference, type Reference, withDigest } from '../
 import { PolyarchError } from '../util/errors.js';
 import type { ContentStore } from '../content/index.js';
 import {
-  fallbacks,
+  bestMatch,
   formatPlatform,
   hostPlatform,
+  newMatcher,
+  only,
+  type PlatformSpec,
   parsePlatform,
-  platformEquals,
-  type SimplePlatform,
-} from './platform.js';
+} from '../platform/index.js';
 import {
   DEFAULT_CONCURRENCY,
   descriptorPlatform,
@@ -69,7 +70,7 @@ export interface PullResult {
 export async function pull(refInput: string, opts: PullOptions): Promise<PullResult> {
   const ref = parseReference(refInput);
   const name = formatReference(ref);
-  for (const p of opts.platforms ?? []) parsePlatform(p);
+  for (const p of opts.platforms ?? []) parsePlatform(p, { normalize: true });
   const client =
     opts.client ?? (await openClient({ env: opts.env, ...(opts.warn ? { warn: opts.warn } : {}) }));
   try {
@@ -89,7 +90,7 @@ async function pullWith(
 ): Promise<PullResult> {
   const limit = opts.concurrency ?? DEFAULT_CONCURRENCY;
   const emit = (e: TransferEvent) => opts.progress?.emit(e);
-  const wanted = (opts.platforms ?? []).map(parsePlatform);
+  const wanted = (opts.platforms ?? []).map((p) => parsePlatform(p, { normalize: true }));
   const root = await client.getManifest(ref).catch((err: unknown) => {
     if (err instanceof RegistryError && err.status === 404)
       throw new PolyarchError(
@@ -112,7 +113,8 @@ async function pullWith(
       if (wanted.length) {
         for (const p of wanted) {
           const m = entries.find(
-            (d) => !isAttestation(d) && d.platform && platformEquals(descriptorPlatform(d)!, p),
+            (d) =>
+              !isAttestation(d) && d.platform !== undefined && newMatcher(p).match(descriptorPlatform(d)!),
           );
           if (!m)
             throw new PolyarchError(
@@ -187,15 +189,15 @@ async function pullWith(
 
   if (doc.kind === 'manifest') {
     const cfg = parseImageConfig(await store.readBlob(doc.manifest.config.digest), `config of ${name}`);
-    const has: SimplePlatform = {
+    const has: PlatformSpec = {
       os: cfg.os,
       architecture: cfg.architecture,
       ...(cfg.variant ? { variant: cfg.variant } : {}),
     };
-    if (wanted.length && !wanted.some((p) => platformEquals(p, has)))
+    if (wanted.length && !wanted.some((p) => newMatcher(p).match(has)))
       throw new PolyarchError(
         'NOT_FOUND',
-        `the image is ${formatPlatform(has)} only, not ${wanted.map(formatPlatform).join(', ')}`,
+        `the image is ${formatPlatform(has)} only, not ${wanted.map((p) => formatPlatform(p)).join(', ')}`,
       );
     fetched.push(formatPlatform(has));
   }
@@ -226,13 +228,11 @@ async function pullWith(
   return { name, descriptor: rootDesc, platforms: fetched };
 }
 
-/** The index entry for the host: its own platform first, then what it can also run. */
+/** The index entry for the host: its own platform first, then what it also runs natively (containerd's Only). */
 function pickHost(entries: Descriptor[]): Descriptor | undefined {
-  for (const p of fallbacks(hostPlatform())) {
-    const m = entries.find(
-      (d) => !isAttestation(d) && d.platform && platformEquals(descriptorPlatform(d)!, p),
-    );
-    if (m) return m;
-  }
-  return undefined;
+  return bestMatch(
+    entries.filter((d) => !isAttestation(d)),
+    only(hostPlatform()),
+    (d) => d.platform,
+  );
 }

@@ -42,7 +42,7 @@ import {
   openClient,
   withContext,
 } from './remote.js';
-import { formatPlatform } from './platform.js';
+import { formatPlatform } from '../platform/index.js';
 
 export interface PushOptions {
   store: ContentStore;

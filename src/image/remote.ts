@@ -7,8 +7,7 @@ import { type Descriptor, isIndexType, isManifestType, MediaType } from '../oci/
 import { loadRegistryConfig } from '../registry/config.js';
 import { RegistryClient, type ClientOptions } from '../registry/client.js';
 import { PolyarchError, errorMessage, isPolyarchError } from '../util/errors.js';
-import type { SimplePlatform } from './platform.js';
-import { formatPlatform } from './platform.js';
+import { formatPlatform, type PlatformSpec } from '../platform/index.js';
 
 /** Default number of blobs moved at once. */
 export const DEFAULT_CONCURRENCY = 4;
@@ -39,7 +38,7 @@ export function isAttestation(d: Descriptor): boolean {
   );
 }
 
-export function descriptorPlatform(d: Descriptor): SimplePlatform | undefined {
+export function descriptorPlatform(d: Descriptor): PlatformSpec | undefined {
   if (!d.platform) return undefined;
   const { os, architecture, variant } = d.platform;
   return variant ? { os, architecture, variant } : { os, architecture };

@@ -11,6 +11,13 @@ export function register(program: Command, ctx: CliContext): void {
     .option('-q, --quiet', 'print only the image name')
     .action(async (ref: string, o: { platform?: string; allPlatforms?: boolean; quiet?: boolean }) => {
       const { pull } = await import('../../image/pull.js');
+      const { parsePlatformList } = await import('../../platform/index.js');
+      const { UsageError, errorMessage } = await import('../../util/errors.js');
+      try {
+        if (o.platform !== undefined) parsePlatformList(o.platform);
+      } catch (err) {
+        throw new UsageError(errorMessage(err));
+      }
       const { ContentStore, storeDir } = await import('../../content/index.js');
       const { TransferProgress } = await import('../../registry/progress.js');
       const { renderTransfers } = await import('../ui/transfer.js');
