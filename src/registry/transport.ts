@@ -77,6 +77,8 @@ interface Endpoint {
   host: string;
   base: string;
   dispatcher: Dispatcher;
+  /** Still deciding between HTTPS and a plain-HTTP fall-back (loopback / insecure hosts). */
+  probe: boolean;
 }
 
 interface Challenge {
@@ -178,8 +180,11 @@ export class Transport {
     const cached = this.#endpoints.get(host);
     if (cached) return cached;
     const s = hostSettings(this.config, host);
-    // Plain HTTP only when configured, or on loopback with no TLS settings (as Docker allows).
-    const http = s.http ?? (isLoopback(host) && !s.insecure && s.ca.length === 0);
+    // `http = true`: plain HTTP. Otherwise HTTPS; a loopback or `insecure` registry without an
+    // explicit `http` setting falls back to plain HTTP when it does not speak TLS, as Docker
+    // does for insecure registries. Certificates are verified unless `insecure = true`.
+    const http = s.http === true;
+    const probe = s.http === undefined && (isLoopback(host) || s.insecure === true);
     // Docker Hub's API lives on registry-1.docker.io.
     const apiHost = host === 'docker.io' ? 'registry-1.docker.io' : host;
     const connect: Record<string, unknown> = { timeout: this.#opts.connectTimeoutMs };
@@ -193,7 +198,7 @@ export class Transport {
       headersTimeout: 60_000,
       bodyTimeout: this.#opts.bodyTimeoutMs,
     });
-    const ep = { host, base: `${http ? 'http' : 'https'}://${apiHost}`, dispatcher };
+    const ep: Endpoint = { host, base: `${http ? 'http' : 'https'}://${apiHost}`, dispatcher, probe };
     this.#endpoints.set(host, ep);
     return ep;
   }
@@ -384,6 +389,13 @@ export class Transport {
         if (!Number.isNaN(asked)) wait = Math.min(Math.max(asked, 0), this.#opts.maxDelayMs);
       } catch (err) {
         const code = (err as { code?: string }).code ?? '';
+        const tls = tlsTrustError(err);
+        if (tls)
+          throw new RegistryError(
+            'TLS',
+            `${host}: TLS certificate not trusted: ${tls} (add its CA with ca = [...] or set insecure = true for "${host}" in registries.toml)`,
+            { cause: err },
+          );
         if (!RETRY_NET.has(code) || attempt >= retries)
           throw new RegistryError('UNREACHABLE', `${host} unreachable: ${netReason(err)}`, {
             cause: err,
@@ -400,6 +412,25 @@ export class Transport {
     auth: string | undefined,
   ): Promise<Omit<Response, 'servedBy'>> {
     const ep = this.endpoint(host);
+    if (!ep.probe) return this.#sendTo(ep, spec, auth);
+    try {
+      const res = await this.#sendTo(ep, spec, auth);
+      ep.probe = false;
+      return res;
+    } catch (err) {
+      if (!ep.probe || !isPlainHttpAnswer(err)) throw err;
+      // The server answered the TLS hello in plain HTTP: use HTTP from now on.
+      ep.probe = false;
+      ep.base = ep.base.replace(/^https:/, 'http:');
+      return this.#sendTo(ep, spec, auth);
+    }
+  }
+
+  async #sendTo(
+    ep: Endpoint,
+    spec: RequestSpec,
+    auth: string | undefined,
+  ): Promise<Omit<Response, 'servedBy'>> {
     let url = new URL(spec.path, `${ep.base}/`);
     const headers: Record<string, string> = { 'user-agent': `polyarch/${VERSION}`, ...spec.headers };
     if (auth) headers.authorization = auth;
@@ -429,6 +460,33 @@ export class Transport {
       return { status: res.statusCode, headers: res.headers, body: res.body, url: url.toString() };
     }
   }
+}
+
+/** The reason when a TLS peer's certificate failed verification, else undefined. */
+function tlsTrustError(err: unknown): string | undefined {
+  for (
+    let e = err as { code?: string; message?: string; cause?: unknown } | undefined;
+    e;
+    e = e.cause as typeof e
+  ) {
+    const c = e.code ?? '';
+    if (/^(CERT_|DEPTH_ZERO_|SELF_SIGNED_|UNABLE_TO_|ERR_TLS_CERT_ALTNAME)/.test(c))
+      return `${e.message ?? c} (${c})`;
+  }
+  return undefined;
+}
+
+/** True for the TLS errors a plain-HTTP server causes by answering a ClientHello. */
+function isPlainHttpAnswer(err: unknown): boolean {
+  for (
+    let e = err as { code?: string; message?: string; cause?: unknown } | undefined;
+    e;
+    e = e.cause as typeof e
+  ) {
+    if (e.code === 'EPROTO' || e.code === 'ERR_SSL_WRONG_VERSION_NUMBER') return true;
+    if (/wrong version number|packet length too long|unknown protocol/i.test(e.message ?? '')) return true;
+  }
+  return false;
 }
 
 /** A short reason for a network failure: `connect ECONNREFUSED 127.0.0.1:1`. */
