@@ -415,12 +415,12 @@ export class Transport {
     if (!ep.probe) return this.#sendTo(ep, spec, auth);
     try {
       const res = await this.#sendTo(ep, spec, auth);
-      ep.probe = false;
+      if (ep.base.startsWith('https:')) ep.probe = false;
       return res;
     } catch (err) {
-      if (!ep.probe || !isPlainHttpAnswer(err)) throw err;
-      // The server answered the TLS hello in plain HTTP: use HTTP from now on.
-      ep.probe = false;
+      if (!isPlainHttpAnswer(err)) throw err;
+      // The server answered the TLS hello in plain HTTP: use HTTP from now on. Requests sent
+      // concurrently with the first one fail the same way and land here too.
       ep.base = ep.base.replace(/^https:/, 'http:');
       return this.#sendTo(ep, spec, auth);
     }
