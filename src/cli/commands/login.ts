@@ -18,6 +18,28 @@ async function readStdin(): Promise<string> {
     .replace(/\r?\n$/, '');
 }
 
+/** Asks on the terminal (stderr); with `secret` the typed characters are not echoed. */
+async function prompt(question: string, secret: boolean): Promise<string> {
+  const { createInterface } = await import('node:readline');
+  const { Writable } = await import('node:stream');
+  let muted = false;
+  const output = new Writable({
+    write(chunk, _enc, cb) {
+      if (!muted) process.stderr.write(chunk);
+      cb();
+    },
+  });
+  const rl = createInterface({ input: process.stdin, output, terminal: true });
+  return new Promise((resolve) => {
+    rl.question(question, (answer) => {
+      rl.close();
+      if (secret) process.stderr.write('\n');
+      resolve(answer.trim());
+    });
+    muted = secret;
+  });
+}
+
 export function register(program: Command, ctx: CliContext): void {
   program
     .command('login')
@@ -34,17 +56,22 @@ export function register(program: Command, ctx: CliContext): void {
         const host = registryHost(registry);
         if (o.password !== undefined && o.passwordStdin)
           throw new UsageError('--password and --password-stdin are mutually exclusive');
-        if (!o.username) throw new UsageError('login needs --username (-u)');
+        const interactive = Boolean(process.stdin.isTTY) && !o.passwordStdin;
+        let username = o.username;
+        if (!username && interactive) username = await prompt('Username: ', false);
+        if (!username) throw new UsageError('login needs --username (-u)');
         let password = o.password;
         if (o.passwordStdin) password = await readStdin();
         else if (password !== undefined)
           ctx.err.write('WARNING! Using --password via the CLI is insecure. Use --password-stdin.\n');
-        if (!password) throw new UsageError('login needs a password: --password-stdin or -p');
+        else if (interactive) password = await prompt('Password: ', true);
+        if (!password)
+          throw new UsageError('login needs a password: --password-stdin, -p, or a terminal to ask on');
         const { RegistryClient } = await import('../../registry/client.js');
         const { loadRegistryConfig } = await import('../../registry/config.js');
         const { storeCredentials } = await import('../../registry/credentials.js');
         const { PolyarchError, errorMessage } = await import('../../util/errors.js');
-        const creds = { username: o.username, password };
+        const creds = { username, password };
         const client = new RegistryClient({
           config: await loadRegistryConfig(ctx.env),
           env: ctx.env,
@@ -57,7 +84,7 @@ export function register(program: Command, ctx: CliContext): void {
           if (code === 'UNAUTHORIZED')
             throw new PolyarchError(
               'UNAUTHORIZED',
-              `login to ${host} failed: the registry refused the credentials of user "${o.username}"`,
+              `login to ${host} failed: the registry refused the credentials of user "${username}"`,
             );
           throw new PolyarchError(code ?? 'LOGIN', `login to ${host} failed: ${errorMessage(err)}`, {
             cause: err,
