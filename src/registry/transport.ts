@@ -154,6 +154,7 @@ export class Transport {
   readonly #endpoints = new Map<string, Endpoint>();
   readonly #challenges = new Map<string, Challenge>();
   readonly #tokens = new Map<string, { token: string; expires: number }>();
+  readonly #pending = new Map<string, Promise<void>>();
   readonly #creds = new Map<string, Promise<Credentials | undefined>>();
 
   constructor(opts: TransportOptions = {}) {
@@ -245,9 +246,20 @@ export class Transport {
       throw new RegistryError('UNAUTHORIZED', `${what}: the registry's bearer challenge has no realm`);
     const all = new Set(scopes);
     if (ch.params.scope) for (const s of ch.params.scope.split(' ')) if (s) all.add(s);
-    const token = await this.#fetchToken(host, realm, ch.params.service, [...all], what);
     const key = `${host}|${[...scopes].sort().join(' ')}`;
-    this.#tokens.set(key, token);
+    // Concurrent requests needing the same token share one fetch.
+    let pending = this.#pending.get(key);
+    if (!pending) {
+      pending = this.#fetchToken(host, realm, ch.params.service, [...all], what).then((token) => {
+        this.#tokens.set(key, token);
+      });
+      this.#pending.set(key, pending);
+      pending.then(
+        () => this.#pending.delete(key),
+        () => this.#pending.delete(key),
+      );
+    }
+    await pending;
   }
 
   async #fetchToken(
