@@ -26,7 +26,7 @@ import {
 } from '../oci/index.js';
 import type { RegistryClient } from '../registry/client.js';
 import { RegistryError } from '../registry/errors.js';
-import { mapLimit, type TransferEvent, type TransferProgress } from '../registry/progress.js';
+import { mapLimit, Semaphore, type TransferEvent, type TransferProgress } from '../registry/progress.js';
 import {
   formatReference,
   parseReference,
@@ -109,7 +109,8 @@ function openBlob(store: ContentStore, d: Digest, start: number, end: number): R
 }
 
 class Pusher {
-  readonly #limit: number;
+  /** Bounds blob uploads across all manifests of an index, not per manifest. */
+  readonly #slots: Semaphore;
   readonly #warned = new Set<string>();
   constructor(
     readonly client: RegistryClient,
@@ -117,7 +118,7 @@ class Pusher {
     readonly ref: Reference,
     readonly mountFrom: string | undefined,
   ) {
-    this.#limit = opts.concurrency ?? DEFAULT_CONCURRENCY;
+    this.#slots = new Semaphore(opts.concurrency ?? DEFAULT_CONCURRENCY);
   }
 
   #emit(e: TransferEvent): void {
@@ -167,14 +168,17 @@ class Pusher {
     }
     const m = doc.manifest;
     const blobs = [m.config, ...m.layers.filter((l) => !l.urls?.length)];
-    await mapLimit(blobs, this.#limit, async (b) => {
-      const r = await this.client.pushBlob(this.ref, b, (s, e) => openBlob(store, b.digest, s, e), {
-        ...(this.mountFrom ? { mountFrom: this.mountFrom } : {}),
-        progress: (p) =>
-          this.#emit({ direction: 'push', kind: 'blob', digest: b.digest, mediaType: b.mediaType, ...p }),
-      });
-      return r;
-    });
+    await Promise.all(
+      blobs.map((b) =>
+        this.#slots.run(() =>
+          this.client.pushBlob(this.ref, b, (s, e) => openBlob(store, b.digest, s, e), {
+            ...(this.mountFrom ? { mountFrom: this.mountFrom } : {}),
+            progress: (p) =>
+              this.#emit({ direction: 'push', kind: 'blob', digest: b.digest, mediaType: b.mediaType, ...p }),
+          }),
+        ),
+      ),
+    );
     return this.#putManifest(bytes, doc.mediaType, tagOrDigest, false);
   }
 
