@@ -6,7 +6,7 @@
 import assert from 'node:assert/strict';
 import { execFileSync, spawnSync } from 'node:child_process';
 import { createHash, randomBytes } from 'node:crypto';
-import { mkdirSync, mkdtempSync, writeFileSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -29,8 +29,17 @@ export function uniqueRepo(prefix: string): string {
   return `polyarch-test/${prefix}-${process.pid}-${randomBytes(3).toString('hex')}`;
 }
 
+const temps: string[] = [];
+process.on('exit', () => {
+  // POLYARCH_KEEP_TEMP=1 keeps them for a look after a failure.
+  if (!process.env.POLYARCH_KEEP_TEMP) for (const d of temps) rmSync(d, { recursive: true, force: true });
+});
+
+/** A temporary directory, removed when the test process exits. */
 export function tempDir(prefix: string): string {
-  return mkdtempSync(join(tmpdir(), `polyarch-${prefix}-`));
+  const d = mkdtempSync(join(tmpdir(), `polyarch-${prefix}-`));
+  temps.push(d);
+  return d;
 }
 
 const sha = (b: Buffer | string) => `sha256:${createHash('sha256').update(b).digest('hex')}`;

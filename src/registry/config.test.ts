@@ -1,5 +1,5 @@
 import assert from 'node:assert/strict';
-import { mkdtemp, writeFile } from 'node:fs/promises';
+import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { test } from 'node:test';
@@ -93,10 +93,11 @@ for (const [name, text, want] of cfgErrors) {
   });
 }
 
-test('config file location and a missing file', async () => {
+test('config file location and a missing file', async (t) => {
   assert.equal(configPath({ POLYARCH_CONFIG: '/x.toml' }), '/x.toml');
   assert.equal(configPath({ HOME: '/h' }), '/h/.config/polyarch/registries.toml');
   const dir = await mkdtemp(join(tmpdir(), 'polyarch-cfg-'));
+  t.after(() => rm(dir, { recursive: true, force: true }));
   const missing = await loadRegistryConfig({ POLYARCH_CONFIG: join(dir, 'none.toml') });
   assert.equal(missing.hosts.size, 0);
   const file = join(dir, 'r.toml');

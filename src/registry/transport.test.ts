@@ -1,5 +1,5 @@
 import assert from 'node:assert/strict';
-import { chmod, mkdir, mkdtemp, readFile, stat, writeFile } from 'node:fs/promises';
+import { chmod, mkdir, mkdtemp, readFile, rm, stat, writeFile } from 'node:fs/promises';
 import { createServer } from 'node:http';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -130,8 +130,9 @@ test('an unreachable host fails fast with the reason', async () => {
   await t.close();
 });
 
-test('credentials: auths forms, helpers, store and remove', async () => {
+test('credentials: auths forms, helpers, store and remove', async (t) => {
   const dir = await mkdtemp(join(tmpdir(), 'polyarch-creds-'));
+  t.after(() => rm(dir, { recursive: true, force: true }));
   const env = { DOCKER_CONFIG: dir, PATH: `${dir}:${process.env.PATH}` };
   await writeFile(
     join(dir, 'config.json'),
