@@ -460,4 +460,17 @@ describe('registry CLI', () => {
     const text = String(await inspectImage(bb));
     assert.equal((text.match(/^ {2}Platform:/gm) ?? []).length >= 5, true, text);
   });
+
+  test('docker.io names resolve through the configured mirror (no Docker Hub here)', () => {
+    const config = requireEnv('POLYARCH_TEST_CONFIG');
+    const bb = requireEnv('POLYARCH_TEST_BUSYBOX');
+    const home = tempDir('home');
+    const r = cli(['pull', '--platform', 'linux/arm/v7', 'busybox'], home, {
+      env: { POLYARCH_CONFIG: config },
+    });
+    assert.equal(r.status, 0, r.stderr);
+    assert.match(r.stdout, /\ndocker\.io\/library\/busybox:latest\n$/);
+    const direct = cli(['imagetools', 'inspect', '--format', '{{json .Manifest}}', bb], home);
+    assert.equal(r.stdout.split('\n')[0], `Digest: ${JSON.parse(direct.stdout).digest}`);
+  });
 });
