@@ -452,6 +452,50 @@ describe('registry CLI', () => {
     );
   });
 
+  test('imagetools inspect prints descriptor annotations in their own aligned block', () => {
+    const reg = requireEnv('POLYARCH_TEST_REGISTRY');
+    const a = seed(reg, 'annot');
+    const home = tempDir('home');
+    const target = `${reg}/${uniqueRepo('annot-t')}:1`;
+    const made = cli(
+      [
+        'imagetools',
+        'create',
+        '-t',
+        target,
+        '--platform',
+        'linux/arm64',
+        '--annotation',
+        'manifest-descriptor:org.example.k=v1',
+        '--annotation',
+        'manifest-descriptor:org.example.longer.key=v2',
+        a.ref,
+      ],
+      home,
+    );
+    assert.equal(made.status, 0, made.stderr);
+    const digest = made.stdout.trim().split('@')[1];
+    const out = cli(['imagetools', 'inspect', target], home).stdout;
+    const child = a.img.platforms.get('linux/arm64')!.manifest;
+    assert.equal(
+      out,
+      [
+        `Name:      ${target}`,
+        `MediaType: ${MediaType.OciIndex}`,
+        `Digest:    ${digest}`,
+        '           ',
+        'Manifests: ',
+        `  Name:        ${target}@${child}`,
+        `  MediaType:   ${MediaType.OciManifest}`,
+        '  Platform:    linux/arm64',
+        '  Annotations: ',
+        '    org.example.k:          v1',
+        '    org.example.longer.key: v2',
+        '',
+      ].join('\n'),
+    );
+  });
+
   test('the test environment busybox index pulls per platform', async () => {
     const bb = requireEnv('POLYARCH_TEST_BUSYBOX');
     const s = await ContentStore.open(join(tempDir('store'), 'bb'));
