@@ -155,6 +155,7 @@ export class Transport {
   readonly #challenges = new Map<string, Challenge>();
   readonly #tokens = new Map<string, { token: string; expires: number }>();
   readonly #pending = new Map<string, Promise<void>>();
+  readonly #warnedMirrors = new Set<string>();
   readonly #creds = new Map<string, Promise<Credentials | undefined>>();
 
   constructor(opts: TransportOptions = {}) {
@@ -346,7 +347,11 @@ export class Transport {
       try {
         return await this.#requestHost(m, spec);
       } catch (err) {
-        this.#warn(`mirror ${m} failed for ${spec.what} (${errorMessage(err)}); trying ${spec.host}`);
+        // One warning per mirror: a dead mirror would otherwise warn once per blob.
+        if (!this.#warnedMirrors.has(m)) {
+          this.#warnedMirrors.add(m);
+          this.#warn(`mirror ${m} failed for ${spec.what} (${errorMessage(err)}); trying ${spec.host}`);
+        }
       }
     }
     return this.#requestHost(spec.host, spec);
