@@ -4,7 +4,7 @@
  * inspect formats, and one-line errors.
  */
 import assert from 'node:assert/strict';
-import { existsSync, readdirSync, readFileSync, statSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, readdirSync, readFileSync, statSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { Readable } from 'node:stream';
 import { describe, test } from 'node:test';
@@ -493,6 +493,51 @@ describe('registry CLI', () => {
         '    org.example.longer.key: v2',
         '',
       ].join('\n'),
+    );
+  });
+
+  test('token auth with an identity token (OAuth2 refresh-token grant) from config.json', async () => {
+    const tok = requireEnv('POLYARCH_TEST_REGISTRY_TOKEN');
+    const realm = requireEnv('POLYARCH_TEST_TOKEN_REALM');
+    const service = requireEnv('POLYARCH_TEST_TOKEN_SERVICE');
+    const user = requireEnv('POLYARCH_TEST_REGISTRY_USER');
+    const password = requireEnv('POLYARCH_TEST_REGISTRY_PASSWORD');
+    // Get a refresh token the way `docker login` does for OAuth registries.
+    const res = await fetch(realm, {
+      method: 'POST',
+      headers: { 'content-type': 'application/x-www-form-urlencoded' },
+      body: new URLSearchParams({
+        grant_type: 'password',
+        username: user,
+        password,
+        service,
+        client_id: 'polyarch-test',
+        access_type: 'offline',
+      }).toString(),
+    });
+    assert.equal(res.status, 200);
+    const refresh = ((await res.json()) as { refresh_token?: string }).refresh_token;
+    assert.ok(refresh, 'the token server issued a refresh token');
+    const reg = requireEnv('POLYARCH_TEST_REGISTRY');
+    const { img, ref } = seed(reg, 'identity');
+    const home = tempDir('home');
+    assert.equal(cli(['pull', '-a', ref], home).status, 0);
+    mkdirSync(join(home, 'docker'), { recursive: true });
+    writeFileSync(
+      join(home, 'docker', 'config.json'),
+      JSON.stringify({ auths: { [tok]: { identitytoken: refresh } } }),
+    );
+    const target = `${tok}/${uniqueRepo('identity')}:1`;
+    const pushed = cli(['push', '-q', ref, target], home);
+    assert.equal(pushed.status, 0, pushed.stderr);
+    assert.equal(pushed.stdout, `${img.indexDigest}\n`);
+    writeFileSync(
+      join(home, 'docker', 'config.json'),
+      JSON.stringify({ auths: { [tok]: { identitytoken: 'revoked' } } }),
+    );
+    assertOneLineError(
+      cli(['push', ref, `${tok}/${uniqueRepo('identity')}:2`], home),
+      /authentication failed at/,
     );
   });
 
