@@ -1,0 +1,111 @@
+/**
+ * `--progress=rawjson`: every batch as one JSON object per line, in the JSON form of
+ * BuildKit's `client.SolveStatus`, so tools that read `buildx --progress=rawjson` read ours:
+ *
+ *   {"vertexes":[{"digest":"sha256:…","name":"[linux/arm64 2/3] RUN make","started":"2026-01-02T03:04:05.678Z"}],
+ *    "statuses":[],"logs":[{"vertex":"sha256:…","stream":1,"data":"aGVsbG8K","timestamp":"…"}],"warnings":[]}
+ *
+ * As in Go's encoding: times are RFC 3339 UTC strings (trailing zeros of the fraction
+ * dropped), byte fields are base64 (log `data`, warning `short` and `detail`), empty
+ * optional fields are left out. The four lists are always present (`[]`, where Go would
+ * write `null`).
+ */
+import type { SolveStatus, VertexWarning } from '../../progress/index.js';
+import type { Renderer, RenderOutput } from './renderer.js';
+
+/** Go's `time.Time` JSON (RFC 3339 with nanoseconds, trailing zeros trimmed), in UTC. */
+export function goTime(ms: number): string {
+  return new Date(ms).toISOString().replace(/\.?0+Z$/, 'Z');
+}
+
+const b64 = (data: Uint8Array | string) =>
+  (typeof data === 'string' ? Buffer.from(data, 'utf8') : Buffer.from(data)).toString('base64');
+
+/** The JSON value BuildKit would write for this batch. */
+export function toRawJSON(ss: SolveStatus): Record<string, unknown> {
+  return {
+    vertexes: (ss.vertexes ?? []).map((v) =>
+      omitEmpty({
+        digest: v.digest,
+        inputs: v.inputs?.length ? v.inputs : undefined,
+        name: v.name,
+        started: v.started !== undefined ? goTime(v.started) : undefined,
+        completed: v.completed !== undefined ? goTime(v.completed) : undefined,
+        cached: v.cached || undefined,
+        error: v.error,
+      }),
+    ),
+    statuses: (ss.statuses ?? []).map((s) =>
+      omitEmpty(
+        {
+          id: s.id,
+          vertex: s.vertex,
+          name: s.name,
+          total: s.total || undefined,
+          current: s.current,
+          timestamp: goTime(s.timestamp),
+          started: s.started !== undefined ? goTime(s.started) : undefined,
+          completed: s.completed !== undefined ? goTime(s.completed) : undefined,
+        },
+        ['current'],
+      ),
+    ),
+    logs: (ss.logs ?? []).map((l) => ({
+      vertex: l.vertex,
+      stream: l.stream,
+      data: b64(l.data),
+      timestamp: goTime(l.timestamp),
+    })),
+    warnings: (ss.warnings ?? []).map((w) =>
+      omitEmpty(
+        {
+          vertex: w.vertex,
+          level: w.level,
+          short: b64(w.short),
+          detail: w.detail.map((d) => b64(d)),
+          url: w.url,
+          sourceInfo: w.sourceInfo,
+          range: w.range,
+        },
+        ['level', 'detail'],
+      ),
+    ),
+  };
+}
+
+function omitEmpty(o: Record<string, unknown>, keep: string[] = []): Record<string, unknown> {
+  const out: Record<string, unknown> = {};
+  for (const [k, v] of Object.entries(o)) if (keep.includes(k) || (v !== undefined && v !== '')) out[k] = v;
+  return out;
+}
+
+export class RawJSONRenderer implements Renderer {
+  readonly warnings: VertexWarning[] = [];
+  private readonly out: RenderOutput;
+  private closed = false;
+
+  constructor(out: RenderOutput) {
+    this.out = out;
+  }
+
+  write(ss: SolveStatus): void {
+    if (this.closed) return;
+    this.warnings.push(...(ss.warnings ?? []));
+    this.out.write(`${JSON.stringify(toRawJSON(ss))}\n`);
+  }
+
+  close(): void {
+    this.closed = true;
+  }
+}
+
+/** `--progress=quiet`: draws nothing (the caller prints errors); keeps the warnings. */
+export class QuietRenderer implements Renderer {
+  readonly warnings: VertexWarning[] = [];
+
+  write(ss: SolveStatus): void {
+    this.warnings.push(...(ss.warnings ?? []));
+  }
+
+  close(): void {}
+}
