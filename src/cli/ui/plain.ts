@@ -8,16 +8,17 @@
  *   #5 0.312 cc -o app main.c
  *   #5 DONE 1.4s
  *
- * Vertexes are numbered in order of first appearance and shown once started. When output
- * of another vertex arrives, the current one is left with `#N ...` and the other gets its
- * header again, so each block reads as one step. Byte statuses print as
+ * Vertexes are numbered in order of first appearance and shown once started. One running
+ * vertex holds the output at a time; others' output waits until it finishes (or for 5s,
+ * BuildKit's anti-flicker), then the current one is left with `#N ...` and the other gets
+ * its header again, so each block reads as one step. Byte statuses print as
  * `#N sha256:abc… 1.05MB / 5.24MB 0.3s`, at most every 5% or 5s of progress, and once more
  * with `done`. At close: the last lines of each failed step between `------` rulers, then
  * the warnings.
  *
- * Unlike BuildKit, everything is printed as it arrives (no rate limit, no fair-share
- * switching) and an unterminated line waits for its newline; the output is the same, only
- * more deterministic.
+ * Unlike BuildKit, the switching clock is the events' own timestamps (not the wall clock)
+ * and an unterminated line waits for its newline: the output of a recorded run is always
+ * the same.
  */
 import { isCanceledError, type SolveStatus, type VertexWarning } from '../../progress/index.js';
 import { formatLogTime, formatProgress } from './format.js';
@@ -28,6 +29,10 @@ import { Trace, type VertexState } from './trace.js';
 // A status line repeats only when it moved this share of its total or this long (BuildKit).
 const MIN_PROGRESS_DELTA = 0.05;
 const MIN_TIME_DELTA_MS = 5000;
+// Another running vertex takes over after the current one held the screen this long, or
+// after its own output waited this long (BuildKit's antiFlicker and maxDelay).
+const ANTI_FLICKER_MS = 5000;
+const MAX_DELAY_MS = 10000;
 
 export interface PlainOptions {
   /** Print the warnings summary at close. Default true. */
@@ -45,6 +50,11 @@ export class PlainRenderer implements Renderer {
   private counter = 0;
   private readonly last = new Map<string, { current: number; timestamp: number }>();
   private closed = false;
+  /** Vertexes with output not yet printed, and since when (event time). */
+  private readonly waiting = new Map<VertexState, number>();
+  /** Latest event time seen: the printer's clock. */
+  private now = 0;
+  private currentSince = 0;
 
   constructor(out: RenderOutput, opts: PlainOptions = {}) {
     this.out = out;
@@ -57,41 +67,66 @@ export class PlainRenderer implements Renderer {
 
   write(ss: SolveStatus): void {
     if (this.closed) return;
-    const updated = this.trace.update(ss).map((d) => this.trace.byDigest.get(d)!);
-    this.print(updated);
+    for (const t of timestamps(ss)) if (t > this.now) this.now = t;
+    for (const d of this.trace.update(ss)) {
+      const st = this.trace.byDigest.get(d)!;
+      if (!this.waiting.has(st)) this.waiting.set(st, this.now);
+    }
+    this.print(false);
   }
 
   close(): void {
     if (this.closed) return;
     this.closed = true;
     this.trace.flushAll();
-    this.print([...this.trace.byDigest.values()].filter((st) => this.hasOutput(st)));
+    for (const st of this.trace.byDigest.values())
+      if (st.pending.length > 0 && !this.waiting.has(st)) this.waiting.set(st, this.now);
+    this.print(true);
     this.out.write(errorLogs(this.trace));
     if (this.opts.printWarnings ?? true)
       this.out.write(formatWarnings(this.trace.warnings, { verbose: this.opts.verbose ?? false }));
   }
 
-  private hasOutput(st: VertexState): boolean {
-    return st.pending.length > 0 || st.statusUpdates.size > 0;
-  }
-
-  private print(updated: VertexState[]): void {
-    const completed = updated
+  /**
+   * BuildKit's textMux.print: finished vertexes first (the current one before the others,
+   * then by completion time); then the current one; another running vertex only takes
+   * over when nothing is current, when the current one has held the screen for 5s, or
+   * when the other has waited 10s. Times are the events' own, so output is reproducible.
+   */
+  private print(all: boolean): void {
+    const waiting = [...this.waiting.keys()];
+    const completed = waiting
       .filter((st) => st.completed)
-      .sort((a, b) => (a.vertex.completed ?? 0) - (b.vertex.completed ?? 0));
-    const rest = updated.filter((st) => !st.completed);
+      .sort((a, b) => (a.vertex.completed ?? 0) - (b.vertex.completed ?? 0) || a.seq - b.seq);
     const cur = this.current;
-    // Finished steps first (the current one before the others), then running ones.
     if (cur && completed.includes(cur)) this.printVertex(cur);
     for (const st of completed) if (st !== cur) this.printVertex(st);
-    if (cur && rest.includes(cur)) this.printVertex(cur);
-    for (const st of rest) if (st !== cur) this.printVertex(st);
+
+    const rest = () => [...this.waiting.keys()].sort((a, b) => order(a) - order(b));
+    if (all) {
+      if (this.current && this.waiting.has(this.current)) this.printVertex(this.current);
+      for (const st of rest()) this.printVertex(st);
+      return;
+    }
+    if (this.current && this.waiting.has(this.current)) this.printVertex(this.current);
+    const others = rest();
+    if (others.length === 0) return;
+    if (!this.current) {
+      this.printVertex(others[0]!);
+      return;
+    }
+    const held = this.now - this.currentSince;
+    const overdue = others.find((st) => this.now - this.waiting.get(st)! >= MAX_DELAY_MS);
+    if (overdue) this.printVertex(overdue);
+    else if (held >= ANTI_FLICKER_MS) this.printVertex(others[0]!);
   }
 
   private printVertex(st: VertexState): void {
     const v = st.vertex;
     let s = '';
+    this.waiting.delete(st);
     if (st !== this.current) {
+      this.currentSince = this.now;
       if (this.current) s += `#${this.current.index} ...\n`;
       if (this.notFirst) s += '\n';
       this.notFirst = true;
@@ -148,4 +183,20 @@ export function errorLogs(trace: Trace): string {
     s += '------\n';
   }
   return s;
+}
+
+function order(st: VertexState): number {
+  return st.seq < 0 ? Number.MAX_SAFE_INTEGER : st.seq;
+}
+
+/** Every time carried by a batch: the plain printer's notion of now. */
+function timestamps(ss: SolveStatus): number[] {
+  const out: number[] = [];
+  for (const v of ss.vertexes ?? []) {
+    if (v?.started !== undefined) out.push(v.started);
+    if (v?.completed !== undefined) out.push(v.completed);
+  }
+  for (const s of ss.statuses ?? []) if (s) out.push(s.timestamp);
+  for (const l of ss.logs ?? []) if (l) out.push(l.timestamp);
+  return out;
 }

@@ -24,7 +24,7 @@ const b64 = (data: Uint8Array | string) =>
 /** The JSON value BuildKit would write for this batch. */
 export function toRawJSON(ss: SolveStatus): Record<string, unknown> {
   return {
-    vertexes: (ss.vertexes ?? []).map((v) =>
+    vertexes: (ss.vertexes ?? []).filter(Boolean).map((v) =>
       omitEmpty({
         digest: v.digest,
         inputs: v.inputs?.length ? v.inputs : undefined,
@@ -35,7 +35,7 @@ export function toRawJSON(ss: SolveStatus): Record<string, unknown> {
         error: v.error,
       }),
     ),
-    statuses: (ss.statuses ?? []).map((s) =>
+    statuses: (ss.statuses ?? []).filter(Boolean).map((s) =>
       omitEmpty(
         {
           id: s.id,
@@ -50,13 +50,13 @@ export function toRawJSON(ss: SolveStatus): Record<string, unknown> {
         ['current'],
       ),
     ),
-    logs: (ss.logs ?? []).map((l) => ({
+    logs: (ss.logs ?? []).filter(Boolean).map((l) => ({
       vertex: l.vertex,
       stream: l.stream,
       data: b64(l.data),
       timestamp: goTime(l.timestamp),
     })),
-    warnings: (ss.warnings ?? []).map((w) =>
+    warnings: (ss.warnings ?? []).filter(Boolean).map((w) =>
       omitEmpty(
         {
           vertex: w.vertex,

@@ -185,6 +185,14 @@ export class Trace {
     return { total: this.byDigest.size, completed };
   }
 
+  /** Epoch ms of the latest completion (0 when none). */
+  lastCompleted(): number {
+    let t = 0;
+    for (const st of this.byDigest.values())
+      if (st.vertex.completed !== undefined) t = Math.max(t, st.vertex.completed);
+    return t;
+  }
+
   /** Vertexes that failed (not canceled), in start order. */
   failed(): VertexState[] {
     return this.started.filter((st) => st.vertex.error && !isCanceledError(st.vertex.error));

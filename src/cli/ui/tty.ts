@@ -89,7 +89,9 @@ interface Job {
 export function ttyFrame(trace: Trace, o: FrameOptions): string[] {
   const width = Math.max(o.width, 20);
   const { total, completed } = trace.counts();
-  const elapsed = trace.startTime === undefined ? 0 : Math.max(0, o.now - trace.startTime) / 1000;
+  // Once everything finished, the clock stops at the last completion.
+  const end = total > 0 && completed === total ? trace.lastCompleted() : o.now;
+  const elapsed = trace.startTime === undefined ? 0 : Math.max(0, end - trace.startTime) / 1000;
   const finished = o.final && completed > 0 && completed === total ? ' FINISHED' : '';
   const header = truncate(
     `[+] ${o.phase} ${elapsed.toFixed(1)}s (${completed}/${total})${finished}`,
@@ -164,27 +166,25 @@ function line(pfx: string, name: string, status: string, ms: number, width: numb
 }
 
 /**
- * Jobs (with their tails) that fit in `limit` lines: running ones first, then the most
- * recent finished ones, in their original order; tails only where room is left.
+ * Jobs that fit in `limit` lines. As in BuildKit, running steps come first, then their log
+ * tails (where room is left), then the most recent finished steps; original order kept.
  */
 function fitHeight(jobs: Job[], limit: number): Job[] {
   if (limit <= 0) return [];
-  let keep: Set<number>;
-  if (jobs.length <= limit) keep = new Set(jobs.keys());
-  else {
-    keep = new Set();
-    for (let i = jobs.length - 1; i >= 0 && keep.size < limit; i--) if (!jobs[i]!.completed) keep.add(i);
-    for (let i = jobs.length - 1; i >= 0 && keep.size < limit; i--) keep.add(i);
-  }
-  let free = limit - keep.size;
-  const out: Job[] = [];
+  let free = limit - jobs.filter((j) => !j.completed).length;
+  const tails = new Set<number>();
   for (const [i, j] of jobs.entries()) {
-    if (!keep.has(i)) continue;
     if (j.tail.length > 0 && j.tail.length <= free) {
+      tails.add(i);
       free -= j.tail.length;
-      out.push(j);
-    } else out.push({ ...j, tail: [] });
+    }
   }
+  const room = limit - [...tails].reduce((n, i) => n + jobs[i]!.tail.length, 0);
+  const keep = new Set<number>();
+  for (let i = jobs.length - 1; i >= 0 && keep.size < room; i--) if (!jobs[i]!.completed) keep.add(i);
+  for (let i = jobs.length - 1; i >= 0 && keep.size < room; i--) keep.add(i);
+  const out: Job[] = [];
+  for (const [i, j] of jobs.entries()) if (keep.has(i)) out.push(tails.has(i) ? j : { ...j, tail: [] });
   return out;
 }
 
