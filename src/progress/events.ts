@@ -130,7 +130,7 @@ export function cloneStatus(s: SolveStatus): SolveStatus {
   return {
     vertexes: s.vertexes.map((v) => ({ ...v, inputs: [...v.inputs] })),
     statuses: s.statuses.map((st) => ({ ...st })),
-    logs: s.logs.map((l) => ({ ...l, data: Uint8Array.from(l.data) })),
+    logs: s.logs.map((l) => ({ ...l, data: Buffer.from(l.data) })),
     warnings: s.warnings.map((w) => ({
       ...w,
       detail: [...w.detail],

@@ -186,7 +186,7 @@ export class VertexHandle {
 
   /** Output of the step; `data` need not be whole lines. */
   log(data: string | Uint8Array, stream: 1 | 2 = 1): void {
-    const bytes = typeof data === 'string' ? Buffer.from(data, 'utf8') : Uint8Array.from(data);
+    const bytes = typeof data === 'string' ? Buffer.from(data, 'utf8') : Buffer.from(data);
     if (bytes.length === 0) return;
     this.pw.write({ logs: [{ vertex: this.v.digest, stream, data: bytes, timestamp: this.pw.now() }] });
   }
