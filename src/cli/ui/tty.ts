@@ -48,7 +48,7 @@ export const realScheduler: Scheduler = {
 export interface TtyOptions {
   /** Default: the real clock. */
   scheduler?: Scheduler;
-  /** Default: `out.columns`, else 80. Read again for every frame. */
+  /** Default: `out.columns`, else 80 (also when the terminal reports 0). Read for every frame. */
   columns?: number;
   /** Default: `out.rows`, else 24. */
   rows?: number;
@@ -249,8 +249,9 @@ export class TtyRenderer implements Renderer {
     this.dirty = false;
     const lines = ttyFrame(this.trace, {
       now,
-      width: this.opts.columns ?? this.out.columns ?? 80,
-      height: this.opts.rows ?? this.out.rows ?? 24,
+      // A pty with no size set (`script`, some CI) reports 0: use the defaults then.
+      width: this.opts.columns || this.out.columns || 80,
+      height: this.opts.rows || this.out.rows || 24,
       final,
       color: this.opts.color ?? true,
       phase: this.opts.phase ?? 'Building',
