@@ -51,8 +51,13 @@ test('POLYARCH_PROGRESS picks the mode: rawjson lines, quiet prints nothing', ()
   assert.equal(raw.status, 0, raw.stderr);
   const lines = raw.stderr.trimEnd().split('\n');
   assert.ok(lines.length > 20);
-  for (const l of lines)
-    assert.deepEqual(Object.keys(JSON.parse(l) as object), ['vertexes', 'statuses', 'logs', 'warnings']);
+  for (const l of lines) {
+    const keys = Object.keys(JSON.parse(l) as object);
+    assert.ok(
+      keys.length > 0 && keys.every((k) => ['vertexes', 'statuses', 'logs', 'warnings'].includes(k)),
+      l,
+    );
+  }
   const quiet = run([], { POLYARCH_PROGRESS: 'quiet' });
   assert.equal(quiet.status, 0);
   assert.equal(quiet.stderr, '');

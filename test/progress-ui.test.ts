@@ -15,6 +15,7 @@ import {
   type Scheduler,
   TtyRenderer,
   type TtyOptions,
+  toRawJSON,
 } from '../src/cli/ui/index.js';
 import { solveStatus, type SolveStatus } from '../src/progress/index.js';
 import { failingBuild, multiPlatformBuild, pullImage, type Scenario, T0 } from './progress-scenarios.js';
@@ -98,16 +99,16 @@ async function tty(sc: Scenario, cols: number, rows: number, opts: TtyOptions = 
 }
 
 const PULL_RAWJSON = [
-  '{"vertexes":[{"digest":"pull:busybox","name":"[linux/arm64] pull 127.0.0.1:5000/busybox:latest"}],"statuses":[],"logs":[],"warnings":[]}',
-  '{"vertexes":[{"digest":"pull:busybox","name":"[linux/arm64] pull 127.0.0.1:5000/busybox:latest","started":"2026-01-01T00:00:00Z"}],"statuses":[],"logs":[],"warnings":[]}',
-  '{"vertexes":[],"statuses":[{"id":"sha256:4abcf20661432fb2d719aaf90656f55c287f8ca915dc1c92ec14ff61e67fbaf8","vertex":"pull:busybox","total":5242880,"current":0,"timestamp":"2026-01-01T00:00:00.015Z","started":"2026-01-01T00:00:00.015Z"}],"logs":[],"warnings":[]}',
-  '{"vertexes":[],"statuses":[{"id":"sha256:9c0abc9c5bd3a7854141800ba1f4a227baa88b11b49d8207eadc483c3f2496de","vertex":"pull:busybox","total":581,"current":0,"timestamp":"2026-01-01T00:00:00.015Z","started":"2026-01-01T00:00:00.015Z"}],"logs":[],"warnings":[]}',
-  '{"vertexes":[],"statuses":[{"id":"sha256:9c0abc9c5bd3a7854141800ba1f4a227baa88b11b49d8207eadc483c3f2496de","vertex":"pull:busybox","total":581,"current":581,"timestamp":"2026-01-01T00:00:00.115Z","started":"2026-01-01T00:00:00.015Z","completed":"2026-01-01T00:00:00.115Z"}],"logs":[],"warnings":[]}',
-  '{"vertexes":[],"statuses":[{"id":"sha256:4abcf20661432fb2d719aaf90656f55c287f8ca915dc1c92ec14ff61e67fbaf8","vertex":"pull:busybox","total":5242880,"current":1048576,"timestamp":"2026-01-01T00:00:00.115Z","started":"2026-01-01T00:00:00.015Z"}],"logs":[],"warnings":[]}',
-  '{"vertexes":[],"statuses":[{"id":"sha256:4abcf20661432fb2d719aaf90656f55c287f8ca915dc1c92ec14ff61e67fbaf8","vertex":"pull:busybox","total":5242880,"current":1100000,"timestamp":"2026-01-01T00:00:00.215Z","started":"2026-01-01T00:00:00.015Z"}],"logs":[],"warnings":[]}',
-  '{"vertexes":[],"statuses":[{"id":"sha256:4abcf20661432fb2d719aaf90656f55c287f8ca915dc1c92ec14ff61e67fbaf8","vertex":"pull:busybox","total":5242880,"current":3145728,"timestamp":"2026-01-01T00:00:00.315Z","started":"2026-01-01T00:00:00.015Z"}],"logs":[],"warnings":[]}',
-  '{"vertexes":[],"statuses":[{"id":"sha256:4abcf20661432fb2d719aaf90656f55c287f8ca915dc1c92ec14ff61e67fbaf8","vertex":"pull:busybox","total":5242880,"current":5242880,"timestamp":"2026-01-01T00:00:00.465Z","started":"2026-01-01T00:00:00.015Z","completed":"2026-01-01T00:00:00.465Z"}],"logs":[],"warnings":[]}',
-  '{"vertexes":[{"digest":"pull:busybox","name":"[linux/arm64] pull 127.0.0.1:5000/busybox:latest","started":"2026-01-01T00:00:00Z","completed":"2026-01-01T00:00:00.495Z"}],"statuses":[],"logs":[],"warnings":[]}',
+  '{"vertexes":[{"digest":"pull:busybox","name":"[linux/arm64] pull 127.0.0.1:5000/busybox:latest"}]}',
+  '{"vertexes":[{"digest":"pull:busybox","name":"[linux/arm64] pull 127.0.0.1:5000/busybox:latest","started":"2026-01-01T00:00:00Z"}]}',
+  '{"statuses":[{"id":"sha256:4abcf20661432fb2d719aaf90656f55c287f8ca915dc1c92ec14ff61e67fbaf8","vertex":"pull:busybox","total":5242880,"current":0,"timestamp":"2026-01-01T00:00:00.015Z","started":"2026-01-01T00:00:00.015Z"}]}',
+  '{"statuses":[{"id":"sha256:9c0abc9c5bd3a7854141800ba1f4a227baa88b11b49d8207eadc483c3f2496de","vertex":"pull:busybox","total":581,"current":0,"timestamp":"2026-01-01T00:00:00.015Z","started":"2026-01-01T00:00:00.015Z"}]}',
+  '{"statuses":[{"id":"sha256:9c0abc9c5bd3a7854141800ba1f4a227baa88b11b49d8207eadc483c3f2496de","vertex":"pull:busybox","total":581,"current":581,"timestamp":"2026-01-01T00:00:00.115Z","started":"2026-01-01T00:00:00.015Z","completed":"2026-01-01T00:00:00.115Z"}]}',
+  '{"statuses":[{"id":"sha256:4abcf20661432fb2d719aaf90656f55c287f8ca915dc1c92ec14ff61e67fbaf8","vertex":"pull:busybox","total":5242880,"current":1048576,"timestamp":"2026-01-01T00:00:00.115Z","started":"2026-01-01T00:00:00.015Z"}]}',
+  '{"statuses":[{"id":"sha256:4abcf20661432fb2d719aaf90656f55c287f8ca915dc1c92ec14ff61e67fbaf8","vertex":"pull:busybox","total":5242880,"current":1100000,"timestamp":"2026-01-01T00:00:00.215Z","started":"2026-01-01T00:00:00.015Z"}]}',
+  '{"statuses":[{"id":"sha256:4abcf20661432fb2d719aaf90656f55c287f8ca915dc1c92ec14ff61e67fbaf8","vertex":"pull:busybox","total":5242880,"current":3145728,"timestamp":"2026-01-01T00:00:00.315Z","started":"2026-01-01T00:00:00.015Z"}]}',
+  '{"statuses":[{"id":"sha256:4abcf20661432fb2d719aaf90656f55c287f8ca915dc1c92ec14ff61e67fbaf8","vertex":"pull:busybox","total":5242880,"current":5242880,"timestamp":"2026-01-01T00:00:00.465Z","started":"2026-01-01T00:00:00.015Z","completed":"2026-01-01T00:00:00.465Z"}]}',
+  '{"vertexes":[{"digest":"pull:busybox","name":"[linux/arm64] pull 127.0.0.1:5000/busybox:latest","started":"2026-01-01T00:00:00Z","completed":"2026-01-01T00:00:00.495Z"}]}',
 ];
 
 describe('plain', () => {
@@ -229,7 +230,7 @@ describe('plain', () => {
 });
 
 describe('rawjson', () => {
-  test('pull: one BuildKit-shaped JSON object per batch', async () => {
+  test('pull: one BuildKit-shaped JSON object per batch, empty lists omitted', async () => {
     const c = capture();
     await pullImage().rec.replay(new RawJSONRenderer(c.out));
     assert.deepEqual(c.text().split('\n'), [...PULL_RAWJSON, '']);
@@ -242,19 +243,44 @@ describe('rawjson', () => {
     const lines = c.text().trimEnd().split('\n');
     assert.equal(lines.length, sc.rec.entries.length);
     const objs = lines.map((l) => JSON.parse(l) as Record<string, Array<Record<string, unknown>>>);
-    for (const o of objs) assert.deepEqual(Object.keys(o), ['vertexes', 'statuses', 'logs', 'warnings']);
+    for (const o of objs) {
+      assert.ok(Object.keys(o).length > 0);
+      for (const k of Object.keys(o)) assert.ok(['vertexes', 'statuses', 'logs', 'warnings'].includes(k), k);
+    }
     const arm64 = sc.rec.vertexes().find((v) => v.name.startsWith('[linux/arm64 2/3]'))!;
     const text = objs
-      .flatMap((o) => o.logs!)
+      .flatMap((o) => o.logs ?? [])
       .filter((l) => l.vertex === arm64.digest)
       .map((l) => Buffer.from(l.data as string, 'base64').toString())
       .join('');
     assert.equal(text, sc.rec.logText(arm64.digest));
-    const w = objs.flatMap((o) => o.warnings!)[0]!;
+    const w = objs.flatMap((o) => o.warnings ?? [])[0]!;
     assert.match(Buffer.from(w.short as string, 'base64').toString(), /^JSONArgsRecommended: /);
     assert.equal((w.detail as string[]).length, 1);
-    const cached = objs.flatMap((o) => o.vertexes!).filter((v) => v.cached === true);
+    const cached = objs.flatMap((o) => o.vertexes ?? []).filter((v) => v.cached === true);
     assert.equal(cached.length, 4, 'three FROM and the amd64 RUN');
+  });
+  test('toRawJSON: Go omitempty and []byte fields, for a warning with a source location', () => {
+    const w = {
+      vertex: 'v',
+      level: 1,
+      short: 'ok',
+      detail: [],
+      sourceInfo: { filename: 'Dockerfile', data: 'FROM x\n', language: 'Dockerfile' },
+      range: [{ start: { line: 1, character: 0 }, end: { line: 1, character: 6 } }],
+    };
+    assert.deepEqual(toRawJSON(solveStatus({ warnings: [w] })), {
+      warnings: [
+        {
+          vertex: 'v',
+          level: 1,
+          short: 'b2s=',
+          sourceInfo: { filename: 'Dockerfile', data: 'RlJPTSB4Cg==', language: 'Dockerfile' },
+          range: [{ start: { line: 1, character: 0 }, end: { line: 1, character: 6 } }],
+        },
+      ],
+    });
+    assert.deepEqual(toRawJSON(solveStatus()), {});
   });
 });
 

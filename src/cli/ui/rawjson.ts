@@ -2,13 +2,13 @@
  * `--progress=rawjson`: every batch as one JSON object per line, in the JSON form of
  * BuildKit's `client.SolveStatus`, so tools that read `buildx --progress=rawjson` read ours:
  *
- *   {"vertexes":[{"digest":"sha256:…","name":"[linux/arm64 2/3] RUN make","started":"2026-01-02T03:04:05.678Z"}],
- *    "statuses":[],"logs":[{"vertex":"sha256:…","stream":1,"data":"aGVsbG8K","timestamp":"…"}],"warnings":[]}
+ *   {"vertexes":[{"digest":"sha256:…","name":"[linux/arm64 2/3] RUN make","started":"2026-01-02T03:04:05.678Z"}]}
+ *   {"logs":[{"vertex":"sha256:…","stream":1,"data":"aGVsbG8K","timestamp":"2026-01-02T03:04:05.9Z"}]}
  *
- * As in Go's encoding: times are RFC 3339 UTC strings (trailing zeros of the fraction
- * dropped), byte fields are base64 (log `data`, warning `short` and `detail`), empty
- * optional fields are left out. The four lists are always present (`[]`, where Go would
- * write `null`).
+ * As in Go's encoding of it: times are RFC 3339 UTC strings (trailing zeros of the
+ * fraction dropped), byte fields are base64 (log `data`, warning `short`, `detail` and
+ * `sourceInfo.data`), and empty fields are left out (`omitempty`) — including the four
+ * lists, so a line has only the lists that have entries.
  */
 import type { SolveStatus, VertexWarning } from '../../progress/index.js';
 import type { Renderer, RenderOutput } from './renderer.js';
@@ -23,7 +23,7 @@ const b64 = (data: Uint8Array | string) =>
 
 /** The JSON value BuildKit would write for this batch. */
 export function toRawJSON(ss: SolveStatus): Record<string, unknown> {
-  return {
+  return omitEmpty({
     vertexes: (ss.vertexes ?? []).filter(Boolean).map((v) =>
       omitEmpty({
         digest: v.digest,
@@ -47,7 +47,7 @@ export function toRawJSON(ss: SolveStatus): Record<string, unknown> {
           started: s.started !== undefined ? goTime(s.started) : undefined,
           completed: s.completed !== undefined ? goTime(s.completed) : undefined,
         },
-        ['current'],
+        ['id', 'current'],
       ),
     ),
     logs: (ss.logs ?? []).filter(Boolean).map((l) => ({
@@ -57,25 +57,30 @@ export function toRawJSON(ss: SolveStatus): Record<string, unknown> {
       timestamp: goTime(l.timestamp),
     })),
     warnings: (ss.warnings ?? []).filter(Boolean).map((w) =>
-      omitEmpty(
-        {
-          vertex: w.vertex,
-          level: w.level,
-          short: b64(w.short),
-          detail: w.detail.map((d) => b64(d)),
-          url: w.url,
-          sourceInfo: w.sourceInfo,
-          range: w.range,
+      omitEmpty({
+        vertex: w.vertex,
+        level: w.level,
+        short: b64(w.short),
+        detail: (w.detail ?? []).map((d) => b64(d)),
+        url: w.url,
+        sourceInfo: w.sourceInfo && {
+          ...w.sourceInfo,
+          ...(w.sourceInfo.data !== undefined ? { data: b64(w.sourceInfo.data) } : {}),
         },
-        ['level', 'detail'],
-      ),
+        range: w.range,
+      }),
     ),
-  };
+  });
 }
 
+/** Go's `omitempty`: drops undefined, '', 0, false and empty lists, except the `keep` keys. */
 function omitEmpty(o: Record<string, unknown>, keep: string[] = []): Record<string, unknown> {
   const out: Record<string, unknown> = {};
-  for (const [k, v] of Object.entries(o)) if (keep.includes(k) || (v !== undefined && v !== '')) out[k] = v;
+  for (const [k, v] of Object.entries(o)) {
+    const empty =
+      v === undefined || v === '' || v === 0 || v === false || (Array.isArray(v) && v.length === 0);
+    if (keep.includes(k) || !empty) out[k] = v;
+  }
   return out;
 }
 
