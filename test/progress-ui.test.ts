@@ -208,7 +208,7 @@ describe('plain', () => {
     );
   });
 
-  test('an output of a vertex long silent is flushed after 10s even while another holds the screen', () => {
+  test('output of another running vertex waits until the current one has held the screen for 5s', () => {
     const c = capture();
     const r = new PlainRenderer(c.out);
     const v = (digest: string, started: number) => ({ digest, name: digest, inputs: [], started });
@@ -226,6 +226,23 @@ describe('plain', () => {
     assert.ok(!c.text().includes('from b'));
     r.write(solveStatus({ logs: [log('a', 'again\n', T0 + 5100)] }));
     assert.equal(c.text(), '#1 a\n#1 4.000 from a\n#1 5.100 again\n#1 ...\n\n#2 b\n#2 0.100 from b\n');
+  });
+
+  test('a vertex whose output waited 10s is shown even if the current one switched in recently', () => {
+    const c = capture();
+    const r = new PlainRenderer(c.out);
+    const v = (digest: string) => ({ digest, name: digest, inputs: [], started: T0 });
+    const log = (vertex: string, text: string, timestamp: number) => ({
+      vertex,
+      stream: 1 as const,
+      data: Buffer.from(text),
+      timestamp,
+    });
+    r.write(solveStatus({ vertexes: [v('c')] }));
+    r.write(solveStatus({ vertexes: [v('a'), v('b')] }));
+    r.write(solveStatus({ logs: [log('c', 'c1\n', T0 + 6000)] })); // c held 6s: a (first in order) takes over
+    r.write(solveStatus({ logs: [log('a', 'a1\n', T0 + 10000)] })); // a held 4s only, but b waited 10s
+    assert.equal(c.text(), '#1 c\n#1 6.000 c1\n#1 ...\n\n#2 a\n#2 10.00 a1\n#2 ...\n\n#3 b\n');
   });
 });
 
