@@ -302,13 +302,16 @@ describe('rawjson', () => {
 });
 
 describe('tty', () => {
-  test('3-platform build: final screen, no scrolling while running', async () => {
-    const run = await tty(multiPlatformBuild(), 100, 30, { color: false });
+  test('3-platform build: final screen with warning line, colours, no scrolling while running', async () => {
+    const run = await tty(multiPlatformBuild(), 100, 30);
     assert.equal(run.scrolledBeforeClose, 0);
+    assert.match(run.raw, /\x1b\[33m => WARN: JSONArgsRecommended: /, 'warnings in yellow');
+    assert.match(run.raw, /\x1b\[34m => CACHED \[linux\/amd64 1\/3\]/, 'finished steps in blue');
     assert.equal(
       run.term.all(),
       `[+] Building 0.9s (11/11) FINISHED
  => [internal] load build definition from Dockerfile                                           0.0s
+ => WARN: JSONArgsRecommended: JSON arguments recommended for CMD to prevent unintended behavi 0.0s
  => CACHED [linux/amd64 1/3] FROM docker.io/library/busybox:latest                             0.0s
  => CACHED [linux/arm64 1/3] FROM docker.io/library/busybox:latest                             0.0s
  => CACHED [linux/arm/v7 1/3] FROM docker.io/library/busybox:latest                            0.0s

@@ -34,6 +34,7 @@ export class VertexState {
   finalPrinted = false;
   readonly statuses: VertexStatus[] = [];
   readonly statusUpdates = new Set<string>();
+  readonly warnings: VertexWarning[] = [];
   /** Complete lines not yet printed (plain). */
   pending: LogLine[] = [];
   /** Last lines, for the tty tail. */
@@ -153,7 +154,11 @@ export class Trace {
       st.statusUpdates.add(s.id);
       updated.add(s.vertex);
     }
-    for (const w of ss.warnings ?? []) if (w) this.warnings.push(w);
+    for (const w of ss.warnings ?? []) {
+      if (!w) continue;
+      this.warnings.push(w);
+      this.byDigest.get(w.vertex)?.warnings.push(w);
+    }
     for (const l of ss.logs ?? []) {
       const st = l && this.byDigest.get(l.vertex);
       if (!st || !l.data) continue;

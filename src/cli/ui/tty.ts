@@ -8,6 +8,7 @@
  *    => => # cc -o app main.c
  *    => [linux/arm64] pull 127.0.0.1:5000/busybox                           0.4s
  *    => => sha256:4abcf2… 1.05MB / 5.24MB                                   0.3s
+ *    => WARN: JSONArgsRecommended: JSON arguments recommended for CMD (l… 0.0s
  *
  * Each frame moves the cursor up over the previous one and rewrites it line by line
  * (`ESC[K` clears what a shorter line leaves, `ESC[J` what a shorter frame leaves). Lines
@@ -137,6 +138,11 @@ export function ttyFrame(trace: Trace, o: FrameOptions): string[] {
           color: s.completed !== undefined ? SGR.blue : undefined,
           tail: [],
         });
+    }
+    // Build-check warnings under their step, in yellow, with the step's time (BuildKit's).
+    for (const w of st.warnings) {
+      const text = line(' => ', `WARN: ${sanitizeLine(w.short)}`, '', end - start, width);
+      if (text !== undefined) jobs.push({ text, completed: true, color: SGR.yellow, tail: [] });
     }
   }
 
