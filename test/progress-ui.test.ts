@@ -412,6 +412,13 @@ describe('tty', () => {
         solveStatus({ logs: [{ vertex: 'x', stream: 1, data: Buffer.from(`${i}\n`), timestamp: T0 }] }),
       );
     assert.equal(frames(), 1, 'burst within one interval draws once');
+    const st = r.trace.byDigest.get('x')!;
+    assert.deepEqual(
+      st.tail.map((l) => l.text),
+      ['14', '15', '16', '17', '18', '19'],
+      'keeps the last 6 lines',
+    );
+    assert.equal(st.pending.length, 0, 'and nothing else: a long build must not grow memory');
     sched.advanceTo(T0 + 100);
     assert.equal(frames(), 2, 'the ticker draws the pending change');
     sched.advanceTo(T0 + 1000);

@@ -22,6 +22,8 @@ export interface TraceOptions {
   tailLines?: number;
   /** Lines kept per vertex to show again when it fails. Default 10 (BuildKit plain). */
   errorLines?: number;
+  /** Queue every line in `pending` for a printer that drains it (plain). Default true. */
+  pending?: boolean;
 }
 
 export class VertexState {
@@ -95,7 +97,7 @@ export class VertexState {
   }
 
   private pushLine(l: LogLine, opts: Required<TraceOptions>): void {
-    this.pending.push(l);
+    if (opts.pending) this.pending.push(l);
     this.tail.push(l);
     if (this.tail.length > opts.tailLines) this.tail.shift();
     this.errorTail.push(l);
@@ -117,7 +119,11 @@ export class Trace {
   }
 
   constructor(opts: TraceOptions = {}) {
-    this.opts = { tailLines: opts.tailLines ?? 6, errorLines: opts.errorLines ?? 10 };
+    this.opts = {
+      tailLines: opts.tailLines ?? 6,
+      errorLines: opts.errorLines ?? 10,
+      pending: opts.pending ?? true,
+    };
   }
 
   /** Takes one batch; returns the digests whose display changed, in order of appearance. */

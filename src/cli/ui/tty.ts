@@ -211,7 +211,8 @@ export class TtyRenderer implements Renderer {
     this.opts = opts;
     this.sched = opts.scheduler ?? realScheduler;
     this.interval = opts.interval ?? 100;
-    this.trace = new Trace({ tailLines: opts.logLines ?? 6, errorLines: 200 });
+    // The tty keeps only tails; nothing drains `pending`, so it is not collected.
+    this.trace = new Trace({ tailLines: opts.logLines ?? 6, errorLines: 200, pending: false });
   }
 
   get warnings(): VertexWarning[] {
