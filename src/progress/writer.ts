@@ -15,6 +15,12 @@
  *     layer.done();
  *   });
  *
+ * Ownership: whoever creates the sink closes it. A library operation that takes
+ * `opts.progress: ProgressSink` writes to it through its own `ProgressWriter` and does not
+ * call `close()`; the CLI closes its renderer once the operation has returned or thrown
+ * (so error logs print before the CLI's `ERROR:` line). Operations running side by side
+ * share one sink directly, or through `ProgressMux` when each wants its own close.
+ *
  * Announcing every vertex of a graph up front (before any starts) lets the tty header count
  * `(3/9)` right. Asking for the same digest twice gives the same handle, so a step shared by
  * several platforms is shown once. Writes never throw: a failing sink is ignored, and

@@ -1,9 +1,15 @@
 /**
- * Picks the renderer for `--progress`, the way buildx does.
+ * Picks the renderer for `--progress`, the way buildx does. In a command:
  *
+ *   .option('--progress <mode>', 'Set type of progress output (auto, tty, plain, rawjson, quiet)')
+ *   ...
+ *   const { chooseRenderer } = await import('../ui/index.js');
  *   const r = chooseRenderer(opts.progress, { stream: ctx.err, isTTY: ctx.isTTY, env: ctx.env });
- *   await build({ ..., progress: r });
- *   await r.close();
+ *   try {
+ *     await build({ ..., progress: r });
+ *   } finally {
+ *     await r.close(); // final frame, failed steps' logs, warnings — before the CLI's ERROR line
+ *   }
  *
  * Mode: the flag, else `$POLYARCH_PROGRESS` (like `BUILDKIT_PROGRESS`), else `auto`.
  * `auto` is `tty` when the stream is a terminal (and `TERM` is not `dumb`), else `plain`.
