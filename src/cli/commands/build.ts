@@ -1,7 +1,8 @@
 /**
  * `polyarch build [OPTIONS] [CONTEXT]` — docker buildx build's flags (SPEC.md § Commands).
  * `--check` parses and lints the Dockerfile and prints build-check warnings like buildx,
- * building nothing; the build engine itself is not wired in yet.
+ * building nothing. Otherwise the build engine (src/build) builds every platform and the
+ * exporters (src/build/export) write the requested outputs.
  */
 import { readFile } from 'node:fs/promises';
 import { isAbsolute, join, resolve } from 'node:path';
@@ -81,9 +82,8 @@ export function register(program: Command, ctx: CliContext): void {
     .option('--network <mode>', 'network mode for RUN: default, host or none')
     .option('--check', 'parse and lint the Dockerfile: print build-check warnings and errors, build nothing')
     .action(async (context: string, flags: BuildFlags) => {
-      if (!flags.check)
-        throw new PolyarchError('UNSUPPORTED', 'build: the build engine is not implemented yet');
-      ctx.exitCode = await runCheck(context, flags, ctx);
+      if (flags.check) ctx.exitCode = await runCheck(context, flags, ctx);
+      else ctx.exitCode = await runBuild(context, flags, ctx);
     });
 }
 
@@ -161,4 +161,208 @@ async function runCheck(context: string, flags: BuildFlags, ctx: CliContext): Pr
     return 1;
   }
   return 0;
+}
+
+/** `--secret id=X,src=PATH|env=VAR` (buildx also takes `type=file|env` and a bare `id=X`). */
+export function parseSecret(
+  spec: string,
+  env: NodeJS.ProcessEnv,
+): { id: string; src?: string; env?: string } {
+  const kv: Record<string, string> = {};
+  for (const part of spec.split(',')) {
+    const eq = part.indexOf('=');
+    if (eq <= 0) throw new UsageError(`invalid --secret "${spec}": expected key=value pairs`);
+    kv[part.slice(0, eq).trim().toLowerCase()] = part.slice(eq + 1);
+  }
+  const id = kv.id;
+  if (!id) throw new UsageError(`invalid --secret "${spec}": id is required`);
+  const src = kv.src ?? kv.source;
+  if (kv.type === 'env' || (kv.env !== undefined && src === undefined))
+    return { id, env: kv.env ?? src ?? id };
+  if (src !== undefined) return { id, src };
+  // buildx: no source means an env var of that name if set, else a file of that name.
+  return env[id] !== undefined ? { id, env: id } : { id, src: id };
+}
+
+async function readStdinBuffer(): Promise<Buffer> {
+  const chunks: Buffer[] = [];
+  for await (const c of process.stdin) chunks.push(c as Buffer);
+  return Buffer.concat(chunks);
+}
+
+async function runBuild(context: string, flags: BuildFlags, ctx: CliContext): Promise<number> {
+  const [df, engine, ui, plat, fsp, os] = await Promise.all([
+    import('../../dockerfile/index.js'),
+    import('../../build/index.js'),
+    import('../ui/index.js'),
+    import('../../platform/index.js'),
+    import('node:fs/promises'),
+    import('node:os'),
+  ]);
+  let platforms: ReturnType<typeof plat.parsePlatform>[] | undefined;
+  try {
+    platforms = flags.platform?.map((p) => plat.parsePlatform(p, { normalize: true }));
+  } catch (err) {
+    throw new UsageError(`--platform: ${(err as Error).message}`);
+  }
+  let maxParallelism: number | undefined;
+  if (flags.maxParallelism !== undefined) {
+    maxParallelism = Number(flags.maxParallelism);
+    if (!Number.isInteger(maxParallelism) || maxParallelism < 1)
+      throw new UsageError(
+        `invalid --max-parallelism "${flags.maxParallelism}": expected a positive integer`,
+      );
+  }
+  const network = flags.network ?? 'default';
+  if (!['default', 'host', 'none'].includes(network))
+    throw new UsageError(`invalid --network "${network}": expected default, host or none`);
+  const secrets = flags.secret.map((s) => parseSecret(s, ctx.env));
+  const buildArgs = parseBuildArgs(flags.buildArg, ctx.env);
+
+  // Outputs are resolved before anything is built, so a bad -o fails fast.
+  const exporter = await loadExporter();
+  const wantsOutput = flags.output.length > 0 || flags.push || flags.load || flags.tag.length > 0;
+  if (wantsOutput && !exporter)
+    throw new PolyarchError(
+      'UNSUPPORTED',
+      'build: the exporters (src/build/export) are not available in this build',
+    );
+  const outputs = exporter && wantsOutput ? await exporter.parseOutputs(flags) : undefined;
+
+  // The context: a directory, or a tar on stdin unpacked into a temporary directory.
+  let contextDir = context;
+  let tmpContext: string | undefined;
+  let text: string;
+  let dockerfilePath: string | undefined;
+  let fileName = 'Dockerfile';
+  const cleanup: (() => Promise<void>)[] = [];
+  try {
+    if (context === '-') {
+      if (flags.file === '-')
+        throw new UsageError('cannot read both the context and the Dockerfile from stdin');
+      tmpContext = await fsp.mkdtemp(join(os.tmpdir(), 'polyarch-context-'));
+      cleanup.push(() => fsp.rm(tmpContext!, { recursive: true, force: true }));
+      const { applyLayerBlob } = await import('../../layer/index.js');
+      const { Readable } = await import('node:stream');
+      await applyLayerBlob(Readable.from(await readStdinBuffer()), tmpContext, { sameOwner: false });
+      contextDir = tmpContext;
+    } else {
+      const st = await fsp.stat(contextDir).catch(() => undefined);
+      if (!st?.isDirectory())
+        throw new PolyarchError('NOT_FOUND', `unable to prepare context: path "${context}" not found`);
+    }
+    if (flags.file === '-') text = await readStdin();
+    else {
+      const path = flags.file ?? join(contextDir, 'Dockerfile');
+      dockerfilePath = isAbsolute(path) ? path : resolve(path);
+      fileName = path.split('/').pop() || 'Dockerfile';
+      try {
+        text = await readFile(dockerfilePath, 'utf8');
+      } catch (err) {
+        throw new PolyarchError(
+          'NOT_FOUND',
+          `failed to read dockerfile: open ${flags.file ?? 'Dockerfile'}: no such file or directory`,
+          { cause: err },
+        );
+      }
+    }
+
+    const renderer = ui.chooseRenderer(flags.progress, { stream: ctx.err, isTTY: ctx.isTTY, env: ctx.env });
+    // SIGINT/SIGTERM cancel the build: running containers are stopped, mounts and temporary
+    // snapshots removed; committed cache entries stay valid.
+    const abort = new AbortController();
+    let signalled: NodeJS.Signals | undefined;
+    const onSignal = (sig: NodeJS.Signals) => {
+      signalled ??= sig;
+      abort.abort(new PolyarchError('ABORTED', `build canceled by ${sig}`));
+    };
+    process.on('SIGINT', onSignal);
+    process.on('SIGTERM', onSignal);
+    let result: Awaited<ReturnType<typeof engine.build>>;
+    try {
+      result = await engine.build({
+        dockerfile: text,
+        dockerfileName: fileName,
+        ...(dockerfilePath ? { dockerfilePath } : {}),
+        contextDir,
+        ...(platforms ? { platforms } : {}),
+        buildArgs,
+        ...(flags.target !== undefined ? { target: flags.target } : {}),
+        noCache: flags.cache === false,
+        pull: flags.pull ?? false,
+        secrets,
+        network: network as 'default' | 'host' | 'none',
+        ...(maxParallelism !== undefined ? { maxParallelism } : {}),
+        progress: renderer,
+        signal: abort.signal,
+        env: ctx.env,
+        warn: (m) => ctx.err.write(`WARNING: ${m}\n`),
+      });
+      if (outputs && exporter)
+        await exporter.exportBuild(result, outputs, { flags, env: ctx.env, progress: renderer, cli: ctx });
+    } catch (err) {
+      await renderer.close();
+      if (signalled) {
+        ctx.err.write(`ERROR: build canceled by ${signalled}\n`);
+        return 130;
+      }
+      if (err instanceof engine.BuildStepError) {
+        ctx.err.write(formatStepError(err));
+        return 1;
+      }
+      if (df.isDockerfileError(err)) {
+        ctx.err.write(df.formatDockerfileError(err));
+        return 1;
+      }
+      throw err;
+    } finally {
+      process.off('SIGINT', onSignal);
+      process.off('SIGTERM', onSignal);
+    }
+    await renderer.close();
+    if (!outputs)
+      ctx.err.write(
+        'WARNING: No output specified with docker-container driver. Build result will only remain in the build cache. To push result image into registry use --push or to load image into docker use --load\n',
+      );
+    return 0;
+  } finally {
+    for (const c of cleanup) await c().catch(() => undefined);
+  }
+}
+
+interface Exporter {
+  parseOutputs(flags: BuildFlags): unknown | Promise<unknown>;
+  exportBuild(result: unknown, outputs: unknown, ctx: unknown): Promise<unknown>;
+}
+
+/** The exporters' entry point (src/build/export), when this build has it. */
+async function loadExporter(): Promise<Exporter | undefined> {
+  // A computed specifier: the exporters are developed on another branch and may be absent.
+  const spec = ['..', '..', 'build', 'export', 'index.js'].join('/');
+  try {
+    return (await import(spec)) as Exporter;
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code === 'ERR_MODULE_NOT_FOUND') return undefined;
+    throw err;
+  }
+}
+
+/** BuildKit's report of a failed step: the error, the step's last log lines, the source line. */
+function formatStepError(err: {
+  message: string;
+  vertexName: string;
+  logTail: string[];
+  file: string;
+  range: { start: { line: number }; end: { line: number } };
+  lines: readonly string[];
+}): string {
+  const out = [`ERROR: failed to solve: ${err.message}`];
+  out.push('------', ` > ${err.vertexName}:`);
+  for (const l of err.logTail) out.push(`${l}`);
+  out.push('------', `--> ${err.file}:${err.range.start.line}`);
+  for (let n = err.range.start.line; n <= err.range.end.line; n++) {
+    const t = err.lines[n - 1];
+    if (t !== undefined) out.push(` ${n} | >>> ${t}`);
+  }
+  return `${out.join('\n')}\n`;
 }

@@ -1,0 +1,182 @@
+/**
+ * Base images for a build: resolve `FROM name` for one platform, then unpack its layers into
+ * committed snapshots keyed by chain id (shared with every other build and with `run`).
+ *
+ *   const img = await resolveImage('busybox', platform, { store, pull: false });
+ *   const keys = await unpackImage(img, { store, snapshots });   // snapshot keys, bottom first
+ *
+ * Resolution (SPEC § Base image resolution): the local store's image when it has the platform
+ * (no network); otherwise the registry (mirrors first, `$POLYARCH_CONFIG`), keeping what it
+ * pulls; `pull: true` always asks the registry. An image lacking the platform is an error naming
+ * the platforms it has — never another architecture.
+ */
+import { createHash } from 'node:crypto';
+import type { ContentStore } from '../content/index.js';
+import { pull as pullImage } from '../image/index.js';
+import {
+  type Descriptor,
+  type Digest,
+  type ImageConfig,
+  isIndexType,
+  parseImageConfig,
+  parseImageDocument,
+} from '../oci/index.js';
+import { applyLayerBlob } from '../layer/index.js';
+import { formatPlatform, newMatcher, type Platform } from '../platform/index.js';
+import { formatReference, parseReference } from '../registry/reference.js';
+import type { Snapshotter } from '../snapshot/index.js';
+import { errorMessage, PolyarchError } from '../util/errors.js';
+
+export interface ResolvedImage {
+  /** Normalised name as given (`docker.io/library/busybox:latest`). */
+  name: string;
+  /** Digest of the root the name points at (index or manifest). */
+  rootDigest: Digest;
+  /** The platform manifest's digest. */
+  manifestDigest: Digest;
+  config: ImageConfig;
+  layers: { descriptor: Descriptor; diffId: Digest; chainId: Digest }[];
+}
+
+export interface ResolveImageOptions {
+  store: ContentStore;
+  /** Always ask the registry (`--pull`). Default false. */
+  pull?: boolean;
+  env?: NodeJS.ProcessEnv;
+  warn?: (message: string) => void;
+}
+
+/** Chain ids of a list of diff ids (OCI image spec: chainid(n) = sha256(chainid(n-1) + " " + diffid(n))). */
+export function chainIds(diffIds: readonly Digest[]): Digest[] {
+  const out: Digest[] = [];
+  for (const d of diffIds) {
+    const prev = out[out.length - 1];
+    out.push(
+      prev === undefined
+        ? d
+        : (`sha256:${createHash('sha256').update(`${prev} ${d}`).digest('hex')}` as Digest),
+    );
+  }
+  return out;
+}
+
+function platformOf(d: Descriptor): Platform | undefined {
+  return d.platform as Platform | undefined;
+}
+
+/** The image for `platform` from what the store holds under `name`, or undefined when incomplete. */
+async function fromStore(
+  store: ContentStore,
+  name: string,
+  platform: Platform,
+): Promise<ResolvedImage | { missing: string } | undefined> {
+  const root = await store.resolve(name);
+  if (!root) return undefined;
+  let manifestDesc: Descriptor = root;
+  if (isIndexType(root.mediaType)) {
+    if (!(await store.has(root.digest))) return undefined;
+    const doc = parseImageDocument(await store.readBlob(root.digest), `index ${name}`, root.mediaType);
+    if (doc.kind !== 'index') return undefined;
+    const m = newMatcher(platform);
+    const entries = doc.index.manifests.filter(
+      (d) => d.platform !== undefined && d.annotations?.['vnd.docker.reference.type'] === undefined,
+    );
+    const found = entries.find((d) => m.match(platformOf(d)!));
+    if (!found)
+      return {
+        missing: `${name}: no image for platform ${formatPlatform(platform)} (it has ${entries.map((d) => formatPlatform(platformOf(d)!)).join(', ') || 'none'})`,
+      };
+    manifestDesc = found;
+  }
+  if (!(await store.has(manifestDesc.digest))) return undefined;
+  const doc = parseImageDocument(
+    await store.readBlob(manifestDesc.digest),
+    `manifest ${name}`,
+    manifestDesc.mediaType,
+  );
+  if (doc.kind !== 'manifest') return undefined;
+  const man = doc.manifest;
+  if (!(await store.has(man.config.digest))) return undefined;
+  for (const l of man.layers) if (!(await store.has(l.digest))) return undefined;
+  const config = parseImageConfig(await store.readBlob(man.config.digest), `config of ${name}`);
+  if (!isIndexType(root.mediaType)) {
+    const have = {
+      os: config.os,
+      architecture: config.architecture,
+      ...(config.variant ? { variant: config.variant } : {}),
+    };
+    if (!newMatcher(platform).match(have))
+      return {
+        missing: `${name}: no image for platform ${formatPlatform(platform)} (it has ${formatPlatform(have)})`,
+      };
+  }
+  const diffIds = config.rootfs.diff_ids;
+  if (diffIds.length !== man.layers.length)
+    throw new PolyarchError(
+      'INVALID_IMAGE',
+      `${name}: the config lists ${diffIds.length} diff ids for ${man.layers.length} layers`,
+    );
+  const chains = chainIds(diffIds);
+  return {
+    name,
+    rootDigest: root.digest,
+    manifestDigest: manifestDesc.digest,
+    config,
+    layers: man.layers.map((descriptor, i) => ({ descriptor, diffId: diffIds[i]!, chainId: chains[i]! })),
+  };
+}
+
+/** Resolves `ref` for `platform`: the store first (unless `pull`), else the registry. */
+export async function resolveImage(
+  ref: string,
+  platform: Platform,
+  opts: ResolveImageOptions,
+): Promise<ResolvedImage> {
+  let name: string;
+  try {
+    name = formatReference(parseReference(ref));
+  } catch (err) {
+    throw new PolyarchError('INVALID_ARGUMENT', `invalid image reference "${ref}": ${errorMessage(err)}`, {
+      cause: err,
+    });
+  }
+  if (!opts.pull) {
+    const local = await fromStore(opts.store, name, platform);
+    if (local && 'name' in local) return local;
+  }
+  await pullImage(name, {
+    store: opts.store,
+    platforms: [formatPlatform(platform)],
+    ...(opts.env ? { env: opts.env } : {}),
+    ...(opts.warn ? { warn: opts.warn } : {}),
+  });
+  const got = await fromStore(opts.store, name, platform);
+  if (got && 'name' in got) return got;
+  throw new PolyarchError(
+    'NOT_FOUND',
+    got && 'missing' in got ? got.missing : `${name}: the pulled image is incomplete in the store`,
+  );
+}
+
+export interface UnpackOptions {
+  store: ContentStore;
+  snapshots: Snapshotter;
+}
+
+/** Extracts each layer once (key = its chain id) and returns the keys, bottom-most first. */
+export async function unpackImage(img: ResolvedImage, opts: UnpackOptions): Promise<string[]> {
+  const keys: string[] = [];
+  for (const l of img.layers) {
+    const parents = [...keys];
+    await opts.snapshots.create(l.chainId, parents, async (fs) => {
+      const r = await applyLayerBlob(opts.store.openRead(l.descriptor.digest), fs, { target: 'overlay' });
+      if (r.diffId !== l.diffId)
+        throw new PolyarchError(
+          'INVALID_IMAGE',
+          `${img.name}: layer ${l.descriptor.digest} has diff id ${r.diffId}, the config says ${l.diffId}`,
+        );
+    });
+    keys.push(l.chainId);
+  }
+  return keys;
+}

@@ -1,0 +1,182 @@
+/**
+ * A generic solver: a graph of vertices (no Dockerfile knowledge), each solved at most once.
+ *
+ *   const solver = new Solver({ progress: sink, maxParallelism: 4, signal });
+ *   const a = solver.vertex({ digest: 'a', name: '[linux/arm64 1/3] FROM …', inputs: [], run });
+ *   const b = solver.vertex({ digest: 'b', name: '…', inputs: [a], run: async (ctx) => … });
+ *   solver.announce([b]);            // progress learns every vertex up front (tty counts x/N)
+ *   const value = await solver.solve(b);
+ *
+ * Vertices are keyed by digest: asking twice for the same digest gives the same vertex, so work
+ * shared by several platforms (a `FROM --platform=$BUILDPLATFORM` stage) runs once. A vertex's
+ * inputs are solved in parallel before it runs; `run` returns `{ value, cached }` and the
+ * progress line shows DONE or CACHED. Heavy work (exec, copy) takes a slot with `ctx.slot()` so
+ * at most `maxParallelism` of them run at once (default: the CPU count), while cheap vertices
+ * never wait. The first failure aborts the signal every running vertex gets.
+ */
+import { availableParallelism } from 'node:os';
+import { type ProgressSink, ProgressWriter, type VertexHandle } from '../progress/index.js';
+import { PolyarchError } from '../util/errors.js';
+
+export interface VertexContext {
+  progress: VertexHandle;
+  /** Aborted when the build is canceled or another vertex failed. */
+  signal: AbortSignal;
+  /** Run `fn` while holding one of the `maxParallelism` slots. */
+  slot<T>(fn: () => Promise<T>): Promise<T>;
+}
+
+export interface VertexResult<T> {
+  value: T;
+  cached: boolean;
+}
+
+export interface VertexDef<T> {
+  digest: string;
+  name: string;
+  inputs: SolverVertex<unknown>[];
+  /** Hidden vertices do their work without a progress line (e.g. config-only steps). */
+  hidden?: boolean;
+  run(inputs: unknown[], ctx: VertexContext): Promise<VertexResult<T>>;
+}
+
+export interface SolverVertex<T> extends VertexDef<T> {
+  readonly __value?: T;
+}
+
+export interface SolverOptions {
+  progress?: ProgressSink;
+  /** Heavy vertices running at once. Default: the CPU count. */
+  maxParallelism?: number;
+  signal?: AbortSignal;
+}
+
+class Semaphore {
+  #free: number;
+  readonly #waiting: (() => void)[] = [];
+  constructor(n: number) {
+    this.#free = n;
+  }
+  async run<T>(fn: () => Promise<T>): Promise<T> {
+    if (this.#free > 0) this.#free--;
+    else await new Promise<void>((r) => this.#waiting.push(r));
+    try {
+      return await fn();
+    } finally {
+      const next = this.#waiting.shift();
+      if (next) next();
+      else this.#free++;
+    }
+  }
+}
+
+const NULL_SINK: ProgressSink = { write: () => undefined, close: () => undefined };
+
+export class Solver {
+  readonly #vertices = new Map<string, SolverVertex<unknown>>();
+  readonly #results = new Map<string, Promise<unknown>>();
+  readonly #pw: ProgressWriter;
+  readonly #sem: Semaphore;
+  readonly #abort = new AbortController();
+
+  constructor(opts: SolverOptions = {}) {
+    this.#pw = new ProgressWriter(opts.progress ?? NULL_SINK);
+    const n = opts.maxParallelism ?? availableParallelism();
+    if (!Number.isInteger(n) || n < 1)
+      throw new PolyarchError('INVALID_ARGUMENT', `invalid max parallelism ${n}: must be a positive integer`);
+    this.#sem = new Semaphore(n);
+    if (opts.signal) {
+      const s = opts.signal;
+      if (s.aborted) this.#abort.abort(s.reason);
+      else s.addEventListener('abort', () => this.#abort.abort(s.reason), { once: true });
+    }
+  }
+
+  get signal(): AbortSignal {
+    return this.#abort.signal;
+  }
+
+  get progress(): ProgressWriter {
+    return this.#pw;
+  }
+
+  /** The vertex with this digest: the one given, or the one registered earlier. */
+  vertex<T>(def: VertexDef<T>): SolverVertex<T> {
+    const have = this.#vertices.get(def.digest);
+    if (have) return have as SolverVertex<T>;
+    const v = def as SolverVertex<T>;
+    this.#vertices.set(def.digest, v as SolverVertex<unknown>);
+    return v;
+  }
+
+  /** Tell progress about every visible vertex reachable from `roots`, before any runs. */
+  announce(roots: SolverVertex<unknown>[]): void {
+    const seen = new Set<string>();
+    const visit = (v: SolverVertex<unknown>) => {
+      if (seen.has(v.digest)) return;
+      seen.add(v.digest);
+      for (const i of v.inputs) visit(i);
+      if (!v.hidden) this.#pw.vertex(this.#info(v));
+    };
+    for (const r of roots) visit(r);
+  }
+
+  #info(v: SolverVertex<unknown>) {
+    return { digest: v.digest, name: v.name, inputs: visibleInputs(v) };
+  }
+
+  solve<T>(v: SolverVertex<T>): Promise<T> {
+    let p = this.#results.get(v.digest) as Promise<T> | undefined;
+    if (!p) {
+      p = this.#solve(v);
+      // Abort the siblings at the first failure; the error itself reaches the caller.
+      p.catch((err) => {
+        if (!this.#abort.signal.aborted) this.#abort.abort(err);
+      });
+      this.#results.set(v.digest, p);
+    }
+    return p;
+  }
+
+  async #solve<T>(v: SolverVertex<T>): Promise<T> {
+    const inputs = await Promise.all(v.inputs.map((i) => this.solve(i)));
+    const signal = this.#abort.signal;
+    if (signal.aborted) throw canceled(signal);
+    const handle = this.#pw.vertex(this.#info(v));
+    if (!v.hidden) handle.start();
+    try {
+      const r = await v.run(inputs, {
+        progress: handle,
+        signal,
+        slot: (fn) => this.#sem.run(() => (signal.aborted ? Promise.reject(canceled(signal)) : fn())),
+      });
+      if (!v.hidden) {
+        if (r.cached) handle.cached();
+        else handle.done();
+      }
+      return r.value;
+    } catch (err) {
+      if (!v.hidden) {
+        if (signal.aborted && !(err instanceof PolyarchError && err.code !== 'ABORTED')) handle.cancel();
+        else handle.fail(err);
+      }
+      throw err;
+    }
+  }
+}
+
+/** Inputs as progress shows them: hidden vertices are skipped through to their own inputs. */
+function visibleInputs(v: SolverVertex<unknown>): string[] {
+  const out = new Set<string>();
+  const visit = (i: SolverVertex<unknown>) => {
+    if (i.hidden) for (const j of i.inputs) visit(j);
+    else out.add(i.digest);
+  };
+  for (const i of v.inputs) visit(i);
+  return [...out];
+}
+
+function canceled(signal: AbortSignal): Error {
+  const r = signal.reason;
+  return r instanceof Error ? r : new PolyarchError('ABORTED', 'build canceled');
+}
