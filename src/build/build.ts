@@ -416,6 +416,8 @@ class Engine {
       inputs: [],
       run: async (_i, ctx) => {
         const img = await this.#d.imageFor(ref, platform);
+        let cached = true;
+        for (const l of img.layers) if (!(await this.#d.snapshots.has(l.chainId))) cached = false;
         const chain = await ctx.slot(() =>
           unpackImage(img, { store: this.#d.store, snapshots: this.#d.snapshots }),
         );
@@ -426,7 +428,7 @@ class Engine {
             layers: img.layers.map((l) => ({ kind: 'blob', descriptor: l.descriptor, diffId: l.diffId })),
             emptyLayer: false,
           },
-          cached: false,
+          cached,
         };
       },
     });
@@ -774,12 +776,11 @@ class Engine {
       const mounts: MountRequest[] = [];
       const extraEnv: string[] = Object.entries(run.proxy).map(([k, v]) => `${k}=${v}`);
       const tail: string[] = [];
-      let partial = '';
+      const partial: Record<1 | 2, string> = { 1: '', 2: '' };
       const onOutput = (stream: 1 | 2) => (chunk: Buffer) => {
         ctx.progress.log(chunk, stream);
-        const text = partial + chunk.toString('utf8');
-        const lines = text.split('\n');
-        partial = lines.pop() ?? '';
+        const lines = (partial[stream] + chunk.toString('utf8')).split('\n');
+        partial[stream] = lines.pop() ?? '';
         tail.push(...lines);
         if (tail.length > LOG_TAIL_LINES) tail.splice(0, tail.length - LOG_TAIL_LINES);
       };
@@ -883,7 +884,7 @@ class Engine {
             stderr: onOutput(2),
             signal: ctx.signal,
           });
-          if (partial) tail.push(partial);
+          for (const rest of [partial[1], partial[2]]) if (rest) tail.push(rest);
           if (r.exitCode !== 0) {
             const err = new PolyarchError(
               'RUN_FAILED',

@@ -1,0 +1,326 @@
+/**
+ * `polyarch build` end to end through bin/polyarch: real runc, real QEMU (binfmt_misc), base
+ * images from the test registry (docker.io mirrored there through $POLYARCH_TEST_CONFIG), a
+ * private state root per file. Covers multi-platform RUN under emulation, a cross-compiling
+ * stage built once, the cache (warm rebuild, one changed COPY source), clear errors with no
+ * leftovers, and SIGINT during a RUN.
+ */
+import assert from 'node:assert/strict';
+import { execFileSync, spawn, spawnSync } from 'node:child_process';
+import { mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { dirname, join, resolve } from 'node:path';
+import { after, test } from 'node:test';
+import { fileURLToPath } from 'node:url';
+import { build } from '../src/build/index.js';
+import { canExecute, parsePlatform } from '../src/platform/index.js';
+import { testEnv } from './env/index.js';
+
+const repo = resolve(dirname(fileURLToPath(import.meta.url)), '..', '..');
+const bin = join(repo, 'bin', 'polyarch');
+const tenv = testEnv();
+const root = mkdtempSync(join(tmpdir(), 'polyarch-build-e2e-'));
+const work = mkdtempSync(join(tmpdir(), 'polyarch-build-ctx-'));
+after(() => {
+  rmSync(root, { recursive: true, force: true });
+  rmSync(work, { recursive: true, force: true });
+});
+const env = { ...process.env, POLYARCH_ROOT: root, POLYARCH_CONFIG: tenv.config, POLYARCH_PROGRESS: 'plain' };
+
+function context(name: string, files: Record<string, string>): string {
+  const dir = join(work, name);
+  mkdirSync(dir, { recursive: true });
+  for (const [f, data] of Object.entries(files)) {
+    mkdirSync(dirname(join(dir, f)), { recursive: true });
+    writeFileSync(join(dir, f), data);
+  }
+  return dir;
+}
+
+function polyarch(...args: string[]): { status: number | null; stdout: string; stderr: string } {
+  const r = spawnSync(bin, args, { env, encoding: 'utf8', timeout: 240_000 });
+  return { status: r.status, stdout: r.stdout, stderr: r.stderr };
+}
+
+/** Vertex lines of plain progress, by name: '#N [..] RUN ..' → its status lines. */
+function steps(output: string): Map<string, string[]> {
+  const byId = new Map<string, string>();
+  const out = new Map<string, string[]>();
+  for (const line of output.split('\n')) {
+    const m = /^#(\d+) (.*)$/.exec(line);
+    if (!m) continue;
+    const [, id, rest] = m as unknown as [string, string, string];
+    if (!byId.has(id)) {
+      byId.set(id, rest);
+      out.set(rest, []);
+    } else out.get(byId.get(id)!)!.push(rest);
+  }
+  return out;
+}
+
+function statusOf(lines: string[] | undefined): 'CACHED' | 'DONE' | 'ERROR' | undefined {
+  if (!lines) return undefined;
+  if (lines.includes('CACHED')) return 'CACHED';
+  if (lines.some((l) => l.startsWith('DONE'))) return 'DONE';
+  if (lines.some((l) => l.startsWith('ERROR'))) return 'ERROR';
+  return undefined;
+}
+
+/** Nothing of this build left behind: no mounts under the root, no runc containers, no active snapshots. */
+function assertNoLeftovers(): void {
+  const mounts = readFileSync('/proc/mounts', 'utf8')
+    .split('\n')
+    .filter((l) => l.includes(root));
+  assert.deepEqual(mounts, [], 'mounts left under the state root');
+  const runcRoot = join(root, 'runc');
+  const containers = spawnSync('runc', ['--root', runcRoot, 'list', '-q'], {
+    encoding: 'utf8',
+  }).stdout.trim();
+  assert.equal(containers, '', 'runc containers left');
+  const snapDir = join(root, 'snapshots');
+  for (const name of readdirSync(snapDir)) {
+    assert.ok(!name.startsWith('tmp-'), `temporary snapshot dir ${name} left`);
+    if (!/^[0-9a-f]{16}$/.test(name)) continue;
+    const meta = JSON.parse(readFileSync(join(snapDir, name, 'meta.json'), 'utf8')) as {
+      kind: string;
+      key: string;
+    };
+    assert.equal(meta.kind, 'committed', `active snapshot ${meta.key} left`);
+  }
+  const tmpDir = join(root, 'build', 'tmp');
+  let tmp: string[] = [];
+  try {
+    tmp = readdirSync(tmpDir);
+  } catch {}
+  assert.deepEqual(tmp, [], 'temporary build dirs left');
+}
+
+const classic = context('classic', {
+  Dockerfile: [
+    'FROM busybox',
+    'ARG TARGETPLATFORM',
+    'ARG TARGETARCH',
+    'RUN echo "machine=$(uname -m) platform=$TARGETPLATFORM arch=$TARGETARCH" | tee /built-on',
+    'WORKDIR /app',
+    'COPY . .',
+    'CMD ["cat", "/built-on"]',
+    '',
+  ].join('\n'),
+  'hello.txt': 'hello\n',
+  '.dockerignore': 'ignored.txt\n',
+  'ignored.txt': 'must not be copied\n',
+});
+
+test('classic multi-arch build: each platform RUNs under its own architecture', () => {
+  const r = polyarch('build', '--platform', 'linux/amd64,linux/arm64,linux/arm/v7', classic);
+  assert.equal(r.status, 0, r.stderr);
+  for (const [machine, platform, arch] of [
+    ['x86_64', 'linux/amd64', 'amd64'],
+    ['aarch64', 'linux/arm64', 'arm64'],
+    ['armv7l', 'linux/arm/v7', 'arm'],
+  ])
+    assert.match(r.stderr, new RegExp(`machine=${machine} platform=${platform} arch=${arch}\\n`));
+  const s = steps(r.stderr);
+  assert.equal(
+    statusOf(
+      s.get(
+        '[linux/arm/v7 2/4] RUN echo "machine=$(uname -m) platform=$TARGETPLATFORM arch=$TARGETARCH" | tee /built-on',
+      ),
+    ),
+    'DONE',
+  );
+  assert.ok(
+    [...s.keys()].some((k) =>
+      /^\[linux\/arm64 1\/4\] FROM docker\.io\/library\/busybox:latest@sha256:[0-9a-f]{64}$/.test(k),
+    ),
+    [...s.keys()].join('\n'),
+  );
+  assert.ok(s.has('[internal] load build context'));
+  assertNoLeftovers();
+});
+
+test('warm rebuild runs nothing; a changed COPY source re-runs exactly the steps after it', () => {
+  const dir = context('cache', {
+    Dockerfile: [
+      'FROM busybox',
+      'RUN echo first-run',
+      'COPY a.txt /a.txt',
+      'RUN cat /a.txt',
+      'COPY b.txt /b.txt',
+      '',
+    ].join('\n'),
+    'a.txt': 'A1\n',
+    'b.txt': 'B1\n',
+  });
+  const cold = polyarch('build', '--platform', 'linux/arm64', dir);
+  assert.equal(cold.status, 0, cold.stderr);
+  assert.match(cold.stderr, /first-run/);
+  const warm = polyarch('build', '--platform', 'linux/arm64', dir);
+  assert.equal(warm.status, 0, warm.stderr);
+  const w = steps(warm.stderr);
+  for (const name of [
+    '[2/5] RUN echo first-run',
+    '[3/5] COPY a.txt /a.txt',
+    '[4/5] RUN cat /a.txt',
+    '[5/5] COPY b.txt /b.txt',
+  ])
+    assert.equal(statusOf(w.get(name)), 'CACHED', `${name} in\n${warm.stderr}`);
+  assert.doesNotMatch(warm.stderr, /^#\d+ [\d.]+ first-run$/m);
+
+  writeFileSync(join(dir, 'a.txt'), 'A2\n');
+  const changed = polyarch('build', '--platform', 'linux/arm64', dir);
+  assert.equal(changed.status, 0, changed.stderr);
+  const c = steps(changed.stderr);
+  assert.equal(statusOf(c.get('[2/5] RUN echo first-run')), 'CACHED');
+  assert.equal(statusOf(c.get('[3/5] COPY a.txt /a.txt')), 'DONE');
+  assert.equal(statusOf(c.get('[4/5] RUN cat /a.txt')), 'DONE');
+  assert.equal(statusOf(c.get('[5/5] COPY b.txt /b.txt')), 'DONE');
+  assert.match(changed.stderr, /A2/);
+  // --no-cache runs everything again.
+  const fresh = polyarch('build', '--no-cache', '--platform', 'linux/arm64', dir);
+  assert.equal(fresh.status, 0, fresh.stderr);
+  assert.equal(statusOf(steps(fresh.stderr).get('[2/5] RUN echo first-run')), 'DONE');
+  assertNoLeftovers();
+});
+
+test('a FROM --platform=$BUILDPLATFORM stage is built once for all targets', () => {
+  const dir = context('cross', {
+    Dockerfile: [
+      'FROM --platform=$BUILDPLATFORM busybox AS build',
+      'RUN echo "compiling on $(uname -m)" | tee /out',
+      'FROM busybox',
+      'ARG TARGETARCH',
+      'COPY --from=build /out /out',
+      'RUN echo "final $TARGETARCH $(uname -m)"',
+      '',
+    ].join('\n'),
+  });
+  const r = polyarch('build', '--platform', 'linux/amd64,linux/arm64,linux/arm/v7', dir);
+  assert.equal(r.status, 0, r.stderr);
+  const compiled = r.stderr.match(/^#\d+ [\d.]+ compiling on x86_64$/gm) ?? [];
+  assert.equal(compiled.length, 1, r.stderr);
+  const buildSteps = [...steps(r.stderr).keys()].filter((k) => k.includes(' build 2/2] RUN'));
+  assert.equal(buildSteps.length, 1, buildSteps.join('\n'));
+  assert.match(r.stderr, /final arm64 aarch64/);
+  assert.match(r.stderr, /final arm armv7l/);
+  assertNoLeftovers();
+});
+
+test('library: BuildResult has the config, history and layers the exporters need', async () => {
+  const result = await build({
+    dockerfile: readFileSync(join(classic, 'Dockerfile'), 'utf8'),
+    contextDir: classic,
+    platforms: [parsePlatform('linux/arm64')],
+    env: { ...env, SOURCE_DATE_EPOCH: '1700000000' },
+    root,
+  });
+  assert.equal(result.platforms.length, 1);
+  const p = result.platforms[0]!;
+  assert.equal(p.config.architecture, 'arm64');
+  assert.equal(p.config.created, '2023-11-14T22:13:20Z');
+  assert.deepEqual(p.config.config?.Cmd, ['cat', '/built-on']);
+  assert.equal(p.config.config?.WorkingDir, '/app');
+  assert.equal(p.layers[0]?.kind, 'blob');
+  assert.deepEqual(
+    p.layers.map((l) => l.kind),
+    ['blob', 'snapshot', 'snapshot', 'snapshot'],
+  );
+  const own = p.config.history.slice(-6).map((h) => [h.created_by, h.empty_layer ?? false]);
+  assert.deepEqual(own, [
+    ['ARG TARGETPLATFORM', true],
+    ['ARG TARGETARCH', true],
+    [
+      'RUN /bin/sh -c echo "machine=$(uname -m) platform=$TARGETPLATFORM arch=$TARGETARCH" | tee /built-on # buildkit',
+      false,
+    ],
+    ['WORKDIR /app', false],
+    ['COPY . . # buildkit', false],
+    ['CMD ["cat", "/built-on"]', true],
+  ]);
+  // .dockerignore: the ignored file is not in the COPY layer.
+  const copyLayer = p.layers[3]!;
+  assert.equal(copyLayer.kind, 'snapshot');
+  const snapFs = execFileSync('find', [join(root, 'snapshots'), '-path', '*/app/*', '-name', '*.txt'], {
+    encoding: 'utf8',
+  });
+  assert.match(snapFs, /hello\.txt/);
+  assert.doesNotMatch(snapFs, /ignored\.txt/);
+});
+
+test('errors: failing RUN, missing file, unknown stage, bad Dockerfile, no emulator — exit 1, nothing left', async () => {
+  const failing = context('fail-run', {
+    Dockerfile: 'FROM busybox\nRUN echo before-failure && exit 3\n',
+  });
+  let r = polyarch('build', failing);
+  assert.equal(r.status, 1);
+  assert.match(
+    r.stderr,
+    /ERROR: failed to solve: process "\/bin\/sh -c echo before-failure && exit 3" did not complete successfully: exit code: 3/,
+  );
+  assert.match(
+    r.stderr,
+    /\n------\n > \[2\/2\] RUN echo before-failure && exit 3:\nbefore-failure\n------\n--> Dockerfile:2\n 2 \| >>> RUN/,
+  );
+  assertNoLeftovers();
+
+  const missing = context('missing', { Dockerfile: 'FROM busybox\nCOPY missing.txt /\n' });
+  r = polyarch('build', missing);
+  assert.equal(r.status, 1);
+  assert.match(r.stderr, /"\/missing\.txt": not found/);
+  assert.match(r.stderr, /--> Dockerfile:2/);
+  assertNoLeftovers();
+
+  const stages = context('stages', { Dockerfile: 'FROM busybox AS base\nRUN true\n' });
+  r = polyarch('build', '--target', 'nope', stages);
+  assert.equal(r.status, 1);
+  assert.match(r.stderr, /nope/);
+  assert.match(r.stderr, /target stage "nope" could not be found/);
+
+  const bad = context('bad', { Dockerfile: 'FROMM busybox\n' });
+  r = polyarch('build', bad);
+  assert.equal(r.status, 1);
+  assert.match(r.stderr, /--> Dockerfile:1/);
+
+  // A platform nothing here executes (no working emulator): refused before anything starts.
+  let foreign: string | undefined;
+  for (const p of ['linux/sparc64', 'linux/loong64', 'linux/mips64le', 'linux/riscv64'])
+    if (!(await canExecute(p))) {
+      foreign = p;
+      break;
+    }
+  assert.ok(foreign, 'every candidate platform executes here: pick another one for this test');
+  const arch = foreign.split('/')[1]!;
+  r = polyarch('build', '--platform', foreign, failing);
+  assert.equal(r.status, 1);
+  assert.match(r.stderr, new RegExp(`no emulator for ${foreign}: run \`polyarch binfmt --install ${arch}\``));
+  assert.doesNotMatch(r.stderr, /before-failure/);
+  assertNoLeftovers();
+});
+
+test('SIGINT during a long RUN: exit 130, no mounts or containers left, the next build works', async () => {
+  const dir = context('sigint', { Dockerfile: 'FROM busybox\nRUN echo started && sleep 60\n' });
+  const child = spawn(bin, ['build', '--platform', 'linux/amd64', dir], { env });
+  let stderr = '';
+  const started = new Promise<void>((res) => {
+    child.stderr.on('data', (b: Buffer) => {
+      stderr += b.toString();
+      if (/\d started\n/.test(stderr)) res();
+    });
+  });
+  const exited = new Promise<number | null>((res) => child.on('close', (code) => res(code)));
+  await Promise.race([started, exited]);
+  const t0 = Date.now();
+  child.kill('SIGINT');
+  const code = await exited;
+  assert.ok(Date.now() - t0 < 20_000, 'took too long to stop');
+  assert.equal(code, 130, stderr);
+  assertNoLeftovers();
+  writeFileSync(
+    join(dir, 'Dockerfile'),
+    'FROM busybox\nRUN echo started && sleep 60\nFROM busybox\nRUN echo after-interrupt\n',
+  );
+  const r = polyarch('build', '--platform', 'linux/amd64', dir);
+  assert.equal(r.status, 0, r.stderr);
+  assert.match(r.stderr, /after-interrupt/);
+  assertNoLeftovers();
+});
