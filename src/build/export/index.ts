@@ -1,0 +1,313 @@
+/**
+ * The exporters: a solver's BuildResult → images in the store, registries, archives, dirs.
+ *
+ *   const { outputs, warning } = resolveOutputs({ output: opts.output, push, load, tags });
+ *   if (warning) console.error(warning);
+ *   const res = await exportBuild(result, outputs, { store, snapshotter, stateRoot, progress,
+ *                                                    sourceDateEpoch });
+ *   await writeBuildFiles(res, { metadataFile, iidFile });
+ *   res.digest, res.descriptor, res.names, res.metadata, res.stats
+ *
+ * Outputs are checked against the result before any work (type=docker with several platforms
+ * is a UsageError). Then one image per distinct format (compression, level, media types) is
+ * written to the store (layers memoised, layers.ts), and each output is produced from it:
+ * tagged (image), pushed (registry, children before the index; existing blobs skipped by HEAD),
+ * or written as a file/directory atomically (archive.ts).
+ */
+import { randomBytes } from 'node:crypto';
+import type { ContentStore } from '../../content/index.js';
+import { push } from '../../image/index.js';
+import type { Descriptor, Digest } from '../../oci/index.js';
+import { formatPlatform } from '../../platform/index.js';
+import { type ProgressSink, ProgressWriter, type VertexHandle } from '../../progress/index.js';
+import { TransferProgress } from '../../registry/progress.js';
+import { formatReference, parseReference, repositoryName } from '../../registry/reference.js';
+import type { Snapshotter } from '../../snapshot/index.js';
+import { errorMessage, PolyarchError, UsageError } from '../../util/errors.js';
+import type { BuildResult } from '../result.js';
+import { writeDockerArchive, writeFileAtomic, writeOciArchive, writeRootfs } from './archive.js';
+import { formatKey, type ImageFormat, type WrittenImage, writeImage } from './image.js';
+import { LayerMemo } from './layers.js';
+import type { OutputSpec } from './outputs.js';
+
+export * from './archive.js';
+export * from './image.js';
+export * from './layers.js';
+export * from './outputs.js';
+
+export interface ExportContext {
+  store: ContentStore;
+  snapshotter: Snapshotter;
+  /** polyarch state root: the layer memo lives in `<stateRoot>/export/`. */
+  stateRoot: string;
+  progress?: ProgressSink;
+  /** SOURCE_DATE_EPOCH (seconds): reproducible layers, config and history times. */
+  sourceDateEpoch?: number;
+  signal?: AbortSignal;
+  /** Environment for registry config and credentials; default process.env. */
+  env?: NodeJS.ProcessEnv;
+  /** Warnings (e.g. a registry refusing OCI media types); default: none. */
+  warn?: (message: string) => void;
+  /** Deflate worker threads; default compressLayer's (cores, at most 8). */
+  threads?: number;
+  /** Goes into the metadata as `buildx.build.ref` when given. */
+  buildRef?: string;
+}
+
+export interface PushedImage {
+  name: string;
+  digest: Digest;
+}
+
+export interface ExportStats {
+  /** Snapshot layers packed now / answered by the layer memo. */
+  packed: number;
+  reused: number;
+  /** Blobs the registry pushes uploaded / found present / mounted. */
+  uploaded: number;
+  existing: number;
+  mounted: number;
+}
+
+export interface ExportResponse {
+  /** The root (index for several platforms, else manifest) of the first image output; undefined without outputs. */
+  descriptor?: Descriptor;
+  digest?: Digest;
+  /** Names tagged in the store or pushed. */
+  names: string[];
+  /** Per platform of that image: manifest and config. */
+  manifests: Array<{ platform: string; manifest: Descriptor; config: Descriptor }>;
+  pushed: PushedImage[];
+  /** buildx's metadata-file JSON. */
+  metadata: Record<string, unknown>;
+  stats: ExportStats;
+}
+
+const IMAGE_TYPES = new Set(['image', 'registry', 'oci', 'docker']);
+
+/** Output checks that need the result (before any work). */
+export function checkOutputs(result: BuildResult, outputs: OutputSpec[]): void {
+  for (const o of outputs)
+    if (o.type === 'docker' && result.platforms.length > 1)
+      throw new UsageError(
+        `invalid output "${o.raw}": type=docker holds one platform, the build has ${result.platforms.length} (${result.platforms
+          .map((p) => formatPlatform(p.platform))
+          .join(', ')}); use type=oci for several, or build one --platform`,
+      );
+}
+
+function formatOf(o: OutputSpec): ImageFormat {
+  return {
+    compression: o.compression,
+    ...(o.compressionLevel !== undefined ? { level: o.compressionLevel } : {}),
+    oci: o.ociMediaTypes,
+  };
+}
+
+/** Exports `result` to every output; see the module comment. */
+export async function exportBuild(
+  result: BuildResult,
+  outputs: OutputSpec[],
+  ctx: ExportContext,
+): Promise<ExportResponse> {
+  checkOutputs(result, outputs);
+  const stats: ExportStats = { packed: 0, reused: 0, uploaded: 0, existing: 0, mounted: 0 };
+  const resp: ExportResponse = { names: [], manifests: [], pushed: [], metadata: {}, stats };
+  if (outputs.length === 0) return resp;
+  const pw = ctx.progress ? new ProgressWriter(ctx.progress) : undefined;
+  const memo = await LayerMemo.open(ctx.stateRoot);
+  const images = new Map<string, WrittenImage>();
+
+  const imageFor = async (o: OutputSpec, v: VertexHandle | undefined): Promise<WrittenImage> => {
+    const f = formatOf(o);
+    const key = formatKey(f);
+    const have = images.get(key);
+    if (have) return have;
+    const layers = v?.status('exporting layers');
+    const img = await writeImage(result, {
+      store: ctx.store,
+      snapshotter: ctx.snapshotter,
+      memo,
+      format: f,
+      ...(ctx.sourceDateEpoch !== undefined ? { sourceDateEpoch: ctx.sourceDateEpoch } : {}),
+      ...(ctx.threads !== undefined ? { threads: ctx.threads } : {}),
+      ...(ctx.signal ? { signal: ctx.signal } : {}),
+      onDocument: (e) => {
+        if (e.kind === 'config') return;
+        layers?.done();
+        const what = e.kind === 'index' ? 'manifest list' : 'manifest';
+        v?.status(`exporting ${what} ${e.descriptor.digest}`).done();
+      },
+    });
+    layers?.done();
+    stats.packed += img.packed;
+    stats.reused += img.reused;
+    images.set(key, img);
+    return img;
+  };
+
+  let first: WrittenImage | undefined;
+  let firstDigest: Digest | undefined;
+  const names = new Set<string>();
+
+  for (const o of outputs) {
+    ctx.signal?.throwIfAborted();
+    const title =
+      o.type === 'image' || o.type === 'registry'
+        ? 'exporting to image'
+        : o.type === 'oci'
+          ? 'exporting to oci image format'
+          : o.type === 'docker'
+            ? 'exporting to docker image format'
+            : 'copying files';
+    const run = async (v: VertexHandle | undefined) => {
+      const img = await imageFor(o, v);
+      if (IMAGE_TYPES.has(o.type) && !first) first = img;
+      const mtime = ctx.sourceDateEpoch ?? 0;
+      switch (o.type) {
+        case 'image':
+        case 'registry': {
+          if (o.store)
+            for (const n of o.names) {
+              const s = v?.status(`naming to ${n}`);
+              await ctx.store.tag(n, img.descriptor);
+              s?.done();
+              names.add(n);
+            }
+          if (o.push) {
+            const pushed = await pushImage(img.descriptor, o, ctx, stats, v);
+            resp.pushed.push(...pushed);
+            for (const p of pushed) names.add(p.name);
+            if (first === img && !firstDigest && pushed[0]) firstDigest = pushed[0].digest;
+          }
+          break;
+        }
+        case 'oci': {
+          const s = v?.status('sending tarball');
+          await writeOciArchive({
+            store: ctx.store,
+            root: img.descriptor,
+            names: o.names,
+            dest: o.dest!,
+            tar: o.tar,
+            mtime,
+          });
+          s?.done();
+          break;
+        }
+        case 'docker': {
+          const s = v?.status('sending tarball');
+          await writeDockerArchive({
+            store: ctx.store,
+            image: img.platforms[0]!,
+            names: o.names,
+            dest: o.dest!,
+            mtime,
+          });
+          s?.done();
+          break;
+        }
+        case 'local':
+        case 'tar':
+          await writeRootfs({
+            store: ctx.store,
+            platforms: img.platforms,
+            dest: o.dest!,
+            tar: o.type === 'tar',
+            ...(ctx.sourceDateEpoch !== undefined ? { sourceDateEpoch: ctx.sourceDateEpoch } : {}),
+            ...(ctx.signal ? { signal: ctx.signal } : {}),
+          });
+          break;
+      }
+    };
+    if (pw) await pw.run({ digest: `export:${randomBytes(8).toString('hex')}`, name: title }, run);
+    else await run(undefined);
+  }
+
+  const root = first ?? [...images.values()][0]!;
+  resp.descriptor = firstDigest && first ? { ...root.descriptor, digest: firstDigest } : root.descriptor;
+  resp.digest = resp.descriptor.digest;
+  resp.names = [...names];
+  resp.manifests = root.platforms.map((p) => ({
+    platform: formatPlatform(p.platform),
+    manifest: p.manifest,
+    config: p.config,
+  }));
+  const md: Record<string, unknown> = {};
+  if (ctx.buildRef) md['buildx.build.ref'] = ctx.buildRef;
+  if (root.platforms.length === 1) md['containerimage.config.digest'] = root.platforms[0]!.config.digest;
+  md['containerimage.descriptor'] = {
+    mediaType: resp.descriptor.mediaType,
+    digest: resp.descriptor.digest,
+    size: resp.descriptor.size,
+  };
+  md['containerimage.digest'] = resp.digest;
+  if (resp.names.length > 0) md['image.name'] = resp.names.join(',');
+  resp.metadata = md;
+  return resp;
+}
+
+/** Pushes the stored image `root` to every name of `o` (by digest only with push-by-digest). */
+async function pushImage(
+  root: Descriptor,
+  o: OutputSpec,
+  ctx: ExportContext,
+  stats: ExportStats,
+  v: VertexHandle | undefined,
+): Promise<PushedImage[]> {
+  const progress = new TransferProgress();
+  const layerStatus = v?.status('pushing layers');
+  progress.on((e) => {
+    if (e.kind !== 'blob') return;
+    if (e.status === 'done') stats.uploaded++;
+    else if (e.status === 'exists') stats.existing++;
+    else if (e.status === 'mounted') stats.mounted++;
+  });
+  // push() sends what the store names: hold the image under a private name meanwhile, which
+  // also keeps a concurrent `prune` from collecting it before it is pushed.
+  const hold = `polyarch.export/push-${process.pid}-${randomBytes(6).toString('hex')}`;
+  await ctx.store.tag(hold, root);
+  const out: PushedImage[] = [];
+  try {
+    const targets = o.pushByDigest
+      ? [...new Set(o.names.map((n) => repositoryName(parseReference(n))))].map((r) => `${r}@${root.digest}`)
+      : o.names;
+    for (const t of targets) {
+      ctx.signal?.throwIfAborted();
+      const s = v?.status(`pushing manifest for ${t}`);
+      try {
+        const r = await push(hold, {
+          store: ctx.store,
+          target: t,
+          progress,
+          ...(ctx.env ? { env: ctx.env } : {}),
+          ...(ctx.warn ? { warn: ctx.warn } : {}),
+        });
+        out.push({ name: o.pushByDigest ? formatReference(parseReference(t)) : t, digest: r.digest });
+      } catch (err) {
+        throw err instanceof PolyarchError
+          ? err
+          : new PolyarchError('IO', `pushing ${t}: ${errorMessage(err)}`);
+      }
+      s?.done();
+    }
+  } finally {
+    layerStatus?.done();
+    await ctx.store.untag(hold).catch(() => {});
+  }
+  return out;
+}
+
+/** Writes `--metadata-file` (buildx JSON) and `--iidfile` (root digest) when asked. */
+export async function writeBuildFiles(
+  resp: ExportResponse,
+  files: { metadataFile?: string; iidFile?: string },
+): Promise<void> {
+  if (files.metadataFile)
+    await writeFileAtomic(files.metadataFile, [Buffer.from(`${JSON.stringify(resp.metadata, null, 2)}\n`)]);
+  if (files.iidFile) {
+    if (!resp.digest)
+      throw new PolyarchError('INVALID_ARGUMENT', `--iidfile ${files.iidFile}: the build exported no image`);
+    await writeFileAtomic(files.iidFile, [Buffer.from(resp.digest)]);
+  }
+}

@@ -1,0 +1,196 @@
+/**
+ * Snapshot layers → compressed blobs in the content store, memoised on disk.
+ *
+ *   const memo = await LayerMemo.open(stateRoot);
+ *   const l = await packSnapshotLayer({ store, snapshotter, memo, key, compression: 'gzip' });
+ *   // l.descriptor (blob in the store), l.diffId, l.packed (false when the memo answered)
+ *
+ * Packing is one streaming pass: packOverlayDiff (overlay whiteouts → OCI whiteouts, mtimes
+ * clamped to SOURCE_DATE_EPOCH) → compressLayer (diff_id, digest and size while the bytes flow)
+ * → a verified store writer. Nothing is held whole in memory or written twice.
+ *
+ * The memo (`<stateRoot>/export/layers.json`) maps (snapshot key, snapshot creation time,
+ * compression, level, SOURCE_DATE_EPOCH) to the blob made from it. The creation time is in the
+ * key because a snapshot removed and made again under the same key may hold other bytes. An
+ * entry is trusted only while its blob is in the store with the recorded size; otherwise the
+ * layer is packed again. The file is replaced atomically under a lock, so concurrent builds
+ * lose no entries.
+ */
+import { randomBytes } from 'node:crypto';
+import { mkdir, open, readFile, rename, unlink } from 'node:fs/promises';
+import { join } from 'node:path';
+import { Writable } from 'node:stream';
+import type { ContentStore } from '../../content/index.js';
+import { compressLayer, packOverlayDiff } from '../../layer/index.js';
+import { type Compression, type Descriptor, type Digest, layerMediaType } from '../../oci/index.js';
+import type { Snapshotter } from '../../snapshot/index.js';
+import { errorMessage, PolyarchError } from '../../util/errors.js';
+import { acquireLock } from '../../util/lock.js';
+
+export interface MemoEntry {
+  digest: Digest;
+  size: number;
+  diffId: Digest;
+  compression: Compression;
+  uncompressedSize: number;
+}
+
+interface MemoFile {
+  version: 1;
+  layers: Record<string, MemoEntry>;
+}
+
+export class LayerMemo {
+  readonly path: string;
+  #cache: Record<string, MemoEntry> = {};
+
+  private constructor(path: string) {
+    this.path = path;
+  }
+
+  /** Opens (or starts) the memo under `<stateRoot>/export/`. */
+  static async open(stateRoot: string): Promise<LayerMemo> {
+    const dir = join(stateRoot, 'export');
+    await mkdir(dir, { recursive: true });
+    const memo = new LayerMemo(join(dir, 'layers.json'));
+    memo.#cache = await memo.#read();
+    return memo;
+  }
+
+  async #read(): Promise<Record<string, MemoEntry>> {
+    let text: string;
+    try {
+      text = await readFile(this.path, 'utf8');
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code === 'ENOENT') return {};
+      throw new PolyarchError('IO', `cannot read layer memo ${this.path}: ${errorMessage(err)}`, {
+        cause: err,
+      });
+    }
+    try {
+      const f = JSON.parse(text) as MemoFile;
+      return f.version === 1 && f.layers && typeof f.layers === 'object' ? f.layers : {};
+    } catch {
+      // A damaged memo only costs re-packing; it is rewritten on the next put.
+      return {};
+    }
+  }
+
+  get(key: string): MemoEntry | undefined {
+    return this.#cache[key];
+  }
+
+  /** Records an entry: read-modify-write of the file under its lock, replaced atomically. */
+  async put(key: string, entry: MemoEntry): Promise<void> {
+    const release = await acquireLock(`${this.path}.lock`, { timeoutMs: 60_000 });
+    try {
+      const layers = await this.#read();
+      layers[key] = entry;
+      this.#cache = layers;
+      const tmp = `${this.path}.tmp-${process.pid}-${randomBytes(4).toString('hex')}`;
+      const fh = await open(tmp, 'w', 0o644);
+      try {
+        await fh.writeFile(JSON.stringify({ version: 1, layers } satisfies MemoFile));
+        await fh.sync();
+      } finally {
+        await fh.close();
+      }
+      await rename(tmp, this.path).catch(async (err) => {
+        await unlink(tmp).catch(() => {});
+        throw err;
+      });
+    } finally {
+      await release();
+    }
+  }
+}
+
+export interface PackLayerOptions {
+  store: ContentStore;
+  snapshotter: Snapshotter;
+  memo: LayerMemo;
+  /** Committed snapshot key. */
+  key: string;
+  compression: Compression;
+  /** Default per compression (gzip 6, zstd 3). */
+  level?: number;
+  sourceDateEpoch?: number;
+  /** OCI (default) or Docker layer media type. */
+  oci?: boolean;
+  /** Deflate threads; default compressLayer's. */
+  threads?: number;
+}
+
+export interface PackedLayer {
+  descriptor: Descriptor;
+  diffId: Digest;
+  /** True when the layer was packed now, false when the memo had it. */
+  packed: boolean;
+}
+
+const DEFAULT_LEVEL: Record<Compression, number> = { gzip: 6, zstd: 3, uncompressed: 0 };
+
+/** The memo key of a snapshot layer. */
+export function memoKey(
+  key: string,
+  created: string,
+  compression: Compression,
+  level: number,
+  sde?: number,
+): string {
+  return JSON.stringify([key, created, compression, level, sde ?? null]);
+}
+
+/** Packs and compresses a committed snapshot into the store, or answers from the memo. */
+export async function packSnapshotLayer(opts: PackLayerOptions): Promise<PackedLayer> {
+  const info = await opts.snapshotter.stat(opts.key);
+  if (!info) throw new PolyarchError('NOT_FOUND', `exporting layer: snapshot "${opts.key}" does not exist`);
+  if (info.kind !== 'committed')
+    throw new PolyarchError('INVALID_ARGUMENT', `exporting layer: snapshot "${opts.key}" is not committed`);
+  const level = opts.level ?? DEFAULT_LEVEL[opts.compression];
+  const mkey = memoKey(opts.key, info.created, opts.compression, level, opts.sourceDateEpoch);
+  const mediaType = layerMediaType(opts.compression, { oci: opts.oci !== false });
+  const hit = opts.memo.get(mkey);
+  if (hit && (await opts.store.size(hit.digest)) === hit.size)
+    return {
+      descriptor: { mediaType, digest: hit.digest, size: hit.size },
+      diffId: hit.diffId,
+      packed: false,
+    };
+
+  const tar = await packOverlayDiff(info.fs, {
+    xattrs: true,
+    ...(opts.sourceDateEpoch !== undefined ? { sourceDateEpoch: opts.sourceDateEpoch } : {}),
+  });
+  const w = await opts.store.writer({ what: `layer of snapshot ${opts.key}` });
+  const sink = new Writable({
+    highWaterMark: 1 << 20,
+    write(chunk: Buffer, _enc, cb) {
+      w.write(chunk).then(() => cb(), cb);
+    },
+  });
+  try {
+    const r = await compressLayer(tar, sink, {
+      compression: opts.compression,
+      level,
+      ...(opts.threads !== undefined ? { threads: opts.threads } : {}),
+    });
+    const blob = await w.commit();
+    if (blob.digest !== r.digest)
+      throw new PolyarchError(
+        'INTERNAL',
+        `layer of snapshot ${opts.key}: stored ${blob.digest}, compressed ${r.digest}`,
+      );
+    await opts.memo.put(mkey, {
+      digest: r.digest,
+      size: r.size,
+      diffId: r.diffId,
+      compression: opts.compression,
+      uncompressedSize: r.uncompressedSize,
+    });
+    return { descriptor: { mediaType, digest: r.digest, size: r.size }, diffId: r.diffId, packed: true };
+  } catch (err) {
+    await w.abort();
+    throw err;
+  }
+}
