@@ -191,9 +191,10 @@ async function readStdinBuffer(): Promise<Buffer> {
 }
 
 async function runBuild(context: string, flags: BuildFlags, ctx: CliContext): Promise<number> {
-  const [df, engine, ui, plat, fsp, os] = await Promise.all([
+  const [df, engine, exp, ui, plat, fsp, os] = await Promise.all([
     import('../../dockerfile/index.js'),
     import('../../build/index.js'),
+    import('../../build/export/index.js'),
     import('../ui/index.js'),
     import('../../platform/index.js'),
     import('node:fs/promises'),
@@ -220,14 +221,12 @@ async function runBuild(context: string, flags: BuildFlags, ctx: CliContext): Pr
   const buildArgs = parseBuildArgs(flags.buildArg, ctx.env);
 
   // Outputs are resolved before anything is built, so a bad -o fails fast.
-  const exporter = await loadExporter();
-  const wantsOutput = flags.output.length > 0 || flags.push || flags.load || flags.tag.length > 0;
-  if (wantsOutput && !exporter)
-    throw new PolyarchError(
-      'UNSUPPORTED',
-      'build: the exporters (src/build/export) are not available in this build',
-    );
-  const outputs = exporter && wantsOutput ? await exporter.parseOutputs(flags) : undefined;
+  const { outputs, warning } = exp.resolveOutputs({
+    output: flags.output,
+    ...(flags.push ? { push: true } : {}),
+    ...(flags.load ? { load: true } : {}),
+    tags: flags.tag,
+  });
 
   // The context: a directory, or a tar on stdin unpacked into a temporary directory.
   let contextDir = context;
@@ -298,8 +297,27 @@ async function runBuild(context: string, flags: BuildFlags, ctx: CliContext): Pr
         env: ctx.env,
         warn: (m) => ctx.err.write(`WARNING: ${m}\n`),
       });
-      if (outputs && exporter)
-        await exporter.exportBuild(result, outputs, { flags, env: ctx.env, progress: renderer, cli: ctx });
+      if (outputs.length > 0) {
+        const { ContentStore, stateRoot, storeDir } = await import('../../content/index.js');
+        const { Snapshotter } = await import('../../snapshot/index.js');
+        const root = stateRoot(ctx.env);
+        exp.checkOutputs(result, outputs);
+        const epoch = ctx.env.SOURCE_DATE_EPOCH ?? buildArgs.SOURCE_DATE_EPOCH;
+        const resp = await exp.exportBuild(result, outputs, {
+          store: await ContentStore.open(storeDir(ctx.env)),
+          snapshotter: await Snapshotter.open({ root }),
+          stateRoot: root,
+          progress: renderer,
+          ...(epoch !== undefined && /^\d+$/.test(epoch) ? { sourceDateEpoch: Number(epoch) } : {}),
+          signal: abort.signal,
+          env: ctx.env,
+          warn: (m) => ctx.err.write(`WARNING: ${m}\n`),
+        });
+        await exp.writeBuildFiles(resp, {
+          ...(flags.metadataFile ? { metadataFile: flags.metadataFile } : {}),
+          ...(flags.iidfile ? { iidFile: flags.iidfile } : {}),
+        });
+      }
     } catch (err) {
       await renderer.close();
       if (signalled) {
@@ -320,30 +338,10 @@ async function runBuild(context: string, flags: BuildFlags, ctx: CliContext): Pr
       process.off('SIGTERM', onSignal);
     }
     await renderer.close();
-    if (!outputs)
-      ctx.err.write(
-        'WARNING: No output specified with docker-container driver. Build result will only remain in the build cache. To push result image into registry use --push or to load image into docker use --load\n',
-      );
+    if (warning) ctx.err.write(`${warning}\n`);
     return 0;
   } finally {
     for (const c of cleanup) await c().catch(() => undefined);
-  }
-}
-
-interface Exporter {
-  parseOutputs(flags: BuildFlags): unknown | Promise<unknown>;
-  exportBuild(result: unknown, outputs: unknown, ctx: unknown): Promise<unknown>;
-}
-
-/** The exporters' entry point (src/build/export), when this build has it. */
-async function loadExporter(): Promise<Exporter | undefined> {
-  // A computed specifier: the exporters are developed on another branch and may be absent.
-  const spec = ['..', '..', 'build', 'export', 'index.js'].join('/');
-  try {
-    return (await import(spec)) as Exporter;
-  } catch (err) {
-    if ((err as NodeJS.ErrnoException).code === 'ERR_MODULE_NOT_FOUND') return undefined;
-    throw err;
   }
 }
 
