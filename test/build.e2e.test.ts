@@ -7,6 +7,7 @@
  */
 import assert from 'node:assert/strict';
 import { execFileSync, spawn, spawnSync } from 'node:child_process';
+import { createHash } from 'node:crypto';
 import { mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
@@ -322,5 +323,80 @@ test('SIGINT during a long RUN: exit 130, no mounts or containers left, the next
   const r = polyarch('build', '--platform', 'linux/amd64', dir);
   assert.equal(r.status, 0, r.stderr);
   assert.match(r.stderr, /after-interrupt/);
+  assertNoLeftovers();
+});
+
+test('features: secret, cache mount, heredoc, ADD tar, --chown/--chmod, --label, -t into the store', () => {
+  const dir = context('features', {
+    Dockerfile: [
+      'FROM busybox',
+      `RUN --mount=type=secret,id=tok test "$(sha256sum < /run/secrets/tok | cut -c1-64)" = "${createHash('sha256').update('s3cr3t-value').digest('hex')}" && echo secret-ok`,
+      'RUN --mount=type=cache,target=/cache echo x >> /cache/runs && wc -l < /cache/runs > /cache-count',
+      'COPY <<EOF /etc/motd',
+      'hello from a heredoc',
+      'EOF',
+      'ADD files.tar /unpacked/',
+      'COPY --chown=nobody --chmod=640 owned.txt /owned.txt',
+      'LABEL from.dockerfile=yes',
+      '',
+    ].join('\n'),
+    'owned.txt': 'mine\n',
+  });
+  mkdirSync(join(work, 'tarsrc'), { recursive: true });
+  writeFileSync(join(work, 'tarsrc', 'inside.txt'), 'from the tar\n');
+  execFileSync('tar', ['-cf', join(dir, 'files.tar'), '-C', join(work, 'tarsrc'), 'inside.txt']);
+  writeFileSync(join(work, 'secret.txt'), 's3cr3t-value');
+  const r = polyarch(
+    'build',
+    '--platform',
+    'linux/amd64,linux/arm64',
+    '--secret',
+    `id=tok,src=${join(work, 'secret.txt')}`,
+    '--label',
+    'from.flag=1',
+    '-t',
+    'features:1',
+    dir,
+  );
+  assert.equal(r.status, 0, r.stderr);
+  assert.match(r.stderr, /secret-ok/);
+  assert.doesNotMatch(r.stderr, /s3cr3t-value/);
+  // The secret is in no layer.
+  const grep = spawnSync('grep', ['-rl', 's3cr3t-value', join(root, 'snapshots'), join(root, 'build')], {
+    encoding: 'utf8',
+  });
+  assert.equal(grep.stdout, '', 'secret found on disk');
+  const images = polyarch('images');
+  assert.match(images.stdout, /features +1 +linux\/amd64/);
+  assert.match(images.stdout, /features +1 +linux\/arm64/);
+
+  const snaps = join(root, 'snapshots');
+  const find = (name: string) =>
+    execFileSync('find', [snaps, '-path', `*/fs${name}`], { encoding: 'utf8' })
+      .trim()
+      .split('\n')
+      .filter(Boolean);
+  assert.equal(readFileSync(find('/etc/motd')[0]!, 'utf8'), 'hello from a heredoc\n');
+  assert.equal(readFileSync(find('/unpacked/inside.txt')[0]!, 'utf8'), 'from the tar\n');
+  const owned = find('/owned.txt')[0]!;
+  const st = execFileSync('stat', ['-c', '%u:%g %a', owned], { encoding: 'utf8' }).trim();
+  assert.equal(st, '65534:65534 640');
+  // The cache mount is per platform and outlives the build: no layer holds it.
+  assert.deepEqual(find('/cache/runs'), []);
+});
+
+test('a tar context on stdin', () => {
+  const dir = context('stdin', {
+    Dockerfile: 'FROM busybox\nCOPY note.txt /\nRUN cat /note.txt\n',
+    'note.txt': 'via-stdin\n',
+  });
+  const tar = execFileSync('tar', ['-cf', '-', '-C', dir, '.']);
+  const r = spawnSync(bin, ['build', '--platform', 'linux/arm64', '-'], {
+    env,
+    input: tar,
+    encoding: 'utf8',
+  });
+  assert.equal(r.status, 0, r.stderr);
+  assert.match(r.stderr, /via-stdin/);
   assertNoLeftovers();
 });

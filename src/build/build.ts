@@ -86,6 +86,8 @@ export interface BuildOptions {
   /** Always resolve base images from the registry. Default false. */
   pull?: boolean;
   secrets?: SecretSource[];
+  /** `--label`s, set on every platform's image config over the Dockerfile's LABELs. */
+  labels?: Record<string, string>;
   /** RUN network: `default` (= host) or `none`; default `default`. */
   network?: 'default' | 'host' | 'none';
   /** Heavy steps at once. Default: the CPU count. */
@@ -1097,6 +1099,9 @@ class Engine {
       history,
     };
     if (!platform.variant) delete config.variant;
+    const labels = this.#d.opts.labels;
+    if (labels && Object.keys(labels).length > 0)
+      config.config = { ...config.config, Labels: { ...config.config?.Labels, ...labels } };
     const nonEmpty = history.filter((h) => !h.empty_layer).length;
     if (nonEmpty !== fs.layers.length)
       throw new PolyarchError(

@@ -219,6 +219,12 @@ async function runBuild(context: string, flags: BuildFlags, ctx: CliContext): Pr
     throw new UsageError(`invalid --network "${network}": expected default, host or none`);
   const secrets = flags.secret.map((s) => parseSecret(s, ctx.env));
   const buildArgs = parseBuildArgs(flags.buildArg, ctx.env);
+  const labels: Record<string, string> = {};
+  for (const l of flags.label) {
+    const eq = l.indexOf('=');
+    if (eq <= 0) throw new UsageError(`invalid --label "${l}": expected key=value`);
+    labels[l.slice(0, eq)] = l.slice(eq + 1);
+  }
 
   // Outputs are resolved before anything is built, so a bad -o fails fast.
   const { outputs, warning } = exp.resolveOutputs({
@@ -290,6 +296,7 @@ async function runBuild(context: string, flags: BuildFlags, ctx: CliContext): Pr
         noCache: flags.cache === false,
         pull: flags.pull ?? false,
         secrets,
+        labels,
         network: network as 'default' | 'host' | 'none',
         ...(maxParallelism !== undefined ? { maxParallelism } : {}),
         progress: renderer,
