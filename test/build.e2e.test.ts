@@ -264,6 +264,18 @@ test('errors: failing RUN, missing file, unknown stage, bad Dockerfile, no emula
   );
   assertNoLeftovers();
 
+  // One platform fails while another is still running: the other is stopped and cleaned up.
+  const multiFail = context('multi-fail', {
+    Dockerfile:
+      'FROM busybox\nARG TARGETARCH\nRUN if [ "$TARGETARCH" = amd64 ]; then sleep 1; exit 5; else sleep 30; fi\n',
+  });
+  const t0 = Date.now();
+  r = polyarch('build', '--platform', 'linux/amd64,linux/arm64', multiFail);
+  assert.equal(r.status, 1);
+  assert.ok(Date.now() - t0 < 20_000, 'the sibling step was not stopped');
+  assert.match(r.stderr, /did not complete successfully: exit code: 5/);
+  assertNoLeftovers();
+
   const missing = context('missing', { Dockerfile: 'FROM busybox\nCOPY missing.txt /\n' });
   r = polyarch('build', missing);
   assert.equal(r.status, 1);

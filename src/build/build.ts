@@ -331,6 +331,9 @@ export async function build(opts: BuildOptions): Promise<BuildOutput> {
     );
     return { platforms: results, plan };
   } finally {
+    // A failure rejects at once while sibling steps are still stopping: let them finish their
+    // own cleanup (containers, mounts) before removing what is left.
+    await solver.idle();
     await engine.close();
   }
 }

@@ -100,6 +100,16 @@ export class Solver {
     return this.#pw;
   }
 
+  /** Resolves once every vertex started so far has finished (succeeded, failed or been canceled). */
+  async idle(): Promise<void> {
+    let n = -1;
+    // Vertices may start others while settling; wait until the set stops growing.
+    while (n !== this.#results.size) {
+      n = this.#results.size;
+      await Promise.allSettled(this.#results.values());
+    }
+  }
+
   /** The vertex with this digest: the one given, or the one registered earlier. */
   vertex<T>(def: VertexDef<T>): SolverVertex<T> {
     const have = this.#vertices.get(def.digest);

@@ -329,7 +329,7 @@ async function runBuild(context: string, flags: BuildFlags, ctx: CliContext): Pr
       await renderer.close();
       if (signalled) {
         ctx.err.write(`ERROR: build canceled by ${signalled}\n`);
-        return 130;
+        return signalled === 'SIGTERM' ? 143 : 130;
       }
       if (err instanceof engine.BuildStepError) {
         ctx.err.write(formatStepError(err));
