@@ -78,6 +78,7 @@ export class Solver {
   readonly #pw: ProgressWriter;
   readonly #sem: Semaphore;
   readonly #abort = new AbortController();
+  readonly #hiddenPw = new ProgressWriter(NULL_SINK);
 
   constructor(opts: SolverOptions = {}) {
     this.#pw = new ProgressWriter(opts.progress ?? NULL_SINK);
@@ -152,7 +153,8 @@ export class Solver {
     const inputs = await Promise.all(v.inputs.map((i) => this.solve(i)));
     const signal = this.#abort.signal;
     if (signal.aborted) throw canceled(signal);
-    const handle = this.#pw.vertex(this.#info(v));
+    // Hidden vertices report to a writer nobody reads.
+    const handle = (v.hidden ? this.#hiddenPw : this.#pw).vertex(this.#info(v));
     if (!v.hidden) handle.start();
     try {
       const r = await v.run(inputs, {

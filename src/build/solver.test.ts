@@ -1,0 +1,139 @@
+import assert from 'node:assert/strict';
+import { test } from 'node:test';
+import { ProgressRecorder } from '../progress/index.js';
+import { Solver, type SolverVertex } from './solver.js';
+
+const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+
+test('a vertex asked for twice (same digest) runs once', async () => {
+  const s = new Solver();
+  let runs = 0;
+  const make = () =>
+    s.vertex<number>({
+      digest: 'shared',
+      name: 'shared',
+      inputs: [],
+      run: async () => {
+        runs++;
+        return { value: 42, cached: false };
+      },
+    });
+  const a = make();
+  const b = make();
+  assert.equal(a, b);
+  const top = (d: string) =>
+    s.vertex<number>({
+      digest: d,
+      name: d,
+      inputs: [a],
+      run: async ([x]) => ({ value: (x as number) + 1, cached: false }),
+    });
+  assert.deepEqual(await Promise.all([s.solve(top('t1')), s.solve(top('t2'))]), [43, 43]);
+  assert.equal(runs, 1);
+});
+
+test('slots bound heavy work to maxParallelism; independent vertices run in parallel', async () => {
+  const s = new Solver({ maxParallelism: 2 });
+  let running = 0;
+  let peak = 0;
+  const leaves: SolverVertex<number>[] = [];
+  for (let i = 0; i < 5; i++)
+    leaves.push(
+      s.vertex<number>({
+        digest: `leaf${i}`,
+        name: `leaf${i}`,
+        inputs: [],
+        run: (_i, ctx) =>
+          ctx.slot(async () => {
+            running++;
+            peak = Math.max(peak, running);
+            await sleep(20);
+            running--;
+            return { value: i, cached: false };
+          }),
+      }),
+    );
+  const root = s.vertex<number>({
+    digest: 'root',
+    name: 'root',
+    inputs: leaves,
+    run: async (inputs) => ({ value: (inputs as number[]).reduce((a, b) => a + b, 0), cached: false }),
+  });
+  assert.equal(await s.solve(root), 10);
+  assert.equal(peak, 2);
+});
+
+test('the first failure aborts running siblings; progress shows ERROR and CANCELED, cached shows CACHED', async () => {
+  const rec = new ProgressRecorder();
+  const s = new Solver({ progress: rec });
+  let sawAbort = false;
+  const slow = s.vertex<number>({
+    digest: 'slow',
+    name: 'slow',
+    inputs: [],
+    run: (_i, ctx) =>
+      new Promise((_res, rej) => {
+        ctx.signal.addEventListener('abort', () => {
+          sawAbort = true;
+          rej(new Error('stopped'));
+        });
+      }),
+  });
+  const cached = s.vertex<number>({
+    digest: 'c',
+    name: 'c',
+    inputs: [],
+    run: async () => ({ value: 1, cached: true }),
+  });
+  const bad = s.vertex<number>({
+    digest: 'bad',
+    name: 'bad',
+    inputs: [cached],
+    run: async () => {
+      await sleep(10);
+      throw new Error('boom');
+    },
+  });
+  const top = s.vertex<number>({
+    digest: 'top',
+    name: 'top',
+    inputs: [slow, bad],
+    run: async () => ({ value: 0, cached: false }),
+  });
+  s.announce([top]);
+  await assert.rejects(s.solve(top), /boom/);
+  await s.idle();
+  assert.ok(sawAbort);
+  const last = new Map(rec.vertexes().map((v) => [v.digest, v]));
+  assert.equal(last.get('c')?.cached, true);
+  assert.match(last.get('bad')?.error ?? '', /boom/);
+  assert.match(last.get('slow')?.error ?? '', /context canceled/);
+  assert.equal(last.get('top')?.started, undefined);
+});
+
+test('hidden vertices have no progress line and are skipped in inputs', async () => {
+  const rec = new ProgressRecorder();
+  const s = new Solver({ progress: rec });
+  const hidden = s.vertex<number>({
+    digest: 'h',
+    name: 'h',
+    hidden: true,
+    inputs: [],
+    run: async () => ({ value: 1, cached: true }),
+  });
+  const v = s.vertex<number>({
+    digest: 'v',
+    name: 'v',
+    inputs: [hidden],
+    run: async () => ({ value: 2, cached: false }),
+  });
+  assert.equal(await s.solve(v), 2);
+  assert.deepEqual(
+    rec.vertexes().map((x) => x.digest),
+    ['v'],
+  );
+});
+
+test('maxParallelism must be a positive integer', () => {
+  assert.throws(() => new Solver({ maxParallelism: 0 }), /invalid max parallelism 0/);
+});
