@@ -12,12 +12,13 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { promisify } from 'node:util';
-import { exportBuild, type ExportContext, parseOutputs } from '../src/build/export/index.js';
+import { exportBuild, type ExportContext, parseOutputs, writeBuildFiles } from '../src/build/export/index.js';
 import type { BuildResult } from '../src/build/result.js';
 import { ContentStore } from '../src/content/index.js';
 import { readTar } from '../src/layer/index.js';
 import type { Descriptor, Digest, ImageConfig, Index, Manifest } from '../src/oci/index.js';
 import { parsePlatform } from '../src/platform/index.js';
+import { ProgressRecorder } from '../src/progress/index.js';
 import { Snapshotter } from '../src/snapshot/index.js';
 import { testEnv } from './env/index.js';
 
@@ -277,5 +278,69 @@ describe('exportBuild', () => {
     const r = await fetch(`http://${repo.slice(0, slash)}/v2/${repo.slice(slash + 1)}/tags/list`);
     const body = (await r.json()) as { tags?: string[] | null };
     assert.ok(r.status === 404 || !body.tags?.length, `tags: ${JSON.stringify(body)}`);
+  });
+
+  it('reports progress like BuildKit and writes metadata and iid files', async () => {
+    const rec = new ProgressRecorder();
+    const res = await exportBuild(
+      result,
+      parseOutputs({ output: ['type=image,name=polyarch-test/export:progress,oci-mediatypes=false'] }),
+      { ...ctx, progress: rec, buildRef: 'polyarch/local/abc' },
+    );
+    assert.equal(res.descriptor?.mediaType, 'application/vnd.docker.distribution.manifest.list.v2+json');
+    const [v] = rec.vertexes();
+    assert.equal(v?.name, 'exporting to image');
+    assert.ok(v?.completed && !v.error);
+    const ids = new Set(rec.statuses.flatMap((s) => s.statuses.map((x) => x.id)));
+    assert.ok(ids.has('exporting layers'));
+    assert.ok(ids.has(`exporting manifest list ${res.digest}`));
+    for (const m of res.manifests) assert.ok(ids.has(`exporting manifest ${m.manifest.digest}`));
+    assert.ok(ids.has('naming to docker.io/polyarch-test/export:progress'));
+    // (skopeo's oci: transport lists only OCI media types, so the store is checked directly.)
+    assert.equal((await store.resolve('docker.io/polyarch-test/export:progress'))?.digest, res.digest);
+
+    const md = join(dir, 'meta', 'metadata.json');
+    const iid = join(dir, 'meta', 'iid');
+    await writeBuildFiles(res, { metadataFile: md, iidFile: iid });
+    assert.deepEqual(await readJson(md), {
+      'buildx.build.ref': 'polyarch/local/abc',
+      'containerimage.descriptor': {
+        mediaType: 'application/vnd.docker.distribution.manifest.list.v2+json',
+        digest: res.digest,
+        size: res.descriptor?.size,
+      },
+      'containerimage.digest': res.digest,
+      'image.name': 'docker.io/polyarch-test/export:progress',
+    });
+    assert.equal(await readFile(iid, 'utf8'), res.digest);
+  });
+
+  it('leaves no partial file when an archive fails half-way', async () => {
+    const p = result.platforms[0]!;
+    const base = p.layers[0]!;
+    assert.equal(base.kind, 'blob');
+    // The store's blob is shorter than this descriptor claims: the tar writer fails mid-stream.
+    const broken: BuildResult = {
+      platforms: [
+        {
+          ...p,
+          layers: [
+            {
+              ...base,
+              descriptor: { ...(base.kind === 'blob' ? base.descriptor : ({} as Descriptor)), size: 1e9 },
+            },
+            p.layers[1]!,
+          ],
+        },
+      ],
+    };
+    const outDir = join(dir, 'broken');
+    await mkdir(outDir);
+    const dest = join(outDir, 'image.tar');
+    await assert.rejects(
+      exportBuild(broken, parseOutputs({ output: [`type=oci,dest=${dest}`] }), ctx),
+      /image\.tar/,
+    );
+    assert.deepEqual(await readdir(outDir), []);
   });
 });

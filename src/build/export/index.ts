@@ -150,7 +150,7 @@ export async function exportBuild(
   let firstDigest: Digest | undefined;
   const names = new Set<string>();
 
-  for (const o of outputs) {
+  for (const [i, o] of outputs.entries()) {
     ctx.signal?.throwIfAborted();
     const title =
       o.type === 'image' || o.type === 'registry'
@@ -220,7 +220,7 @@ export async function exportBuild(
           break;
       }
     };
-    if (pw) await pw.run({ digest: `export:${randomBytes(8).toString('hex')}`, name: title }, run);
+    if (pw) await pw.run({ digest: `exporter:${i}:${o.type}`, name: title }, run);
     else await run(undefined);
   }
 
