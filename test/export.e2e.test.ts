@@ -173,6 +173,12 @@ describe('exportBuild', () => {
     for await (const e of readTar(createReadStream(tarPath))) names.push(e.header.path);
     assert.deepEqual(names.slice(0, 2), ['oci-layout', 'index.json']);
     assert.deepEqual((await readdir(join(dir, 'out'))).sort(), ['image.tar', 'layout']);
+    // dest an existing directory: a layout directory even without tar=false.
+    const existing = join(dir, 'out', 'existing');
+    await mkdir(existing);
+    await exportBuild(result, parseOutputs({ output: [`type=oci,dest=${existing}`], tags: ['app:1'] }), ctx);
+    const { stdout: c } = await run('skopeo', ['inspect', '--raw', `oci:${existing}:1`]);
+    assert.equal(sha(c), res.digest);
   });
 
   it('writes a docker-archive for one platform and refuses two', async () => {
@@ -243,13 +249,33 @@ describe('exportBuild', () => {
     assert.ok(paths.has('hello.txt'));
     assert.ok(paths.has('etc/passwd'));
     assert.ok(!paths.has('etc/group'));
+
+    // Several platforms: one top-level directory each inside the tar.
+    const multi = join(dir, 'rootfs-multi.tar');
+    await exportBuild(result, parseOutputs({ output: [`type=tar,dest=${multi}`] }), ctx);
+    const top = new Set<string>();
+    const all = new Set<string>();
+    for await (const e of readTar(createReadStream(multi))) {
+      const p = e.header.path.replace(/\/$/, '');
+      top.add(p.split('/')[0]!);
+      all.add(p);
+    }
+    assert.deepEqual([...top].sort(), ['linux_amd64', 'linux_arm64_v8']);
+    assert.ok(all.has('linux_arm64_v8/hello.txt'));
+    assert.ok(!all.has('linux_arm64_v8/etc/group'));
   });
 
   it('pushes to the registry; the reported digest is what the registry serves; a second push uploads nothing', async () => {
     const ref = `${env.registry}/polyarch-test/export-${process.pid}:v1`;
     const outputs = parseOutputs({ push: true, tags: [ref] });
     assert.equal(outputs[0]!.type, 'registry');
-    const res = await exportBuild(result, outputs, ctx);
+    const rec = new ProgressRecorder();
+    const res = await exportBuild(result, outputs, { ...ctx, progress: rec });
+    const ids = new Set(rec.statuses.flatMap((s) => s.statuses.map((x) => x.id)));
+    assert.ok(ids.has('pushing layers'));
+    assert.ok(ids.has(`pushing manifest for ${ref}`));
+    for (const m of res.manifests)
+      assert.ok(ids.has(m.config.digest), `byte status for config ${m.config.digest}`);
     const { stdout } = await run('skopeo', ['inspect', '--raw', '--tls-verify=false', `docker://${ref}`]);
     assert.equal(sha(stdout), res.digest);
     assert.equal(res.pushed[0]?.digest, res.digest);
