@@ -12,12 +12,13 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { promisify } from 'node:util';
-import { exportBuild, type ExportContext, parseOutputs } from '../src/build/export/index.js';
+import { exportBuild, type ExportContext, parseOutputs, writeBuildFiles } from '../src/build/export/index.js';
 import type { BuildResult } from '../src/build/result.js';
 import { ContentStore } from '../src/content/index.js';
 import { readTar } from '../src/layer/index.js';
 import type { Descriptor, Digest, ImageConfig, Index, Manifest } from '../src/oci/index.js';
 import { parsePlatform } from '../src/platform/index.js';
+import { ProgressRecorder } from '../src/progress/index.js';
 import { Snapshotter } from '../src/snapshot/index.js';
 import { testEnv } from './env/index.js';
 
@@ -172,6 +173,12 @@ describe('exportBuild', () => {
     for await (const e of readTar(createReadStream(tarPath))) names.push(e.header.path);
     assert.deepEqual(names.slice(0, 2), ['oci-layout', 'index.json']);
     assert.deepEqual((await readdir(join(dir, 'out'))).sort(), ['image.tar', 'layout']);
+    // dest an existing directory: a layout directory even without tar=false.
+    const existing = join(dir, 'out', 'existing');
+    await mkdir(existing);
+    await exportBuild(result, parseOutputs({ output: [`type=oci,dest=${existing}`], tags: ['app:1'] }), ctx);
+    const { stdout: c } = await run('skopeo', ['inspect', '--raw', `oci:${existing}:1`]);
+    assert.equal(sha(c), res.digest);
   });
 
   it('writes a docker-archive for one platform and refuses two', async () => {
@@ -242,13 +249,33 @@ describe('exportBuild', () => {
     assert.ok(paths.has('hello.txt'));
     assert.ok(paths.has('etc/passwd'));
     assert.ok(!paths.has('etc/group'));
+
+    // Several platforms: one top-level directory each inside the tar.
+    const multi = join(dir, 'rootfs-multi.tar');
+    await exportBuild(result, parseOutputs({ output: [`type=tar,dest=${multi}`] }), ctx);
+    const top = new Set<string>();
+    const all = new Set<string>();
+    for await (const e of readTar(createReadStream(multi))) {
+      const p = e.header.path.replace(/\/$/, '');
+      top.add(p.split('/')[0]!);
+      all.add(p);
+    }
+    assert.deepEqual([...top].sort(), ['linux_amd64', 'linux_arm64_v8']);
+    assert.ok(all.has('linux_arm64_v8/hello.txt'));
+    assert.ok(!all.has('linux_arm64_v8/etc/group'));
   });
 
   it('pushes to the registry; the reported digest is what the registry serves; a second push uploads nothing', async () => {
     const ref = `${env.registry}/polyarch-test/export-${process.pid}:v1`;
     const outputs = parseOutputs({ push: true, tags: [ref] });
     assert.equal(outputs[0]!.type, 'registry');
-    const res = await exportBuild(result, outputs, ctx);
+    const rec = new ProgressRecorder();
+    const res = await exportBuild(result, outputs, { ...ctx, progress: rec });
+    const ids = new Set(rec.statuses.flatMap((s) => s.statuses.map((x) => x.id)));
+    assert.ok(ids.has('pushing layers'));
+    assert.ok(ids.has(`pushing manifest for ${ref}`));
+    for (const m of res.manifests)
+      assert.ok(ids.has(m.config.digest), `byte status for config ${m.config.digest}`);
     const { stdout } = await run('skopeo', ['inspect', '--raw', '--tls-verify=false', `docker://${ref}`]);
     assert.equal(sha(stdout), res.digest);
     assert.equal(res.pushed[0]?.digest, res.digest);
@@ -277,5 +304,69 @@ describe('exportBuild', () => {
     const r = await fetch(`http://${repo.slice(0, slash)}/v2/${repo.slice(slash + 1)}/tags/list`);
     const body = (await r.json()) as { tags?: string[] | null };
     assert.ok(r.status === 404 || !body.tags?.length, `tags: ${JSON.stringify(body)}`);
+  });
+
+  it('reports progress like BuildKit and writes metadata and iid files', async () => {
+    const rec = new ProgressRecorder();
+    const res = await exportBuild(
+      result,
+      parseOutputs({ output: ['type=image,name=polyarch-test/export:progress,oci-mediatypes=false'] }),
+      { ...ctx, progress: rec, buildRef: 'polyarch/local/abc' },
+    );
+    assert.equal(res.descriptor?.mediaType, 'application/vnd.docker.distribution.manifest.list.v2+json');
+    const [v] = rec.vertexes();
+    assert.equal(v?.name, 'exporting to image');
+    assert.ok(v?.completed && !v.error);
+    const ids = new Set(rec.statuses.flatMap((s) => s.statuses.map((x) => x.id)));
+    assert.ok(ids.has('exporting layers'));
+    assert.ok(ids.has(`exporting manifest list ${res.digest}`));
+    for (const m of res.manifests) assert.ok(ids.has(`exporting manifest ${m.manifest.digest}`));
+    assert.ok(ids.has('naming to docker.io/polyarch-test/export:progress'));
+    // (skopeo's oci: transport lists only OCI media types, so the store is checked directly.)
+    assert.equal((await store.resolve('docker.io/polyarch-test/export:progress'))?.digest, res.digest);
+
+    const md = join(dir, 'meta', 'metadata.json');
+    const iid = join(dir, 'meta', 'iid');
+    await writeBuildFiles(res, { metadataFile: md, iidFile: iid });
+    assert.deepEqual(await readJson(md), {
+      'buildx.build.ref': 'polyarch/local/abc',
+      'containerimage.descriptor': {
+        mediaType: 'application/vnd.docker.distribution.manifest.list.v2+json',
+        digest: res.digest,
+        size: res.descriptor?.size,
+      },
+      'containerimage.digest': res.digest,
+      'image.name': 'docker.io/polyarch-test/export:progress',
+    });
+    assert.equal(await readFile(iid, 'utf8'), res.digest);
+  });
+
+  it('leaves no partial file when an archive fails half-way', async () => {
+    const p = result.platforms[0]!;
+    const base = p.layers[0]!;
+    assert.equal(base.kind, 'blob');
+    // The store's blob is shorter than this descriptor claims: the tar writer fails mid-stream.
+    const broken: BuildResult = {
+      platforms: [
+        {
+          ...p,
+          layers: [
+            {
+              ...base,
+              descriptor: { ...(base.kind === 'blob' ? base.descriptor : ({} as Descriptor)), size: 1e9 },
+            },
+            p.layers[1]!,
+          ],
+        },
+      ],
+    };
+    const outDir = join(dir, 'broken');
+    await mkdir(outDir);
+    const dest = join(outDir, 'image.tar');
+    await assert.rejects(
+      exportBuild(broken, parseOutputs({ output: [`type=oci,dest=${dest}`] }), ctx),
+      /image\.tar/,
+    );
+    assert.deepEqual(await readdir(outDir), []);
   });
 });

@@ -15,11 +15,17 @@
  * or written as a file/directory atomically (archive.ts).
  */
 import { randomBytes } from 'node:crypto';
+import { stat } from 'node:fs/promises';
 import type { ContentStore } from '../../content/index.js';
 import { push } from '../../image/index.js';
 import type { Descriptor, Digest } from '../../oci/index.js';
 import { formatPlatform } from '../../platform/index.js';
-import { type ProgressSink, ProgressWriter, type VertexHandle } from '../../progress/index.js';
+import {
+  type ProgressSink,
+  ProgressWriter,
+  type StatusHandle,
+  type VertexHandle,
+} from '../../progress/index.js';
 import { TransferProgress } from '../../registry/progress.js';
 import { formatReference, parseReference, repositoryName } from '../../registry/reference.js';
 import type { Snapshotter } from '../../snapshot/index.js';
@@ -150,7 +156,7 @@ export async function exportBuild(
   let firstDigest: Digest | undefined;
   const names = new Set<string>();
 
-  for (const o of outputs) {
+  for (const [i, o] of outputs.entries()) {
     ctx.signal?.throwIfAborted();
     const title =
       o.type === 'image' || o.type === 'registry'
@@ -184,12 +190,14 @@ export async function exportBuild(
         }
         case 'oci': {
           const s = v?.status('sending tarball');
+          // An existing directory as dest means a layout directory, as with tar=false.
+          const isDir = (await stat(o.dest!).catch(() => undefined))?.isDirectory() === true;
           await writeOciArchive({
             store: ctx.store,
             root: img.descriptor,
             names: o.names,
             dest: o.dest!,
-            tar: o.tar,
+            tar: o.tar && !isDir,
             mtime,
           });
           s?.done();
@@ -220,7 +228,7 @@ export async function exportBuild(
           break;
       }
     };
-    if (pw) await pw.run({ digest: `export:${randomBytes(8).toString('hex')}`, name: title }, run);
+    if (pw) await pw.run({ digest: `exporter:${i}:${o.type}`, name: title }, run);
     else await run(undefined);
   }
 
@@ -257,11 +265,21 @@ async function pushImage(
 ): Promise<PushedImage[]> {
   const progress = new TransferProgress();
   const layerStatus = v?.status('pushing layers');
+  // One byte status per blob (`sha256:…  12.3MB / 40MB`), as BuildKit shows pushes.
+  const blobStatus = new Map<string, StatusHandle>();
   progress.on((e) => {
     if (e.kind !== 'blob') return;
     if (e.status === 'done') stats.uploaded++;
     else if (e.status === 'exists') stats.existing++;
     else if (e.status === 'mounted') stats.mounted++;
+    if (!v) return;
+    let s = blobStatus.get(e.digest);
+    if (!s) {
+      s = v.status(e.digest, { total: e.total });
+      blobStatus.set(e.digest, s);
+    }
+    if (e.status === 'start' || e.status === 'progress' || e.status === 'resume') s.update(e.done, e.total);
+    else s.done(e.total);
   });
   // push() sends what the store names: hold the image under a private name meanwhile, which
   // also keeps a concurrent `prune` from collecting it before it is pushed.
