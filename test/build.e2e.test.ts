@@ -137,6 +137,7 @@ test('classic multi-arch build: each platform RUNs under its own architecture', 
     [...s.keys()].join('\n'),
   );
   assert.ok(s.has('[internal] load build context'));
+  assert.ok(s.has('[internal] load .dockerignore'));
   assertNoLeftovers();
 });
 
@@ -410,5 +411,39 @@ test('a tar context on stdin', () => {
   });
   assert.equal(r.status, 0, r.stderr);
   assert.match(r.stderr, /via-stdin/);
+  assertNoLeftovers();
+});
+
+test('--network none, COPY --from an image, --pull, --build-arg and --target', () => {
+  const dir = context('network', {
+    Dockerfile: [
+      'FROM busybox AS base',
+      'ARG GREETING=unset',
+      'RUN echo "greeting=$GREETING"',
+      'FROM base AS final',
+      'COPY --from=busybox /bin/busybox /copied-busybox',
+      'RUN test -x /copied-busybox && test "$(wc -l < /proc/net/dev)" -eq 3 && echo net-none-ok',
+      'FROM final AS never',
+      'RUN echo this-stage-is-not-needed',
+      '',
+    ].join('\n'),
+  });
+  const r = polyarch(
+    'build',
+    '--pull',
+    '--network',
+    'none',
+    '--build-arg',
+    'GREETING=hi',
+    '--target',
+    'final',
+    '--platform',
+    'linux/arm64',
+    dir,
+  );
+  assert.equal(r.status, 0, r.stderr);
+  assert.match(r.stderr, /greeting=hi/);
+  assert.match(r.stderr, /net-none-ok/);
+  assert.doesNotMatch(r.stderr, /this-stage-is-not-needed/);
   assertNoLeftovers();
 });

@@ -51,6 +51,7 @@ import {
   type Platform,
 } from '../platform/index.js';
 import type { ProgressSink } from '../progress/index.js';
+import { formatReference, parseReference } from '../registry/reference.js';
 import { type ActiveSnapshot, Snapshotter, unmountPath } from '../snapshot/index.js';
 import { errorMessage, PolyarchError } from '../util/errors.js';
 import { acquireLock } from '../util/lock.js';
@@ -338,12 +339,10 @@ export async function build(opts: BuildOptions): Promise<BuildOutput> {
   }
 }
 
+/** The normalised name progress shows (`docker.io/library/busybox:latest`). */
 function displayRef(ref: string): string {
   try {
-    // Same normalisation as resolution, for the progress line.
-    return ref.includes('/') || ref.includes('.')
-      ? ref
-      : `docker.io/library/${ref.includes(':') ? ref : `${ref}:latest`}`;
+    return formatReference(parseReference(ref));
   } catch {
     return ref;
   }
@@ -399,9 +398,9 @@ class Engine {
   // ---- graph ------------------------------------------------------------------------------
 
   #contextVertex(): SolverVertex<BuildContext> {
-    return this.#d.solver.vertex<BuildContext>({
-      digest: 'internal:context',
-      name: '[internal] load build context',
+    const ignore = this.#d.solver.vertex<BuildContext>({
+      digest: 'internal:dockerignore',
+      name: '[internal] load .dockerignore',
       inputs: [],
       run: async () => {
         this.#context ??= BuildContext.open({
@@ -411,6 +410,13 @@ class Engine {
         });
         return { value: await this.#context, cached: false };
       },
+    });
+    // The files themselves are read (and hashed) by the steps that use them.
+    return this.#d.solver.vertex<BuildContext>({
+      digest: 'internal:context',
+      name: '[internal] load build context',
+      inputs: [ignore as SolverVertex<unknown>],
+      run: async ([ctx]) => ({ value: ctx as BuildContext, cached: false }),
     });
   }
 
