@@ -1059,9 +1059,35 @@ class Engine {
     url: string,
     checksum: string | undefined,
   ): Promise<{ dir: string; name: string; digest: string }> {
-    const { request } = await import('undici');
+    const { Agent, interceptors, request } = await import('undici');
     const dir = await this.#tmp('download');
-    const res = await request(url, { method: 'GET', maxRedirections: 5 } as Parameters<typeof request>[1]);
+    const agent = new Agent();
+    try {
+      return await this.#fetchInto(
+        url,
+        checksum,
+        dir,
+        agent.compose(interceptors.redirect({ maxRedirections: 5 })),
+        request,
+      );
+    } finally {
+      await agent.close().catch(() => undefined);
+    }
+  }
+
+  async #fetchInto(
+    url: string,
+    checksum: string | undefined,
+    dir: string,
+    dispatcher: import('undici').Dispatcher,
+    request: typeof import('undici').request,
+  ): Promise<{ dir: string; name: string; digest: string }> {
+    let res: Awaited<ReturnType<typeof request>>;
+    try {
+      res = await request(url, { method: 'GET', dispatcher });
+    } catch (err) {
+      throw new PolyarchError('DOWNLOAD', `ADD ${url}: ${errorMessage(err)}`, { cause: err });
+    }
     if (res.statusCode !== 200) {
       await res.body.dump();
       throw new PolyarchError('DOWNLOAD', `ADD ${url}: HTTP ${res.statusCode}`);
