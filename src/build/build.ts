@@ -1010,7 +1010,8 @@ class Engine {
         };
         if (source instanceof BuildContext) {
           for (const paths of contextMatches)
-            for (const rel of paths) await place(source.dir, rel, (r) => !source.excluded(r, copy.exclude));
+            for (const rel of paths)
+              await place(source.dir, rel, (r) => !source.excluded(r, copy.exclude, rel));
         } else if (locals.length > 0) {
           const view = await this.#view(source);
           try {
