@@ -16,6 +16,7 @@ import * as prune from './prune.js';
 import * as pull from './pull.js';
 import * as push from './push.js';
 import * as rmi from './rmi.js';
+import * as run from './run.js';
 import * as tag from './tag.js';
 import * as version from './version.js';
 
@@ -29,6 +30,7 @@ export const commands: Register[] = [
   du.register,
   pull.register,
   push.register,
+  run.register,
   login.register,
   logout.register,
   imagetools.register,
