@@ -33,13 +33,10 @@ import { performance } from 'node:perf_hooks';
 import { ContentStore } from '../content/store.js';
 import { stateRoot, storeDir } from '../content/paths.js';
 import { lookupRef } from '../content/images.js';
-import { pull } from '../image/pull.js';
-import { descriptorPlatform, isAttestation } from '../image/remote.js';
 import type { Descriptor, ImageConfig } from '../oci/index.js';
 import { isIndexType, isManifestType, parseImageConfig, parseImageDocument } from '../oci/index.js';
 import {
   bestMatch,
-  canExecute as platformCanExecute,
   describePlatforms,
   formatPlatform,
   hostPlatform,
@@ -49,6 +46,7 @@ import {
   only,
   type PlatformSpec,
   parsePlatform,
+  probePlatform,
 } from '../platform/index.js';
 import { formatReference, parseReference } from '../registry/reference.js';
 import type { TransferProgress } from '../registry/progress.js';
@@ -131,6 +129,24 @@ export interface RunImageResult {
 export interface ImageVariant {
   platform: string;
   manifest: Descriptor;
+}
+
+/** Attestation manifests (BuildKit's provenance/SBOM) are listed as unknown/unknown. */
+function isAttestation(d: Descriptor): boolean {
+  return (
+    d.annotations?.['vnd.docker.reference.type'] === 'attestation-manifest' ||
+    (d.platform?.os === 'unknown' && d.platform.architecture === 'unknown')
+  );
+}
+
+function descriptorPlatform(d: Descriptor): PlatformSpec | undefined {
+  return (
+    d.platform && {
+      os: d.platform.os,
+      architecture: d.platform.architecture,
+      ...(d.platform.variant ? { variant: d.platform.variant } : {}),
+    }
+  );
 }
 
 function platformsOfIndex(entries: Descriptor[]): Descriptor[] {
@@ -233,6 +249,8 @@ export async function resolveImage(
   const { store } = opts;
   const normalize = (r: string) => formatReference(parseReference(r));
   const doPull = async (platforms: string[] | undefined, all: boolean) => {
+    // Loaded only when needed: the registry client (undici) costs ~0.2 s of start-up.
+    const { pull } = await import('../image/pull.js');
     await pull(ref, {
       store,
       ...(platforms ? { platforms } : {}),
@@ -330,8 +348,13 @@ function sinkOf(s: RunImageOptions['stdout'], fd: 1 | 2): (chunk: Buffer) => voi
   return (b) => stream.write(b);
 }
 
-async function defaultCanExecute(): Promise<(p: string) => Promise<boolean>> {
-  return async (p) => isNative(p) || (await platformCanExecute(p));
+/**
+ * Native (containerd's Only() of the host), else one test program of the platform's
+ * architecture must run through binfmt_misc — one QEMU start, instead of probing every
+ * registered emulator as `executablePlatforms` does.
+ */
+async function defaultCanExecute(platform: string): Promise<boolean> {
+  return isNative(platform) || (await probePlatform(platform)).ok;
 }
 
 /** Run `opts.args` in the image, once per chosen platform. See the module header. */
@@ -354,9 +377,9 @@ export async function runImage(opts: RunImageOptions): Promise<RunImageResult> {
   const matrix = variants.length > 1;
 
   // Every platform must be executable before anything starts. Native ones need no probe.
-  const can = opts.canExecute ?? (await defaultCanExecute());
+  const can = opts.canExecute ?? defaultCanExecute;
   const ok = new Map<string, boolean>();
-  for (const v of variants) ok.set(v.platform, await can(v.platform));
+  await Promise.all(variants.map(async (v) => ok.set(v.platform, await can(v.platform))));
   for (const v of variants) checkExecutable(v.platform, (p) => ok.get(p) ?? false);
 
   const snaps = await Snapshotter.open({ root });
