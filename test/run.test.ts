@@ -3,7 +3,7 @@
  * and QEMU (binfmt_misc). One state root for the file, so later tests run on a warm store.
  */
 import assert from 'node:assert/strict';
-import { spawnSync } from 'node:child_process';
+import { spawn, spawnSync } from 'node:child_process';
 import { mkdtemp, readdir, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
@@ -284,6 +284,31 @@ describe('options', () => {
     const r = polyarch(['run', '--rm', env.busybox, 'no-such-command']);
     assert.equal(r.status, 127);
     assert.match(r.stderr, /^ERROR: container \S+: cannot start the process: .*no-such-command/m);
+  });
+});
+
+describe('signals', () => {
+  test("SIGTERM is forwarded to the container; polyarch exits with the container's code", async () => {
+    const child = spawn(
+      bin,
+      [
+        'run',
+        '--rm',
+        env.busybox,
+        'sh',
+        '-c',
+        'trap "echo got-term; exit 42" TERM; echo ready; while :; do sleep 0.1; done',
+      ],
+      { env: { ...process.env, POLYARCH_ROOT: root, POLYARCH_CONFIG: env.config } },
+    );
+    let out = '';
+    child.stdout.on('data', (b: Buffer) => {
+      out += b.toString();
+      if (out === 'ready\n') child.kill('SIGTERM');
+    });
+    const code = await new Promise<number | null>((r) => child.on('close', (c) => r(c)));
+    assert.equal(out, 'ready\ngot-term\n');
+    assert.equal(code, 42);
   });
 });
 

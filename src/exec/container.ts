@@ -104,6 +104,8 @@ export interface RunImageOptions {
   /** Called when a platform's container is about to start (e.g. to say what is running). */
   onStart?: (platform: string) => void;
   signal?: AbortSignal;
+  /** Forward SIGINT/SIGTERM to the running containers (see runImage). Default true. */
+  forwardSignals?: boolean;
 }
 
 export interface PlatformRun {
@@ -428,6 +430,7 @@ export async function runImage(opts: RunImageOptions): Promise<RunImageResult> {
         stdout: inheritOutput ? 'inherit' : o ? (b) => o.push(b) : out,
         stderr: inheritOutput ? 'inherit' : e ? (b) => e.push(b) : err,
         ...(opts.signal ? { signal: opts.signal } : {}),
+        forwardSignals: opts.forwardSignals ?? true,
       });
       return { platform: v.platform, exitCode, durationMs: performance.now() - started, containerId: id };
     } catch (cause) {
@@ -457,9 +460,46 @@ export async function runImage(opts: RunImageOptions): Promise<RunImageResult> {
     }
   };
 
+  // SIGINT/SIGTERM: while containers run, runc.ts forwards them and the container decides
+  // (polyarch then exits with its code, as `docker run` does); a matrix stops starting
+  // platforms; with no container running the signal ends polyarch as usual.
+  let running = 0;
+  let interrupted: NodeJS.Signals | undefined;
+  const onSignal = (sig: NodeJS.Signals) => {
+    interrupted ??= sig;
+    if (running > 0) return;
+    unlisten();
+    process.kill(process.pid, sig);
+  };
+  const unlisten = () => {
+    process.off('SIGINT', onSignal);
+    process.off('SIGTERM', onSignal);
+  };
+  const forward = opts.forwardSignals ?? true;
+  if (forward) {
+    process.on('SIGINT', onSignal);
+    process.on('SIGTERM', onSignal);
+  }
+  const counted = async (v: ImageVariant): Promise<PlatformRun> => {
+    running++;
+    try {
+      return await runOne(v);
+    } finally {
+      running--;
+    }
+  };
   const results: PlatformRun[] = [];
-  if (opts.parallel && matrix) results.push(...(await Promise.all(variants.map(runOne))));
-  else for (const v of variants) results.push(await runOne(v));
-  const exitCode = matrix ? (results.some((r) => r.exitCode !== 0) ? 1 : 0) : results[0]!.exitCode;
+  try {
+    if (opts.parallel && matrix) results.push(...(await Promise.all(variants.map(counted))));
+    else
+      for (const v of variants) {
+        if (interrupted) break;
+        results.push(await counted(v));
+      }
+  } finally {
+    if (forward) unlisten();
+  }
+  let exitCode = matrix ? (results.some((r) => r.exitCode !== 0) ? 1 : 0) : results[0]!.exitCode;
+  if (matrix && interrupted) exitCode = 128 + (interrupted === 'SIGINT' ? 2 : 15);
   return { name, results, exitCode, matrix };
 }
