@@ -68,7 +68,7 @@ export function register(program: Command, ctx: CliContext): void {
     )
     .action(async (image: string, command: string[], o: RunFlags) => {
       const { UsageError, errorMessage } = await import('../../util/errors.js');
-      const { parsePlatformList } = await import('../../platform/index.js');
+      const { formatPlatform, parsePlatformList } = await import('../../platform/index.js');
       const { parseVolume } = await import('../../exec/spec.js');
       if (o.network !== 'host' && o.network !== 'none')
         throw new UsageError(`invalid --network "${o.network}": use host or none`);
@@ -78,13 +78,8 @@ export function register(program: Command, ctx: CliContext): void {
         throw new UsageError('--platform and --all-platforms cannot be used together');
       let platforms: string[] | undefined;
       try {
-        if (o.platform !== undefined) {
-          parsePlatformList(o.platform);
-          platforms = o.platform
-            .split(',')
-            .map((p) => p.trim())
-            .filter(Boolean);
-        }
+        // Normalised, duplicates dropped, `local` = this host (buildx's list rules).
+        if (o.platform !== undefined) platforms = parsePlatformList(o.platform).map((p) => formatPlatform(p));
       } catch (err) {
         throw new UsageError(errorMessage(err));
       }
