@@ -12,7 +12,7 @@ import { fileURLToPath } from 'node:url';
 import { ContentStore } from '../src/content/store.js';
 import { exitElf } from '../src/platform/index.js';
 import { Snapshotter } from '../src/snapshot/overlay.js';
-import { testEnv } from './env/index.js';
+import { pushBusybox, startRegistry, testEnv } from './env/index.js';
 import { ensureBinfmt } from './exec-fixtures.js';
 import { storeImage, tarGz } from './run-fixtures.js';
 
@@ -136,6 +136,39 @@ describe('local images', () => {
   });
 });
 
+describe('image resolution', () => {
+  test('the store first: pulled platforms run with the registry gone; missing ones are fetched while it is up', async () => {
+    const reg = await startRegistry();
+    const ref = `${reg.host}/resolve/busybox:1`;
+    try {
+      await pushBusybox(env.busyboxLayout, ref);
+      assert.equal(ok(polyarch(['run', '--rm', ref, 'uname', '-m'])).stdout, 'x86_64\n');
+      const images = ok(polyarch(['images'])).stdout;
+      assert.match(images, new RegExp(`${reg.host}/resolve/busybox\\s+1\\s+linux/amd64`));
+      assert.doesNotMatch(images, new RegExp(`${reg.host}/resolve/busybox\\s+1\\s+linux/s390x`));
+      // s390x is in the stored index but its blobs are not: fetched on demand.
+      assert.equal(
+        ok(polyarch(['run', '--rm', '--platform', 'linux/s390x', ref, 'uname', '-m'])).stdout,
+        's390x\n',
+      );
+    } finally {
+      await reg.stop();
+    }
+    assert.equal(ok(polyarch(['run', '--rm', ref, 'uname', '-m'])).stdout, 'x86_64\n');
+    assert.equal(
+      ok(polyarch(['run', '--rm', '--platform', 'linux/s390x', ref, 'uname', '-m'])).stdout,
+      's390x\n',
+    );
+    const arm = polyarch(['run', '--rm', '--platform', 'linux/arm64', ref, 'true']);
+    assert.equal(arm.status, 1);
+    assert.match(arm.stderr, /^ERROR: pulling /);
+    const never = polyarch(['run', '--rm', '--pull', 'never', '--platform', 'linux/arm64', ref, 'true']);
+    assert.match(never.stderr, /linux\/arm64 is not in the local store \(and --pull=never\)/);
+    const always = polyarch(['run', '--rm', '--pull', 'always', ref, 'true']);
+    assert.equal(always.status, 1, '--pull always asks the (stopped) registry');
+  });
+});
+
 describe('matrix runs', () => {
   test('one failing platform: prefixed output, a summary with each exit code, exit 1', () => {
     const r = polyarch([
@@ -242,7 +275,7 @@ describe('options', () => {
     assert.equal(ok(polyarch(['run', '--rm', '-w', '/tmp', env.busybox, 'pwd'])).stdout, '/tmp\n');
     assert.equal(ok(polyarch(['run', '--rm', '-u', 'nobody', env.busybox, 'id', '-u'])).stdout, '65534\n');
     const bad = polyarch(['run', '--rm', '-u', 'nosuchuser', env.busybox, 'true']);
-    assert.equal(bad.status, 1);
+    assert.equal(bad.status, 125, "a container that cannot start: docker's 125");
     assert.match(bad.stderr, /unable to find user nosuchuser/);
   });
 

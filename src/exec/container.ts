@@ -299,6 +299,18 @@ export async function resolveImage(
   return { name: found.name, variants };
 }
 
+/**
+ * An error from starting the container (runc, user lookup, mounts) ends polyarch with Docker's
+ * 125 — or the 126/127 runc.ts already chose; aborts keep their code.
+ */
+function startError(cause: unknown): PolyarchError {
+  if (cause instanceof PolyarchError) {
+    if (cause.exitCode !== 1 || cause.code === 'ABORTED') return cause;
+    return new PolyarchError(cause.code, cause.message, { cause, exitCode: 125 });
+  }
+  return new PolyarchError('START_FAILED', errorMessage(cause), { cause, exitCode: 125 });
+}
+
 /** Splits chunks into lines and writes each as `<prefix><line>\n`; `flush` ends a partial line. */
 export function linePrefixer(prefix: string, write: (chunk: Buffer) => void) {
   let rest = Buffer.alloc(0);
@@ -431,6 +443,8 @@ export async function runImage(opts: RunImageOptions): Promise<RunImageResult> {
         stderr: inheritOutput ? 'inherit' : e ? (b) => e.push(b) : err,
         ...(opts.signal ? { signal: opts.signal } : {}),
         forwardSignals: opts.forwardSignals ?? true,
+      }).catch((cause: unknown) => {
+        throw startError(cause);
       });
       return { platform: v.platform, exitCode, durationMs: performance.now() - started, containerId: id };
     } catch (cause) {
@@ -440,7 +454,7 @@ export async function runImage(opts: RunImageOptions): Promise<RunImageResult> {
         cause instanceof PolyarchError
           ? cause
           : new PolyarchError('INTERNAL', errorMessage(cause), { cause });
-      const exitCode = error.code === 'START_FAILED' ? error.exitCode : 125;
+      const exitCode = error.exitCode === 1 ? 125 : error.exitCode;
       e?.flush();
       err(Buffer.from(`${prefix}ERROR: ${error.message}\n`));
       return {
