@@ -23,6 +23,10 @@
  * table printed at the end. A container that cannot start counts as failed with Docker's code
  * (125, or 126/127 when the command cannot be executed / is not found).
  *
+ * Signals: SIGINT/SIGTERM received while a container runs are forwarded to it (runc.ts) and
+ * polyarch ends with the container's exit code, as `docker run` does; a matrix then starts no
+ * further platform. Received while nothing runs (pulling, unpacking), they end polyarch.
+ *
  * Snapshots: the image's layers are committed snapshots keyed by chain id (snapshot/unpack.ts),
  * extracted once and shared by later runs and builds. Each container gets an active snapshot
  * over them; with `rm` it is removed afterwards, else its upper dir is committed as the
@@ -122,7 +126,10 @@ export interface RunImageResult {
   /** The image as stored. */
   name: string;
   results: PlatformRun[];
-  /** Single platform: the process's exit code. Matrix: 0 when all succeeded, else 1. */
+  /**
+   * Single platform: the process's exit code. Matrix: 0 when all succeeded, else 1 (130/143
+   * when SIGINT/SIGTERM stopped it before every platform ran).
+   */
   exitCode: number;
   matrix: boolean;
 }
@@ -507,7 +514,7 @@ export async function runImage(opts: RunImageOptions): Promise<RunImageResult> {
     if (opts.parallel && matrix) results.push(...(await Promise.all(variants.map(counted))));
     else
       for (const v of variants) {
-        if (interrupted) break;
+        if (interrupted || opts.signal?.aborted) break;
         results.push(await counted(v));
       }
   } finally {
