@@ -6,6 +6,7 @@
 import type { Command } from 'commander';
 import type { CliContext } from '../context.js';
 import * as binfmt from './binfmt.js';
+import * as build from './build.js';
 import * as du from './du.js';
 import * as images from './images.js';
 import * as prune from './prune.js';
@@ -16,6 +17,7 @@ import * as version from './version.js';
 export type Register = (program: Command, ctx: CliContext) => void;
 
 export const commands: Register[] = [
+  build.register,
   images.register,
   tag.register,
   rmi.register,
