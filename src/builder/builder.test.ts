@@ -1,4 +1,5 @@
 import assert from 'node:assert/strict';
+import { spawnSync } from 'node:child_process';
 import { mkdtemp, readdir, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -22,9 +23,11 @@ import {
   listBuilders,
   type NodeState,
   nodeStates,
+  pickNode,
   removeBuilder,
   resolveBuilder,
   sshDriver,
+  touchBuilder,
   truncatePlatforms,
   useBuilder,
   validateName,
@@ -377,8 +380,9 @@ describe('operations on a real store', () => {
   test('temp files of killed writers and foreign files are ignored; a damaged file is reported, not fatal', async () => {
     const dir = join(root, 'builders');
     const before = encodeBuilder((await resolveBuilder('pins', { env })) as Builder);
-    // What a writer killed between create and rename leaves behind.
-    await writeFile(join(dir, '.tmp-pins.json-99999-deadbeef'), '{"name":"pins","driver":"lo');
+    // What a writer killed between create and rename leaves behind (a pid that has exited).
+    const dead = spawnSync(process.execPath, ['-e', '']).pid!;
+    await writeFile(join(dir, `.tmp-pins.json-${dead}-deadbeef`), '{"name":"pins","driver":"lo');
     await writeFile(join(dir, 'notes.txt'), 'hello');
     await writeFile(join(dir, 'broken.json'), '{"name":"broken",');
     const errors: string[] = [];
@@ -388,10 +392,58 @@ describe('operations on a real store', () => {
     assert.equal(errors.length, 1);
     assert.match(errors[0]!, /^broken: builder file .*broken\.json is invalid: /);
     assert.equal(encodeBuilder((await resolveBuilder('pins', { env })) as Builder), before);
-    // Atomic writes leave no temp file of their own.
+    // The next locked write removes temp files of dead writers (not of live ones) and leaves none of its own.
+    await writeFile(join(dir, `.tmp-pins.json-${dead}-0123abcd`), '{');
+    await writeFile(join(dir, `.tmp-pins.json-${process.pid}-0123abcd`), '{');
     await createBuilder({ env, name: 'pins', node: 'pins0', platforms: ['linux/ppc64le'] });
-    const left = (await readdir(dir)).filter((f) => f.startsWith('.tmp-'));
-    assert.deepEqual(left, ['.tmp-pins.json-99999-deadbeef']);
+    const left = (await readdir(dir)).filter((f) => f.startsWith('.tmp-')).sort();
+    assert.deepEqual(left, [`.tmp-pins.json-${process.pid}-0123abcd`]);
     assert.match(await readFile(join(dir, 'pins.json'), 'utf8'), /linux\/ppc64le/);
   });
+});
+
+describe('pickNode', () => {
+  const node = (name: string, pinned: string) => ({
+    name,
+    endpoint: name,
+    platforms: pinned ? P(pinned) : [],
+  });
+  const info = (list: string) => ({ status: 'running' as const, platforms: P(list), version: 'v' });
+  const states: NodeState[] = [
+    { node: node('a', ''), info: info('linux/amd64,linux/arm64') },
+    { node: node('b', 'linux/arm64'), info: info('linux/arm64,linux/arm/v7') },
+    { node: node('c', 'linux/s390x'), error: new Error('down') },
+    { node: node('d', ''), info: info('linux/s390x,linux/ppc64le') },
+  ];
+  const cases: [string, string, string | undefined][] = [
+    ['a pinned node wins over an earlier one that can build it', 'linux/arm64', 'b'],
+    ['otherwise the first node that can build it', 'linux/amd64', 'a'],
+    ['a node with an error is skipped even if pinned', 'linux/s390x', 'd'],
+    ['normalised forms match', 'linux/aarch64', 'b'],
+    ['nobody builds it', 'linux/riscv64', undefined],
+  ];
+  for (const [name, want, got] of cases)
+    test(name, () => assert.equal(pickNode(states, want)?.node.name, got));
+});
+
+test('touchBuilder records activity and keeps nodes added meanwhile', async () => {
+  const root = await mkdtemp(join(tmpdir(), 'polyarch-builder-'));
+  try {
+    const env = { POLYARCH_ROOT: root };
+    const old = await createBuilder({
+      env,
+      name: 'far',
+      driver: 'ssh',
+      endpoint: 'ssh://h1',
+      now: new Date(0),
+    });
+    await createBuilder({ env, name: 'far', append: true, endpoint: 'ssh://h2', now: new Date(0) });
+    const t = await touchBuilder(old, { env, now: new Date('2026-03-04T05:06:07Z') });
+    assert.equal(t.lastActivity, '2026-03-04T05:06:07.000Z');
+    assert.equal(t.nodes.length, 2);
+    assert.equal((await resolveBuilder('far', { env })).lastActivity, '2026-03-04T05:06:07.000Z');
+    assert.equal(await touchBuilder(defaultBuilder, { env }), defaultBuilder);
+  } finally {
+    await rm(root, { recursive: true, force: true });
+  }
 });

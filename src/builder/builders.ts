@@ -10,7 +10,13 @@
  * Every operation takes `env` (default `process.env`): `$POLYARCH_ROOT` selects the state
  * root, `$POLYARCH_BUILDER` / `$BUILDX_BUILDER` the builder when none is named.
  */
-import { formatPlatform, type Platform, parsePlatformList } from '../platform/index.js';
+import {
+  formatPlatform,
+  newMatcher,
+  type Platform,
+  type PlatformLike,
+  parsePlatformList,
+} from '../platform/index.js';
 import { PolyarchError, UsageError } from '../util/errors.js';
 import { driverFor, mergePlatforms } from './driver.js';
 import { generateName } from './names.js';
@@ -242,6 +248,35 @@ export async function bootstrapBuilder(b: Builder): Promise<NodeState[]> {
 export async function builderPlatforms(b: Builder): Promise<Platform[]> {
   const states = await bootstrapBuilder(b);
   return states.reduce<Platform[]>((acc, s) => mergePlatforms(acc, s.info?.platforms ?? []), []);
+}
+
+/**
+ * The node that should build `platform` (buildx's choice): the first node that pinned it,
+ * else the first node that can build it, else undefined. Nodes with errors are skipped.
+ */
+export function pickNode(states: readonly NodeState[], platform: PlatformLike): NodeState | undefined {
+  const m = newMatcher(platform);
+  return (
+    states.find((s) => s.info && s.node.platforms.some((p) => m.match(p))) ??
+    states.find((s) => s.info?.platforms.some((p) => m.match(p)))
+  );
+}
+
+/**
+ * Records that `b` was just used (the `Last Activity:` of inspect; buildx updates it on
+ * every build). `default` has none. Returns the updated builder.
+ */
+export async function touchBuilder(b: Builder, opts: StoreOptions & { now?: Date } = {}): Promise<Builder> {
+  if (b.name === DEFAULT_BUILDER) return b;
+  const store = BuilderStore.open(opts.env);
+  return store.withLock(async () => {
+    // Re-read under the lock so a concurrent `create --append` is not undone.
+    const current = await store.get(b.name);
+    if (!current) throw notFound(b.name);
+    const next: Builder = { ...current, lastActivity: (opts.now ?? new Date()).toISOString() };
+    await store.put(next);
+    return next;
+  });
 }
 
 /** Each platform formatted, pinned ones marked `*` as buildx does (`linux/arm64*`). */

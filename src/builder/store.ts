@@ -10,14 +10,15 @@
  * Every file is replaced atomically (a temp file `.tmp-*` in the same directory, fsynced,
  * renamed over the old one, then the directory fsynced), so a writer killed at any point
  * leaves either the old file or the new one; readers ignore temp files. Read-modify-write
- * sequences (create --append, rm) run under `withLock`. The `default` builder is never
+ * sequences (create --append, rm) run under `withLock`, which also removes temp files
+ * left by writers that died. The `default` builder is never
  * stored: it is synthesised by `get`/`list`.
  */
 import { randomBytes } from 'node:crypto';
 import { constants } from 'node:fs';
 import { mkdir, open, readdir, readFile, rename, unlink } from 'node:fs/promises';
 import { join } from 'node:path';
-import { acquireLock, stateRoot } from '../content/index.js';
+import { acquireLock, pidAlive, stateRoot } from '../content/index.js';
 import { formatPlatform, platform } from '../platform/index.js';
 import { errorMessage, PolyarchError } from '../util/errors.js';
 import { type Builder, type BuilderNode, DEFAULT_BUILDER, isDriverName } from './types.js';
@@ -263,11 +264,20 @@ export class BuilderStore {
     await writeFileAtomic(this.dir, 'current', `${validateName(name)}\n`);
   }
 
+  /** Deletes `.tmp-<file>-<pid>-<rand>` files whose writer no longer runs (killed mid-write). */
+  async #removeDeadTemps(): Promise<void> {
+    for (const f of await readdir(this.dir)) {
+      const m = /^\.tmp-.*-(\d+)-[0-9a-f]+$/.exec(f);
+      if (m && !pidAlive(Number(m[1]))) await unlink(join(this.dir, f)).catch(() => {});
+    }
+  }
+
   /** Runs `fn` holding the store's lock, for read-modify-write sequences. */
   async withLock<T>(fn: () => Promise<T>): Promise<T> {
     await mkdir(this.dir, { recursive: true });
     const release = await acquireLock(join(this.dir, '.lock'));
     try {
+      await this.#removeDeadTemps();
       return await fn();
     } finally {
       await release();
