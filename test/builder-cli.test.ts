@@ -170,6 +170,30 @@ describe('builder instances through the CLI', { concurrency: false }, () => {
       'ERROR: bootstrapping builder far: node far0 (ssh://ci@arm1): the ssh driver cannot reach nodes yet (not implemented)\n',
     );
     assert.equal(boot.stdout, '');
+    // JSON: one object per builder and line.
+    const lines = ok(['ls', '--format', 'json'])
+      .trimEnd()
+      .split('\n')
+      .map((l) => JSON.parse(l));
+    assert.deepEqual(
+      lines.map((b) => [b.Name, b.Driver, b.Current]),
+      [
+        ['far', 'ssh', false],
+        ['default', 'local', true],
+      ],
+    );
+    assert.deepEqual(lines[0].Nodes[1], {
+      Name: 'power',
+      Endpoint: 'ssh://ci@p9:2222',
+      Pinned: ['linux/ppc64le'],
+      Error: 'node power (ssh://ci@p9:2222): the ssh driver cannot reach nodes yet (not implemented)',
+    });
+    assert.equal(lines[1].Nodes[0].Status, 'running');
+    assert.deepEqual(lines[1].Nodes[0].Platforms[0], {
+      architecture: hostPlatform().architecture,
+      os: 'linux',
+    });
+    assert.equal(run(['ls', '--format', 'yaml']).status, 2);
     // --all-inactive removes builders with no running node, never default.
     const rm = run(['rm', '--all-inactive']);
     assert.equal(rm.status, 0, rm.stderr);

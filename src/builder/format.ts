@@ -3,8 +3,10 @@
  *
  *   formatBuilderTable(builders, current, statesByName)  // `ls`
  *   formatBuilderInspect(builder, states)                // `inspect`
+ *   builderJson(builder, states)                         // `ls --format json`, one line each
  */
 import { formatNodePlatforms, platformLabels } from './builders.js';
+import { formatPlatform as formatPlatformLabel, toOciPlatform } from '../platform/index.js';
 import type { Builder, NodeState } from './types.js';
 
 /**
@@ -144,4 +146,36 @@ export function formatBuilderInspect(b: Builder, states: readonly NodeState[]): 
     return alignFields(f);
   });
   return `${alignFields(head)}\nNodes:\n${blocks.join('\n')}`;
+}
+
+/**
+ * One builder as `ls --format json` prints it (buildx's field names): Name, Driver,
+ * LastActivity, Dynamic, Nodes[] with Name, Endpoint, Status, Version, Platforms (OCI
+ * platform objects, pinned first), Pinned (the `--platform` ones, as strings), and Error
+ * instead of Status/Version/Platforms when the node did not answer.
+ */
+export function builderJson(
+  b: Builder,
+  states: readonly NodeState[],
+  current: boolean,
+): Record<string, unknown> {
+  return {
+    Name: b.name,
+    Driver: b.driver,
+    Current: current,
+    ...(b.lastActivity ? { LastActivity: b.lastActivity } : {}),
+    Dynamic: false,
+    Nodes: states.map((s) => ({
+      Name: s.node.name,
+      Endpoint: s.node.endpoint,
+      Pinned: s.node.platforms.map((p) => formatPlatformLabel(p)),
+      ...(s.info
+        ? {
+            Status: s.info.status,
+            Version: s.info.version,
+            Platforms: s.info.platforms.map((p) => toOciPlatform(p)),
+          }
+        : { Error: s.error ? oneLine(s.error) : 'no answer' }),
+    })),
+  };
 }
