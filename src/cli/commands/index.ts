@@ -7,11 +7,16 @@ import type { Command } from 'commander';
 import type { CliContext } from '../context.js';
 import * as binfmt from './binfmt.js';
 import * as build from './build.js';
+import * as create from './create.js';
 import * as du from './du.js';
 import * as images from './images.js';
+import * as inspect from './inspect.js';
+import * as ls from './ls.js';
 import * as prune from './prune.js';
+import * as rm from './rm.js';
 import * as rmi from './rmi.js';
 import * as tag from './tag.js';
+import * as use from './use.js';
 import * as version from './version.js';
 
 export type Register = (program: Command, ctx: CliContext) => void;
@@ -24,5 +29,10 @@ export const commands: Register[] = [
   prune.register,
   du.register,
   binfmt.register,
+  create.register,
+  use.register,
+  ls.register,
+  inspect.register,
+  rm.register,
   version.register,
 ];
