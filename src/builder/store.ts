@@ -14,11 +14,11 @@
  * left by writers that died. The `default` builder is never
  * stored: it is synthesised by `get`/`list`.
  */
-import { randomBytes } from 'node:crypto';
-import { constants } from 'node:fs';
-import { mkdir, open, readdir, readFile, rename, unlink } from 'node:fs/promises';
+import { mkdir, readdir, readFile, unlink } from 'node:fs/promises';
 import { join } from 'node:path';
-import { acquireLock, pidAlive, stateRoot } from '../content/index.js';
+import { stateRoot } from '../content/index.js';
+import { acquireLock, pidAlive } from '../util/lock.js';
+import { fsyncDir, writeFileAtomic } from '../util/fs.js';
 import { formatPlatform, platform } from '../platform/index.js';
 import { errorMessage, PolyarchError } from '../util/errors.js';
 import { type Builder, type BuilderNode, DEFAULT_BUILDER, isDriverName } from './types.js';
@@ -117,34 +117,6 @@ export function decodeBuilder(text: string, file: string): Builder {
     dynamic: false,
     ...(typeof s.lastActivity === 'string' ? { lastActivity: s.lastActivity } : {}),
   };
-}
-
-async function fsyncDir(dir: string): Promise<void> {
-  const fh = await open(dir, constants.O_RDONLY);
-  try {
-    await fh.sync();
-  } finally {
-    await fh.close();
-  }
-}
-
-/** Replaces `path` with `data` atomically: temp file in the same directory, fsync, rename, fsync dir. */
-export async function writeFileAtomic(dir: string, name: string, data: string): Promise<void> {
-  const tmp = join(dir, `.tmp-${name}-${process.pid}-${randomBytes(4).toString('hex')}`);
-  try {
-    const fh = await open(tmp, 'wx', 0o644);
-    try {
-      await fh.writeFile(data);
-      await fh.sync();
-    } finally {
-      await fh.close();
-    }
-    await rename(tmp, join(dir, name));
-  } catch (err) {
-    await unlink(tmp).catch(() => {});
-    throw new PolyarchError('IO', `writing ${join(dir, name)}: ${errorMessage(err)}`, { cause: err });
-  }
-  await fsyncDir(dir);
 }
 
 const notFound = (err: unknown) => (err as NodeJS.ErrnoException)?.code === 'ENOENT';
