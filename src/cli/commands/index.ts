@@ -10,9 +10,15 @@ import * as build from './build.js';
 import * as create from './create.js';
 import * as du from './du.js';
 import * as images from './images.js';
+import * as imagetools from './imagetools.js';
 import * as inspect from './inspect.js';
+import * as login from './login.js';
+import * as logout from './logout.js';
 import * as ls from './ls.js';
+import * as manifest from './manifest.js';
 import * as prune from './prune.js';
+import * as pull from './pull.js';
+import * as push from './push.js';
 import * as rm from './rm.js';
 import * as rmi from './rmi.js';
 import * as tag from './tag.js';
@@ -23,11 +29,17 @@ export type Register = (program: Command, ctx: CliContext) => void;
 
 export const commands: Register[] = [
   build.register,
+  imagetools.register,
+  manifest.register,
+  pull.register,
+  push.register,
   images.register,
   tag.register,
   rmi.register,
   prune.register,
   du.register,
+  login.register,
+  logout.register,
   binfmt.register,
   create.register,
   use.register,
