@@ -4,7 +4,7 @@
  * inspect formats, and one-line errors.
  */
 import assert from 'node:assert/strict';
-import { existsSync, readdirSync, readFileSync, statSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, readdirSync, readFileSync, statSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { Readable } from 'node:stream';
 import { describe, test } from 'node:test';
@@ -15,7 +15,7 @@ import { push } from '../src/image/push.js';
 import { type Digest, MediaType } from '../src/oci/index.js';
 import { RegistryClient } from '../src/registry/client.js';
 import { type TransferEvent, TransferProgress } from '../src/registry/progress.js';
-import { parseReference } from '../src/registry/reference.js';
+import { parseReference } from '../src/oci/reference.js';
 import {
   assertOneLineError,
   cli,
@@ -452,6 +452,95 @@ describe('registry CLI', () => {
     );
   });
 
+  test('imagetools inspect prints descriptor annotations in their own aligned block', () => {
+    const reg = requireEnv('POLYARCH_TEST_REGISTRY');
+    const a = seed(reg, 'annot');
+    const home = tempDir('home');
+    const target = `${reg}/${uniqueRepo('annot-t')}:1`;
+    const made = cli(
+      [
+        'imagetools',
+        'create',
+        '-t',
+        target,
+        '--platform',
+        'linux/arm64',
+        '--annotation',
+        'manifest-descriptor:org.example.k=v1',
+        '--annotation',
+        'manifest-descriptor:org.example.longer.key=v2',
+        a.ref,
+      ],
+      home,
+    );
+    assert.equal(made.status, 0, made.stderr);
+    const digest = made.stdout.trim().split('@')[1];
+    const out = cli(['imagetools', 'inspect', target], home).stdout;
+    const child = a.img.platforms.get('linux/arm64')!.manifest;
+    assert.equal(
+      out,
+      [
+        `Name:      ${target}`,
+        `MediaType: ${MediaType.OciIndex}`,
+        `Digest:    ${digest}`,
+        '           ',
+        'Manifests: ',
+        `  Name:        ${target}@${child}`,
+        `  MediaType:   ${MediaType.OciManifest}`,
+        '  Platform:    linux/arm64',
+        '  Annotations: ',
+        '    org.example.k:          v1',
+        '    org.example.longer.key: v2',
+        '',
+      ].join('\n'),
+    );
+  });
+
+  test('token auth with an identity token (OAuth2 refresh-token grant) from config.json', async () => {
+    const tok = requireEnv('POLYARCH_TEST_REGISTRY_TOKEN');
+    const realm = requireEnv('POLYARCH_TEST_TOKEN_REALM');
+    const service = requireEnv('POLYARCH_TEST_TOKEN_SERVICE');
+    const user = requireEnv('POLYARCH_TEST_REGISTRY_USER');
+    const password = requireEnv('POLYARCH_TEST_REGISTRY_PASSWORD');
+    // Get a refresh token the way `docker login` does for OAuth registries.
+    const res = await fetch(realm, {
+      method: 'POST',
+      headers: { 'content-type': 'application/x-www-form-urlencoded' },
+      body: new URLSearchParams({
+        grant_type: 'password',
+        username: user,
+        password,
+        service,
+        client_id: 'polyarch-test',
+        access_type: 'offline',
+      }).toString(),
+    });
+    assert.equal(res.status, 200);
+    const refresh = ((await res.json()) as { refresh_token?: string }).refresh_token;
+    assert.ok(refresh, 'the token server issued a refresh token');
+    const reg = requireEnv('POLYARCH_TEST_REGISTRY');
+    const { img, ref } = seed(reg, 'identity');
+    const home = tempDir('home');
+    assert.equal(cli(['pull', '-a', ref], home).status, 0);
+    mkdirSync(join(home, 'docker'), { recursive: true });
+    writeFileSync(
+      join(home, 'docker', 'config.json'),
+      JSON.stringify({ auths: { [tok]: { identitytoken: refresh } } }),
+    );
+    const target = `${tok}/${uniqueRepo('identity')}:1`;
+    const pushed = cli(['push', '-q', ref, target], home);
+    assert.equal(pushed.status, 0, pushed.stderr);
+    assert.equal(pushed.stdout, `${img.indexDigest}\n`);
+    writeFileSync(
+      join(home, 'docker', 'config.json'),
+      JSON.stringify({ auths: { [tok]: { identitytoken: 'revoked' } } }),
+    );
+    assertOneLineError(
+      cli(['push', ref, `${tok}/${uniqueRepo('identity')}:2`], home),
+      /authentication failed at/,
+    );
+  });
+
   test('the test environment busybox index pulls per platform', async () => {
     const bb = requireEnv('POLYARCH_TEST_BUSYBOX');
     const s = await ContentStore.open(join(tempDir('store'), 'bb'));
@@ -459,5 +548,18 @@ describe('registry CLI', () => {
     assert.deepEqual(r.platforms, ['linux/arm64']);
     const text = String(await inspectImage(bb));
     assert.equal((text.match(/^ {2}Platform:/gm) ?? []).length >= 5, true, text);
+  });
+
+  test('docker.io names resolve through the configured mirror (no Docker Hub here)', () => {
+    const config = requireEnv('POLYARCH_TEST_CONFIG');
+    const bb = requireEnv('POLYARCH_TEST_BUSYBOX');
+    const home = tempDir('home');
+    const r = cli(['pull', '--platform', 'linux/arm/v7', 'busybox'], home, {
+      env: { POLYARCH_CONFIG: config },
+    });
+    assert.equal(r.status, 0, r.stderr);
+    assert.match(r.stdout, /\ndocker\.io\/library\/busybox:latest\n$/);
+    const direct = cli(['imagetools', 'inspect', '--format', '{{json .Manifest}}', bb], home);
+    assert.equal(r.stdout.split('\n')[0], `Digest: ${JSON.parse(direct.stdout).digest}`);
   });
 });

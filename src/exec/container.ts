@@ -37,6 +37,7 @@ import { performance } from 'node:perf_hooks';
 import { ContentStore } from '../content/store.js';
 import { stateRoot, storeDir } from '../content/paths.js';
 import { lookupRef } from '../content/images.js';
+import { normalizeName } from '../content/refname.js';
 import type { Descriptor, ImageConfig } from '../oci/index.js';
 import { isIndexType, isManifestType, parseImageConfig, parseImageDocument } from '../oci/index.js';
 import {
@@ -52,7 +53,6 @@ import {
   parsePlatform,
   probePlatform,
 } from '../platform/index.js';
-import { formatReference, parseReference } from '../registry/reference.js';
 import type { TransferProgress } from '../registry/progress.js';
 import { Snapshotter } from '../snapshot/overlay.js';
 import { unpackImage } from '../snapshot/unpack.js';
@@ -256,7 +256,6 @@ export async function resolveImage(
 ): Promise<{ name: string; variants: ImageVariant[] }> {
   const policy = opts.pull ?? 'missing';
   const { store } = opts;
-  const normalize = (r: string) => formatReference(parseReference(r));
   const doPull = async (platforms: string[] | undefined, all: boolean) => {
     // Loaded only when needed: the registry client (undici) costs ~0.2 s of start-up.
     const { pull } = await import('../image/pull.js');
@@ -273,7 +272,7 @@ export async function resolveImage(
     lookupRef(store, ref, {
       normalize: (r) => {
         try {
-          return normalize(r);
+          return normalizeName(r);
         } catch {
           return r; // not a valid reference: maybe an image ID, lookupRef tries that next
         }

@@ -21,7 +21,7 @@ import {
 import type { RegistryClient } from '../registry/client.js';
 import { RegistryError } from '../registry/errors.js';
 import { mapLimit, type TransferEvent, type TransferProgress } from '../registry/progress.js';
-import { formatReference, parseReference, type Reference, withDigest } from '../registry/reference.js';
+import { formatReference, parseReference, type Reference, withDigest } from '../oci/reference.js';
 import { PolyarchError } from '../util/errors.js';
 import type { ContentStore } from '../content/index.js';
 import {
@@ -29,6 +29,7 @@ import {
   formatPlatform,
   hostPlatform,
   newMatcher,
+  normalizePlatform,
   only,
   type PlatformSpec,
   parsePlatform,
@@ -63,7 +64,7 @@ export interface PullResult {
   /** The normalised reference the image is stored under. */
   name: string;
   descriptor: Descriptor;
-  /** Platforms fetched (`linux/amd64`), empty for a single manifest without platform info. */
+  /** Platforms fetched, normalised (`linux/arm64`, not `linux/arm64/v8`). */
   platforms: string[];
 }
 
@@ -140,7 +141,8 @@ async function pullWith(
       manifests = entries.filter((d) => chosen.has(d));
     }
     for (const d of manifests)
-      if (!isAttestation(d) && d.platform) fetched.push(formatPlatform(descriptorPlatform(d)!));
+      if (!isAttestation(d) && d.platform)
+        fetched.push(formatPlatform(normalizePlatform(descriptorPlatform(d)!)));
   }
 
   // Fetch child manifests (small), collecting their blobs.
@@ -199,7 +201,7 @@ async function pullWith(
         'NOT_FOUND',
         `the image is ${formatPlatform(has)} only, not ${wanted.map((p) => formatPlatform(p)).join(', ')}`,
       );
-    fetched.push(formatPlatform(has));
+    fetched.push(formatPlatform(normalizePlatform(has)));
   }
 
   for (const c of childDocs) {

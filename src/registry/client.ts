@@ -15,7 +15,7 @@ import { type Descriptor, type Digest, MediaType, sha256Digest } from '../oci/in
 import { PolyarchError } from '../util/errors.js';
 import { RegistryError } from './errors.js';
 import type { TransferEvent } from './progress.js';
-import { formatReference, manifestReference, type Reference, repositoryName } from './reference.js';
+import { formatReference, manifestReference, type Reference, repositoryName } from '../oci/reference.js';
 import { header, pullScope, pushScope, Transport, type TransportOptions } from './transport.js';
 
 /** Largest manifest accepted, as containerd's limit. */
@@ -240,7 +240,7 @@ export class RegistryClient {
     let resumes = 0;
     progress?.({ status: 'start', done: sink.offset, total: desc.size });
     try {
-      for (;;) {
+      while (sink.offset < desc.size || desc.size === 0) {
         const offset = sink.offset;
         const res = await this.transport.request({
           host: ref.domain,
@@ -270,12 +270,15 @@ export class RegistryClient {
             await sink.write(c);
             progress?.({ status: 'progress', done: sink.offset, total: desc.size });
           }
-          break;
+          // A body that ended early without an error is a drop too: resume below.
+          if (sink.offset >= desc.size) break;
+          if (resumes++ >= RESUMES)
+            throw new PolyarchError('SIZE_MISMATCH', `${what}: got ${sink.offset} of ${desc.size} bytes`);
         } catch (err) {
           if (err instanceof PolyarchError || resumes++ >= RESUMES) throw err;
           res.body.destroy();
-          progress?.({ status: 'resume', done: sink.offset, total: desc.size });
         }
+        progress?.({ status: 'resume', done: sink.offset, total: desc.size });
       }
       await sink.commit();
       progress?.({ status: 'done', done: desc.size, total: desc.size });

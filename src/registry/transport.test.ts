@@ -65,13 +65,13 @@ test('Retry-After: seconds and HTTP dates', () => {
 });
 
 /** A real HTTP server answering from a script of statuses; counts requests. */
-async function scripted(statuses: Array<[number, Record<string, string>?]>) {
+async function scripted(statuses: Array<[number, Record<string, string>?, string?]>) {
   let n = 0;
   const server = createServer((_req, res) => {
-    const [status, headers] = statuses[Math.min(n, statuses.length - 1)]!;
+    const [status, headers, body] = statuses[Math.min(n, statuses.length - 1)]!;
     n++;
     res.writeHead(status, { 'content-type': 'application/json', ...headers });
-    res.end(status >= 400 ? '{"errors":[{"code":"UNAVAILABLE","message":"try later"}]}' : '{}');
+    res.end(body ?? (status >= 400 ? '{"errors":[{"code":"UNAVAILABLE","message":"try later"}]}' : '{}'));
   });
   await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
   const host = `127.0.0.1:${(server.address() as { port: number }).port}`;
@@ -113,6 +113,32 @@ test('transport gives up after the retry bound with the registry code', async ()
       },
     );
     assert.equal(s.count(), 3);
+  } finally {
+    await t.close();
+    await s.close();
+  }
+});
+
+test('the error body decides: a temporary code is retried, a permanent one is not', async () => {
+  const s = await scripted([
+    [400, {}, '{"errors":[{"code":"TOOMANYREQUESTS","message":"slow down"}]}'],
+    [404, {}, '{"errors":[{"code":"MANIFEST_UNKNOWN","message":"manifest unknown"}]}'],
+    [200],
+  ]);
+  const t = new Transport({ backoffMs: 1, credentials: async () => undefined });
+  try {
+    await assert.rejects(
+      t.request({
+        host: s.host,
+        method: 'GET',
+        path: '/v2/x/manifests/1',
+        scopes: [],
+        expect: [200],
+        what: 'GET manifest x:1',
+      }),
+      /^.*GET manifest x:1: MANIFEST_UNKNOWN: manifest unknown$/,
+    );
+    assert.equal(s.count(), 2, 'retried once after TOOMANYREQUESTS, then stopped at MANIFEST_UNKNOWN');
   } finally {
     await t.close();
     await s.close();

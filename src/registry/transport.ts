@@ -155,6 +155,7 @@ export class Transport {
   readonly #challenges = new Map<string, Challenge>();
   readonly #tokens = new Map<string, { token: string; expires: number }>();
   readonly #pending = new Map<string, Promise<void>>();
+  readonly #warnedMirrors = new Set<string>();
   readonly #creds = new Map<string, Promise<Credentials | undefined>>();
 
   constructor(opts: TransportOptions = {}) {
@@ -346,7 +347,11 @@ export class Transport {
       try {
         return await this.#requestHost(m, spec);
       } catch (err) {
-        this.#warn(`mirror ${m} failed for ${spec.what} (${errorMessage(err)}); trying ${spec.host}`);
+        // One warning per mirror: a dead mirror would otherwise warn once per blob.
+        if (!this.#warnedMirrors.has(m)) {
+          this.#warnedMirrors.add(m);
+          this.#warn(`mirror ${m} failed for ${spec.what} (${errorMessage(err)}); trying ${spec.host}`);
+        }
       }
     }
     return this.#requestHost(spec.host, spec);
@@ -390,15 +395,9 @@ export class Transport {
     const retries = spec.retries ?? this.#opts.retries;
     for (let attempt = 0; ; attempt++) {
       let wait = Math.min(this.#opts.backoffMs * 2 ** attempt, this.#opts.maxDelayMs);
+      let res: Omit<Response, 'servedBy'>;
       try {
-        const res = await this.#send(host, spec, auth);
-        const temporary =
-          res.status === 429 || res.status === 502 || res.status === 503 || res.status === 504;
-        if (!temporary || attempt >= retries || spec.expect.includes(res.status)) return res;
-        const ra = header(res, 'retry-after');
-        await res.body.dump();
-        const asked = ra ? (/^\d+$/.test(ra) ? Number(ra) * 1000 : Date.parse(ra) - Date.now()) : Number.NaN;
-        if (!Number.isNaN(asked)) wait = Math.min(Math.max(asked, 0), this.#opts.maxDelayMs);
+        res = await this.#send(host, spec, auth);
       } catch (err) {
         const code = (err as { code?: string }).code ?? '';
         const tls = tlsTrustError(err);
@@ -413,7 +412,16 @@ export class Transport {
             cause: err,
             temporary: RETRY_NET.has(code),
           });
+        await sleep(wait);
+        continue;
       }
+      if (spec.expect.includes(res.status) || res.status === 401) return res;
+      // A failure: the registry's error body decides whether it is worth another try
+      // (429, 5xx, and codes like TOOMANYREQUESTS or UNAVAILABLE are temporary).
+      const text = await res.body.text().catch(() => '');
+      const e = responseError(spec.what, res.status, text.slice(0, 65536), header(res, 'retry-after'));
+      if (!e.temporary || attempt >= retries) throw e;
+      if (e.retryAfterMs !== undefined) wait = Math.min(e.retryAfterMs, this.#opts.maxDelayMs);
       await sleep(wait);
     }
   }
