@@ -28,12 +28,15 @@ interface Run {
   stderr: string;
 }
 
-function polyarch(args: string[], opts: { input?: string; env?: Record<string, string> } = {}): Run {
+function polyarch(
+  args: string[],
+  opts: { input?: string; env?: Record<string, string>; root?: string } = {},
+): Run {
   const r = spawnSync(bin, args, {
     encoding: 'utf8',
     input: opts.input ?? '',
     timeout: 120_000,
-    env: { ...process.env, POLYARCH_ROOT: root, POLYARCH_CONFIG: env.config, ...opts.env },
+    env: { ...process.env, POLYARCH_ROOT: opts.root ?? root, POLYARCH_CONFIG: env.config, ...opts.env },
   });
   return { status: r.status, stdout: r.stdout, stderr: r.stderr };
 }
@@ -138,34 +141,39 @@ describe('local images', () => {
 
 describe('image resolution', () => {
   test('the store first: pulled platforms run with the registry gone; missing ones are fetched while it is up', async () => {
+    // A fresh state root: the shared one holds these blobs already (from the test registry).
+    const own = await mkdtemp(join(root, 'resolve-'));
+    const pa = (args: string[]) => polyarch(args, { root: own });
     const reg = await startRegistry();
     const ref = `${reg.host}/resolve/busybox:1`;
     try {
       await pushBusybox(env.busyboxLayout, ref);
-      assert.equal(ok(polyarch(['run', '--rm', ref, 'uname', '-m'])).stdout, 'x86_64\n');
-      const images = ok(polyarch(['images'])).stdout;
+      assert.equal(ok(pa(['run', '--rm', ref, 'uname', '-m'])).stdout, 'x86_64\n');
+      const images = ok(pa(['images'])).stdout;
       assert.match(images, new RegExp(`${reg.host}/resolve/busybox\\s+1\\s+linux/amd64`));
       assert.doesNotMatch(images, new RegExp(`${reg.host}/resolve/busybox\\s+1\\s+linux/s390x`));
       // s390x is in the stored index but its blobs are not: fetched on demand.
       assert.equal(
-        ok(polyarch(['run', '--rm', '--platform', 'linux/s390x', ref, 'uname', '-m'])).stdout,
+        ok(pa(['run', '--rm', '--platform', 'linux/s390x', ref, 'uname', '-m'])).stdout,
         's390x\n',
       );
     } finally {
       await reg.stop();
     }
-    assert.equal(ok(polyarch(['run', '--rm', ref, 'uname', '-m'])).stdout, 'x86_64\n');
-    assert.equal(
-      ok(polyarch(['run', '--rm', '--platform', 'linux/s390x', ref, 'uname', '-m'])).stdout,
-      's390x\n',
-    );
-    const arm = polyarch(['run', '--rm', '--platform', 'linux/arm64', ref, 'true']);
+    assert.equal(ok(pa(['run', '--rm', ref, 'uname', '-m'])).stdout, 'x86_64\n');
+    assert.equal(ok(pa(['run', '--rm', '--platform', 'linux/s390x', ref, 'uname', '-m'])).stdout, 's390x\n');
+    const arm = pa(['run', '--rm', '--platform', 'linux/arm64', ref, 'true']);
     assert.equal(arm.status, 1);
     assert.match(arm.stderr, /^ERROR: pulling /);
-    const never = polyarch(['run', '--rm', '--pull', 'never', '--platform', 'linux/arm64', ref, 'true']);
+    const never = pa(['run', '--rm', '--pull', 'never', '--platform', 'linux/arm64', ref, 'true']);
     assert.match(never.stderr, /linux\/arm64 is not in the local store \(and --pull=never\)/);
-    const always = polyarch(['run', '--rm', '--pull', 'always', ref, 'true']);
+    const always = pa(['run', '--rm', '--pull', 'always', ref, 'true']);
     assert.equal(always.status, 1, '--pull always asks the (stopped) registry');
+    const snaps = await Snapshotter.open({ root: own });
+    assert.deepEqual(
+      (await snaps.list()).filter((x) => x.kind === 'active' || x.key.startsWith('container:')),
+      [],
+    );
   });
 });
 
