@@ -313,6 +313,28 @@ describe('options', () => {
     );
   });
 
+  test('-i passes stdin; without it the container reads /dev/null', () => {
+    assert.equal(
+      ok(polyarch(['run', '--rm', '-i', env.busybox, 'cat'], { input: 'hello\n' })).stdout,
+      'hello\n',
+    );
+    assert.equal(ok(polyarch(['run', '--rm', env.busybox, 'cat'], { input: 'hello\n' })).stdout, '');
+  });
+
+  test('-t gives the process a terminal when polyarch has one (under script(1))', () => {
+    const cmd = `${bin} run --rm -t -i ${env.busybox} sh -c 'tty; exit 4'`;
+    const r = spawnSync('script', ['-qec', cmd, '/dev/null'], {
+      encoding: 'utf8',
+      timeout: 60_000,
+      env: { ...process.env, POLYARCH_ROOT: root, POLYARCH_CONFIG: env.config },
+    });
+    assert.equal(r.status, 4, r.stderr);
+    assert.match(r.stdout, /\/dev\/pts\/\d+\r?\n/);
+    const piped = polyarch(['run', '--rm', '-t', env.busybox, 'sh', '-c', 'tty']);
+    assert.equal(piped.status, 1, 'no terminal without one to give');
+    assert.match(piped.stderr, /^WARNING: -t ignored: stdin is not a terminal$/m);
+  });
+
   test('--network none leaves only the loopback interface', () => {
     const r = ok(polyarch(['run', '--rm', '--network', 'none', env.busybox, 'ls', '/sys/class/net']));
     assert.equal(r.stdout, 'lo\n');
