@@ -8,7 +8,13 @@ import type { CliContext } from '../context.js';
 import * as binfmt from './binfmt.js';
 import * as du from './du.js';
 import * as images from './images.js';
+import * as imagetools from './imagetools.js';
+import * as login from './login.js';
+import * as logout from './logout.js';
+import * as manifest from './manifest.js';
 import * as prune from './prune.js';
+import * as pull from './pull.js';
+import * as push from './push.js';
 import * as rmi from './rmi.js';
 import * as tag from './tag.js';
 import * as version from './version.js';
@@ -21,6 +27,12 @@ export const commands: Register[] = [
   rmi.register,
   prune.register,
   du.register,
+  pull.register,
+  push.register,
+  login.register,
+  logout.register,
+  imagetools.register,
+  manifest.register,
   binfmt.register,
   version.register,
 ];

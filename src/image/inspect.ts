@@ -1,0 +1,234 @@
+/**
+ * `imagetools inspect` and `manifest inspect`: what a registry holds for a reference, in
+ * buildx's and docker's output formats.
+ *
+ *   await inspectImage('127.0.0.1:5000/app:1', { client });                    // human text
+ *   await inspectImage(ref, { client, raw: true });                          // registry bytes
+ *   await inspectImage(ref, { client, format: '{{json .Manifest}}' });       // template
+ *   await manifestInspect(ref, { client, verbose: false });                  // docker JSON
+ */
+import type { Descriptor, ImageConfig } from '../oci/index.js';
+import { isIndexType, parseImageConfig, parseImageDocument } from '../oci/index.js';
+import type { FetchedManifest, RegistryClient } from '../registry/client.js';
+import { formatReference, parseReference, type Reference, withDigest } from '../registry/reference.js';
+import { UsageError } from '../util/errors.js';
+import { descriptorPlatform, isAttestation, openClient, withContext } from './remote.js';
+import { formatPlatform } from '../platform/index.js';
+
+export interface InspectOptions {
+  client?: RegistryClient;
+  /** Print the registry's bytes unchanged. */
+  raw?: boolean;
+  /** `json`, or a Go-template subset: `{{json .Manifest}}`, `{{json .Image}}`, `{{.Name}}`, `{{.Manifest.Digest}}`. */
+  format?: string;
+  env?: NodeJS.ProcessEnv;
+}
+
+/** Returns what to print (text ends with a newline, except --raw which is the exact bytes). */
+export async function inspectImage(input: string, opts: InspectOptions = {}): Promise<string | Buffer> {
+  const ref = parseReference(input);
+  const client = opts.client ?? (await openClient({ env: opts.env }));
+  try {
+    const root = await client.getManifest(ref);
+    if (opts.raw) return root.bytes;
+    const format = opts.format ?? '';
+    if (format === '' || format.startsWith('{{.Manifest')) return human(ref, root);
+    const data = await templateData(input, ref, root, client);
+    if (format === 'json') return `${goJson(data)}\n`;
+    return `${renderTemplate(format, data)}\n`;
+  } catch (err) {
+    throw withContext(`inspecting ${formatReference(ref)}`, err);
+  } finally {
+    if (!opts.client) await client.close();
+  }
+}
+
+/** Go's text/tabwriter with minwidth 0, padding 1: one column, aligned per block. */
+function tabBlock(lines: Array<[string, string]>): string {
+  const w = Math.max(...lines.map(([c]) => c.length)) + 1;
+  return lines.map(([c, rest]) => `${c.padEnd(w)}${rest}\n`).join('');
+}
+
+function human(ref: Reference, root: FetchedManifest): string {
+  const doc = parseImageDocument(root.bytes, `manifest ${formatReference(ref)}`, root.mediaType);
+  let out = tabBlock([
+    ['Name:', formatReference(ref)],
+    ['MediaType:', doc.mediaType],
+    ['Digest:', root.digest],
+  ]);
+  if (doc.kind !== 'index' || doc.index.manifests.length === 0) return out;
+  out += tabBlock([
+    ['', ''],
+    ['Manifests:', ''],
+  ]);
+  const pfx = '  ';
+  let block: Array<[string, string]> = [];
+  const flush = () => {
+    if (block.length) out += tabBlock(block);
+    block = [];
+  };
+  doc.index.manifests.forEach((m: Descriptor, i) => {
+    if (i !== 0) block.push(['', '']);
+    block.push([`${pfx}Name:`, formatReference(withDigest(ref, m.digest))]);
+    block.push([`${pfx}MediaType:`, m.mediaType]);
+    if (m.platform) {
+      block.push([`${pfx}Platform:`, formatPlatform(descriptorPlatform(m)!)]);
+      if (m.platform['os.version']) block.push([`${pfx}OSVersion:`, m.platform['os.version']]);
+      if (m.platform['os.features']?.length)
+        block.push([`${pfx}OSFeatures:`, m.platform['os.features'].join(', ')]);
+    }
+    if (m.urls?.length) block.push([`${pfx}URLs:`, m.urls.join(', ')]);
+    const ann = Object.entries(m.annotations ?? {}).sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0));
+    if (ann.length) {
+      block.push([`${pfx}Annotations:`, '']);
+      flush();
+      out += tabBlock(ann.map(([k, v]) => [`${pfx}${pfx}${k}:`, v]));
+    }
+  });
+  flush();
+  return out;
+}
+
+/** The image config in the field order of Go's ocispec Image struct. */
+function goImage(c: ImageConfig): Record<string, unknown> {
+  const order = [
+    'created',
+    'author',
+    'architecture',
+    'os',
+    'os.version',
+    'os.features',
+    'variant',
+    'config',
+    'rootfs',
+    'history',
+  ];
+  const o: Record<string, unknown> = {};
+  const src = c as unknown as Record<string, unknown>;
+  for (const k of order) if (src[k] !== undefined) o[k] = src[k];
+  return o;
+}
+
+interface TemplateData {
+  name: string;
+  manifest: unknown;
+  image?: unknown;
+}
+
+async function configOf(ref: Reference, d: Descriptor, client: RegistryClient): Promise<ImageConfig> {
+  const m = await client.getManifest(withDigest({ domain: ref.domain, path: ref.path }, d.digest));
+  const doc = parseImageDocument(m.bytes, `manifest ${d.digest}`, m.mediaType);
+  if (doc.kind !== 'manifest') throw new UsageError(`manifest ${d.digest} is a nested index`);
+  const bytes = await client.fetchConfig(ref, doc.manifest.config);
+  return parseImageConfig(bytes, `config ${doc.manifest.config.digest}`);
+}
+
+async function templateData(
+  name: string,
+  ref: Reference,
+  root: FetchedManifest,
+  client: RegistryClient,
+): Promise<TemplateData> {
+  const doc = parseImageDocument(root.bytes, `manifest ${formatReference(ref)}`, root.mediaType);
+  if (doc.kind === 'index') {
+    const manifest = {
+      schemaVersion: doc.index.schemaVersion,
+      ...(doc.mediaType && isIndexType(doc.mediaType) ? { mediaType: doc.mediaType } : {}),
+      digest: root.digest,
+      size: root.bytes.length,
+      manifests: doc.index.manifests,
+      ...(doc.index.annotations ? { annotations: doc.index.annotations } : {}),
+    };
+    const images: Record<string, unknown> = {};
+    for (const d of doc.index.manifests) {
+      if (isAttestation(d) || !d.platform) continue;
+      images[formatPlatform(descriptorPlatform(d)!)] = goImage(await configOf(ref, d, client));
+    }
+    const entries = Object.values(images);
+    // buildx: a map when the index has several platforms, the config itself when one.
+    return { name, manifest, image: entries.length === 1 ? entries[0] : images };
+  }
+  const manifest = { mediaType: doc.mediaType, digest: root.digest, size: root.bytes.length };
+  const bytes = await client.fetchConfig(ref, doc.manifest.config);
+  return { name, manifest, image: goImage(parseImageConfig(bytes, `config ${doc.manifest.config.digest}`)) };
+}
+
+/** JSON as Go's json.MarshalIndent(v, "", "  ") writes it (HTML-safe escapes included). */
+function goJson(v: unknown): string {
+  return JSON.stringify(v, null, 2).replace(/[<>&]/g, (c) => `\\u00${c.charCodeAt(0).toString(16)}`);
+}
+
+/** Looks up `.A.B` in the data: Go field names match JSON keys case-insensitively. */
+function lookup(data: unknown, path: string, format: string): unknown {
+  let v: unknown = data;
+  if (path === '.') return v;
+  for (const part of path.slice(1).split('.')) {
+    if (v === null || typeof v !== 'object')
+      throw new UsageError(`template "${format}": cannot read .${part}`);
+    const o = v as Record<string, unknown>;
+    const key = Object.keys(o).find((k) => k.toLowerCase() === part.toLowerCase());
+    if (key === undefined) throw new UsageError(`template "${format}": no field "${part}"`);
+    v = o[key];
+  }
+  return v;
+}
+
+export function renderTemplate(format: string, data: unknown): string {
+  return format.replace(/\{\{-?\s*(.*?)\s*-?\}\}/g, (_m, expr: string) => {
+    const j = /^json\s+(\.[\w.]*)$/.exec(expr);
+    if (j) return goJson(lookup(data, j[1]!, format));
+    if (/^\.[\w.]*$/.test(expr)) {
+      const v = lookup(data, expr, format);
+      return typeof v === 'object' && v !== null ? JSON.stringify(v) : String(v ?? '<no value>');
+    }
+    throw new UsageError(
+      `template "${format}": unsupported action {{${expr}}} (supported: {{.Field}}, {{json .Field}})`,
+    );
+  });
+}
+
+/** docker manifest inspect: the manifest (or list) indented with tabs; --verbose adds Ref/Descriptor/Raw. */
+export async function manifestInspect(
+  input: string,
+  opts: { client?: RegistryClient; verbose?: boolean; env?: NodeJS.ProcessEnv } = {},
+): Promise<string> {
+  const ref = parseReference(input);
+  const client = opts.client ?? (await openClient({ env: opts.env }));
+  try {
+    const root = await client.getManifest(ref);
+    const doc = parseImageDocument(root.bytes, `manifest ${formatReference(ref)}`, root.mediaType);
+    if (!opts.verbose) return `${JSON.stringify(JSON.parse(root.bytes.toString('utf8')), null, '\t')}\n`;
+    const entry = (r: Reference, m: FetchedManifest, platform?: Descriptor['platform']) => {
+      const parsed = JSON.parse(m.bytes.toString('utf8')) as { mediaType?: string };
+      const mt = parsed.mediaType ?? m.mediaType;
+      return {
+        Ref: formatReference(r),
+        Descriptor: {
+          mediaType: mt,
+          digest: m.digest,
+          size: m.bytes.length,
+          ...(platform ? { platform } : {}),
+        },
+        Raw: m.bytes.toString('base64'),
+        [mt.includes('oci') ? 'OCIManifest' : 'SchemaV2Manifest']: parsed,
+      };
+    };
+    if (doc.kind === 'manifest') return `${JSON.stringify(entry(ref, root), null, '\t')}\n`;
+    const list = [];
+    for (const d of doc.index.manifests) {
+      const r = withDigest(ref, d.digest);
+      list.push(
+        entry(
+          r,
+          await client.getManifest(withDigest({ domain: ref.domain, path: ref.path }, d.digest)),
+          d.platform,
+        ),
+      );
+    }
+    return `${JSON.stringify(list, null, '\t')}\n`;
+  } catch (err) {
+    throw withContext(`inspecting ${formatReference(ref)}`, err);
+  } finally {
+    if (!opts.client) await client.close();
+  }
+}

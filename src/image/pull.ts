@@ -1,0 +1,240 @@
+/**
+ * Pulls an image from a registry into the local content store.
+ *
+ *   const r = await pull('127.0.0.1:5000/app:1', { store, platforms: ['linux/arm64'] });
+ *   r.name        // 'docker.io/…' normalised reference the store now names
+ *   r.descriptor  // the root (index or manifest) as tagged
+ *
+ * An index is stored whole, byte for byte (so its digest is the registry's), but only the
+ * selected platforms' manifests, configs and layers are fetched (plus attestation manifests
+ * that refer to them). Default platform: the host's, with containerd's fall-backs (amd64
+ * also takes 386). The root is tagged only after everything it needs is stored, and the
+ * registry is asked for the root manifest before anything is written.
+ */
+import {
+  type Descriptor,
+  type Digest,
+  isIndexType,
+  parseImageConfig,
+  parseImageDocument,
+} from '../oci/index.js';
+import type { RegistryClient } from '../registry/client.js';
+import { RegistryError } from '../registry/errors.js';
+import { mapLimit, type TransferEvent, type TransferProgress } from '../registry/progress.js';
+import { formatReference, parseReference, type Reference, withDigest } from '../registry/reference.js';
+import { PolyarchError } from '../util/errors.js';
+import type { ContentStore } from '../content/index.js';
+import {
+  bestMatch,
+  formatPlatform,
+  hostPlatform,
+  newMatcher,
+  normalizePlatform,
+  only,
+  type PlatformSpec,
+  parsePlatform,
+} from '../platform/index.js';
+import {
+  DEFAULT_CONCURRENCY,
+  descriptorPlatform,
+  isAttestation,
+  openClient,
+  platformList,
+  withContext,
+} from './remote.js';
+
+export interface PullOptions {
+  /** The store, or a function opening it: called only once the registry has answered, so a
+   * failed pull (bad credentials, unknown tag) leaves no trace on disk. */
+  store: ContentStore | (() => Promise<ContentStore>);
+  /** Platforms to fetch (`linux/arm64`); default: the host's. */
+  platforms?: string[];
+  /** Fetch every entry of an index. */
+  all?: boolean;
+  /** A client to reuse; default: one from the user's registries.toml and credentials (closed after). */
+  client?: RegistryClient;
+  progress?: TransferProgress;
+  /** Blobs moved at once; default 4. */
+  concurrency?: number;
+  env?: NodeJS.ProcessEnv;
+  warn?: (message: string) => void;
+}
+
+export interface PullResult {
+  /** The normalised reference the image is stored under. */
+  name: string;
+  descriptor: Descriptor;
+  /** Platforms fetched, normalised (`linux/arm64`, not `linux/arm64/v8`). */
+  platforms: string[];
+}
+
+export async function pull(refInput: string, opts: PullOptions): Promise<PullResult> {
+  const ref = parseReference(refInput);
+  const name = formatReference(ref);
+  for (const p of opts.platforms ?? []) parsePlatform(p, { normalize: true });
+  const client =
+    opts.client ?? (await openClient({ env: opts.env, ...(opts.warn ? { warn: opts.warn } : {}) }));
+  try {
+    return await pullWith(ref, name, client, opts);
+  } catch (err) {
+    throw withContext(`pulling ${name}`, err);
+  } finally {
+    if (!opts.client) await client.close();
+  }
+}
+
+async function pullWith(
+  ref: Reference,
+  name: string,
+  client: RegistryClient,
+  opts: PullOptions,
+): Promise<PullResult> {
+  const limit = opts.concurrency ?? DEFAULT_CONCURRENCY;
+  const emit = (e: TransferEvent) => opts.progress?.emit(e);
+  const wanted = (opts.platforms ?? []).map((p) => parsePlatform(p, { normalize: true }));
+  const root = await client.getManifest(ref).catch((err: unknown) => {
+    if (err instanceof RegistryError && err.status === 404)
+      throw new PolyarchError(
+        'NOT_FOUND',
+        `not found (${err.errors.map((e) => e.code).join(', ') || 'HTTP 404'})`,
+      );
+    throw err;
+  });
+  const doc = parseImageDocument(root.bytes, `manifest ${name}`, root.mediaType);
+  const rootDesc: Descriptor = { mediaType: doc.mediaType, digest: root.digest, size: root.bytes.length };
+
+  // Manifests to fetch (digest → descriptor), then blobs, deduplicated.
+  let manifests: Descriptor[] = [];
+  const fetched: string[] = [];
+  if (doc.kind === 'index') {
+    const entries = doc.index.manifests;
+    if (opts.all) manifests = entries;
+    else {
+      const chosen = new Set<Descriptor>();
+      if (wanted.length) {
+        for (const p of wanted) {
+          const m = entries.find(
+            (d) =>
+              !isAttestation(d) && d.platform !== undefined && newMatcher(p).match(descriptorPlatform(d)!),
+          );
+          if (!m)
+            throw new PolyarchError(
+              'NOT_FOUND',
+              `no image for platform ${formatPlatform(p)} in the index (it has ${platformList(entries)})`,
+            );
+          chosen.add(m);
+        }
+      } else {
+        const m = pickHost(entries);
+        if (!m)
+          throw new PolyarchError(
+            'NOT_FOUND',
+            `no image for the host platform ${formatPlatform(hostPlatform())} in the index (it has ${platformList(entries)}); use --platform`,
+          );
+        chosen.add(m);
+      }
+      // Keep attestations that describe a chosen manifest.
+      for (const d of entries) {
+        const target = d.annotations?.['vnd.docker.reference.digest'];
+        if (isAttestation(d) && target && [...chosen].some((c) => c.digest === target)) chosen.add(d);
+      }
+      manifests = entries.filter((d) => chosen.has(d));
+    }
+    for (const d of manifests)
+      if (!isAttestation(d) && d.platform)
+        fetched.push(formatPlatform(normalizePlatform(descriptorPlatform(d)!)));
+  }
+
+  // Fetch child manifests (small), collecting their blobs.
+  const blobs = new Map<Digest, Descriptor>();
+  const childDocs: Array<{ desc: Descriptor; bytes: Buffer }> = [];
+  const collect = async (desc: Descriptor): Promise<void> => {
+    const m = await client.getManifest(withDigest({ domain: ref.domain, path: ref.path }, desc.digest));
+    const child = parseImageDocument(
+      m.bytes,
+      `manifest ${ref.domain}/${ref.path}@${desc.digest}`,
+      m.mediaType,
+    );
+    if (child.kind === 'index') {
+      await mapLimit(child.index.manifests, limit, collect);
+    } else {
+      blobs.set(child.manifest.config.digest, child.manifest.config);
+      for (const l of child.manifest.layers) if (!l.urls?.length) blobs.set(l.digest, l);
+    }
+    childDocs.push({ desc, bytes: m.bytes });
+  };
+  if (doc.kind === 'index') await mapLimit(manifests, limit, collect);
+  else {
+    blobs.set(doc.manifest.config.digest, doc.manifest.config);
+    for (const l of doc.manifest.layers) if (!l.urls?.length) blobs.set(l.digest, l);
+  }
+
+  const store = typeof opts.store === 'function' ? await opts.store() : opts.store;
+  await mapLimit([...blobs.values()], limit, async (desc) => {
+    if ((await store.size(desc.digest)) === desc.size) {
+      emit({
+        direction: 'pull',
+        kind: 'blob',
+        digest: desc.digest,
+        mediaType: desc.mediaType,
+        status: 'exists',
+        done: desc.size,
+        total: desc.size,
+      });
+      return;
+    }
+    const w = await store.writer({ digest: desc.digest, size: desc.size });
+    await client.fetchBlob(ref, desc, w, (p) =>
+      emit({ direction: 'pull', kind: 'blob', digest: desc.digest, mediaType: desc.mediaType, ...p }),
+    );
+  });
+
+  if (doc.kind === 'manifest') {
+    const cfg = parseImageConfig(await store.readBlob(doc.manifest.config.digest), `config of ${name}`);
+    const has: PlatformSpec = {
+      os: cfg.os,
+      architecture: cfg.architecture,
+      ...(cfg.variant ? { variant: cfg.variant } : {}),
+    };
+    if (wanted.length && !wanted.some((p) => newMatcher(p).match(has)))
+      throw new PolyarchError(
+        'NOT_FOUND',
+        `the image is ${formatPlatform(has)} only, not ${wanted.map((p) => formatPlatform(p)).join(', ')}`,
+      );
+    fetched.push(formatPlatform(normalizePlatform(has)));
+  }
+
+  for (const c of childDocs) {
+    await store.writeBlob(c.bytes, { digest: c.desc.digest, size: c.desc.size });
+    emit({
+      direction: 'pull',
+      kind: 'manifest',
+      digest: c.desc.digest,
+      mediaType: c.desc.mediaType,
+      status: 'done',
+      done: c.desc.size,
+      total: c.desc.size,
+    });
+  }
+  await store.writeBlob(root.bytes, { digest: root.digest, size: root.bytes.length });
+  emit({
+    direction: 'pull',
+    kind: isIndexType(doc.mediaType) ? 'index' : 'manifest',
+    digest: root.digest,
+    mediaType: doc.mediaType,
+    status: 'done',
+    done: root.bytes.length,
+    total: root.bytes.length,
+  });
+  await store.tag(name, rootDesc);
+  return { name, descriptor: rootDesc, platforms: fetched };
+}
+
+/** The index entry for the host: its own platform first, then what it also runs natively (containerd's Only). */
+function pickHost(entries: Descriptor[]): Descriptor | undefined {
+  return bestMatch(
+    entries.filter((d) => !isAttestation(d)),
+    only(hostPlatform()),
+    (d) => d.platform,
+  );
+}

@@ -1,0 +1,270 @@
+/**
+ * Pushes an image from the local content store to a registry.
+ *
+ *   const r = await push('127.0.0.1:5000/app:1', { store });            // to where it is named
+ *   const r = await push('app:1', { store, target: '127.0.0.1:5000/x:2' });
+ *   r.digest   // digest of the root manifest/index as the registry stores it
+ *
+ * Order: each manifest's blobs (concurrently, bounded), then the manifest (by digest), and
+ * the index last, under the tag. Blobs the registry has are skipped (HEAD); blobs of an image
+ * named in another repository of the same registry are mounted instead of uploaded. A
+ * registry that refuses OCI documents (MANIFEST_INVALID, 400, 415) gets them once more in
+ * Docker schema 2 media types, with a warning: that changes their digests.
+ */
+import { createReadStream } from 'node:fs';
+import { Readable } from 'node:stream';
+import type { ContentStore } from '../content/index.js';
+import {
+  type Descriptor,
+  type Digest,
+  encodeJson,
+  type Index,
+  isIndexType,
+  type Manifest,
+  parseImageDocument,
+  sha256Digest,
+} from '../oci/index.js';
+import type { RegistryClient } from '../registry/client.js';
+import { RegistryError } from '../registry/errors.js';
+import { mapLimit, Semaphore, type TransferEvent, type TransferProgress } from '../registry/progress.js';
+import {
+  formatReference,
+  parseReference,
+  type Reference,
+  repositoryName,
+  withDigest,
+} from '../registry/reference.js';
+import { PolyarchError } from '../util/errors.js';
+import {
+  DEFAULT_CONCURRENCY,
+  dockerMediaType,
+  descriptorPlatform,
+  openClient,
+  withContext,
+} from './remote.js';
+import { formatPlatform } from '../platform/index.js';
+
+export interface PushOptions {
+  store: ContentStore;
+  /** Where to push; default: the reference the image is stored under. */
+  target?: string;
+  client?: RegistryClient;
+  progress?: TransferProgress;
+  /** Blobs moved at once; default 4. */
+  concurrency?: number;
+  env?: NodeJS.ProcessEnv;
+  warn?: (message: string) => void;
+}
+
+export interface PushResult {
+  name: string;
+  digest: Digest;
+  mediaType: string;
+  size: number;
+}
+
+/** The stored image named `input`: by its normalised reference, else by the exact name. */
+export async function resolveLocal(
+  store: ContentStore,
+  input: string,
+): Promise<{ name: string; desc: Descriptor } | undefined> {
+  let name = input;
+  try {
+    name = formatReference(parseReference(input));
+  } catch {
+    // a plain name in the store, not a registry reference
+  }
+  const byName = await store.resolve(name);
+  if (byName) return { name, desc: byName };
+  const exact = name === input ? undefined : await store.resolve(input);
+  return exact ? { name: input, desc: exact } : undefined;
+}
+
+export async function push(refInput: string, opts: PushOptions): Promise<PushResult> {
+  const targetRef = parseReference(opts.target ?? refInput);
+  const name = formatReference(targetRef);
+  const client =
+    opts.client ?? (await openClient({ env: opts.env, ...(opts.warn ? { warn: opts.warn } : {}) }));
+  try {
+    const local = await resolveLocal(opts.store, refInput);
+    if (!local) throw new PolyarchError('NOT_FOUND', `no image named "${refInput}" in the local store`);
+    let mountFrom: string | undefined;
+    try {
+      const src = parseReference(local.name);
+      if (src.domain === targetRef.domain && src.path !== targetRef.path) mountFrom = src.path;
+    } catch {
+      // not a registry name: nothing to mount from
+    }
+    return await new Pusher(client, opts, targetRef, mountFrom).pushRoot(local.desc, name);
+  } catch (err) {
+    throw withContext(`pushing ${name}`, err);
+  } finally {
+    if (!opts.client) await client.close();
+  }
+}
+
+function openBlob(store: ContentStore, d: Digest, start: number, end: number): Readable {
+  if (end <= start) return Readable.from([]);
+  return createReadStream(store.blobPath(d), { start, end: end - 1 });
+}
+
+class Pusher {
+  /** Bounds blob uploads across all manifests of an index, not per manifest. */
+  readonly #slots: Semaphore;
+  readonly #warned = new Set<string>();
+  constructor(
+    readonly client: RegistryClient,
+    readonly opts: PushOptions,
+    readonly ref: Reference,
+    readonly mountFrom: string | undefined,
+  ) {
+    this.#slots = new Semaphore(opts.concurrency ?? DEFAULT_CONCURRENCY);
+  }
+
+  #emit(e: TransferEvent): void {
+    this.opts.progress?.emit(e);
+  }
+
+  async pushRoot(desc: Descriptor, name: string): Promise<PushResult> {
+    const tag = this.ref.tag ?? desc.digest;
+    const pushed = await this.#pushDoc(desc, this.ref.digest && !this.ref.tag ? this.ref.digest : tag);
+    if (this.ref.digest && pushed.digest !== this.ref.digest)
+      throw new PolyarchError(
+        'DIGEST_MISMATCH',
+        `the pushed image has digest ${pushed.digest}, not ${this.ref.digest}`,
+      );
+    return { name, digest: pushed.digest, mediaType: pushed.mediaType, size: pushed.size };
+  }
+
+  /** Pushes a manifest or index and everything below it; returns what the registry now holds. */
+  async #pushDoc(desc: Descriptor, tagOrDigest: string): Promise<Descriptor> {
+    const store = this.opts.store;
+    const bytes = await store.readBlob(desc.digest);
+    const doc = parseImageDocument(bytes, `manifest ${desc.digest}`, desc.mediaType);
+    if (doc.kind === 'index') {
+      const missing: Descriptor[] = [];
+      const children = await mapLimit(doc.index.manifests, 2, async (child) => {
+        if (await store.has(child.digest)) return this.#pushDoc(child, child.digest);
+        // A partially pulled index: the registry may already hold the absent children.
+        const remote = await this.client.headManifest(
+          withDigest({ domain: this.ref.domain, path: this.ref.path }, child.digest),
+        );
+        if (!remote) missing.push(child);
+        return child;
+      });
+      if (missing.length)
+        throw new PolyarchError(
+          'NOT_FOUND',
+          `the index lists manifests that are neither in the local store nor in ${repositoryName(this.ref)} (${missing
+            .map((d) => (d.platform ? formatPlatform(descriptorPlatform(d)!) : d.digest))
+            .join(', ')}); pull it with --all-platforms first`,
+        );
+      const changed = children.some((c, i) => c.digest !== doc.index.manifests[i]!.digest);
+      if (changed) {
+        const index: Index = { ...doc.index, manifests: children };
+        return this.#putManifest(encodeJson(index), doc.mediaType, tagOrDigest, true);
+      }
+      return this.#putManifest(bytes, doc.mediaType, tagOrDigest, false);
+    }
+    const m = doc.manifest;
+    const blobs = [m.config, ...m.layers.filter((l) => !l.urls?.length)];
+    await Promise.all(
+      blobs.map((b) =>
+        this.#slots.run(() =>
+          this.client.pushBlob(this.ref, b, (s, e) => openBlob(store, b.digest, s, e), {
+            ...(this.mountFrom ? { mountFrom: this.mountFrom } : {}),
+            progress: (p) =>
+              this.#emit({ direction: 'push', kind: 'blob', digest: b.digest, mediaType: b.mediaType, ...p }),
+          }),
+        ),
+      ),
+    );
+    return this.#putManifest(bytes, doc.mediaType, tagOrDigest, false);
+  }
+
+  async #putManifest(
+    bytes: Buffer,
+    mediaType: string,
+    tagOrDigest: string,
+    rewritten: boolean,
+  ): Promise<Descriptor> {
+    const byDigest = tagOrDigest.includes(':');
+    const put = async (b: Buffer, mt: string) => {
+      const digest = await this.client.putManifest(
+        this.ref,
+        byDigest && rewritten ? sha256Digest(b) : tagOrDigest,
+        b,
+        mt,
+      );
+      this.#emit({
+        direction: 'push',
+        kind: isIndexType(mt) ? 'index' : 'manifest',
+        digest,
+        mediaType: mt,
+        status: 'done',
+        done: b.length,
+        total: b.length,
+      });
+      return { mediaType: mt, digest, size: b.length } as Descriptor;
+    };
+    try {
+      return await put(bytes, mediaType);
+    } catch (err) {
+      const refused =
+        err instanceof RegistryError &&
+        (err.hasCode('MANIFEST_INVALID') || err.status === 400 || err.status === 415) &&
+        mediaType.startsWith('application/vnd.oci.');
+      if (!refused) throw err;
+      const converted = toDocker(bytes, mediaType);
+      const key = repositoryName(this.ref);
+      if (!this.#warned.has(key)) {
+        this.#warned.add(key);
+        this.opts.warn?.(
+          `${this.ref.domain} refused an OCI ${isIndexType(mediaType) ? 'index' : 'manifest'} (${(err as Error).message}); pushing Docker schema 2 media types instead, which changes the digests`,
+        );
+      }
+      const b = converted.bytes;
+      const digest = await this.client.putManifest(
+        this.ref,
+        byDigest ? sha256Digest(b) : tagOrDigest,
+        b,
+        converted.mediaType,
+      );
+      return { mediaType: converted.mediaType, digest, size: b.length } as Descriptor;
+    }
+  }
+}
+
+/** Rewrites an OCI manifest or index into Docker schema 2 media types. */
+export function toDocker(bytes: Buffer, mediaType: string): { bytes: Buffer; mediaType: string } {
+  const doc = parseImageDocument(bytes, 'manifest', mediaType);
+  if (doc.kind === 'index') {
+    const mt = dockerMediaType(doc.mediaType, 'index');
+    const index: Index = {
+      ...doc.index,
+      mediaType: mt,
+      manifests: doc.index.manifests.map((d) => ({
+        ...d,
+        mediaType: dockerMediaType(d.mediaType, `index entry ${d.digest}`),
+      })),
+    };
+    return { bytes: encodeJson(reorder(index)), mediaType: mt };
+  }
+  const mt = dockerMediaType(doc.mediaType, 'manifest');
+  const manifest: Manifest = {
+    ...doc.manifest,
+    mediaType: mt,
+    config: { ...doc.manifest.config, mediaType: dockerMediaType(doc.manifest.config.mediaType, 'config') },
+    layers: doc.manifest.layers.map((l) => ({
+      ...l,
+      mediaType: dockerMediaType(l.mediaType, `layer ${l.digest}`),
+    })),
+  };
+  return { bytes: encodeJson(reorder(manifest)), mediaType: mt };
+}
+
+/** schemaVersion and mediaType first, as Docker writes them. */
+function reorder<T extends { schemaVersion: 2; mediaType?: string }>(v: T): T {
+  const { schemaVersion, mediaType, ...rest } = v;
+  return { schemaVersion, mediaType, ...rest } as T;
+}

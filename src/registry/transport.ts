@@ -1,0 +1,512 @@
+/**
+ * HTTP transport to registries: endpoint choice (HTTPS, or plain HTTP on loopback / with
+ * `http = true`), mirrors with fall-back to the upstream, keep-alive connection pools
+ * (undici `Agent`), authentication (anonymous, basic, bearer tokens from the
+ * WWW-Authenticate challenge, cached per host and scope set), redirects, and retries with
+ * backoff for connection errors, 429 and 5xx (honouring Retry-After, bounded).
+ *
+ *   const t = new Transport({ config, env });
+ *   const res = await t.request({ host: '127.0.0.1:5000', method: 'GET',
+ *     path: '/v2/app/manifests/1', scopes: [pullScope('app')], expect: [200] });
+ *   await res.body.text();
+ *
+ * A caller must consume or dump every response body it receives.
+ */
+import { readFileSync } from 'node:fs';
+import { rootCertificates } from 'node:tls';
+import { Agent, type Dispatcher, request } from 'undici';
+import { errorMessage } from '../util/errors.js';
+import { VERSION } from '../version.js';
+import { emptyConfig, hostSettings, isLoopback, type RegistryConfig } from './config.js';
+import { type Credentials, getCredentials } from './credentials.js';
+import { RegistryError, responseError } from './errors.js';
+
+export interface TransportOptions {
+  config?: RegistryConfig;
+  env?: NodeJS.ProcessEnv;
+  /** Where credentials come from; default: Docker's config.json for the host. */
+  credentials?: (host: string) => Promise<Credentials | undefined>;
+  /** Retries after the first attempt for temporary failures. Default 3. */
+  retries?: number;
+  /** First backoff delay; doubles each retry. Default 250 ms. */
+  backoffMs?: number;
+  /** Longest wait honoured from Retry-After or backoff. Default 10 s. */
+  maxDelayMs?: number;
+  /** TCP+TLS connect timeout. Default 5 s, so an unreachable registry fails in bounded time. */
+  connectTimeoutMs?: number;
+  /** Time allowed between body chunks before a transfer counts as dropped. Default 60 s. */
+  bodyTimeoutMs?: number;
+  /** Receives warnings (mirror fall-backs). Default: none. */
+  warn?: (message: string) => void;
+}
+
+export type Body = string | Buffer | Uint8Array | NodeJS.ReadableStream | AsyncIterable<Uint8Array> | null;
+
+export interface RequestSpec {
+  /** The registry named in the reference (`docker.io`, `127.0.0.1:5000`). */
+  host: string;
+  method: 'GET' | 'HEAD' | 'PUT' | 'POST' | 'PATCH' | 'DELETE';
+  /** Path and query (`/v2/…`), or an absolute URL (upload locations). */
+  path: string;
+  headers?: Record<string, string>;
+  /** A factory, so the body can be sent again after an auth challenge or a retry. */
+  body?: () => Body;
+  /** Token scopes the request needs (`repository:app:pull`). */
+  scopes: string[];
+  /** Statuses that count as success; anything else becomes a RegistryError. */
+  expect: number[];
+  /** Names the request in errors (`GET manifest 127.0.0.1:5000/app:1`). */
+  what: string;
+  /** Try the host's mirrors first (reads only). */
+  mirrors?: boolean;
+  /** Override the retry count (0 for requests whose callers resume on their own). */
+  retries?: number;
+}
+
+export interface Response {
+  status: number;
+  headers: Record<string, string | string[] | undefined>;
+  body: Dispatcher.ResponseData['body'];
+  /** The URL that answered (after redirects), for resolving relative Locations. */
+  url: string;
+  /** The host that answered: the upstream or one of its mirrors. */
+  servedBy: string;
+}
+
+interface Endpoint {
+  host: string;
+  base: string;
+  dispatcher: Dispatcher;
+  /** Still deciding between HTTPS and a plain-HTTP fall-back (loopback / insecure hosts). */
+  probe: boolean;
+}
+
+interface Challenge {
+  scheme: 'basic' | 'bearer';
+  params: Record<string, string>;
+}
+
+/** Network error codes that mean "try again" rather than "this will never work". */
+const RETRY_NET = new Set([
+  'ECONNREFUSED',
+  'ECONNRESET',
+  'EPIPE',
+  'ETIMEDOUT',
+  'EAI_AGAIN',
+  'EHOSTUNREACH',
+  'ENETUNREACH',
+  'UND_ERR_CONNECT_TIMEOUT',
+  'UND_ERR_SOCKET',
+  'UND_ERR_CLOSED',
+  'UND_ERR_HEADERS_TIMEOUT',
+  'UND_ERR_BODY_TIMEOUT',
+]);
+
+const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+
+export function pullScope(repo: string): string {
+  return `repository:${repo}:pull`;
+}
+export function pushScope(repo: string): string {
+  return `repository:${repo}:pull,push`;
+}
+
+export function header(res: { headers: Response['headers'] }, name: string): string | undefined {
+  const v = res.headers[name.toLowerCase()];
+  return Array.isArray(v) ? v[0] : v;
+}
+
+/** Parses `Bearer realm="…",service="…",scope="…"` (and `Basic realm="…"`). */
+export function parseChallenge(h: string | undefined): Challenge | undefined {
+  if (!h) return undefined;
+  const m = /^\s*(\w+)\s*(.*)$/s.exec(h);
+  if (!m) return undefined;
+  const scheme = m[1]!.toLowerCase();
+  if (scheme !== 'basic' && scheme !== 'bearer') return undefined;
+  const params: Record<string, string> = {};
+  for (const p of m[2]!.matchAll(/(\w+)\s*=\s*(?:"((?:[^"\\]|\\.)*)"|([^\s,]*))/g)) {
+    params[p[1]!.toLowerCase()] = (p[2] ?? p[3] ?? '').replace(/\\(.)/g, '$1');
+  }
+  return { scheme, params };
+}
+
+/** The CA bundle for a host with extra `ca` files: Node's roots, the system bundle, then the extras. */
+function caBundle(extra: string[]): string[] {
+  const cas = [...rootCertificates];
+  for (const f of ['/etc/ssl/certs/ca-certificates.crt', '/etc/pki/tls/certs/ca-bundle.crt']) {
+    try {
+      cas.push(readFileSync(f, 'utf8'));
+      break;
+    } catch {
+      // not on this distribution
+    }
+  }
+  for (const f of extra) cas.push(readFileSync(f, 'utf8'));
+  return cas;
+}
+
+export class Transport {
+  readonly config: RegistryConfig;
+  readonly #opts: Required<Omit<TransportOptions, 'config' | 'env' | 'credentials' | 'warn'>>;
+  readonly #env: NodeJS.ProcessEnv;
+  readonly #credentials: (host: string) => Promise<Credentials | undefined>;
+  readonly #warn: (m: string) => void;
+  readonly #endpoints = new Map<string, Endpoint>();
+  readonly #challenges = new Map<string, Challenge>();
+  readonly #tokens = new Map<string, { token: string; expires: number }>();
+  readonly #pending = new Map<string, Promise<void>>();
+  readonly #creds = new Map<string, Promise<Credentials | undefined>>();
+
+  constructor(opts: TransportOptions = {}) {
+    this.config = opts.config ?? emptyConfig();
+    this.#env = opts.env ?? process.env;
+    this.#credentials = opts.credentials ?? ((h) => getCredentials(h, this.#env));
+    this.#warn = opts.warn ?? (() => {});
+    this.#opts = {
+      retries: opts.retries ?? 3,
+      backoffMs: opts.backoffMs ?? 250,
+      maxDelayMs: opts.maxDelayMs ?? 10_000,
+      connectTimeoutMs: opts.connectTimeoutMs ?? 5_000,
+      bodyTimeoutMs: opts.bodyTimeoutMs ?? 60_000,
+    };
+  }
+
+  /** Closes every connection pool. */
+  async close(): Promise<void> {
+    await Promise.all([...this.#endpoints.values()].map((e) => e.dispatcher.close()));
+    this.#endpoints.clear();
+  }
+
+  endpoint(host: string): Endpoint {
+    const cached = this.#endpoints.get(host);
+    if (cached) return cached;
+    const s = hostSettings(this.config, host);
+    // `http = true`: plain HTTP. Otherwise HTTPS; a loopback or `insecure` registry without an
+    // explicit `http` setting falls back to plain HTTP when it does not speak TLS, as Docker
+    // does for insecure registries. Certificates are verified unless `insecure = true`.
+    const http = s.http === true;
+    const probe = s.http === undefined && (isLoopback(host) || s.insecure === true);
+    // Docker Hub's API lives on registry-1.docker.io.
+    const apiHost = host === 'docker.io' ? 'registry-1.docker.io' : host;
+    const connect: Record<string, unknown> = { timeout: this.#opts.connectTimeoutMs };
+    if (!http) {
+      if (s.ca.length) connect.ca = caBundle(s.ca);
+      if (s.insecure) connect.rejectUnauthorized = false;
+    }
+    const dispatcher = new Agent({
+      keepAliveTimeout: 30_000,
+      connect,
+      headersTimeout: 60_000,
+      bodyTimeout: this.#opts.bodyTimeoutMs,
+    });
+    const ep: Endpoint = { host, base: `${http ? 'http' : 'https'}://${apiHost}`, dispatcher, probe };
+    this.#endpoints.set(host, ep);
+    return ep;
+  }
+
+  #getCreds(host: string): Promise<Credentials | undefined> {
+    let p = this.#creds.get(host);
+    if (!p) {
+      p = this.#credentials(host);
+      this.#creds.set(host, p);
+    }
+    return p;
+  }
+
+  async #authHeader(host: string, scopes: string[]): Promise<string | undefined> {
+    const ch = this.#challenges.get(host);
+    if (!ch) return undefined;
+    if (ch.scheme === 'basic') {
+      const c = await this.#getCreds(host);
+      if (!c?.username && !c?.password) return undefined;
+      return `Basic ${Buffer.from(`${c.username ?? ''}:${c.password ?? ''}`).toString('base64')}`;
+    }
+    const key = `${host}|${[...scopes].sort().join(' ')}`;
+    let t = this.#tokens.get(key);
+    if (!t || t.expires <= Date.now()) {
+      // The host's scheme is known: fetch a token for these scopes up front rather than
+      // waiting for another 401 (which would also cost a streamed body).
+      await this.#answer(
+        host,
+        { ...ch, params: { ...ch.params, scope: '' } },
+        scopes,
+        `authenticating to ${host}`,
+      );
+      t = this.#tokens.get(key);
+    }
+    return t ? `Bearer ${t.token}` : undefined;
+  }
+
+  /** Answers a 401 challenge: remembers the scheme, fetches a token for bearer. */
+  async #answer(host: string, ch: Challenge, scopes: string[], what: string): Promise<void> {
+    this.#challenges.set(host, ch);
+    if (ch.scheme === 'basic') return;
+    const realm = ch.params.realm;
+    if (!realm)
+      throw new RegistryError('UNAUTHORIZED', `${what}: the registry's bearer challenge has no realm`);
+    const all = new Set(scopes);
+    if (ch.params.scope) for (const s of ch.params.scope.split(' ')) if (s) all.add(s);
+    const key = `${host}|${[...scopes].sort().join(' ')}`;
+    // Concurrent requests needing the same token share one fetch.
+    let pending = this.#pending.get(key);
+    if (!pending) {
+      pending = this.#fetchToken(host, realm, ch.params.service, [...all], what).then((token) => {
+        this.#tokens.set(key, token);
+      });
+      this.#pending.set(key, pending);
+      pending.then(
+        () => this.#pending.delete(key),
+        () => this.#pending.delete(key),
+      );
+    }
+    await pending;
+  }
+
+  async #fetchToken(
+    host: string,
+    realm: string,
+    service: string | undefined,
+    scopes: string[],
+    what: string,
+  ): Promise<{ token: string; expires: number }> {
+    let url: URL;
+    try {
+      url = new URL(realm);
+    } catch {
+      throw new RegistryError('UNAUTHORIZED', `${what}: the token realm "${realm}" is not a URL`);
+    }
+    const c = await this.#getCreds(host);
+    const headers: Record<string, string> = { 'user-agent': `polyarch/${VERSION}` };
+    let method: 'GET' | 'POST' = 'GET';
+    let body: string | undefined;
+    if (c?.identityToken) {
+      // OAuth2 refresh-token grant (distribution docs/spec/auth/oauth.md).
+      method = 'POST';
+      const form = new URLSearchParams({
+        grant_type: 'refresh_token',
+        refresh_token: c.identityToken,
+        client_id: 'polyarch',
+      });
+      if (service) form.set('service', service);
+      if (scopes.length) form.set('scope', scopes.join(' '));
+      body = form.toString();
+      headers['content-type'] = 'application/x-www-form-urlencoded';
+    } else {
+      if (service) url.searchParams.set('service', service);
+      for (const s of scopes) url.searchParams.append('scope', s);
+      if (c?.username || c?.password)
+        headers.authorization = `Basic ${Buffer.from(`${c.username ?? ''}:${c.password ?? ''}`).toString('base64')}`;
+    }
+    const ep = this.endpoint(url.host);
+    let res: Dispatcher.ResponseData;
+    try {
+      res = await request(url, { method, headers, body, dispatcher: ep.dispatcher });
+    } catch (err) {
+      throw new RegistryError(
+        'UNREACHABLE',
+        `${what}: token server ${url.host} unreachable: ${netReason(err)}`,
+        {
+          cause: err,
+          temporary: true,
+        },
+      );
+    }
+    const text = await res.body.text();
+    if (res.statusCode !== 200) {
+      const e = responseError(`${what}: token server ${url.host}`, res.statusCode, text);
+      if (res.statusCode === 401 || res.statusCode === 403)
+        throw new RegistryError(
+          'UNAUTHORIZED',
+          `${what}: authentication failed at ${url.host} (HTTP ${res.statusCode})`,
+          {
+            status: res.statusCode,
+            errors: e.errors,
+          },
+        );
+      throw e;
+    }
+    let v: { token?: string; access_token?: string; expires_in?: number };
+    try {
+      v = JSON.parse(text) as typeof v;
+    } catch {
+      throw new RegistryError('UNAUTHORIZED', `${what}: token server ${url.host} answered with invalid JSON`);
+    }
+    const token = v.token || v.access_token;
+    if (!token)
+      throw new RegistryError('UNAUTHORIZED', `${what}: token server ${url.host} returned no token`);
+    // The spec's default lifetime is 60 s; refresh a little early.
+    const ttl = Math.max(10, (v.expires_in ?? 60) - 5);
+    return { token, expires: Date.now() + ttl * 1000 };
+  }
+
+  /** Sends a request to the host (and its mirrors when asked), answering auth challenges. */
+  async request(spec: RequestSpec): Promise<Response> {
+    const mirrors = spec.mirrors ? hostSettings(this.config, spec.host).mirrors : [];
+    for (const m of mirrors) {
+      try {
+        return await this.#requestHost(m, spec);
+      } catch (err) {
+        this.#warn(`mirror ${m} failed for ${spec.what} (${errorMessage(err)}); trying ${spec.host}`);
+      }
+    }
+    return this.#requestHost(spec.host, spec);
+  }
+
+  async #requestHost(host: string, spec: RequestSpec): Promise<Response> {
+    let answered = false;
+    for (;;) {
+      const auth = await this.#authHeader(host, spec.scopes);
+      const res = await this.#withRetries(host, spec, auth);
+      if (res.status === 401 && !spec.expect.includes(401)) {
+        const text = await res.body.text();
+        const ch = parseChallenge(header(res, 'www-authenticate'));
+        if (answered || !ch) {
+          const e = responseError(spec.what, 401, text);
+          throw new RegistryError(
+            'UNAUTHORIZED',
+            `${spec.what}: authentication required${(await this.#getCreds(host)) ? ' (the stored credentials were refused)' : ` (run: polyarch login ${host})`}${e.errors.length ? ` (${e.errors.map((x) => x.code).join(', ')})` : ''}`,
+            { status: 401, errors: e.errors },
+          );
+        }
+        // A cached token that was refused is dropped before asking for a new one.
+        this.#tokens.delete(`${host}|${[...spec.scopes].sort().join(' ')}`);
+        await this.#answer(host, ch, spec.scopes, spec.what);
+        answered = true;
+        continue;
+      }
+      if (!spec.expect.includes(res.status)) {
+        const text = await res.body.text().catch(() => '');
+        throw responseError(spec.what, res.status, text.slice(0, 65536), header(res, 'retry-after'));
+      }
+      return { ...res, servedBy: host };
+    }
+  }
+
+  async #withRetries(
+    host: string,
+    spec: RequestSpec,
+    auth: string | undefined,
+  ): Promise<Omit<Response, 'servedBy'>> {
+    const retries = spec.retries ?? this.#opts.retries;
+    for (let attempt = 0; ; attempt++) {
+      let wait = Math.min(this.#opts.backoffMs * 2 ** attempt, this.#opts.maxDelayMs);
+      try {
+        const res = await this.#send(host, spec, auth);
+        const temporary =
+          res.status === 429 || res.status === 502 || res.status === 503 || res.status === 504;
+        if (!temporary || attempt >= retries || spec.expect.includes(res.status)) return res;
+        const ra = header(res, 'retry-after');
+        await res.body.dump();
+        const asked = ra ? (/^\d+$/.test(ra) ? Number(ra) * 1000 : Date.parse(ra) - Date.now()) : Number.NaN;
+        if (!Number.isNaN(asked)) wait = Math.min(Math.max(asked, 0), this.#opts.maxDelayMs);
+      } catch (err) {
+        const code = (err as { code?: string }).code ?? '';
+        const tls = tlsTrustError(err);
+        if (tls)
+          throw new RegistryError(
+            'TLS',
+            `${host}: TLS certificate not trusted: ${tls} (add its CA with ca = [...] or set insecure = true for "${host}" in registries.toml)`,
+            { cause: err },
+          );
+        if (!RETRY_NET.has(code) || attempt >= retries)
+          throw new RegistryError('UNREACHABLE', `${host} unreachable: ${netReason(err)}`, {
+            cause: err,
+            temporary: RETRY_NET.has(code),
+          });
+      }
+      await sleep(wait);
+    }
+  }
+
+  async #send(
+    host: string,
+    spec: RequestSpec,
+    auth: string | undefined,
+  ): Promise<Omit<Response, 'servedBy'>> {
+    const ep = this.endpoint(host);
+    if (!ep.probe) return this.#sendTo(ep, spec, auth);
+    try {
+      const res = await this.#sendTo(ep, spec, auth);
+      if (ep.base.startsWith('https:')) ep.probe = false;
+      return res;
+    } catch (err) {
+      if (!isPlainHttpAnswer(err)) throw err;
+      // The server answered the TLS hello in plain HTTP: use HTTP from now on. Requests sent
+      // concurrently with the first one fail the same way and land here too.
+      ep.base = ep.base.replace(/^https:/, 'http:');
+      return this.#sendTo(ep, spec, auth);
+    }
+  }
+
+  async #sendTo(
+    ep: Endpoint,
+    spec: RequestSpec,
+    auth: string | undefined,
+  ): Promise<Omit<Response, 'servedBy'>> {
+    let url = new URL(spec.path, `${ep.base}/`);
+    const headers: Record<string, string> = { 'user-agent': `polyarch/${VERSION}`, ...spec.headers };
+    if (auth) headers.authorization = auth;
+    for (let hops = 0; ; hops++) {
+      const sameOrigin = url.origin === new URL(ep.base).origin;
+      const h = { ...headers };
+      if (!sameOrigin) delete h.authorization;
+      const dispatcher = sameOrigin ? ep.dispatcher : this.endpoint(url.host).dispatcher;
+      const res = await request(url, {
+        method: spec.method,
+        headers: h,
+        body: (spec.body?.() ?? null) as never,
+        dispatcher,
+      });
+      const loc = header({ headers: res.headers }, 'location');
+      // Blob downloads are often redirected to storage; follow GET/HEAD redirects, up to 5.
+      if (
+        [301, 302, 303, 307, 308].includes(res.statusCode) &&
+        loc &&
+        (spec.method === 'GET' || spec.method === 'HEAD') &&
+        hops < 5
+      ) {
+        await res.body.dump();
+        url = new URL(loc, url);
+        continue;
+      }
+      return { status: res.statusCode, headers: res.headers, body: res.body, url: url.toString() };
+    }
+  }
+}
+
+/** The reason when a TLS peer's certificate failed verification, else undefined. */
+function tlsTrustError(err: unknown): string | undefined {
+  for (
+    let e = err as { code?: string; message?: string; cause?: unknown } | undefined;
+    e;
+    e = e.cause as typeof e
+  ) {
+    const c = e.code ?? '';
+    if (/^(CERT_|DEPTH_ZERO_|SELF_SIGNED_|UNABLE_TO_|ERR_TLS_CERT_ALTNAME)/.test(c))
+      return `${e.message ?? c} (${c})`;
+  }
+  return undefined;
+}
+
+/** True for the TLS errors a plain-HTTP server causes by answering a ClientHello. */
+function isPlainHttpAnswer(err: unknown): boolean {
+  for (
+    let e = err as { code?: string; message?: string; cause?: unknown } | undefined;
+    e;
+    e = e.cause as typeof e
+  ) {
+    if (e.code === 'EPROTO' || e.code === 'ERR_SSL_WRONG_VERSION_NUMBER') return true;
+    if (/wrong version number|packet length too long|unknown protocol/i.test(e.message ?? '')) return true;
+  }
+  return false;
+}
+
+/** A short reason for a network failure: `connect ECONNREFUSED 127.0.0.1:1`. */
+export function netReason(err: unknown): string {
+  const e = err as { code?: string; message?: string; cause?: unknown };
+  if (e?.cause && typeof e.cause === 'object' && (e.cause as { code?: string }).code)
+    return netReason(e.cause);
+  const msg = errorMessage(err);
+  if (e?.code && !msg.includes(e.code)) return `${msg} (${e.code})`;
+  return msg;
+}
