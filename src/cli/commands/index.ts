@@ -8,6 +8,7 @@ import type { CliContext } from '../context.js';
 import * as binfmt from './binfmt.js';
 import * as du from './du.js';
 import * as images from './images.js';
+import * as importCmd from './import.js';
 import * as imagetools from './imagetools.js';
 import * as login from './login.js';
 import * as logout from './logout.js';
@@ -23,6 +24,7 @@ export type Register = (program: Command, ctx: CliContext) => void;
 
 export const commands: Register[] = [
   images.register,
+  importCmd.register,
   tag.register,
   rmi.register,
   prune.register,
