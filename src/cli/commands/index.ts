@@ -10,6 +10,7 @@ import * as du from './du.js';
 import * as images from './images.js';
 import * as importCmd from './import.js';
 import * as imagetools from './imagetools.js';
+import * as load from './load.js';
 import * as login from './login.js';
 import * as logout from './logout.js';
 import * as manifest from './manifest.js';
@@ -17,6 +18,7 @@ import * as prune from './prune.js';
 import * as pull from './pull.js';
 import * as push from './push.js';
 import * as rmi from './rmi.js';
+import * as save from './save.js';
 import * as tag from './tag.js';
 import * as version from './version.js';
 
@@ -25,6 +27,8 @@ export type Register = (program: Command, ctx: CliContext) => void;
 export const commands: Register[] = [
   images.register,
   importCmd.register,
+  save.register,
+  load.register,
   tag.register,
   rmi.register,
   prune.register,
