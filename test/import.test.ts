@@ -218,7 +218,7 @@ test('bad input: one-line errors naming the input, store unchanged', () => {
       name: 'not a tar',
       args: ['import', notTar, 'bad:1'],
       status: 1,
-      re: /^ERROR: import source ".*not-a-tar": tar: /,
+      re: /^ERROR: import source ".*not-a-tar": not a tar archive/,
     },
     {
       name: 'unsupported change',

@@ -58,7 +58,7 @@ import {
 } from '../platform/index.js';
 import { familiarReference, formatReference, parseReference } from '../registry/reference.js';
 import { errorMessage, PolyarchError } from '../util/errors.js';
-import { imageManifest, writerSink } from './import.js';
+import { imageManifest, tarProblem, writerSink } from './import.js';
 
 export type ArchiveFormat = 'oci' | 'docker';
 
@@ -439,9 +439,12 @@ class Loader {
       ? undefined
       : await this.store.writer({ digest, size, what: `blob ${digest} of archive ${this.what}` });
     if (writer) this.writers.push(writer);
-    const parts: Buffer[] | undefined = size <= SMALL_BLOB ? [] : undefined;
+    // Only JSON documents are kept in memory (a layer never starts with '{'), so an archive
+    // of many small layers does not pile up in memory.
+    let parts: Buffer[] | undefined = size <= SMALL_BLOB ? [] : undefined;
     for await (const c of body) {
       hash.update(c);
+      if (parts?.length === 0 && c.length > 0 && c[0] !== 0x7b) parts = undefined;
       parts?.push(c);
       if (writer) await writer.write(c);
     }
@@ -669,7 +672,7 @@ export async function loadArchive(opts: LoadOptions): Promise<LoadResult> {
       if (err instanceof PolyarchError && err.message.startsWith(`archive ${what}`)) throw err;
       throw archiveError(
         `archive ${what}`,
-        errorMessage(err),
+        tarProblem(err),
         (err as PolyarchError).code ?? 'INVALID_ARGUMENT',
         err,
       );

@@ -156,14 +156,26 @@ async function checkedTar(input: Readable, what: string): Promise<AsyncIterable<
     } catch (err) {
       toCheck.destroy();
       if (err instanceof PolyarchError)
-        throw new PolyarchError(err.code, `import source "${what}": ${err.message}`, { cause: err });
-      throw new PolyarchError('INVALID_ARGUMENT', `import source "${what}": ${errorMessage(err)}`, {
+        throw new PolyarchError(err.code, `import source "${what}": ${tarProblem(err)}`, { cause: err });
+      throw new PolyarchError('INVALID_ARGUMENT', `import source "${what}": ${tarProblem(err)}`, {
         cause: err,
       });
     }
   }
   check.catch((err) => toLayer.destroy(err));
   return chunks();
+}
+
+/**
+ * One line saying why a stream is not a usable tar: `not a tar archive` when its very first
+ * header is wrong (what a random file gives), else the codec's message with control
+ * characters escaped (entry names can hold newlines).
+ */
+export function tarProblem(err: unknown): string {
+  const message = errorMessage(err);
+  if ((err as PolyarchError).code === 'INVALID_TAR' && / at offset 0: /.test(message))
+    return 'not a tar archive (its first header is invalid)';
+  return message.replace(/[\x00-\x1f\x7f]/g, (c) => `\\x${c.charCodeAt(0).toString(16).padStart(2, '0')}`);
 }
 
 /** The platform of an index entry: its descriptor's, else its config's (read from the store). */
