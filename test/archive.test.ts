@@ -89,6 +89,10 @@ test('oci-archive: save then load into an empty store gives the same names and d
   const again = join(tmp, 'bb2.oci.tar');
   src.ok(['save', '-o', again, 'bb:1', '127.0.0.1:5000/other/bb:2']);
   assert.ok(readFileSync(file).equals(readFileSync(again)), 'save is byte-reproducible');
+  assert.ok(
+    readFileSync(file).equals(src.run(['save', 'bb:1', '127.0.0.1:5000/other/bb:2']).stdout),
+    'stdout',
+  );
   assert.deepEqual(
     readdirSync(tmp).filter((f) => f.includes('.tmp-')),
     [],

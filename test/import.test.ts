@@ -5,7 +5,7 @@
  * must leave the store unchanged.
  */
 import assert from 'node:assert/strict';
-import { execFileSync, spawnSync } from 'node:child_process';
+import { execFileSync, spawn, spawnSync } from 'node:child_process';
 import { createHash } from 'node:crypto';
 import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -115,6 +115,21 @@ test('several platforms under one name build an index; re-import replaces one in
     .split('\n')
     .map((l) => JSON.parse(l).Platform);
   assert.deepEqual(rows, ['linux/amd64', 'linux/arm64', 'linux/arm/v7']);
+});
+
+test('concurrent imports of two platforms into one name lose neither', async () => {
+  const run = (args: string[]) =>
+    new Promise<number | null>((done) => {
+      const child = spawn(bin, args, { env: procEnv, stdio: 'ignore' });
+      child.on('close', done);
+    });
+  const codes = await Promise.all([
+    run(['import', '--platform', 'linux/s390x', rootfs('linux/s390x'), 'race:1']),
+    run(['import', '--platform', 'linux/ppc64le', rootfs('linux/ppc64le'), 'race:1']),
+  ]);
+  assert.deepEqual(codes, [0, 0]);
+  const idx = blob<Index>(ref('docker.io/library/race:1')!.digest);
+  assert.deepEqual(platformsOf(idx).sort(), ['linux/ppc64le', 'linux/s390x']);
 });
 
 test('tarballs: gzip from a file, zstd from stdin; diff_id is the tar as given', () => {
