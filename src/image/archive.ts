@@ -22,6 +22,7 @@
  * the store (an index may lack some platforms). Only then are the blobs committed and the
  * names tagged; any failure leaves the store as it was. A docker-archive image gets an OCI
  * manifest; its config is kept byte for byte, so its image ID (the config digest) is kept.
+ * An oci-archive entry without a name is loaded but not tagged (the next prune removes it).
  */
 import { createHash, randomBytes } from 'node:crypto';
 import { constants, createReadStream, createWriteStream } from 'node:fs';
@@ -517,7 +518,8 @@ class Loader {
   async doc(d: Descriptor) {
     const pending = this.blobs.get(d.digest);
     let bytes = pending?.data;
-    if (!bytes && !pending && (await this.store.has(d.digest))) bytes = await this.store.readBlob(d.digest);
+    if (!bytes && !pending?.writer && (await this.store.has(d.digest)))
+      bytes = await this.store.readBlob(d.digest);
     if (!bytes) throw this.fail(`${d.mediaType} ${d.digest} is too large or missing`);
     return parseImageDocument(bytes, `${d.mediaType} ${d.digest} in archive ${this.what}`, d.mediaType);
   }

@@ -200,10 +200,12 @@ async function mergeInto(
   existing: Descriptor | undefined,
   manifest: Descriptor & { platform: PlatformSpec },
 ): Promise<{ root: Descriptor; replaced: boolean }> {
-  if (!existing) return { root: manifest, replaced: false };
+  // An index whose blob is gone cannot be merged into: the new image simply takes the name.
+  if (!existing || (isIndexType(existing.mediaType) && !(await store.has(existing.digest))))
+    return { root: manifest, replaced: false };
   let entries: Descriptor[];
   let annotations: Index['annotations'];
-  if (isIndexType(existing.mediaType) && (await store.has(existing.digest))) {
+  if (isIndexType(existing.mediaType)) {
     const doc = parseImageDocument(await store.readBlob(existing.digest), `index ${existing.digest}`);
     if (doc.kind !== 'index')
       throw new PolyarchError('INVALID_MANIFEST', `index ${existing.digest} is not an index`);
