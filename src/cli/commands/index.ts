@@ -11,7 +11,9 @@ import * as create from './create.js';
 import * as du from './du.js';
 import * as images from './images.js';
 import * as imagetools from './imagetools.js';
+import * as importCmd from './import.js';
 import * as inspect from './inspect.js';
+import * as load from './load.js';
 import * as login from './login.js';
 import * as logout from './logout.js';
 import * as ls from './ls.js';
@@ -22,6 +24,7 @@ import * as push from './push.js';
 import * as rm from './rm.js';
 import * as rmi from './rmi.js';
 import * as run from './run.js';
+import * as save from './save.js';
 import * as tag from './tag.js';
 import * as use from './use.js';
 import * as version from './version.js';
@@ -37,6 +40,9 @@ export const commands: Register[] = [
   images.register,
   tag.register,
   rmi.register,
+  save.register,
+  load.register,
+  importCmd.register,
   prune.register,
   du.register,
   run.register,
