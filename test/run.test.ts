@@ -375,6 +375,36 @@ describe('signals', () => {
   });
 });
 
+describe('signals in a matrix', () => {
+  test('SIGTERM during the first platform: it ends as its process decides, no further platform starts, exit 143', async () => {
+    const child = spawn(
+      bin,
+      [
+        'run',
+        '--rm',
+        '--platform',
+        'linux/amd64,linux/arm64',
+        env.busybox,
+        'sh',
+        '-c',
+        'trap "echo stopping; exit 0" TERM; echo ready; while :; do sleep 0.1; done',
+      ],
+      { env: { ...process.env, POLYARCH_ROOT: root, POLYARCH_CONFIG: env.config } },
+    );
+    let out = '';
+    child.stdout.on('data', (b: Buffer) => {
+      const first = !out.includes('ready');
+      out += b.toString();
+      if (first && out.includes('ready\n')) child.kill('SIGTERM');
+    });
+    const code = await new Promise<number | null>((r) => child.on('close', (c) => r(c)));
+    assert.equal(code, 143);
+    assert.match(out, /^linux\/amd64 \| ready\nlinux\/amd64 \| stopping\n/);
+    assert.doesNotMatch(out, /linux\/arm64 \|/);
+    assert.match(out, /^linux\/amd64\s+0\s/m);
+  });
+});
+
 describe('snapshots', () => {
   test('--rm leaves no container snapshot; without it the changes are kept as container:<id>', async () => {
     const before = await snapshotKeys();
