@@ -33,6 +33,7 @@ export type Register = (program: Command, ctx: CliContext) => void;
 
 export const commands: Register[] = [
   build.register,
+  run.register,
   imagetools.register,
   manifest.register,
   pull.register,
@@ -45,7 +46,6 @@ export const commands: Register[] = [
   importCmd.register,
   prune.register,
   du.register,
-  run.register,
   login.register,
   logout.register,
   binfmt.register,
