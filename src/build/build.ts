@@ -51,7 +51,7 @@ import {
   type Platform,
 } from '../platform/index.js';
 import type { ProgressSink } from '../progress/index.js';
-import { formatReference, parseReference } from '../registry/reference.js';
+import { formatReference, parseReference } from '../oci/reference.js';
 import { type ActiveSnapshot, Snapshotter, unmountPath } from '../snapshot/index.js';
 import { errorMessage, PolyarchError } from '../util/errors.js';
 import { acquireLock } from '../util/lock.js';
