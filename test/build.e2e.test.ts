@@ -290,6 +290,10 @@ test('errors: failing RUN, missing file, unknown stage, bad Dockerfile, no emula
   assert.match(r.stderr, /nope/);
   assert.match(r.stderr, /target stage "nope" could not be found/);
 
+  r = polyarch('build', '--builder', 'nope', stages);
+  assert.equal(r.status, 1);
+  assert.match(r.stderr, /no builder "nope" found/);
+
   const bad = context('bad', { Dockerfile: 'FROMM busybox\n' });
   r = polyarch('build', bad);
   assert.equal(r.status, 1);
