@@ -508,3 +508,27 @@ test('ADD of an http URL: --checksum verified, file named from the URL, wrong ch
   }
   assertNoLeftovers();
 });
+
+test('after a SIGKILLed build, the next build cleans up its container, mounts and snapshots', async () => {
+  const dir = context('sigkill', {
+    Dockerfile: 'FROM busybox\nCOPY . /ctx\nRUN echo started && sleep 60\n',
+    'f.txt': 'f\n',
+  });
+  const child = spawn(bin, ['build', '--platform', 'linux/amd64', dir], { env });
+  let stderr = '';
+  const started = new Promise<void>((res) => {
+    child.stderr.on('data', (b: Buffer) => {
+      stderr += b.toString();
+      if (/\d started\n/.test(stderr)) res();
+    });
+  });
+  const exited = new Promise<void>((res) => child.on('close', () => res()));
+  await Promise.race([started, exited]);
+  child.kill('SIGKILL');
+  await exited;
+  writeFileSync(join(dir, 'Dockerfile'), 'FROM busybox\nCOPY . /ctx\nRUN echo recovered\n');
+  const r = polyarch('build', '--platform', 'linux/amd64', dir);
+  assert.equal(r.status, 0, r.stderr);
+  assert.match(r.stderr, /recovered/);
+  assertNoLeftovers();
+});
