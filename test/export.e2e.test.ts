@@ -369,4 +369,19 @@ describe('exportBuild', () => {
     );
     assert.deepEqual(await readdir(outDir), []);
   });
+
+  it('stops on an aborted signal before writing anything', async () => {
+    const ac = new AbortController();
+    ac.abort();
+    const dest = join(dir, 'aborted.tar');
+    await assert.rejects(
+      exportBuild(result, parseOutputs({ output: [`type=oci,dest=${dest}`] }), {
+        ...ctx,
+        stateRoot: join(dir, 'state-aborted'),
+        signal: ac.signal,
+      }),
+      { name: 'AbortError' },
+    );
+    assert.ok(!existsSync(dest));
+  });
 });

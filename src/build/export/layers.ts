@@ -119,6 +119,16 @@ export interface PackLayerOptions {
   oci?: boolean;
   /** Deflate threads; default compressLayer's. */
   threads?: number;
+  /** Aborts packing between tar chunks. */
+  signal?: AbortSignal;
+}
+
+/** Passes chunks through, failing with the signal's reason once it is aborted. */
+async function* abortable(src: AsyncIterable<Buffer>, signal?: AbortSignal): AsyncGenerator<Buffer> {
+  for await (const c of src) {
+    signal?.throwIfAborted();
+    yield c;
+  }
 }
 
 export interface PackedLayer {
@@ -170,7 +180,7 @@ export async function packSnapshotLayer(opts: PackLayerOptions): Promise<PackedL
     },
   });
   try {
-    const r = await compressLayer(tar, sink, {
+    const r = await compressLayer(abortable(tar, opts.signal), sink, {
       compression: opts.compression,
       level,
       ...(opts.threads !== undefined ? { threads: opts.threads } : {}),
