@@ -173,10 +173,15 @@ export async function packSnapshotLayer(opts: PackLayerOptions): Promise<PackedL
     ...(opts.sourceDateEpoch !== undefined ? { sourceDateEpoch: opts.sourceDateEpoch } : {}),
   });
   const w = await opts.store.writer({ what: `layer of snapshot ${opts.key}` });
+  // Compressed blocks are small (tens of KiB); writev hands over everything buffered meanwhile
+  // as one write, so the store sees few large writes instead of thousands of small ones.
   const sink = new Writable({
     highWaterMark: 1 << 20,
     write(chunk: Buffer, _enc, cb) {
       w.write(chunk).then(() => cb(), cb);
+    },
+    writev(chunks, cb) {
+      w.write(Buffer.concat(chunks.map((c) => c.chunk as Buffer))).then(() => cb(), cb);
     },
   });
   try {
