@@ -232,7 +232,7 @@ test('library: BuildResult has the config, history and layers the exporters need
     ['ARG TARGETPLATFORM', true],
     ['ARG TARGETARCH', true],
     [
-      'RUN /bin/sh -c echo "machine=$(uname -m) platform=$TARGETPLATFORM arch=$TARGETARCH" | tee /built-on # buildkit',
+      'RUN |2 TARGETPLATFORM=linux/arm64 TARGETARCH=arm64 /bin/sh -c echo "machine=$(uname -m) platform=$TARGETPLATFORM arch=$TARGETARCH" | tee /built-on # buildkit',
       false,
     ],
     ['WORKDIR /app', false],

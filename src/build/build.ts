@@ -1204,8 +1204,10 @@ class Engine {
 function createdBy(ins: PlanInstruction): string {
   switch (ins.kind) {
     case 'RUN': {
-      const cmd = runCommand(ins);
-      return `RUN ${cmd.argv.join(' ')} # buildkit`;
+      // BuildKit names the ARGs in scope first: `RUN |2 A=1 B=2 /bin/sh -c …`.
+      const args = Object.entries(ins.state.args).map(([k, v]) => `${k}=${v}`);
+      const prefix = args.length > 0 ? `|${args.length} ${args.join(' ')} ` : '';
+      return `RUN ${prefix}${runCommand(ins).argv.join(' ')} # buildkit`;
     }
     case 'COPY':
     case 'ADD':
