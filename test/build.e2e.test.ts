@@ -290,6 +290,12 @@ test('errors: failing RUN, missing file, unknown stage, bad Dockerfile, no emula
   assert.match(r.stderr, /nope/);
   assert.match(r.stderr, /target stage "nope" could not be found/);
 
+  // A base image without the platform: an error naming what it has, never another architecture.
+  r = polyarch('build', '--platform', 'linux/riscv64', stages);
+  assert.equal(r.status, 1);
+  assert.match(r.stderr, /no image for platform linux\/riscv64 in the index \(it has linux\/amd64, /);
+  assert.match(r.stderr, /--> Dockerfile:1/);
+
   r = polyarch('build', '--builder', 'nope', stages);
   assert.equal(r.status, 1);
   assert.match(r.stderr, /no builder "nope" found/);
