@@ -538,3 +538,31 @@ test('after a SIGKILLed build, the next build cleans up its container, mounts an
   assert.match(r.stderr, /recovered/);
   assertNoLeftovers();
 });
+
+test('SOURCE_DATE_EPOCH: two --no-cache builds of examples/hello give the same image digest', () => {
+  const digests: string[] = [];
+  for (const i of [1, 2]) {
+    const meta = join(work, `meta-${i}.json`);
+    const r = spawnSync(
+      bin,
+      [
+        'build',
+        '--no-cache',
+        '--platform',
+        'linux/amd64,linux/arm64',
+        '-o',
+        `type=oci,dest=${join(work, `hello-${i}.tar`)}`,
+        '--metadata-file',
+        meta,
+        join(repo, 'examples', 'hello'),
+      ],
+      { env: { ...env, SOURCE_DATE_EPOCH: '1700000000' }, encoding: 'utf8', timeout: 240_000 },
+    );
+    assert.equal(r.status, 0, r.stderr);
+    digests.push(
+      (JSON.parse(readFileSync(meta, 'utf8')) as Record<string, string>)['containerimage.digest']!,
+    );
+  }
+  assert.match(digests[0]!, /^sha256:[0-9a-f]{64}$/);
+  assert.equal(digests[0], digests[1]);
+});
