@@ -195,7 +195,7 @@ export class BuilderStore {
       );
     validateName(b.name);
     await mkdir(this.dir, { recursive: true });
-    await writeFileAtomic(this.dir, `${b.name}.json`, encodeBuilder(b));
+    await writeFileAtomic(join(this.dir, `${b.name}.json`), encodeBuilder(b));
   }
 
   /** Deletes a stored builder; false if it was not there. Clears `current` if it named it. */
@@ -233,7 +233,7 @@ export class BuilderStore {
       });
       return;
     }
-    await writeFileAtomic(this.dir, 'current', `${validateName(name)}\n`);
+    await writeFileAtomic(join(this.dir, 'current'), `${validateName(name)}\n`);
   }
 
   /** Deletes `.tmp-<file>-<pid>-<rand>` files whose writer no longer runs (killed mid-write). */

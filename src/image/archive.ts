@@ -25,7 +25,7 @@
  * An oci-archive entry without a name is loaded but not tagged (the next prune removes it).
  */
 import { createHash, randomBytes } from 'node:crypto';
-import { constants, createReadStream, createWriteStream } from 'node:fs';
+import { createReadStream, createWriteStream } from 'node:fs';
 import { open, rename, unlink } from 'node:fs/promises';
 import { basename, dirname, join, posix } from 'node:path';
 import { Readable, type Writable } from 'node:stream';
@@ -59,6 +59,7 @@ import {
 } from '../platform/index.js';
 import { familiarReference, formatReference, parseReference } from '../oci/reference.js';
 import { errorMessage, PolyarchError } from '../util/errors.js';
+import { fsyncDir } from '../util/fs.js';
 import { imageManifest, tarProblem, writerSink } from './import.js';
 
 export type ArchiveFormat = 'oci' | 'docker';
@@ -325,15 +326,6 @@ async function dockerEntries(
   entries.push(jsonEntry('manifest.json', manifestJson));
   entries.push(jsonEntry('repositories', repositories));
   return entries;
-}
-
-async function fsyncDir(dir: string): Promise<void> {
-  const fh = await open(dir, constants.O_RDONLY);
-  try {
-    await fh.sync();
-  } finally {
-    await fh.close();
-  }
 }
 
 /** Writes the archive; returns what was saved. */

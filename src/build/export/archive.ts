@@ -11,10 +11,8 @@
  * Tar members are written in a fixed order with fixed headers (mtime = SOURCE_DATE_EPOCH or 0,
  * uid/gid 0), so archives of the same image are byte-identical.
  */
-import { randomBytes } from 'node:crypto';
-import { constants } from 'node:fs';
-import { mkdir, open, readdir, rename, rm, rmdir, stat } from 'node:fs/promises';
-import { basename, dirname, join, resolve } from 'node:path';
+import { mkdir, readdir, rename, rm, rmdir, stat } from 'node:fs/promises';
+import { dirname, join, resolve } from 'node:path';
 import type { ContentStore } from '../../content/index.js';
 import { applyLayerBlob, packDir, type TarEntryInput, writeTar } from '../../layer/index.js';
 import {
@@ -29,52 +27,11 @@ import {
 import { type Platform, formatPlatform } from '../../platform/index.js';
 import { familiarReference, parseReference } from '../../oci/reference.js';
 import { errorMessage, PolyarchError } from '../../util/errors.js';
+import { fsyncDir, tempPath, writeFileAtomic } from '../../util/fs.js';
 import type { PlatformImage } from './image.js';
 
 const CONTAINERD_NAME = 'io.containerd.image.name';
 const REF_NAME = 'org.opencontainers.image.ref.name';
-
-function tempName(dest: string): string {
-  return join(dirname(dest), `.${basename(dest)}.polyarch-${process.pid}-${randomBytes(4).toString('hex')}`);
-}
-
-async function fsyncPath(path: string): Promise<void> {
-  const fh = await open(path, constants.O_RDONLY);
-  try {
-    await fh.sync();
-  } finally {
-    await fh.close();
-  }
-}
-
-/** Streams `chunks` to `dest` atomically (temp + fsync + rename + fsync of the directory). */
-export async function writeFileAtomic(
-  dest: string,
-  chunks: AsyncIterable<Buffer> | Iterable<Buffer>,
-): Promise<number> {
-  const abs = resolve(dest);
-  await mkdir(dirname(abs), { recursive: true });
-  const tmp = tempName(abs);
-  let size = 0;
-  try {
-    const fh = await open(tmp, 'wx', 0o644);
-    try {
-      for await (const c of chunks) {
-        await fh.write(c);
-        size += c.length;
-      }
-      await fh.sync();
-    } finally {
-      await fh.close();
-    }
-    await rename(tmp, abs);
-    await fsyncPath(dirname(abs));
-    return size;
-  } catch (err) {
-    await rm(tmp, { force: true });
-    throw new PolyarchError('IO', `writing ${dest}: ${errorMessage(err)}`, { cause: err });
-  }
-}
 
 /**
  * Moves a finished temp directory into place. A missing or empty `dest` is replaced by one
@@ -94,19 +51,19 @@ async function installDir(tmp: string, dest: string): Promise<void> {
         await rename(join(tmp, name), join(dest, name));
       }
       await rm(tmp, { recursive: true, force: true });
-      await fsyncPath(dest);
+      await fsyncDir(dest);
       return;
     }
   }
   await rename(tmp, dest);
-  await fsyncPath(dirname(dest));
+  await fsyncDir(dirname(dest));
 }
 
 /** Runs `fill(tmpDir)` and installs the directory atomically at `dest`; removes the temp on failure. */
 export async function writeDirAtomic(dest: string, fill: (dir: string) => Promise<void>): Promise<void> {
   const abs = resolve(dest);
   await mkdir(dirname(abs), { recursive: true });
-  const tmp = tempName(abs);
+  const tmp = tempPath(abs);
   await mkdir(tmp, { mode: 0o755 });
   try {
     await fill(tmp);
@@ -211,7 +168,7 @@ export async function writeOciArchive(o: OciArchiveOptions): Promise<void> {
     dirEntry('blobs/sha256/', mtime),
     ...blobs.map((b) => blobEntry(o.store, b, mtime)),
   ];
-  await writeFileAtomic(o.dest, writeTar(entries));
+  await writeFileAtomic(resolve(o.dest), writeTar(entries), { createParents: true });
 }
 
 export interface DockerArchiveOptions {
@@ -253,7 +210,7 @@ export async function writeDockerArchive(o: DockerArchiveOptions): Promise<void>
   ];
   if (Object.keys(repositories).length > 0)
     entries.push(fileEntry('repositories', encodeJson(repositories), mtime));
-  await writeFileAtomic(o.dest, writeTar(entries));
+  await writeFileAtomic(resolve(o.dest), writeTar(entries), { createParents: true });
 }
 
 /** `linux_arm64_v8`-style directory name (BuildKit's platform-split naming). */
@@ -295,7 +252,7 @@ export async function writeRootfs(o: RootfsOptions): Promise<void> {
     return;
   }
   const abs = resolve(o.dest);
-  const work = tempName(abs);
+  const work = tempPath(abs);
   await mkdir(work, { mode: 0o755 });
   try {
     await fill(work);

@@ -16,6 +16,7 @@
  */
 import { randomBytes } from 'node:crypto';
 import { stat } from 'node:fs/promises';
+import { resolve } from 'node:path';
 import type { ContentStore } from '../../content/index.js';
 import { push } from '../../image/index.js';
 import type { Descriptor, Digest } from '../../oci/index.js';
@@ -31,7 +32,8 @@ import { formatReference, parseReference, repositoryName } from '../../oci/refer
 import type { Snapshotter } from '../../snapshot/index.js';
 import { errorMessage, PolyarchError, UsageError } from '../../util/errors.js';
 import type { BuildResult } from '../result.js';
-import { writeDockerArchive, writeFileAtomic, writeOciArchive, writeRootfs } from './archive.js';
+import { writeFileAtomic } from '../../util/fs.js';
+import { writeDockerArchive, writeOciArchive, writeRootfs } from './archive.js';
 import { formatKey, type ImageFormat, type WrittenImage, writeImage } from './image.js';
 import { LayerMemo } from './layers.js';
 import type { OutputSpec } from './outputs.js';
@@ -322,10 +324,12 @@ export async function writeBuildFiles(
   files: { metadataFile?: string; iidFile?: string },
 ): Promise<void> {
   if (files.metadataFile)
-    await writeFileAtomic(files.metadataFile, [Buffer.from(`${JSON.stringify(resp.metadata, null, 2)}\n`)]);
+    await writeFileAtomic(resolve(files.metadataFile), `${JSON.stringify(resp.metadata, null, 2)}\n`, {
+      createParents: true,
+    });
   if (files.iidFile) {
     if (!resp.digest)
       throw new PolyarchError('INVALID_ARGUMENT', `--iidfile ${files.iidFile}: the build exported no image`);
-    await writeFileAtomic(files.iidFile, [Buffer.from(resp.digest)]);
+    await writeFileAtomic(resolve(files.iidFile), resp.digest, { createParents: true });
   }
 }
