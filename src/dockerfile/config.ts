@@ -10,31 +10,11 @@
  * put them at the start of the stage) and the stage's own ONBUILD are recorded; PATH is added
  * when missing (not on Windows). Pure; returns a new object.
  */
+import type { ContainerConfig } from '../oci/types.js';
 import type { PlanStage } from './plan.js';
 
 /** The `config` object of an OCI/Docker image config (field names as in the JSON). */
-export interface ImageConfig {
-  User?: string;
-  ExposedPorts?: Record<string, Record<string, never>>;
-  Env?: string[];
-  Entrypoint?: string[] | null;
-  Cmd?: string[] | null;
-  Volumes?: Record<string, Record<string, never>>;
-  WorkingDir?: string;
-  Labels?: Record<string, string>;
-  StopSignal?: string;
-  Shell?: string[];
-  OnBuild?: string[] | null;
-  Healthcheck?: {
-    Test: string[];
-    Interval?: number;
-    Timeout?: number;
-    StartPeriod?: number;
-    StartInterval?: number;
-    Retries?: number;
-  };
-  ArgsEscaped?: boolean;
-}
+export type ImageConfig = ContainerConfig;
 
 export interface StageImageConfig {
   config: ImageConfig;

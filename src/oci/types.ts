@@ -4,15 +4,12 @@
  * These mirror the JSON on the wire exactly (key names included), so a parsed document can
  * be written back unchanged. Validation lives in validate.ts.
  */
+import type { OciPlatform } from '../platform/platform.js';
 import type { Digest } from './digest.js';
 
-/** A platform as it appears in JSON (descriptor `platform`, config fields). */
-export interface PlatformSpec {
-  architecture: string;
-  os: string;
-  'os.version'?: string;
-  'os.features'?: string[];
-  variant?: string;
+/** A platform as it appears in JSON (descriptor `platform`, config fields); see src/platform. */
+export interface PlatformSpec extends OciPlatform {
+  /** Reserved by the image spec; kept when read. */
   features?: string[];
 }
 
