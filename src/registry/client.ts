@@ -10,11 +10,10 @@
  *
  * Nothing is ever held in memory whole except manifests (bounded to 4 MiB).
  */
-import { PassThrough, type Readable } from 'node:stream';
+import { PassThrough, type Readable, Transform } from 'node:stream';
 import { type Descriptor, type Digest, MediaType, sha256Digest } from '../oci/index.js';
 import { PolyarchError } from '../util/errors.js';
 import { RegistryError } from './errors.js';
-import type { TransferEvent } from './progress.js';
 import { formatReference, manifestReference, type Reference, repositoryName } from '../oci/reference.js';
 import { header, pullScope, pushScope, Transport, type TransportOptions } from './transport.js';
 
@@ -53,7 +52,19 @@ export interface FetchedManifest {
   digest: Digest;
 }
 
-type Progress = (e: Pick<TransferEvent, 'status' | 'done' | 'total'>) => void;
+/** What a blob transfer reports; src/image turns it into progress statuses. */
+export interface TransferUpdate {
+  /**
+   * `start` began; `progress` bytes moved; `done` finished and verified; `exists` already
+   * at the destination; `mounted` cross-repository mount; `resume` a dropped transfer
+   * continues at `done`.
+   */
+  status: 'start' | 'progress' | 'done' | 'exists' | 'mounted' | 'resume';
+  done: number;
+  total: number;
+}
+
+export type TransferCallback = (u: TransferUpdate) => void;
 
 export class RegistryClient {
   readonly transport: Transport;
@@ -235,7 +246,12 @@ export class RegistryClient {
    * Streams a blob into `sink`, resuming with `Range: bytes=<offset>-` after a dropped
    * connection, then commits (the sink verifies digest and size).
    */
-  async fetchBlob(ref: Reference, desc: Descriptor, sink: BlobSink, progress?: Progress): Promise<void> {
+  async fetchBlob(
+    ref: Reference,
+    desc: Descriptor,
+    sink: BlobSink,
+    progress?: TransferCallback,
+  ): Promise<void> {
     const what = `GET blob ${repositoryName(ref)}@${desc.digest}`;
     let resumes = 0;
     progress?.({ status: 'start', done: sink.offset, total: desc.size });
@@ -297,7 +313,7 @@ export class RegistryClient {
     ref: Reference,
     desc: Descriptor,
     open: (start: number, end: number) => Readable,
-    opts: { mountFrom?: string; progress?: Progress } = {},
+    opts: { mountFrom?: string; progress?: TransferCallback } = {},
   ): Promise<'exists' | 'mounted' | 'uploaded'> {
     const repo = repositoryName(ref);
     const what = `uploading blob ${desc.digest} to ${repo}`;
@@ -336,7 +352,7 @@ export class RegistryClient {
         method: 'PUT',
         path: withDigestParam(location, desc.digest),
         headers: { 'content-type': 'application/octet-stream', 'content-length': String(desc.size) },
-        body: () => open(0, desc.size),
+        body: () => counting(open(0, desc.size), 0, desc.size, progress),
         scopes: [pushScope(ref.path)],
         expect: [201],
         what,
@@ -357,7 +373,7 @@ export class RegistryClient {
               'content-range': `${offset}-${end - 1}`,
               'content-length': String(end - offset),
             },
-            body: () => open(offset, end),
+            body: () => counting(open(offset, end), offset, desc.size, progress),
             scopes: [pushScope(ref.path)],
             expect: [202],
             what,
@@ -425,6 +441,21 @@ export class RegistryClient {
     }
     return new URL(loc, res.url).toString();
   }
+}
+
+/** `r` passed through, reporting bytes sent (from `base`) as they are read. */
+function counting(r: Readable, base: number, total: number, progress?: TransferCallback): Readable {
+  if (!progress) return r;
+  let done = base;
+  const t = new Transform({
+    transform(chunk: Buffer, _enc, cb) {
+      done += chunk.length;
+      progress({ status: 'progress', done, total });
+      cb(null, chunk);
+    },
+  });
+  r.on('error', (err) => t.destroy(err));
+  return r.pipe(t);
 }
 
 function withDigestParam(location: string, digest: Digest): string {
