@@ -347,17 +347,38 @@ export class RegistryClient {
     let location = this.#location(start, what);
     progress?.({ status: 'start', done: 0, total: desc.size });
     if (desc.size <= this.chunkThreshold) {
-      const res = await this.transport.request({
-        host: ref.domain,
-        method: 'PUT',
-        path: withDigestParam(location, desc.digest),
-        headers: { 'content-type': 'application/octet-stream', 'content-length': String(desc.size) },
-        body: () => counting(open(0, desc.size), 0, desc.size, progress),
-        scopes: [pushScope(ref.path)],
-        expect: [201],
-        what,
-      });
-      await res.body.dump();
+      for (let resumes = 0; ; ) {
+        try {
+          const res = await this.transport.request({
+            host: ref.domain,
+            method: 'PUT',
+            path: withDigestParam(location, desc.digest),
+            headers: { 'content-type': 'application/octet-stream', 'content-length': String(desc.size) },
+            body: () => counting(open(0, desc.size), 0, desc.size, progress),
+            scopes: [pushScope(ref.path)],
+            expect: [201],
+            what,
+            retries: 0,
+          });
+          await res.body.dump();
+          break;
+        } catch (err) {
+          // A PUT cut mid-body leaves part of it in the session, whose state (offset 0) no
+          // longer matches: sending it to the same location again is BLOB_UPLOAD_INVALID.
+          // Start a new session and send the whole blob again.
+          if (
+            resumes++ >= RESUMES ||
+            (err instanceof RegistryError && !err.temporary && err.code !== 'UNREACHABLE')
+          )
+            throw err;
+          const after = err instanceof RegistryError ? err.retryAfterMs : undefined;
+          await sleep(after !== undefined ? Math.min(after, 10_000) : 100 * 2 ** resumes);
+          const again = await begin(`/v2/${ref.path}/blobs/uploads/`);
+          await again.body.dump();
+          location = this.#location(again, what);
+          progress?.({ status: 'resume', done: 0, total: desc.size });
+        }
+      }
     } else {
       let offset = 0;
       let resumes = 0;
@@ -442,6 +463,8 @@ export class RegistryClient {
     return new URL(loc, res.url).toString();
   }
 }
+
+const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
 /** `r` passed through, reporting bytes sent (from `base`) as they are read. */
 function counting(r: Readable, base: number, total: number, progress?: TransferCallback): Readable {
