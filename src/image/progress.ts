@@ -60,8 +60,9 @@ export class Step {
   }
 
   /** The callback the registry client reports one blob's transfer to. */
-  blob(digest: string, total: number, now: () => number = Date.now): TransferCallback | undefined {
+  blob(digest: string, total: number): TransferCallback | undefined {
     if (!this.pw) return undefined;
+    const now = this.pw.now;
     let last = 0;
     return (u) => {
       switch (u.status) {
