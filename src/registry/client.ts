@@ -382,69 +382,94 @@ export class RegistryClient {
     } else {
       let offset = 0;
       let resumes = 0;
-      while (offset < desc.size) {
-        const end = Math.min(offset + this.chunkSize, desc.size);
+      const restart = async () => {
+        const again = await begin(`/v2/${ref.path}/blobs/uploads/`);
+        await again.body.dump();
+        location = this.#location(again, what);
+        offset = 0;
+      };
+      for (;;) {
+        while (offset < desc.size) {
+          const end = Math.min(offset + this.chunkSize, desc.size);
+          try {
+            const res = await this.transport.request({
+              host: ref.domain,
+              method: 'PATCH',
+              path: location,
+              headers: {
+                'content-type': 'application/octet-stream',
+                'content-range': `${offset}-${end - 1}`,
+                'content-length': String(end - offset),
+              },
+              body: () => counting(open(offset, end), offset, desc.size, progress),
+              scopes: [pushScope(ref.path)],
+              expect: [202],
+              what,
+              retries: 0,
+            });
+            await res.body.dump();
+            location = this.#location(res, what);
+            offset = end;
+            progress?.({ status: 'progress', done: offset, total: desc.size });
+          } catch (err) {
+            // A dropped PATCH may have landed partly: ask the registry where the upload stands
+            // (416: our offset and the registry's disagree — ask too).
+            if (
+              resumes++ >= RESUMES ||
+              (err instanceof RegistryError &&
+                !err.temporary &&
+                err.code !== 'UNREACHABLE' &&
+                err.status !== 416)
+            )
+              throw err;
+            // Give the registry a moment to finish writing what it got of the cut request, so
+            // the status it reports is final.
+            await sleep(100 * 2 ** (resumes - 1));
+            const st = await this.transport.request({
+              host: ref.domain,
+              method: 'GET',
+              path: location,
+              scopes: [pushScope(ref.path)],
+              expect: [204, 404],
+              what,
+            });
+            await st.body.dump();
+            if (st.status === 204) {
+              const range = header(st, 'range');
+              offset = range ? Number(range.split('-')[1]) + 1 : 0;
+              location = this.#location(st, what, location);
+            } else {
+              // distribution cancels a session whose last PATCH was cut (its offset no longer
+              // matches the stored state): start a new session from the first byte.
+              await restart();
+            }
+            progress?.({ status: 'resume', done: offset, total: desc.size });
+          }
+        }
         try {
           const res = await this.transport.request({
             host: ref.domain,
-            method: 'PATCH',
-            path: location,
-            headers: {
-              'content-type': 'application/octet-stream',
-              'content-range': `${offset}-${end - 1}`,
-              'content-length': String(end - offset),
-            },
-            body: () => counting(open(offset, end), offset, desc.size, progress),
+            method: 'PUT',
+            path: withDigestParam(location, desc.digest),
+            headers: { 'content-length': '0' },
             scopes: [pushScope(ref.path)],
-            expect: [202],
+            expect: [201],
             what,
-            retries: 0,
           });
           await res.body.dump();
-          location = this.#location(res, what);
-          offset = end;
-          progress?.({ status: 'progress', done: offset, total: desc.size });
+          break;
         } catch (err) {
-          // A dropped PATCH may have landed partly: ask the registry where the upload stands.
-          if (
-            resumes++ >= RESUMES ||
-            (err instanceof RegistryError && !err.temporary && err.code !== 'UNREACHABLE')
-          )
-            throw err;
-          const st = await this.transport.request({
-            host: ref.domain,
-            method: 'GET',
-            path: location,
-            scopes: [pushScope(ref.path)],
-            expect: [204, 404],
-            what,
-          });
-          await st.body.dump();
-          if (st.status === 204) {
-            const range = header(st, 'range');
-            offset = range ? Number(range.split('-')[1]) + 1 : 0;
-            location = this.#location(st, what, location);
-          } else {
-            // distribution cancels a session whose last PATCH was cut (its offset no longer
-            // matches the stored state): start a new session from the first byte.
-            const again = await begin(`/v2/${ref.path}/blobs/uploads/`);
-            await again.body.dump();
-            location = this.#location(again, what);
-            offset = 0;
-          }
-          progress?.({ status: 'resume', done: offset, total: desc.size });
+          // After a resume the registry may still have appended the tail of the cut request
+          // once it had reported its status: the content no longer matches the digest. Send
+          // the whole blob again in a new session.
+          const spoilt =
+            err instanceof RegistryError &&
+            (err.hasCode('DIGEST_INVALID') || err.hasCode('BLOB_UPLOAD_INVALID') || err.status === 416);
+          if (!spoilt || resumes === 0 || resumes++ >= RESUMES) throw err;
+          await restart();
+          progress?.({ status: 'resume', done: 0, total: desc.size });
         }
       }
-      const res = await this.transport.request({
-        host: ref.domain,
-        method: 'PUT',
-        path: withDigestParam(location, desc.digest),
-        headers: { 'content-length': '0' },
-        scopes: [pushScope(ref.path)],
-        expect: [201],
-        what,
-      });
-      await res.body.dump();
     }
     progress?.({ status: 'done', done: desc.size, total: desc.size });
     return 'uploaded';
