@@ -1,13 +1,12 @@
 /**
  * Failure handling against a real registry: mirrors (a dead mirror falls back to the
- * upstream, a mirror serves for a dead upstream) and transfers cut mid-stream by a TCP
- * relay in front of the registry (downloads resume with Range, chunked uploads resume from
+ * upstream, a mirror serves for a dead upstream) and transfers cut mid-stream by the fault
+ * proxy (test/fault-proxy.ts) in front of the registry (downloads resume with Range, chunked uploads resume from
  * the registry's upload status).
  */
 import assert from 'node:assert/strict';
 import { writeFileSync } from 'node:fs';
 import { createServer as createHttpServer, request as httpRequest } from 'node:http';
-import { createServer, type Server, type Socket, connect } from 'node:net';
 import { join } from 'node:path';
 import { Readable } from 'node:stream';
 import { test } from 'node:test';
@@ -18,73 +17,8 @@ import { type Digest, MediaType } from '../src/oci/index.js';
 import { RegistryClient } from '../src/registry/client.js';
 import { loadRegistryConfig } from '../src/registry/config.js';
 import { parseReference } from '../src/oci/reference.js';
+import { startFaultProxy } from './fault-proxy.js';
 import { makeLayout, requireEnv, sha256, skopeo, tempDir, uniqueRepo } from './registry-helpers.js';
-
-/**
- * A TCP relay to `upstream` that cuts one connection: the first request whose head matches
- * `match` gets `allow` bytes through (request bytes upstream, or response bytes downstream),
- * then both sockets are destroyed.
- */
-async function cuttingRelay(
-  upstream: string,
-  match: RegExp,
-  direction: 'request' | 'response',
-  allow: number,
-): Promise<{ host: string; cuts: () => number; close: () => Promise<void> }> {
-  const [uh, up] = upstream.split(':') as [string, string];
-  let cut = 0;
-  const sockets = new Set<Socket>();
-  const server: Server = createServer((client) => {
-    const remote = connect(Number(up), uh);
-    sockets.add(client).add(remote);
-    let armed = false;
-    let passed = 0;
-    const kill = () => {
-      cut++;
-      client.destroy();
-      remote.destroy();
-    };
-    client.on('data', (d: Buffer) => {
-      if (!armed && cut === 0 && match.test(d.toString('latin1', 0, Math.min(d.length, 2048)))) {
-        armed = true;
-        passed = 0;
-      }
-      if (armed && direction === 'request') {
-        if (passed + d.length > allow) {
-          remote.write(d.subarray(0, Math.max(0, allow - passed)), kill);
-          return;
-        }
-        passed += d.length;
-      }
-      remote.write(d);
-    });
-    remote.on('data', (d: Buffer) => {
-      if (armed && direction === 'response') {
-        if (passed + d.length > allow) {
-          client.write(d.subarray(0, Math.max(0, allow - passed)), kill);
-          return;
-        }
-        passed += d.length;
-      }
-      client.write(d);
-    });
-    client.on('error', () => remote.destroy());
-    remote.on('error', () => client.destroy());
-    client.on('close', () => remote.destroy());
-    remote.on('close', () => client.destroy());
-  });
-  await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
-  const port = (server.address() as { port: number }).port;
-  return {
-    host: `127.0.0.1:${port}`,
-    cuts: () => cut,
-    close: () =>
-      new Promise<void>((r) => {
-        for (const s of sockets) s.destroy();
-        server.close(() => r());
-      }),
-  };
-}
 
 function pattern(n: number): Buffer {
   const b = Buffer.alloc(n);
@@ -103,14 +37,16 @@ test('a download cut mid-body resumes with Range and verifies', async () => {
   );
   await direct.close();
 
-  const relay = await cuttingRelay(reg, new RegExp(`^GET /v2/${repo}/blobs/`), 'response', 300_000);
+  const relay = await startFaultProxy(reg, [
+    { method: 'GET', path: new RegExp(`^/v2/${repo}/blobs/`), fault: { cut: 'response', after: 300_000 } },
+  ]);
   const client = new RegistryClient();
   try {
     const store = await ContentStore.open(join(tempDir('store'), 'r'));
     const w = await store.writer({ digest: desc.digest, size: desc.size });
     const statuses: string[] = [];
     await client.fetchBlob(parseReference(`${relay.host}/${repo}`), desc, w, (p) => statuses.push(p.status));
-    assert.equal(relay.cuts(), 1, 'the relay cut the first download');
+    assert.equal(relay.fired().length, 1, 'the relay cut the first download');
     assert.ok(statuses.includes('resume'), `resumed (${statuses.filter((s) => s !== 'progress').join(',')})`);
     assert.deepEqual(await store.readBlob(desc.digest), data);
   } finally {
@@ -125,12 +61,9 @@ test('a chunked upload cut mid-PATCH recovers: resumes at the upload status, or 
   const desc = { mediaType: MediaType.OciLayer, digest: sha256(data) as Digest, size: data.length };
   const repo = uniqueRepo('resume-put');
   // Cut the second PATCH (Content-Range 500000-…) after 200 kB of it went upstream.
-  const relay = await cuttingRelay(
-    reg,
-    /^PATCH [^\n]*\n(?:[^\n]*\n)*?content-range: 500000-/i,
-    'request',
-    200_000,
-  );
+  const relay = await startFaultProxy(reg, [
+    { method: 'PATCH', head: /^content-range: 500000-/im, fault: { cut: 'request', after: 200_000 } },
+  ]);
   const client = new RegistryClient({ chunkThreshold: 100_000, chunkSize: 500_000 });
   try {
     const ref = parseReference(`${relay.host}/${repo}`);
@@ -139,7 +72,7 @@ test('a chunked upload cut mid-PATCH recovers: resumes at the upload status, or 
       progress: (p) => statuses.push(`${p.status}:${p.done}`),
     });
     assert.equal(r, 'uploaded');
-    assert.equal(relay.cuts(), 1, 'the relay cut one PATCH');
+    assert.equal(relay.fired().length, 1, 'the relay cut one PATCH');
     assert.ok(
       statuses.some((s) => s.startsWith('resume:')),
       statuses.join(' '),

@@ -186,3 +186,103 @@ export function assertOneLineError(r: CliResult, want: RegExp): void {
   assert.match(lines[0]!, /^ERROR: /);
   assert.match(lines[0]!, want);
 }
+
+/** A ustar header for one regular file of `size` bytes (the body and padding follow it). */
+function tarHeader(name: string, size: number): Buffer {
+  const h = tarOneFile(name, Buffer.alloc(0)).subarray(0, 512);
+  h.write(`${size.toString(8).padStart(11, '0')}\0`, 124);
+  h.write('        ', 148);
+  let sum = 0;
+  for (const b of h) sum += b;
+  h.write(`${sum.toString(8).padStart(6, '0')}\0 `, 148);
+  return h;
+}
+
+/** A tar layer of one file of `size` random (incompressible) bytes, made 1 MiB at a time. */
+async function* randomTar(size: number): AsyncGenerator<Buffer> {
+  yield tarHeader('random.bin', size);
+  for (let left = size; left > 0; ) {
+    const n = Math.min(left, 1 << 20);
+    yield randomBytes(n);
+    left -= n;
+  }
+  yield Buffer.alloc(((512 - (size % 512)) % 512) + 1024);
+}
+
+export interface StoredImage {
+  name: string;
+  /** The index (several platforms) or manifest (one). */
+  root: { mediaType: string; digest: string; size: number };
+  /** platform → manifest digest and layer digests */
+  platforms: Map<string, { manifest: string; layers: string[] }>;
+}
+
+/**
+ * Writes an image of random uncompressed tar layers (`layerSizes` bytes of file data each,
+ * per platform) straight into a content store and tags it `name`; memory use is 1 MiB.
+ * One platform gives a plain manifest, several an index.
+ */
+export async function storeRandomImage(
+  store: {
+    ingest(src: AsyncIterable<Uint8Array>): Promise<{ digest: string; size: number }>;
+    writeBlob(b: Uint8Array): Promise<{ digest: string; size: number }>;
+    tag(name: string, desc: never): Promise<void>;
+  },
+  name: string,
+  platforms: string[],
+  layerSizes: number[],
+): Promise<StoredImage> {
+  const out = new Map<string, { manifest: string; layers: string[] }>();
+  const entries = [];
+  for (const p of platforms) {
+    const [os, architecture, variant] = p.split('/') as [string, string, string?];
+    const layers = [];
+    for (const size of layerSizes) layers.push(await store.ingest(randomTar(size)));
+    const config = await store.writeBlob(
+      Buffer.from(
+        JSON.stringify({
+          architecture,
+          os,
+          ...(variant ? { variant } : {}),
+          config: { Cmd: ['/bin/sh'] },
+          // Uncompressed layers: the diff ids are the layer digests.
+          rootfs: { type: 'layers', diff_ids: layers.map((l) => l.digest) },
+        }),
+      ),
+    );
+    const manifest = await store.writeBlob(
+      Buffer.from(
+        JSON.stringify({
+          schemaVersion: 2,
+          mediaType: 'application/vnd.oci.image.manifest.v1+json',
+          config: { mediaType: 'application/vnd.oci.image.config.v1+json', ...config },
+          layers: layers.map((l) => ({ mediaType: 'application/vnd.oci.image.layer.v1.tar', ...l })),
+        }),
+      ),
+    );
+    out.set(p, { manifest: manifest.digest, layers: layers.map((l) => l.digest) });
+    entries.push({
+      mediaType: 'application/vnd.oci.image.manifest.v1+json',
+      ...manifest,
+      platform: { architecture, os, ...(variant ? { variant } : {}) },
+    });
+  }
+  let root: StoredImage['root'];
+  if (entries.length === 1) {
+    const { platform: _, ...m } = entries[0]!;
+    root = m;
+  } else {
+    const index = await store.writeBlob(
+      Buffer.from(
+        JSON.stringify({
+          schemaVersion: 2,
+          mediaType: 'application/vnd.oci.image.index.v1+json',
+          manifests: entries,
+        }),
+      ),
+    );
+    root = { mediaType: 'application/vnd.oci.image.index.v1+json', ...index };
+  }
+  await store.tag(name, root as never);
+  return { name, root, platforms: out };
+}

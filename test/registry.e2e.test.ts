@@ -14,7 +14,7 @@ import { pull } from '../src/image/pull.js';
 import { push } from '../src/image/push.js';
 import { type Digest, MediaType } from '../src/oci/index.js';
 import { RegistryClient } from '../src/registry/client.js';
-import { type TransferEvent, TransferProgress } from '../src/registry/progress.js';
+import { ProgressRecorder, ProgressWriter } from '../src/progress/index.js';
 import { parseReference } from '../src/oci/reference.js';
 import {
   assertOneLineError,
@@ -60,20 +60,23 @@ describe('registry round trips', () => {
     assert.equal((await a.resolve(ref))?.digest, img.indexDigest);
 
     const target = `${reg}/${uniqueRepo('rt-target')}:v2`;
-    const events: TransferEvent[] = [];
-    const progress = new TransferProgress();
-    progress.on((e) => events.push(e));
-    const pushed = await push(ref, { store: a, target, progress });
+    const rec = new ProgressRecorder();
+    const pushed = await push(ref, { store: a, target, progress: new ProgressWriter(rec) });
     assert.equal(pushed.digest, img.indexDigest);
     assert.equal(sha256(skopeo(['inspect', '--raw', `docker://${target}`])), pushed.digest, 'skopeo agrees');
     // Same registry, another repository: blobs are mounted, not uploaded again.
+    const ids = rec.statuses.flatMap((st) => st.statuses.filter((x) => x.completed).map((x) => x.id));
     assert.ok(
-      events.some((e) => e.status === 'mounted'),
-      'cross-repository mount used',
+      ids.some((id) => id.startsWith('mounted sha256:')),
+      `cross-repository mount used (${ids.join(', ')})`,
     );
-    const manifestIdx = events.findIndex((e) => e.kind === 'manifest');
-    const indexIdx = events.findIndex((e) => e.kind === 'index');
+    const manifestIdx = ids.indexOf(`manifest ${img.platforms.get('linux/arm64')!.manifest}`);
+    const indexIdx = ids.indexOf(`manifest ${img.indexDigest}`);
     assert.ok(manifestIdx >= 0 && indexIdx > manifestIdx, 'children are pushed before the index');
+    assert.deepEqual(
+      rec.vertexes().map((v) => [v.name, v.completed !== undefined, v.error]),
+      [[`pushing ${target}`, true, undefined]],
+    );
 
     const b = await ContentStore.open(join(tempDir('store'), 'b'));
     const again = await pull(target, { store: b, all: true });
@@ -149,7 +152,7 @@ describe('registry round trips', () => {
       });
       assert.equal(r, 'uploaded');
       assert.deepEqual(
-        seen.filter((x) => x.startsWith('progress')),
+        [...new Set(seen.filter((x) => x.startsWith('progress')))],
         ['progress:64000', 'progress:128000', 'progress:192000', 'progress:256000', 'progress:300000'],
       );
       assert.equal(await client.blobSize(from, desc.digest), data.length);
@@ -238,7 +241,8 @@ describe('registry CLI', () => {
     const p = cli(['pull', '--platform', 'linux/arm64', ref], home);
     assert.equal(p.status, 0, p.stderr);
     assert.equal(p.stdout, `Digest: ${img.indexDigest}\n${ref}\n`);
-    assert.match(p.stderr, /blob sha256:[0-9a-f]{12}: done/);
+    assert.match(p.stderr, /^#\d+ resolve /m);
+    assert.match(p.stderr, /^#\d+ sha256:[0-9a-f]{64} .*done$/m);
     const target = `${reg}/${uniqueRepo('cli-push')}:x`;
     const q = cli(['push', '-q', ref, target], home);
     // The index lists platforms this store lacks, but the registry has them in the source repo only.
@@ -380,7 +384,7 @@ describe('registry CLI', () => {
     assert.equal(cli(['pull', '-a', target], home).status, 0);
     const m2 = cli(['push', target, second], home);
     assert.equal(m2.status, 0, m2.stderr);
-    assert.match(m2.stderr, /mounted from another repository/);
+    assert.match(m2.stderr, /^#\d+ mounted sha256:[0-9a-f]{64} .*done$/m);
     const fresh = tempDir('home');
     assert.equal(cli(['login', '-u', user, '-p', password, tok], fresh).status, 0);
     const p = cli(['pull', '-a', second], fresh);

@@ -19,7 +19,7 @@ import {
   sha256Digest,
 } from '../oci/index.js';
 import type { RegistryClient } from '../registry/client.js';
-import { mapLimit } from '../registry/progress.js';
+import { mapLimit } from '../util/concurrency.js';
 import { formatReference, parseReference, type Reference, withDigest } from '../oci/reference.js';
 import { PolyarchError, UsageError } from '../util/errors.js';
 import { formatPlatform, newMatcher, parsePlatform } from '../platform/index.js';

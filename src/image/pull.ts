@@ -11,16 +11,12 @@
  * also takes 386). The root is tagged only after everything it needs is stored, and the
  * registry is asked for the root manifest before anything is written.
  */
-import {
-  type Descriptor,
-  type Digest,
-  isIndexType,
-  parseImageConfig,
-  parseImageDocument,
-} from '../oci/index.js';
+import { type Descriptor, type Digest, parseImageConfig, parseImageDocument } from '../oci/index.js';
 import type { RegistryClient } from '../registry/client.js';
 import { RegistryError } from '../registry/errors.js';
-import { mapLimit, type TransferEvent, type TransferProgress } from '../registry/progress.js';
+import { mapLimit } from '../util/concurrency.js';
+import type { ProgressWriter } from '../progress/index.js';
+import { Step } from './progress.js';
 import { formatReference, parseReference, type Reference, withDigest } from '../oci/reference.js';
 import { PolyarchError } from '../util/errors.js';
 import type { ContentStore } from '../content/index.js';
@@ -53,7 +49,9 @@ export interface PullOptions {
   all?: boolean;
   /** A client to reuse; default: one from the user's registries.toml and credentials (closed after). */
   client?: RegistryClient;
-  progress?: TransferProgress;
+  /** Where to report: a `resolve <ref>` vertex, then `pulling <ref>` with a byte status per
+   * blob (`exists sha256:…` for blobs the store has). Default: no progress. */
+  progress?: ProgressWriter;
   /** Blobs moved at once; default 4. */
   concurrency?: number;
   env?: NodeJS.ProcessEnv;
@@ -90,8 +88,60 @@ async function pullWith(
   opts: PullOptions,
 ): Promise<PullResult> {
   const limit = opts.concurrency ?? DEFAULT_CONCURRENCY;
-  const emit = (e: TransferEvent) => opts.progress?.emit(e);
   const wanted = (opts.platforms ?? []).map((p) => parsePlatform(p, { normalize: true }));
+  const pw = opts.progress;
+  const { root, doc, blobs, childDocs, fetched } = await new Step(
+    pw,
+    `resolve:${name}`,
+    `resolve ${name}`,
+  ).run((step) => resolveImage(ref, name, client, opts, limit, wanted, step));
+  const rootDesc: Descriptor = { mediaType: doc.mediaType, digest: root.digest, size: root.bytes.length };
+  return new Step(pw, `pull:${name}`, `pulling ${name}`).run(async (step) => {
+    const store = typeof opts.store === 'function' ? await opts.store() : opts.store;
+    await mapLimit([...blobs.values()], limit, async (desc) => {
+      if ((await store.size(desc.digest)) === desc.size) {
+        step.done(`exists ${desc.digest}`, desc.size);
+        return;
+      }
+      const w = await store.writer({ digest: desc.digest, size: desc.size });
+      await client.fetchBlob(ref, desc, w, step.blob(desc.digest, desc.size));
+    });
+
+    if (doc.kind === 'manifest') {
+      const cfg = parseImageConfig(await store.readBlob(doc.manifest.config.digest), `config of ${name}`);
+      const has: PlatformSpec = {
+        os: cfg.os,
+        architecture: cfg.architecture,
+        ...(cfg.variant ? { variant: cfg.variant } : {}),
+      };
+      if (wanted.length && !wanted.some((p) => newMatcher(p).match(has)))
+        throw new PolyarchError(
+          'NOT_FOUND',
+          `the image is ${formatPlatform(has)} only, not ${wanted.map((p) => formatPlatform(p)).join(', ')}`,
+        );
+      fetched.push(formatPlatform(normalizePlatform(has)));
+    }
+
+    for (const c of childDocs) {
+      await store.writeBlob(c.bytes, { digest: c.desc.digest, size: c.desc.size });
+    }
+    await store.writeBlob(root.bytes, { digest: root.digest, size: root.bytes.length });
+    await store.tag(name, rootDesc);
+    return { name, descriptor: rootDesc, platforms: fetched };
+  });
+}
+
+/** The manifest walk: the root, the chosen children and the blobs they need; writes nothing.
+ * The `resolve` vertex begins after the root manifest arrived and the platforms are chosen. */
+async function resolveImage(
+  ref: Reference,
+  name: string,
+  client: RegistryClient,
+  opts: PullOptions,
+  limit: number,
+  wanted: PlatformSpec[],
+  step: Step,
+) {
   const root = await client.getManifest(ref).catch((err: unknown) => {
     if (err instanceof RegistryError && err.status === 404)
       throw new PolyarchError(
@@ -101,7 +151,6 @@ async function pullWith(
     throw err;
   });
   const doc = parseImageDocument(root.bytes, `manifest ${name}`, root.mediaType);
-  const rootDesc: Descriptor = { mediaType: doc.mediaType, digest: root.digest, size: root.bytes.length };
 
   // Manifests to fetch (digest → descriptor), then blobs, deduplicated.
   let manifests: Descriptor[] = [];
@@ -145,7 +194,9 @@ async function pullWith(
         fetched.push(formatPlatform(normalizePlatform(descriptorPlatform(d)!)));
   }
 
-  // Fetch child manifests (small), collecting their blobs.
+  // Fetch child manifests (small), collecting their blobs. Only now is there something to
+  // show: everything above is one request, and its failures are the CLI's one ERROR line.
+  step.begin();
   const blobs = new Map<Digest, Descriptor>();
   const childDocs: Array<{ desc: Descriptor; bytes: Buffer }> = [];
   const collect = async (desc: Descriptor): Promise<void> => {
@@ -168,66 +219,7 @@ async function pullWith(
     blobs.set(doc.manifest.config.digest, doc.manifest.config);
     for (const l of doc.manifest.layers) if (!l.urls?.length) blobs.set(l.digest, l);
   }
-
-  const store = typeof opts.store === 'function' ? await opts.store() : opts.store;
-  await mapLimit([...blobs.values()], limit, async (desc) => {
-    if ((await store.size(desc.digest)) === desc.size) {
-      emit({
-        direction: 'pull',
-        kind: 'blob',
-        digest: desc.digest,
-        mediaType: desc.mediaType,
-        status: 'exists',
-        done: desc.size,
-        total: desc.size,
-      });
-      return;
-    }
-    const w = await store.writer({ digest: desc.digest, size: desc.size });
-    await client.fetchBlob(ref, desc, w, (p) =>
-      emit({ direction: 'pull', kind: 'blob', digest: desc.digest, mediaType: desc.mediaType, ...p }),
-    );
-  });
-
-  if (doc.kind === 'manifest') {
-    const cfg = parseImageConfig(await store.readBlob(doc.manifest.config.digest), `config of ${name}`);
-    const has: PlatformSpec = {
-      os: cfg.os,
-      architecture: cfg.architecture,
-      ...(cfg.variant ? { variant: cfg.variant } : {}),
-    };
-    if (wanted.length && !wanted.some((p) => newMatcher(p).match(has)))
-      throw new PolyarchError(
-        'NOT_FOUND',
-        `the image is ${formatPlatform(has)} only, not ${wanted.map((p) => formatPlatform(p)).join(', ')}`,
-      );
-    fetched.push(formatPlatform(normalizePlatform(has)));
-  }
-
-  for (const c of childDocs) {
-    await store.writeBlob(c.bytes, { digest: c.desc.digest, size: c.desc.size });
-    emit({
-      direction: 'pull',
-      kind: 'manifest',
-      digest: c.desc.digest,
-      mediaType: c.desc.mediaType,
-      status: 'done',
-      done: c.desc.size,
-      total: c.desc.size,
-    });
-  }
-  await store.writeBlob(root.bytes, { digest: root.digest, size: root.bytes.length });
-  emit({
-    direction: 'pull',
-    kind: isIndexType(doc.mediaType) ? 'index' : 'manifest',
-    digest: root.digest,
-    mediaType: doc.mediaType,
-    status: 'done',
-    done: root.bytes.length,
-    total: root.bytes.length,
-  });
-  await store.tag(name, rootDesc);
-  return { name, descriptor: rootDesc, platforms: fetched };
+  return { root, doc, blobs, childDocs, fetched };
 }
 
 /** The index entry for the host: its own platform first, then what it also runs natively (containerd's Only). */

@@ -26,7 +26,9 @@ import {
 } from '../oci/index.js';
 import type { RegistryClient } from '../registry/client.js';
 import { RegistryError } from '../registry/errors.js';
-import { mapLimit, Semaphore, type TransferEvent, type TransferProgress } from '../registry/progress.js';
+import { mapLimit, Semaphore } from '../util/concurrency.js';
+import type { ProgressWriter } from '../progress/index.js';
+import { Step } from './progress.js';
 import {
   formatReference,
   parseReference,
@@ -49,7 +51,9 @@ export interface PushOptions {
   /** Where to push; default: the reference the image is stored under. */
   target?: string;
   client?: RegistryClient;
-  progress?: TransferProgress;
+  /** Where to report: a `pushing <ref>` vertex with a byte status per blob (`exists sha256:…`,
+   * `mounted sha256:…` when nothing moved) and one per manifest. Default: no progress. */
+  progress?: ProgressWriter;
   /** Blobs moved at once; default 4. */
   concurrency?: number;
   env?: NodeJS.ProcessEnv;
@@ -95,7 +99,10 @@ export async function push(refInput: string, opts: PushOptions): Promise<PushRes
     } catch {
       // not a registry name: nothing to mount from
     }
-    return await new Pusher(client, opts, targetRef, mountFrom).pushRoot(local.desc, name);
+    const desc = local.desc;
+    return await new Step(opts.progress, `push:${name}`, `pushing ${name}`).run((step) =>
+      new Pusher(client, opts, targetRef, mountFrom, step).pushRoot(desc, name),
+    );
   } catch (err) {
     throw withContext(`pushing ${name}`, err);
   } finally {
@@ -117,12 +124,9 @@ class Pusher {
     readonly opts: PushOptions,
     readonly ref: Reference,
     readonly mountFrom: string | undefined,
+    readonly step: Step,
   ) {
     this.#slots = new Semaphore(opts.concurrency ?? DEFAULT_CONCURRENCY);
-  }
-
-  #emit(e: TransferEvent): void {
-    this.opts.progress?.emit(e);
   }
 
   async pushRoot(desc: Descriptor, name: string): Promise<PushResult> {
@@ -173,8 +177,7 @@ class Pusher {
         this.#slots.run(() =>
           this.client.pushBlob(this.ref, b, (s, e) => openBlob(store, b.digest, s, e), {
             ...(this.mountFrom ? { mountFrom: this.mountFrom } : {}),
-            progress: (p) =>
-              this.#emit({ direction: 'push', kind: 'blob', digest: b.digest, mediaType: b.mediaType, ...p }),
+            progress: this.step.blob(b.digest, b.size),
           }),
         ),
       ),
@@ -196,15 +199,7 @@ class Pusher {
         b,
         mt,
       );
-      this.#emit({
-        direction: 'push',
-        kind: isIndexType(mt) ? 'index' : 'manifest',
-        digest,
-        mediaType: mt,
-        status: 'done',
-        done: b.length,
-        total: b.length,
-      });
+      this.step.done(`manifest ${digest}`, b.length);
       return { mediaType: mt, digest, size: b.length } as Descriptor;
     };
     try {
@@ -230,6 +225,7 @@ class Pusher {
         b,
         converted.mediaType,
       );
+      this.step.done(`manifest ${digest}`, b.length);
       return { mediaType: converted.mediaType, digest, size: b.length } as Descriptor;
     }
   }

@@ -10,11 +10,10 @@
  *
  * Nothing is ever held in memory whole except manifests (bounded to 4 MiB).
  */
-import { PassThrough, type Readable } from 'node:stream';
+import { PassThrough, type Readable, Transform } from 'node:stream';
 import { type Descriptor, type Digest, MediaType, sha256Digest } from '../oci/index.js';
 import { PolyarchError } from '../util/errors.js';
 import { RegistryError } from './errors.js';
-import type { TransferEvent } from './progress.js';
 import { formatReference, manifestReference, type Reference, repositoryName } from '../oci/reference.js';
 import { header, pullScope, pushScope, Transport, type TransportOptions } from './transport.js';
 
@@ -53,7 +52,19 @@ export interface FetchedManifest {
   digest: Digest;
 }
 
-type Progress = (e: Pick<TransferEvent, 'status' | 'done' | 'total'>) => void;
+/** What a blob transfer reports; src/image turns it into progress statuses. */
+export interface TransferUpdate {
+  /**
+   * `start` began; `progress` bytes moved; `done` finished and verified; `exists` already
+   * at the destination; `mounted` cross-repository mount; `resume` a dropped transfer
+   * continues at `done`.
+   */
+  status: 'start' | 'progress' | 'done' | 'exists' | 'mounted' | 'resume';
+  done: number;
+  total: number;
+}
+
+export type TransferCallback = (u: TransferUpdate) => void;
 
 export class RegistryClient {
   readonly transport: Transport;
@@ -235,7 +246,12 @@ export class RegistryClient {
    * Streams a blob into `sink`, resuming with `Range: bytes=<offset>-` after a dropped
    * connection, then commits (the sink verifies digest and size).
    */
-  async fetchBlob(ref: Reference, desc: Descriptor, sink: BlobSink, progress?: Progress): Promise<void> {
+  async fetchBlob(
+    ref: Reference,
+    desc: Descriptor,
+    sink: BlobSink,
+    progress?: TransferCallback,
+  ): Promise<void> {
     const what = `GET blob ${repositoryName(ref)}@${desc.digest}`;
     let resumes = 0;
     progress?.({ status: 'start', done: sink.offset, total: desc.size });
@@ -297,7 +313,7 @@ export class RegistryClient {
     ref: Reference,
     desc: Descriptor,
     open: (start: number, end: number) => Readable,
-    opts: { mountFrom?: string; progress?: Progress } = {},
+    opts: { mountFrom?: string; progress?: TransferCallback } = {},
   ): Promise<'exists' | 'mounted' | 'uploaded'> {
     const repo = repositoryName(ref);
     const what = `uploading blob ${desc.digest} to ${repo}`;
@@ -331,83 +347,129 @@ export class RegistryClient {
     let location = this.#location(start, what);
     progress?.({ status: 'start', done: 0, total: desc.size });
     if (desc.size <= this.chunkThreshold) {
-      const res = await this.transport.request({
-        host: ref.domain,
-        method: 'PUT',
-        path: withDigestParam(location, desc.digest),
-        headers: { 'content-type': 'application/octet-stream', 'content-length': String(desc.size) },
-        body: () => open(0, desc.size),
-        scopes: [pushScope(ref.path)],
-        expect: [201],
-        what,
-      });
-      await res.body.dump();
-    } else {
-      let offset = 0;
-      let resumes = 0;
-      while (offset < desc.size) {
-        const end = Math.min(offset + this.chunkSize, desc.size);
+      for (let resumes = 0; ; ) {
         try {
           const res = await this.transport.request({
             host: ref.domain,
-            method: 'PATCH',
-            path: location,
-            headers: {
-              'content-type': 'application/octet-stream',
-              'content-range': `${offset}-${end - 1}`,
-              'content-length': String(end - offset),
-            },
-            body: () => open(offset, end),
+            method: 'PUT',
+            path: withDigestParam(location, desc.digest),
+            headers: { 'content-type': 'application/octet-stream', 'content-length': String(desc.size) },
+            body: () => counting(open(0, desc.size), 0, desc.size, progress),
             scopes: [pushScope(ref.path)],
-            expect: [202],
+            expect: [201],
             what,
             retries: 0,
           });
           await res.body.dump();
-          location = this.#location(res, what);
-          offset = end;
-          progress?.({ status: 'progress', done: offset, total: desc.size });
+          break;
         } catch (err) {
-          // A dropped PATCH may have landed partly: ask the registry where the upload stands.
+          // A PUT cut mid-body leaves part of it in the session, whose state (offset 0) no
+          // longer matches: sending it to the same location again is BLOB_UPLOAD_INVALID.
+          // Start a new session and send the whole blob again.
           if (
             resumes++ >= RESUMES ||
             (err instanceof RegistryError && !err.temporary && err.code !== 'UNREACHABLE')
           )
             throw err;
-          const st = await this.transport.request({
-            host: ref.domain,
-            method: 'GET',
-            path: location,
-            scopes: [pushScope(ref.path)],
-            expect: [204, 404],
-            what,
-          });
-          await st.body.dump();
-          if (st.status === 204) {
-            const range = header(st, 'range');
-            offset = range ? Number(range.split('-')[1]) + 1 : 0;
-            location = this.#location(st, what, location);
-          } else {
-            // distribution cancels a session whose last PATCH was cut (its offset no longer
-            // matches the stored state): start a new session from the first byte.
-            const again = await begin(`/v2/${ref.path}/blobs/uploads/`);
-            await again.body.dump();
-            location = this.#location(again, what);
-            offset = 0;
-          }
-          progress?.({ status: 'resume', done: offset, total: desc.size });
+          const after = err instanceof RegistryError ? err.retryAfterMs : undefined;
+          await sleep(after !== undefined ? Math.min(after, 10_000) : 100 * 2 ** resumes);
+          const again = await begin(`/v2/${ref.path}/blobs/uploads/`);
+          await again.body.dump();
+          location = this.#location(again, what);
+          progress?.({ status: 'resume', done: 0, total: desc.size });
         }
       }
-      const res = await this.transport.request({
-        host: ref.domain,
-        method: 'PUT',
-        path: withDigestParam(location, desc.digest),
-        headers: { 'content-length': '0' },
-        scopes: [pushScope(ref.path)],
-        expect: [201],
-        what,
-      });
-      await res.body.dump();
+    } else {
+      let offset = 0;
+      let resumes = 0;
+      const restart = async () => {
+        const again = await begin(`/v2/${ref.path}/blobs/uploads/`);
+        await again.body.dump();
+        location = this.#location(again, what);
+        offset = 0;
+      };
+      for (;;) {
+        while (offset < desc.size) {
+          const end = Math.min(offset + this.chunkSize, desc.size);
+          try {
+            const res = await this.transport.request({
+              host: ref.domain,
+              method: 'PATCH',
+              path: location,
+              headers: {
+                'content-type': 'application/octet-stream',
+                'content-range': `${offset}-${end - 1}`,
+                'content-length': String(end - offset),
+              },
+              body: () => counting(open(offset, end), offset, desc.size, progress),
+              scopes: [pushScope(ref.path)],
+              expect: [202],
+              what,
+              retries: 0,
+            });
+            await res.body.dump();
+            location = this.#location(res, what);
+            offset = end;
+            progress?.({ status: 'progress', done: offset, total: desc.size });
+          } catch (err) {
+            // A dropped PATCH may have landed partly: ask the registry where the upload stands
+            // (416: our offset and the registry's disagree — ask too).
+            if (
+              resumes++ >= RESUMES ||
+              (err instanceof RegistryError &&
+                !err.temporary &&
+                err.code !== 'UNREACHABLE' &&
+                err.status !== 416)
+            )
+              throw err;
+            // Give the registry a moment to finish writing what it got of the cut request, so
+            // the status it reports is final.
+            await sleep(100 * 2 ** (resumes - 1));
+            const st = await this.transport.request({
+              host: ref.domain,
+              method: 'GET',
+              path: location,
+              scopes: [pushScope(ref.path)],
+              expect: [204, 404],
+              what,
+            });
+            await st.body.dump();
+            if (st.status === 204) {
+              const range = header(st, 'range');
+              offset = range ? Number(range.split('-')[1]) + 1 : 0;
+              location = this.#location(st, what, location);
+            } else {
+              // distribution cancels a session whose last PATCH was cut (its offset no longer
+              // matches the stored state): start a new session from the first byte.
+              await restart();
+            }
+            progress?.({ status: 'resume', done: offset, total: desc.size });
+          }
+        }
+        try {
+          const res = await this.transport.request({
+            host: ref.domain,
+            method: 'PUT',
+            path: withDigestParam(location, desc.digest),
+            headers: { 'content-length': '0' },
+            scopes: [pushScope(ref.path)],
+            expect: [201],
+            what,
+          });
+          await res.body.dump();
+          break;
+        } catch (err) {
+          // After a resume the registry may still have appended the tail of the cut request
+          // once it had reported its status: the content no longer matches the digest. Send
+          // the whole blob again in a new session.
+          const spoilt =
+            err instanceof RegistryError &&
+            (err.hasCode('DIGEST_INVALID') || err.hasCode('BLOB_UPLOAD_INVALID') || err.status === 416);
+          if (!spoilt || resumes === 0 || resumes++ >= RESUMES) throw err;
+          await restart();
+          progress?.({ status: 'resume', done: 0, total: desc.size });
+        }
+      }
     }
     progress?.({ status: 'done', done: desc.size, total: desc.size });
     return 'uploaded';
@@ -425,6 +487,23 @@ export class RegistryClient {
     }
     return new URL(loc, res.url).toString();
   }
+}
+
+const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+
+/** `r` passed through, reporting bytes sent (from `base`) as they are read. */
+function counting(r: Readable, base: number, total: number, progress?: TransferCallback): Readable {
+  if (!progress) return r;
+  let done = base;
+  const t = new Transform({
+    transform(chunk: Buffer, _enc, cb) {
+      done += chunk.length;
+      progress({ status: 'progress', done, total });
+      cb(null, chunk);
+    },
+  });
+  r.on('error', (err) => t.destroy(err));
+  return r.pipe(t);
 }
 
 function withDigestParam(location: string, digest: Digest): string {

@@ -10,7 +10,6 @@ export * from './client.js';
 export * from './config.js';
 export * from './credentials.js';
 export * from './errors.js';
-export * from './progress.js';
 export * from '../oci/reference.js';
 export {
   header,

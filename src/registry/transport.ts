@@ -13,13 +13,43 @@
  * A caller must consume or dump every response body it receives.
  */
 import { readFileSync } from 'node:fs';
+import { createRequire } from 'node:module';
 import { rootCertificates } from 'node:tls';
-import { Agent, type Dispatcher, request } from 'undici';
+import { setFlagsFromString } from 'node:v8';
+import type { Dispatcher } from 'undici';
 import { errorMessage } from '../util/errors.js';
 import { VERSION } from '../version.js';
 import { emptyConfig, hostSettings, isLoopback, type RegistryConfig } from './config.js';
 import { type Credentials, getCredentials } from './credentials.js';
 import { RegistryError, responseError } from './errors.js';
+
+// Only undici's Agent and request API: its index also loads fetch, WebSocket, caches, mocks
+// (111 modules against 39), which cost a short command like `imagetools inspect` about
+// 50 ms of start-up.
+const requireCjs = createRequire(import.meta.url);
+// undici parses HTTP with llhttp compiled to WebAssembly. V8 compiles it twice: quickly
+// (Liftoff), then optimised in the background — and a process that is done waits for that
+// second compile before it exits, 100-150 ms here, longer than a whole `imagetools inspect`
+// request. Liftoff code parses headers fast enough; bodies pass through it untouched.
+// (polyarch runs no other WebAssembly, so the flag changes nothing else.)
+setFlagsFromString('--liftoff-only');
+const Agent = requireCjs('undici/lib/dispatcher/agent.js') as typeof import('undici').Agent;
+const undiciApi = requireCjs('undici/lib/api/index.js') as {
+  request(this: Dispatcher, opts: Dispatcher.RequestOptions): Promise<Dispatcher.ResponseData>;
+};
+
+/** undici's `request(url, { dispatcher, ... })`, with no global dispatcher to fall back on. */
+function request(
+  url: URL,
+  opts: Omit<Dispatcher.RequestOptions, 'origin' | 'path'> & { dispatcher: Dispatcher },
+): Promise<Dispatcher.ResponseData> {
+  const { dispatcher, ...rest } = opts;
+  return undiciApi.request.call(dispatcher, {
+    ...rest,
+    origin: url.origin,
+    path: `${url.pathname}${url.search}`,
+  });
+}
 
 export interface TransportOptions {
   config?: RegistryConfig;

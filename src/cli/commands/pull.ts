@@ -8,35 +8,47 @@ export function register(program: Command, ctx: CliContext): void {
     .argument('<ref>', 'image reference (NAME[:TAG|@DIGEST])')
     .option('--platform <list>', 'platforms to fetch, comma-separated (default: the host)')
     .option('-a, --all-platforms', 'fetch every platform of a multi-platform image')
-    .option('-q, --quiet', 'print only the image name')
-    .action(async (ref: string, o: { platform?: string; allPlatforms?: boolean; quiet?: boolean }) => {
-      const { pull } = await import('../../image/pull.js');
-      const { parsePlatformList } = await import('../../platform/index.js');
-      const { UsageError, errorMessage } = await import('../../util/errors.js');
-      try {
-        if (o.platform !== undefined) parsePlatformList(o.platform);
-      } catch (err) {
-        throw new UsageError(errorMessage(err));
-      }
-      const { ContentStore, storeDir } = await import('../../content/index.js');
-      const { TransferProgress } = await import('../../registry/progress.js');
-      const { renderTransfers } = await import('../ui/transfer.js');
-      const progress = new TransferProgress();
-      const done = o.quiet ? () => {} : renderTransfers(progress, ctx.err, ctx.isTTY);
-      try {
-        const r = await pull(ref, {
-          store: () => ContentStore.open(storeDir(ctx.env)),
-          ...(o.platform ? { platforms: o.platform.split(',').filter(Boolean) } : {}),
-          all: Boolean(o.allPlatforms),
-          progress,
+    .option('--progress <mode>', 'progress output: auto, tty, plain, rawjson or quiet (default: auto)')
+    .option('-q, --quiet', 'print only the image name (implies --progress quiet)')
+    .action(
+      async (
+        ref: string,
+        o: { platform?: string; allPlatforms?: boolean; progress?: string; quiet?: boolean },
+      ) => {
+        const { UsageError, errorMessage } = await import('../../util/errors.js');
+        const { parsePlatformList } = await import('../../platform/index.js');
+        try {
+          if (o.platform !== undefined) parsePlatformList(o.platform);
+        } catch (err) {
+          throw new UsageError(errorMessage(err));
+        }
+        const { chooseRenderer } = await import('../ui/choose.js');
+        const renderer = chooseRenderer(o.quiet ? 'quiet' : o.progress, {
+          stream: ctx.err,
+          isTTY: ctx.isTTY,
           env: ctx.env,
-          warn: (m) => ctx.err.write(`WARNING: ${m}\n`),
+          phase: 'Pulling',
         });
-        done();
+        const { ProgressWriter } = await import('../../progress/writer.js');
+        const { pull } = await import('../../image/pull.js');
+        const { ContentStore, storeDir } = await import('../../content/index.js');
+        const progress = new ProgressWriter(renderer);
+        let r: Awaited<ReturnType<typeof pull>>;
+        try {
+          r = await pull(ref, {
+            store: () => ContentStore.open(storeDir(ctx.env)),
+            ...(o.platform ? { platforms: o.platform.split(',').filter(Boolean) } : {}),
+            all: Boolean(o.allPlatforms),
+            progress,
+            env: ctx.env,
+            warn: (m) => ctx.err.write(`WARNING: ${m}\n`),
+          });
+        } finally {
+          // The final frame (and a failed vertex's error) prints before the CLI's ERROR line.
+          await progress.close();
+        }
         if (!o.quiet) ctx.out.write(`Digest: ${r.descriptor.digest}\n`);
         ctx.out.write(`${r.name}\n`);
-      } finally {
-        done();
-      }
-    });
+      },
+    );
 }

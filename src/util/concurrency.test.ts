@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
-import { mapLimit, Semaphore } from './progress.js';
+import { mapLimit, Semaphore } from './concurrency.js';
 
 const tick = () => new Promise((r) => setTimeout(r, 2));
 
