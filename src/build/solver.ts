@@ -16,6 +16,7 @@
  */
 import { availableParallelism } from 'node:os';
 import { type ProgressSink, ProgressWriter, type VertexHandle } from '../progress/index.js';
+import { Semaphore } from '../util/concurrency.js';
 import { PolyarchError } from '../util/errors.js';
 
 export interface VertexContext {
@@ -49,25 +50,6 @@ export interface SolverOptions {
   /** Heavy vertices running at once. Default: the CPU count. */
   maxParallelism?: number;
   signal?: AbortSignal;
-}
-
-class Semaphore {
-  #free: number;
-  readonly #waiting: (() => void)[] = [];
-  constructor(n: number) {
-    this.#free = n;
-  }
-  async run<T>(fn: () => Promise<T>): Promise<T> {
-    if (this.#free > 0) this.#free--;
-    else await new Promise<void>((r) => this.#waiting.push(r));
-    try {
-      return await fn();
-    } finally {
-      const next = this.#waiting.shift();
-      if (next) next();
-      else this.#free++;
-    }
-  }
 }
 
 const NULL_SINK: ProgressSink = { write: () => undefined, close: () => undefined };

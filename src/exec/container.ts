@@ -53,7 +53,7 @@ import {
   parsePlatform,
   probePlatform,
 } from '../platform/index.js';
-import type { TransferProgress } from '../registry/progress.js';
+import type { ProgressWriter } from '../progress/index.js';
 import { Snapshotter } from '../snapshot/overlay.js';
 import { unpackImage } from '../snapshot/unpack.js';
 import { errorMessage, PolyarchError, UsageError } from '../util/errors.js';
@@ -102,7 +102,7 @@ export interface RunImageOptions {
   /** Whether a platform runs here. Default: native, or a working binfmt emulator. */
   canExecute?: (platform: string) => boolean | Promise<boolean>;
   /** Pull progress events. */
-  progress?: TransferProgress;
+  progress?: ProgressWriter;
   /** Warnings (e.g. from the registry client). */
   warn?: (message: string) => void;
   /** Called when a platform's container is about to start (e.g. to say what is running). */
@@ -242,7 +242,7 @@ export interface ResolveImageOptions {
   all?: boolean;
   pull?: PullPolicy;
   env?: NodeJS.ProcessEnv;
-  progress?: TransferProgress;
+  progress?: ProgressWriter;
   warn?: (message: string) => void;
 }
 

@@ -65,6 +65,8 @@ export interface PushResult {
   digest: Digest;
   mediaType: string;
   size: number;
+  /** What happened to each blob (config and layers): sent, already there, or mounted. */
+  blobs: { uploaded: number; existing: number; mounted: number };
 }
 
 /** The stored image named `input`: by its normalised reference, else by the exact name. */
@@ -119,6 +121,7 @@ class Pusher {
   /** Bounds blob uploads across all manifests of an index, not per manifest. */
   readonly #slots: Semaphore;
   readonly #warned = new Set<string>();
+  readonly blobs = { uploaded: 0, existing: 0, mounted: 0 };
   constructor(
     readonly client: RegistryClient,
     readonly opts: PushOptions,
@@ -137,7 +140,7 @@ class Pusher {
         'DIGEST_MISMATCH',
         `the pushed image has digest ${pushed.digest}, not ${this.ref.digest}`,
       );
-    return { name, digest: pushed.digest, mediaType: pushed.mediaType, size: pushed.size };
+    return { name, digest: pushed.digest, mediaType: pushed.mediaType, size: pushed.size, blobs: this.blobs };
   }
 
   /** Pushes a manifest or index and everything below it; returns what the registry now holds. */
@@ -174,12 +177,15 @@ class Pusher {
     const blobs = [m.config, ...m.layers.filter((l) => !l.urls?.length)];
     await Promise.all(
       blobs.map((b) =>
-        this.#slots.run(() =>
-          this.client.pushBlob(this.ref, b, (s, e) => openBlob(store, b.digest, s, e), {
+        this.#slots.run(async () => {
+          const outcome = await this.client.pushBlob(this.ref, b, (s, e) => openBlob(store, b.digest, s, e), {
             ...(this.mountFrom ? { mountFrom: this.mountFrom } : {}),
             progress: this.step.blob(b.digest, b.size),
-          }),
-        ),
+          });
+          if (outcome === 'exists') this.blobs.existing++;
+          else if (outcome === 'mounted') this.blobs.mounted++;
+          else this.blobs.uploaded++;
+        }),
       ),
     );
     return this.#putManifest(bytes, doc.mediaType, tagOrDigest, false);

@@ -21,13 +21,7 @@ import type { ContentStore } from '../../content/index.js';
 import { push } from '../../image/index.js';
 import type { Descriptor, Digest } from '../../oci/index.js';
 import { formatPlatform } from '../../platform/index.js';
-import {
-  type ProgressSink,
-  ProgressWriter,
-  type StatusHandle,
-  type VertexHandle,
-} from '../../progress/index.js';
-import { TransferProgress } from '../../registry/progress.js';
+import { type ProgressSink, ProgressWriter, type VertexHandle } from '../../progress/index.js';
 import { formatReference, parseReference, repositoryName } from '../../oci/reference.js';
 import type { Snapshotter } from '../../snapshot/index.js';
 import { errorMessage, PolyarchError, UsageError } from '../../util/errors.js';
@@ -183,7 +177,7 @@ export async function exportBuild(
               names.add(n);
             }
           if (o.push) {
-            const pushed = await pushImage(img.descriptor, o, ctx, stats, v);
+            const pushed = await pushImage(img.descriptor, o, ctx, stats, pw);
             resp.pushed.push(...pushed);
             for (const p of pushed) names.add(p.name);
             if (first === img && !firstDigest && pushed[0]) firstDigest = pushed[0].digest;
@@ -263,26 +257,8 @@ async function pushImage(
   o: OutputSpec,
   ctx: ExportContext,
   stats: ExportStats,
-  v: VertexHandle | undefined,
+  pw: ProgressWriter | undefined,
 ): Promise<PushedImage[]> {
-  const progress = new TransferProgress();
-  const layerStatus = v?.status('pushing layers');
-  // One byte status per blob (`sha256:…  12.3MB / 40MB`), as BuildKit shows pushes.
-  const blobStatus = new Map<string, StatusHandle>();
-  progress.on((e) => {
-    if (e.kind !== 'blob') return;
-    if (e.status === 'done') stats.uploaded++;
-    else if (e.status === 'exists') stats.existing++;
-    else if (e.status === 'mounted') stats.mounted++;
-    if (!v) return;
-    let s = blobStatus.get(e.digest);
-    if (!s) {
-      s = v.status(e.digest, { total: e.total });
-      blobStatus.set(e.digest, s);
-    }
-    if (e.status === 'start' || e.status === 'progress' || e.status === 'resume') s.update(e.done, e.total);
-    else s.done(e.total);
-  });
   // push() sends what the store names: hold the image under a private name meanwhile, which
   // also keeps a concurrent `prune` from collecting it before it is pushed.
   const hold = `polyarch.export/push-${process.pid}-${randomBytes(6).toString('hex')}`;
@@ -294,25 +270,26 @@ async function pushImage(
       : o.names;
     for (const t of targets) {
       ctx.signal?.throwIfAborted();
-      const s = v?.status(`pushing manifest for ${t}`);
       try {
+        // push() reports its own `pushing <ref>` step with a byte status per blob.
         const r = await push(hold, {
           store: ctx.store,
           target: t,
-          progress,
+          ...(pw ? { progress: pw } : {}),
           ...(ctx.env ? { env: ctx.env } : {}),
           ...(ctx.warn ? { warn: ctx.warn } : {}),
         });
         out.push({ name: o.pushByDigest ? formatReference(parseReference(t)) : t, digest: r.digest });
+        stats.uploaded += r.blobs.uploaded;
+        stats.existing += r.blobs.existing;
+        stats.mounted += r.blobs.mounted;
       } catch (err) {
         throw err instanceof PolyarchError
           ? err
           : new PolyarchError('IO', `pushing ${t}: ${errorMessage(err)}`);
       }
-      s?.done();
     }
   } finally {
-    layerStatus?.done();
     await ctx.store.untag(hold).catch(() => {});
   }
   return out;

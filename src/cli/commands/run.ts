@@ -91,10 +91,14 @@ export function register(program: Command, ctx: CliContext): void {
       const mounts = o.volume.map(parseVolume);
 
       const { runImage, formatSummary } = await import('../../exec/container.js');
-      const { TransferProgress } = await import('../../registry/progress.js');
-      const { renderTransfers } = await import('../ui/transfer.js');
-      const progress = new TransferProgress();
-      const done = renderTransfers(progress, ctx.err, ctx.isTTY);
+      const { chooseRenderer } = await import('../ui/choose.js');
+      const { ProgressWriter } = await import('../../progress/writer.js');
+      // Pull progress (only when the image must be fetched); closed before the container's output.
+      const progress = new ProgressWriter(
+        chooseRenderer(undefined, { stream: ctx.err, isTTY: ctx.isTTY, env: ctx.env, phase: 'Pulling' }),
+      );
+      let closed: Promise<void> | undefined;
+      const done = () => (closed ??= progress.close());
       const real = ctx.out === process.stdout && ctx.err === process.stderr;
       const tty = Boolean(o.tty && real && process.stdin.isTTY);
       if (o.tty && !tty) ctx.err.write('WARNING: -t ignored: stdin is not a terminal\n');
@@ -120,12 +124,14 @@ export function register(program: Command, ctx: CliContext): void {
           processEnv: ctx.env,
           progress,
           warn: (m) => ctx.err.write(`WARNING: ${m}\n`),
-          onStart: () => done(),
+          onStart: () => {
+            void done();
+          },
         });
         if (r.matrix) ctx.out.write(`\n${formatSummary(r.results)}`);
         ctx.exitCode = r.exitCode;
       } finally {
-        done();
+        await done();
       }
     });
 }
