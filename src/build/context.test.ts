@@ -1,12 +1,9 @@
 import assert from 'node:assert/strict';
-import { createHash } from 'node:crypto';
 import { mkdirSync, mkdtempSync, rmSync, utimesSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, test } from 'node:test';
 import { BuildContext, componentRegex, globMatch, matchPaths } from './context.js';
-import { chainIds } from './image.js';
-import type { Digest } from '../oci/index.js';
 
 const dir = mkdtempSync(join(tmpdir(), 'polyarch-context-test-'));
 const state = mkdtempSync(join(tmpdir(), 'polyarch-context-state-'));
@@ -88,13 +85,4 @@ test('BuildContext: .dockerignore with exceptions, not-found errors, content che
   // The memo persists: a fresh context answers from it.
   const again = await BuildContext.open({ dir, stateRoot: state });
   assert.equal(await again.checksum(['src']), after1);
-});
-
-test('chainIds follow the OCI image spec', () => {
-  const a = `sha256:${'a'.repeat(64)}` as Digest;
-  const b = `sha256:${'b'.repeat(64)}` as Digest;
-  const ids = chainIds([a, b]);
-  assert.equal(ids[0], a);
-  assert.equal(ids[1], `sha256:${createHash('sha256').update(`${a} ${b}`).digest('hex')}`);
-  assert.deepEqual(chainIds([]), []);
 });

@@ -10,21 +10,20 @@
  * pulls; `pull: true` always asks the registry. An image lacking the platform is an error naming
  * the platforms it has — never another architecture.
  */
-import { createHash } from 'node:crypto';
 import type { ContentStore } from '../content/index.js';
 import { pull as pullImage } from '../image/index.js';
 import {
   type Descriptor,
   type Digest,
   type ImageConfig,
+  type Manifest,
   isIndexType,
   parseImageConfig,
   parseImageDocument,
 } from '../oci/index.js';
-import { applyLayerBlob } from '../layer/index.js';
 import { formatPlatform, newMatcher, type Platform } from '../platform/index.js';
 import { formatReference, parseReference } from '../oci/reference.js';
-import type { Snapshotter } from '../snapshot/index.js';
+import { chainIds, type Snapshotter, unpackImage as unpackSnapshots } from '../snapshot/index.js';
 import { errorMessage, PolyarchError } from '../util/errors.js';
 
 export interface ResolvedImage {
@@ -34,6 +33,7 @@ export interface ResolvedImage {
   rootDigest: Digest;
   /** The platform manifest's digest. */
   manifestDigest: Digest;
+  manifest: Manifest;
   config: ImageConfig;
   layers: { descriptor: Descriptor; diffId: Digest; chainId: Digest }[];
 }
@@ -44,20 +44,6 @@ export interface ResolveImageOptions {
   pull?: boolean;
   env?: NodeJS.ProcessEnv;
   warn?: (message: string) => void;
-}
-
-/** Chain ids of a list of diff ids (OCI image spec: chainid(n) = sha256(chainid(n-1) + " " + diffid(n))). */
-export function chainIds(diffIds: readonly Digest[]): Digest[] {
-  const out: Digest[] = [];
-  for (const d of diffIds) {
-    const prev = out[out.length - 1];
-    out.push(
-      prev === undefined
-        ? d
-        : (`sha256:${createHash('sha256').update(`${prev} ${d}`).digest('hex')}` as Digest),
-    );
-  }
-  return out;
 }
 
 function platformOf(d: Descriptor): Platform | undefined {
@@ -121,8 +107,13 @@ async function fromStore(
     name,
     rootDigest: root.digest,
     manifestDigest: manifestDesc.digest,
+    manifest: man,
     config,
-    layers: man.layers.map((descriptor, i) => ({ descriptor, diffId: diffIds[i]!, chainId: chains[i]! })),
+    layers: man.layers.map((descriptor, i) => ({
+      descriptor,
+      diffId: diffIds[i]!,
+      chainId: chains[i]! as Digest,
+    })),
   };
 }
 
@@ -163,20 +154,13 @@ export interface UnpackOptions {
   snapshots: Snapshotter;
 }
 
-/** Extracts each layer once (key = its chain id) and returns the keys, bottom-most first. */
+/** Extracts each layer once (key = its chain id, see snapshot/unpack.ts) and returns the keys, bottom-most first. */
 export async function unpackImage(img: ResolvedImage, opts: UnpackOptions): Promise<string[]> {
-  const keys: string[] = [];
-  for (const l of img.layers) {
-    const parents = [...keys];
-    await opts.snapshots.create(l.chainId, parents, async (fs) => {
-      const r = await applyLayerBlob(opts.store.openRead(l.descriptor.digest), fs, { target: 'overlay' });
-      if (r.diffId !== l.diffId)
-        throw new PolyarchError(
-          'INVALID_IMAGE',
-          `${img.name}: layer ${l.descriptor.digest} has diff id ${r.diffId}, the config says ${l.diffId}`,
-        );
-    });
-    keys.push(l.chainId);
-  }
-  return keys;
+  const r = await unpackSnapshots({
+    store: opts.store,
+    snapshotter: opts.snapshots,
+    manifest: img.manifest,
+    what: img.name,
+  });
+  return r.chain;
 }

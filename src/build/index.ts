@@ -6,6 +6,6 @@
  */
 export { BuildStepError, type BuildOptions, type BuildOutput, build, type SecretSource } from './build.js';
 export { BuildContext } from './context.js';
-export { chainIds, type ResolvedImage, resolveImage, unpackImage } from './image.js';
+export { type ResolvedImage, resolveImage, unpackImage } from './image.js';
 export type { BuildResult, PlatformResult, ResultLayer } from './result.js';
 export { Solver, type SolverVertex, type VertexContext } from './solver.js';
