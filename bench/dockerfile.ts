@@ -8,7 +8,7 @@
 import { performance } from 'node:perf_hooks';
 import { parseDockerfile } from '../src/dockerfile/parser.js';
 import { planBuild } from '../src/dockerfile/plan.js';
-import { parsePlatformInternal } from '../src/dockerfile/platform-local.js';
+import { parsePlatform } from '../src/platform/index.js';
 
 const TARGET_MS = 50;
 
@@ -44,8 +44,8 @@ export function generateDockerfile(lines: number): string {
 function main(): void {
   const text = generateDockerfile(2000);
   const lineCount = text.split('\n').length;
-  const platforms = ['linux/amd64', 'linux/arm64', 'linux/arm/v7', 'linux/ppc64le', 'linux/s390x'].map(
-    parsePlatformInternal,
+  const platforms = ['linux/amd64', 'linux/arm64', 'linux/arm/v7', 'linux/ppc64le', 'linux/s390x'].map((p) =>
+    parsePlatform(p),
   );
   const opts = { platforms, buildPlatform: platforms[0]!, buildArgs: { VERSION: '2.3.4' } };
   for (let i = 0; i < 20; i++) planBuild(text, opts); // warm-up (JIT)

@@ -17,7 +17,7 @@ import { push } from '../src/image/push.js';
 import { type Digest, MediaType } from '../src/oci/index.js';
 import { RegistryClient } from '../src/registry/client.js';
 import { loadRegistryConfig } from '../src/registry/config.js';
-import { parseReference } from '../src/registry/reference.js';
+import { parseReference } from '../src/oci/reference.js';
 import { makeLayout, requireEnv, sha256, skopeo, tempDir, uniqueRepo } from './registry-helpers.js';
 
 /**

@@ -15,7 +15,7 @@ import { push } from '../src/image/push.js';
 import { type Digest, MediaType } from '../src/oci/index.js';
 import { RegistryClient } from '../src/registry/client.js';
 import { type TransferEvent, TransferProgress } from '../src/registry/progress.js';
-import { parseReference } from '../src/registry/reference.js';
+import { parseReference } from '../src/oci/reference.js';
 import {
   assertOneLineError,
   cli,

@@ -23,7 +23,7 @@ import {
 } from '../oci/index.js';
 import { applyLayerBlob } from '../layer/index.js';
 import { formatPlatform, newMatcher, type Platform } from '../platform/index.js';
-import { formatReference, parseReference } from '../registry/reference.js';
+import { formatReference, parseReference } from '../oci/reference.js';
 import type { Snapshotter } from '../snapshot/index.js';
 import { errorMessage, PolyarchError } from '../util/errors.js';
 

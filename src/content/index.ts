@@ -4,7 +4,6 @@
  * the views `images`, `du` and `rmi` print.
  */
 export * from './images.js';
-export * from '../util/lock.js';
 export * from './paths.js';
 export * from './refname.js';
 export * from './store.js';

@@ -16,16 +16,14 @@ import { Readable } from 'node:stream';
 import { after, test } from 'node:test';
 import { type Descriptor, MediaType, REF_NAME_ANNOTATION, sha256Digest } from '../oci/index.js';
 import { PolyarchError } from '../util/errors.js';
+import { acquireLock, processStartTime, selfOwner } from '../util/lock.js';
 import {
-  acquireLock,
   ContentStore,
   diskUsage,
   familiarName,
   listImages,
   normalizeName,
-  processStartTime,
   removeImages,
-  selfOwner,
   tagImage,
   stateRoot,
   storeDir,

@@ -22,7 +22,6 @@
  * tagged; run it when no pull/build is writing (the `graceMs` option narrows the window).
  */
 import { createHash, type Hash, randomBytes } from 'node:crypto';
-import { constants } from 'node:fs';
 import {
   type FileHandle,
   link,
@@ -52,6 +51,7 @@ import {
   REF_NAME_ANNOTATION,
 } from '../oci/index.js';
 import { errorMessage, PolyarchError } from '../util/errors.js';
+import { fsyncDir } from '../util/fs.js';
 import { acquireLock, formatOwner, ownerAlive, parseOwner, selfOwner } from '../util/lock.js';
 
 /** The annotation containerd uses for the full image name in an OCI layout's index.json. */
@@ -120,15 +120,6 @@ function code(err: unknown): string | undefined {
 
 function ioError(what: string, err: unknown): PolyarchError {
   return new PolyarchError('IO', `${what}: ${errorMessage(err)}`, { cause: err });
-}
-
-async function fsyncDir(dir: string): Promise<void> {
-  const fh = await open(dir, constants.O_RDONLY);
-  try {
-    await fh.sync();
-  } finally {
-    await fh.close();
-  }
 }
 
 function refName(d: Descriptor): string | undefined {

@@ -13,7 +13,7 @@ import { dirname, join, resolve } from 'node:path';
 import { test } from 'node:test';
 import { fileURLToPath } from 'node:url';
 import { isDockerfileError } from './errors.js';
-import { parsePlatformInternal } from './platform-local.js';
+import { parsePlatform } from '../platform/index.js';
 import { type Plan, type PlanOptions, planBuild } from './plan.js';
 
 // Compiled to dist/src/dockerfile/; the sources are three levels up.
@@ -96,8 +96,8 @@ for (const name of cases) {
     const optFile = join(dir, 'options.json');
     const o: CaseOptions = existsSync(optFile) ? JSON.parse(readFileSync(optFile, 'utf8')) : {};
     const opts: PlanOptions = {
-      buildPlatform: parsePlatformInternal(o.buildPlatform ?? 'linux/amd64'),
-      platforms: (o.platforms ?? ['linux/amd64']).map(parsePlatformInternal),
+      buildPlatform: parsePlatform(o.buildPlatform ?? 'linux/amd64'),
+      platforms: (o.platforms ?? ['linux/amd64']).map((p) => parsePlatform(p)),
       buildArgs: o.buildArgs ?? {},
       ...(o.target !== undefined ? { target: o.target } : {}),
     };

@@ -11,7 +11,3 @@ export * from './instructions.js';
 export * from './parser.js';
 export * from './plan.js';
 export { type LexOptions, processWord, processWords, ShellError, type WordResult } from './shell.js';
-export {
-  formatPlatformInternal as formatPlatform,
-  parsePlatformInternal as parsePlatform,
-} from './platform-local.js';

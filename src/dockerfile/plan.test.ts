@@ -7,7 +7,7 @@ import assert from 'node:assert/strict';
 import { describe, test } from 'node:test';
 import { isDockerfileError } from './errors.js';
 import { type PlanOptions, type PlanRun, planBuild, runCommand } from './plan.js';
-import { parsePlatformInternal as P } from './platform-local.js';
+import { parsePlatform as P } from '../platform/index.js';
 
 const AMD64 = P('linux/amd64');
 const ARM64 = P('linux/arm64');

@@ -62,12 +62,12 @@ import {
   suggest,
 } from './parser.js';
 import {
-  formatPlatformInternal,
-  hostPlatformInternal,
-  normalizePlatformInternal,
-  type Platform,
-  parsePlatformInternal,
-} from './platform-local.js';
+  formatPlatform,
+  hostPlatform,
+  normalizePlatform,
+  type PlatformSpec as Platform,
+  parsePlatform,
+} from '../platform/index.js';
 import { type EnvLike, type LexOptions, processWord, ShellError } from './shell.js';
 
 const EMPTY_ENV: ReadonlyMap<string, string> = new Map();
@@ -349,13 +349,16 @@ const SECRET_KEY =
   /(?:^|_)(?:apikey|auth|credential|credentials|key|password|pword|passwd|secret|token)(?:_|$)/i;
 const SECRET_ALLOW = /(?:^|_)public(?:_|$)/i;
 
-export function platformArgs(build: Platform, target: Platform): Record<string, string> {
+export function platformArgs(buildIn: Platform, targetIn: Platform): Record<string, string> {
+  // BuildKit formats normalised platforms: `linux/armhf` gives TARGETPLATFORM=linux/arm/v7.
+  const build = normalizePlatform(buildIn);
+  const target = normalizePlatform(targetIn);
   return {
-    BUILDPLATFORM: formatPlatformInternal(build),
+    BUILDPLATFORM: formatPlatform(build),
     BUILDOS: build.os,
     BUILDARCH: build.architecture,
     BUILDVARIANT: build.variant ?? '',
-    TARGETPLATFORM: formatPlatformInternal(target),
+    TARGETPLATFORM: formatPlatform(target),
     TARGETOS: target.os,
     TARGETARCH: target.architecture,
     TARGETVARIANT: target.variant ?? '',
@@ -705,7 +708,7 @@ function planPlatform(
   const proxyArgs = Object.keys(ctx.buildArgs).filter((a) => BUILTIN_ARGS.has(a));
   const stageNames = new Map<string, number>();
   const dispatched: DispatchedStage[] = [];
-  const platformOf = (p: Platform) => normalizePlatformInternal(p);
+  const platformOf = (p: Platform) => normalizePlatform(p);
 
   for (const decl of decls.stages) {
     const f = decl.from;
@@ -737,13 +740,13 @@ function planPlatform(
         range: f.range,
         lines: ctx.lines,
       });
-    let platform = platformOf(target);
+    let platform: Platform = platformOf(target);
     let platformSource: PlanStage['platformSource'] = 'target';
     if (f.platform !== undefined) {
       usedInFrom(f.platform);
       const pv = ex.word(f.platform);
       try {
-        platform = parsePlatformInternal(pv);
+        platform = parsePlatform(pv);
       } catch (err) {
         throw new DockerfileError((err as Error).message, {
           file: ctx.file,
@@ -936,7 +939,7 @@ function planPlatform(
     hash.update(
       JSON.stringify({
         base: d.stage.base.type === 'stage' ? { stage: keys.get(d.stage.base.index) } : d.stage.base,
-        platform: formatPlatformInternal(d.stage.platform),
+        platform: formatPlatform(d.stage.platform),
         deps: deps.map((x) => keys.get(x)),
         // Every expanded value is a function of the stage's text, the ARG values it resolved,
         // the base (config) and the build args reaching RUN: hashing those is exact and far
@@ -950,7 +953,7 @@ function planPlatform(
           .map((a) => [a, ctx.buildArgs[a]]),
         baseConfigKnown: d.stage.baseConfigKnown,
         // Target-dependent stages differ per target even when their text does not.
-        target: ind ? undefined : formatPlatformInternal(target),
+        target: ind ? undefined : formatPlatform(target),
       }),
     );
     const key = hash.digest('hex');
@@ -1398,7 +1401,7 @@ function syntaxChecks(
         const stageName = f.name ?? '';
         let p: Platform | undefined;
         try {
-          p = parsePlatformInternal(f.platform);
+          p = parsePlatform(f.platform);
         } catch {
           p = undefined;
         }
@@ -1505,7 +1508,7 @@ export function planBuild(source: string | ParsedDockerfile, opts: PlanOptions =
   const sortedWarnings = () => [...warnings.values()].sort((a, b) => a.range.start.line - b.range.start.line);
   let decls: ReturnType<typeof structure>;
   let platforms: PlatformPlan[];
-  const buildPlatform = normalizePlatformInternal(opts.buildPlatform ?? hostPlatformInternal());
+  const buildPlatform = normalizePlatform(opts.buildPlatform ?? hostPlatform());
   try {
     decls = structure(parsed);
     syntaxChecks(parsed, decls, ctx);
@@ -1578,7 +1581,7 @@ export function collectBaseImages(plan: Plan): { ref: string; platform: Platform
   for (const p of plan.platforms)
     for (const s of p.stages)
       if (s.base.type === 'image') {
-        const k = `${s.base.ref}\0${formatPlatformInternal(s.platform)}`;
+        const k = `${s.base.ref}\0${formatPlatform(s.platform)}`;
         if (!seen.has(k)) seen.set(k, { ref: s.base.ref, platform: s.platform });
       }
   return [...seen.values()];

@@ -20,7 +20,7 @@ import {
 } from '../oci/index.js';
 import type { RegistryClient } from '../registry/client.js';
 import { mapLimit } from '../registry/progress.js';
-import { formatReference, parseReference, type Reference, withDigest } from '../registry/reference.js';
+import { formatReference, parseReference, type Reference, withDigest } from '../oci/reference.js';
 import { PolyarchError, UsageError } from '../util/errors.js';
 import { formatPlatform, newMatcher, parsePlatform } from '../platform/index.js';
 import { DEFAULT_CONCURRENCY, descriptorPlatform, isAttestation, openClient, withContext } from './remote.js';

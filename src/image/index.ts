@@ -6,7 +6,10 @@
  *   await inspectImage('127.0.0.1:5000/app:1');                       // buildx's text
  *   await createIndex({ sources: [...], tags: ['127.0.0.1:5000/app:multi'] });
  */
+export * from './archive.js';
+export * from './changes.js';
 export * from './create.js';
+export * from './import.js';
 export * from './inspect.js';
 export * from './pull.js';
 export * from './push.js';

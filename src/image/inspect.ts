@@ -10,7 +10,7 @@
 import type { Descriptor, ImageConfig } from '../oci/index.js';
 import { isIndexType, parseImageConfig, parseImageDocument } from '../oci/index.js';
 import type { FetchedManifest, RegistryClient } from '../registry/client.js';
-import { formatReference, parseReference, type Reference, withDigest } from '../registry/reference.js';
+import { formatReference, parseReference, type Reference, withDigest } from '../oci/reference.js';
 import { UsageError } from '../util/errors.js';
 import { descriptorPlatform, isAttestation, openClient, withContext } from './remote.js';
 import { formatPlatform } from '../platform/index.js';

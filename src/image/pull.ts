@@ -21,7 +21,7 @@ import {
 import type { RegistryClient } from '../registry/client.js';
 import { RegistryError } from '../registry/errors.js';
 import { mapLimit, type TransferEvent, type TransferProgress } from '../registry/progress.js';
-import { formatReference, parseReference, type Reference, withDigest } from '../registry/reference.js';
+import { formatReference, parseReference, type Reference, withDigest } from '../oci/reference.js';
 import { PolyarchError } from '../util/errors.js';
 import type { ContentStore } from '../content/index.js';
 import {

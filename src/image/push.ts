@@ -33,7 +33,7 @@ import {
   type Reference,
   repositoryName,
   withDigest,
-} from '../registry/reference.js';
+} from '../oci/reference.js';
 import { PolyarchError } from '../util/errors.js';
 import {
   DEFAULT_CONCURRENCY,

@@ -3,3 +3,4 @@ export * from './digest.js';
 export * from './mediatypes.js';
 export * from './types.js';
 export * from './validate.js';
+export * from './reference.js';

@@ -15,7 +15,7 @@ import { type Descriptor, type Digest, MediaType, sha256Digest } from '../oci/in
 import { PolyarchError } from '../util/errors.js';
 import { RegistryError } from './errors.js';
 import type { TransferEvent } from './progress.js';
-import { formatReference, manifestReference, type Reference, repositoryName } from './reference.js';
+import { formatReference, manifestReference, type Reference, repositoryName } from '../oci/reference.js';
 import { header, pullScope, pushScope, Transport, type TransportOptions } from './transport.js';
 
 /** Largest manifest accepted, as containerd's limit. */

@@ -18,7 +18,7 @@ import { readFile } from 'node:fs/promises';
 import { homedir } from 'node:os';
 import { join } from 'node:path';
 import { PolyarchError } from '../util/errors.js';
-import { domainError } from './reference.js';
+import { domainError } from '../oci/reference.js';
 import { parseToml, type TomlValue } from './toml.js';
 
 export interface HostSettings {

@@ -11,7 +11,7 @@ export * from './config.js';
 export * from './credentials.js';
 export * from './errors.js';
 export * from './progress.js';
-export * from './reference.js';
+export * from '../oci/reference.js';
 export {
   header,
   netReason,

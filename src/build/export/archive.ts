@@ -27,7 +27,7 @@ import {
   parseImageDocument,
 } from '../../oci/index.js';
 import { type Platform, formatPlatform } from '../../platform/index.js';
-import { familiarReference, parseReference } from '../../registry/reference.js';
+import { familiarReference, parseReference } from '../../oci/reference.js';
 import { errorMessage, PolyarchError } from '../../util/errors.js';
 import type { PlatformImage } from './image.js';
 

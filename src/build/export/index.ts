@@ -27,7 +27,7 @@ import {
   type VertexHandle,
 } from '../../progress/index.js';
 import { TransferProgress } from '../../registry/progress.js';
-import { formatReference, parseReference, repositoryName } from '../../registry/reference.js';
+import { formatReference, parseReference, repositoryName } from '../../oci/reference.js';
 import type { Snapshotter } from '../../snapshot/index.js';
 import { errorMessage, PolyarchError, UsageError } from '../../util/errors.js';
 import type { BuildResult } from '../result.js';

@@ -13,7 +13,7 @@
  * `:latest`). Bad specs are UsageErrors (exit 2) naming the key.
  */
 import type { Compression } from '../../oci/index.js';
-import { formatReference, parseReference } from '../../registry/reference.js';
+import { formatReference, parseReference } from '../../oci/reference.js';
 import { errorMessage, UsageError } from '../../util/errors.js';
 
 export type OutputType = 'image' | 'registry' | 'oci' | 'docker' | 'local' | 'tar';

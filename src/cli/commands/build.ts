@@ -126,9 +126,10 @@ async function runCheck(context: string, flags: BuildFlags, ctx: CliContext): Pr
     }
     file = path.split('/').pop() || 'Dockerfile';
   }
-  let platforms: ReturnType<typeof df.parsePlatform>[] | undefined;
+  const { parsePlatformList } = await import('../../platform/index.js');
+  let platforms: ReturnType<typeof parsePlatformList> | undefined;
   try {
-    platforms = flags.platform?.map((p) => df.parsePlatform(p));
+    platforms = flags.platform && parsePlatformList(flags.platform);
   } catch (err) {
     throw new UsageError(`--platform: ${(err as Error).message}`);
   }

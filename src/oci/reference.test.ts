@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
-import { parseDigest } from '../oci/index.js';
+import { parseDigest } from './digest.js';
 import {
   familiarReference,
   formatReference,

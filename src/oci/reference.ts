@@ -18,7 +18,7 @@
  * an upper-case letter (then the path is checked as lower-case); otherwise the domain is
  * docker.io, and a single-component docker.io name gets the `library/` prefix.
  */
-import { type Digest, parseDigest } from '../oci/index.js';
+import { type Digest, parseDigest } from './digest.js';
 import { PolyarchError } from '../util/errors.js';
 
 export const DEFAULT_DOMAIN = 'docker.io';

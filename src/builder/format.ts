@@ -1,0 +1,181 @@
+/**
+ * Text renderings of builders in buildx's layouts (pure functions; the CLI prints them).
+ *
+ *   formatBuilderTable(builders, current, statesByName)  // `ls`
+ *   formatBuilderInspect(builder, states)                // `inspect`
+ *   builderJson(builder, states)                         // `ls --format json`, one line each
+ */
+import { formatNodePlatforms, platformLabels } from './builders.js';
+import { formatPlatform as formatPlatformLabel, toOciPlatform } from '../platform/index.js';
+import type { Builder, NodeState } from './types.js';
+
+/**
+ * Aligns columns like docker's formatter tabwriter (min width 10, padding 3). The last
+ * column is not padded and trailing blanks are trimmed, so lines carry no trailing spaces.
+ */
+export function alignTable(rows: readonly (readonly string[])[]): string {
+  const widths: number[] = [];
+  for (const row of rows)
+    row.forEach((cell, i) => {
+      if (i < row.length - 1) widths[i] = Math.max(widths[i] ?? 0, cell.length + 3, 10);
+    });
+  return rows
+    .map((row) => row.map((cell, i) => (i === row.length - 1 ? cell : cell.padEnd(widths[i]!))).join(''))
+    .map((line) => `${line.trimEnd()}\n`)
+    .join('');
+}
+
+/** `label:` cells padded to the longest plus one (buildx's tabwriter with padding 1), one block. */
+function alignFields(fields: readonly (readonly [string, string])[]): string {
+  const width = Math.max(...fields.map(([k]) => k.length + 1)) + 1;
+  return fields.map(([k, v]) => `${`${k}:`.padEnd(width)}${v}`.trimEnd() + '\n').join('');
+}
+
+/** Go's time.Time String() in UTC without fractions: `2026-11-22 05:07:23 +0000 UTC`. */
+export function formatActivity(iso: string): string {
+  const d = new Date(iso);
+  if (Number.isNaN(d.getTime())) return iso;
+  return `${d.toISOString().slice(0, 19).replace('T', ' ')} +0000 UTC`;
+}
+
+/** The one-line reason a node failed, for the table's stderr notes and inspect's `Error:`. */
+function oneLine(err: Error): string {
+  return err.message.split('\n')[0]!.trim();
+}
+
+/** Platforms buildx puts first within their os/arch group when truncating. */
+const POPULAR = [
+  'linux/amd64',
+  'linux/arm64',
+  'linux/arm/v7',
+  'linux/ppc64le',
+  'linux/s390x',
+  'linux/riscv64',
+];
+
+/**
+ * buildx ls's short PLATFORMS column: platforms grouped by os/arch in first-seen order,
+ * each group shown as its most popular (else first) member with `(+N)` for the rest, at
+ * most `maxGroups` groups, then `(N more)`. Labels may carry the pinned `*` mark.
+ */
+export function truncatePlatforms(labels: readonly string[], maxGroups = 4): string {
+  const groups = new Map<string, string[]>();
+  let shown = 0;
+  for (const label of labels) {
+    const key = label.replace(/\*$/, '').split('/').slice(0, 2).join('/');
+    let g = groups.get(key);
+    if (!g) {
+      if (groups.size >= maxGroups) continue;
+      groups.set(key, (g = []));
+    }
+    if (POPULAR.includes(label.replace(/\*$/, ''))) g.unshift(label);
+    else g.push(label);
+    shown++;
+  }
+  const parts = [...groups.values()].map((g) => (g.length > 1 ? `${g[0]} (+${g.length - 1})` : g[0]!));
+  if (shown < labels.length) parts.push(`(${labels.length - shown} more)`);
+  return parts.join(', ');
+}
+
+export interface TableOptions {
+  /** Show every platform instead of buildx's grouped summary. Default false. */
+  noTrunc?: boolean;
+}
+
+export interface TableResult {
+  /** The table, for stdout. */
+  table: string;
+  /** One line per node that failed to answer (buildx prints these after the table, on stderr). */
+  problems: string[];
+}
+
+/**
+ * buildx ls's table: a row per builder (current one marked `*`), then ` \_ ` rows per node
+ * with status, engine version and platforms (pinned ones marked `*`).
+ */
+export function formatBuilderTable(
+  builders: readonly Builder[],
+  current: string,
+  states: ReadonlyMap<string, readonly NodeState[]>,
+  opts: TableOptions = {},
+): TableResult {
+  const rows: string[][] = [['NAME/NODE', 'DRIVER/ENDPOINT', 'STATUS', 'BUILDKIT', 'PLATFORMS']];
+  const problems: string[] = [];
+  for (const b of builders) {
+    rows.push([b.name === current ? `${b.name}*` : b.name, b.driver, '', '', '']);
+    for (const s of states.get(b.name) ?? []) {
+      const name = ` \\_ ${s.node.name}`;
+      const endpoint = ` \\_ ${s.node.endpoint}`;
+      if (s.error || !s.info) {
+        rows.push([name, endpoint, 'error', '', '']);
+        problems.push(
+          `Failed to get status for ${b.name} (${s.node.name}): ${s.error ? oneLine(s.error) : 'no answer'}`,
+        );
+      } else {
+        const labels = platformLabels(s.node, s.info.platforms);
+        const platforms = opts.noTrunc ? labels.join(', ') : truncatePlatforms(labels);
+        rows.push([name, endpoint, s.info.status, s.info.version, platforms]);
+      }
+    }
+  }
+  return { table: alignTable(rows), problems };
+}
+
+/** buildx inspect's text: the builder's fields, a blank line, `Nodes:`, then one block per node. */
+export function formatBuilderInspect(b: Builder, states: readonly NodeState[]): string {
+  const head: [string, string][] = [
+    ['Name', b.name],
+    ['Driver', b.driver],
+  ];
+  if (b.lastActivity) head.push(['Last Activity', formatActivity(b.lastActivity)]);
+  const blocks = states.map((s) => {
+    const f: [string, string][] = [
+      ['Name', s.node.name],
+      ['Endpoint', s.node.endpoint],
+    ];
+    const opts = Object.entries(s.node.driverOpts ?? {});
+    if (opts.length > 0) f.push(['Driver Options', opts.map(([k, v]) => `${k}="${v}"`).join(' ')]);
+    if (s.error || !s.info) f.push(['Error', s.error ? oneLine(s.error) : 'no answer']);
+    else {
+      f.push(['Status', s.info.status]);
+      if (s.node.flags && s.node.flags.length > 0) f.push(['BuildKit daemon flags', s.node.flags.join(' ')]);
+      if (s.info.version) f.push(['BuildKit version', s.info.version]);
+      const platforms = formatNodePlatforms(s.node, s.info.platforms);
+      if (platforms) f.push(['Platforms', platforms]);
+    }
+    return alignFields(f);
+  });
+  return `${alignFields(head)}\nNodes:\n${blocks.join('\n')}`;
+}
+
+/**
+ * One builder as `ls --format json` prints it (buildx's field names): Name, Driver,
+ * LastActivity, Dynamic, Nodes[] with Name, Endpoint, Status, Version, Platforms (OCI
+ * platform objects, pinned first), Pinned (the `--platform` ones, as strings), and Error
+ * instead of Status/Version/Platforms when the node did not answer.
+ */
+export function builderJson(
+  b: Builder,
+  states: readonly NodeState[],
+  current: boolean,
+): Record<string, unknown> {
+  return {
+    Name: b.name,
+    Driver: b.driver,
+    Current: current,
+    ...(b.lastActivity ? { LastActivity: b.lastActivity } : {}),
+    Dynamic: false,
+    Nodes: states.map((s) => ({
+      Name: s.node.name,
+      Endpoint: s.node.endpoint,
+      Pinned: s.node.platforms.map((p) => formatPlatformLabel(p)),
+      ...(s.info
+        ? {
+            Status: s.info.status,
+            Version: s.info.version,
+            Platforms: s.info.platforms.map((p) => toOciPlatform(p)),
+          }
+        : { Error: s.error ? oneLine(s.error) : 'no answer' }),
+    })),
+  };
+}

@@ -1,0 +1,63 @@
+/**
+ * The builder instance model (docker buildx's NodeGroup/Node, store/nodegroup.go).
+ *
+ * A builder is a named group of nodes sharing one driver; a node is one place builds run
+ * (this machine for the `local` driver, a remote machine reached with system `ssh` for the
+ * `ssh` driver). Each node may pin platforms (`create --platform`): those are preferred for
+ * that node and listed first, marked `*`, by `ls` and `inspect`. What a node can actually
+ * build is only known once its driver answers (`NodeInfo`).
+ */
+import type { Platform } from '../platform/index.js';
+
+/** Drivers polyarch knows. `local` runs here; `ssh` is declared for remote native nodes. */
+export const DRIVER_NAMES = ['local', 'ssh'] as const;
+export type DriverName = (typeof DRIVER_NAMES)[number];
+
+export function isDriverName(s: string): s is DriverName {
+  return (DRIVER_NAMES as readonly string[]).includes(s);
+}
+
+/** The builder that always exists and cannot be removed (buildx's `default`). */
+export const DEFAULT_BUILDER = 'default';
+
+export interface BuilderNode {
+  /** Unique within its builder; defaults to `<builder><index>` like buildx. */
+  readonly name: string;
+  /** `local` for the local driver; `ssh://[user@]host[:port]` for the ssh driver. */
+  readonly endpoint: string;
+  /** Platforms pinned with `--platform`, normalised, in the order given. */
+  readonly platforms: readonly Platform[];
+  /** Extra daemon flags (buildx `--buildkitd-flags`); kept for drivers that start a daemon. */
+  readonly flags?: readonly string[];
+  /** Driver options (buildx `--driver-opt`). */
+  readonly driverOpts?: Readonly<Record<string, string>>;
+}
+
+export interface Builder {
+  readonly name: string;
+  readonly driver: DriverName;
+  readonly nodes: readonly BuilderNode[];
+  /** buildx's Dynamic (nodes created on demand, kubernetes); always false in polyarch. */
+  readonly dynamic?: false;
+  /** When the builder was last created, changed or bootstrapped (ISO 8601); absent for `default`. */
+  readonly lastActivity?: string;
+}
+
+/** buildx's driver statuses. */
+export type NodeStatus = 'inactive' | 'starting' | 'running' | 'stopping' | 'stopped';
+
+/** What a driver reports about a node. */
+export interface NodeInfo {
+  readonly status: NodeStatus;
+  /** Pinned platforms first, then what the node detected; empty until it was reached. */
+  readonly platforms: readonly Platform[];
+  /** The node's build engine version, e.g. `polyarch/v0.1.0`; empty until it was reached. */
+  readonly version: string;
+}
+
+/** A node with its driver's answer, or the error the driver gave instead. */
+export interface NodeState {
+  readonly node: BuilderNode;
+  readonly info?: NodeInfo;
+  readonly error?: Error;
+}

@@ -1,0 +1,152 @@
+import type { Command } from 'commander';
+import type { CliContext } from '../context.js';
+
+interface RunFlags {
+  platform?: string;
+  allPlatforms?: boolean;
+  rm?: boolean;
+  env: string[];
+  envFile: string[];
+  volume: string[];
+  workdir?: string;
+  user?: string;
+  entrypoint?: string;
+  network?: string;
+  interactive?: boolean;
+  tty?: boolean;
+  parallel?: boolean;
+  pull: string;
+}
+
+/** Chunks to a text-only output (in-process tests), keeping UTF-8 sequences split across chunks whole. */
+function textSink(out: { write(text: string): unknown }): (chunk: Buffer) => void {
+  const decoder = new TextDecoder('utf-8');
+  return (b) => out.write(decoder.decode(b, { stream: true }));
+}
+
+const collect = (value: string, previous: string[]) => [...previous, value];
+
+export function register(program: Command, ctx: CliContext): void {
+  // `run IMAGE sh -c ...` passes everything after IMAGE to the container (passThroughOptions),
+  // which commander allows only when program options are positional: `polyarch -v` still
+  // prints the version, but `polyarch run -v SRC:DST` is a volume, as in docker.
+  program.enablePositionalOptions();
+  program
+    .command('run')
+    .description('Run a command in a new container, once per platform variant of the image')
+    .argument('<image>', 'image reference or ID (pulled when missing)')
+    .argument('[command...]', 'command and arguments (default: the image Entrypoint and Cmd)')
+    .option(
+      '--platform <list>',
+      'platforms to run, comma-separated (default: the host; several = a matrix run)',
+    )
+    .option('--all-platforms', 'run on every platform the image has')
+    .option('--parallel', "run a matrix's platforms at the same time (default: one after the other)")
+    .option('--rm', "remove the container's filesystem when it exits")
+    .option(
+      '-e, --env <K=V>',
+      "set an environment variable; a bare K takes this process's value (repeatable)",
+      collect,
+      [],
+    )
+    .option('--env-file <file>', 'read K=V lines from a file (repeatable)', collect, [])
+    .option('-v, --volume <src:dst[:ro]>', 'bind-mount a host path (repeatable)', collect, [])
+    .option('-w, --workdir <dir>', 'working directory inside the container')
+    .option('-u, --user <user>', 'user[:group] (name or id) to run as')
+    .option('--entrypoint <cmd>', 'override the image Entrypoint ("" clears it)')
+    .option('--network <mode>', 'host or none', 'host')
+    .option('-i, --interactive', 'pass stdin to the container')
+    .option('-t, --tty', 'allocate a terminal (single platform, when stdin is a terminal)')
+    .option('--pull <policy>', 'always, missing or never', 'missing')
+    .passThroughOptions()
+    .addHelpText(
+      'after',
+      "\nExit code: the container process's; 125 when it could not start (126 not executable, 127 not\n" +
+        'found). A matrix run prefixes each output line with its platform, prints a PLATFORM EXIT\n' +
+        "DURATION table and exits 1 if any platform failed. Without --rm the container's changes are\n" +
+        'kept as the snapshot "container:<id>" in the state root.',
+    )
+    .action(async (image: string, command: string[], o: RunFlags) => {
+      const { UsageError, errorMessage } = await import('../../util/errors.js');
+      const { formatPlatform, parsePlatformList } = await import('../../platform/index.js');
+      const { parseVolume } = await import('../../exec/spec.js');
+      if (o.network !== 'host' && o.network !== 'none')
+        throw new UsageError(`invalid --network "${o.network}": use host or none`);
+      if (!['always', 'missing', 'never'].includes(o.pull))
+        throw new UsageError(`invalid --pull "${o.pull}": use always, missing or never`);
+      if (o.platform !== undefined && o.allPlatforms)
+        throw new UsageError('--platform and --all-platforms cannot be used together');
+      let platforms: string[] | undefined;
+      try {
+        // Normalised, duplicates dropped, `local` = this host (buildx's list rules).
+        if (o.platform !== undefined) platforms = parsePlatformList(o.platform).map((p) => formatPlatform(p));
+      } catch (err) {
+        throw new UsageError(errorMessage(err));
+      }
+      const env = [...(await readEnvFiles(o.envFile)), ...o.env].flatMap((kv) => {
+        if (kv.includes('=')) return [kv];
+        const v = ctx.env[kv]; // docker: a bare K takes the caller's value, or is dropped
+        return v === undefined ? [] : [`${kv}=${v}`];
+      });
+      const mounts = o.volume.map(parseVolume);
+
+      const { runImage, formatSummary } = await import('../../exec/container.js');
+      const { TransferProgress } = await import('../../registry/progress.js');
+      const { renderTransfers } = await import('../ui/transfer.js');
+      const progress = new TransferProgress();
+      const done = renderTransfers(progress, ctx.err, ctx.isTTY);
+      const real = ctx.out === process.stdout && ctx.err === process.stderr;
+      const tty = Boolean(o.tty && real && process.stdin.isTTY);
+      if (o.tty && !tty) ctx.err.write('WARNING: -t ignored: stdin is not a terminal\n');
+      try {
+        const r = await runImage({
+          image,
+          ...(platforms ? { platforms } : {}),
+          allPlatforms: Boolean(o.allPlatforms),
+          pull: o.pull as 'always' | 'missing' | 'never',
+          args: command,
+          ...(o.entrypoint !== undefined ? { entrypoint: o.entrypoint } : {}),
+          env,
+          ...(o.workdir ? { workingDir: o.workdir } : {}),
+          ...(o.user !== undefined ? { user: o.user } : {}),
+          network: o.network,
+          mounts,
+          terminal: tty,
+          rm: Boolean(o.rm),
+          parallel: Boolean(o.parallel),
+          stdin: o.interactive ? 'inherit' : 'ignore',
+          stdout: real ? 'inherit' : textSink(ctx.out),
+          stderr: real ? 'inherit' : textSink(ctx.err),
+          processEnv: ctx.env,
+          progress,
+          warn: (m) => ctx.err.write(`WARNING: ${m}\n`),
+          onStart: () => done(),
+        });
+        if (r.matrix) ctx.out.write(`\n${formatSummary(r.results)}`);
+        ctx.exitCode = r.exitCode;
+      } finally {
+        done();
+      }
+    });
+}
+
+/** `K=V` lines of env files (docker's format: `#` comments and blank lines skipped, bare K allowed). */
+async function readEnvFiles(files: string[]): Promise<string[]> {
+  const { readFile } = await import('node:fs/promises');
+  const { PolyarchError, errorMessage } = await import('../../util/errors.js');
+  const out: string[] = [];
+  for (const f of files) {
+    let text: string;
+    try {
+      text = await readFile(f, 'utf8');
+    } catch (err) {
+      throw new PolyarchError('NOT_FOUND', `reading env file ${f}: ${errorMessage(err)}`, { cause: err });
+    }
+    for (const line of text.split(/\r?\n/)) {
+      const t = line.trimStart();
+      if (t === '' || t.startsWith('#')) continue;
+      out.push(t);
+    }
+  }
+  return out;
+}
