@@ -137,6 +137,7 @@ test('classic multi-arch build: each platform RUNs under its own architecture', 
     [...s.keys()].join('\n'),
   );
   assert.ok(s.has('[internal] load build context'));
+  assert.ok(s.has('[internal] load .dockerignore'));
   assertNoLeftovers();
 });
 
@@ -289,6 +290,10 @@ test('errors: failing RUN, missing file, unknown stage, bad Dockerfile, no emula
   assert.match(r.stderr, /nope/);
   assert.match(r.stderr, /target stage "nope" could not be found/);
 
+  r = polyarch('build', '--builder', 'nope', stages);
+  assert.equal(r.status, 1);
+  assert.match(r.stderr, /no builder "nope" found/);
+
   const bad = context('bad', { Dockerfile: 'FROMM busybox\n' });
   r = polyarch('build', bad);
   assert.equal(r.status, 1);
@@ -410,5 +415,96 @@ test('a tar context on stdin', () => {
   });
   assert.equal(r.status, 0, r.stderr);
   assert.match(r.stderr, /via-stdin/);
+  assertNoLeftovers();
+});
+
+test('--network none, COPY --from an image, --pull, --build-arg and --target', () => {
+  const dir = context('network', {
+    Dockerfile: [
+      'FROM busybox AS base',
+      'ARG GREETING=unset',
+      'RUN echo "greeting=$GREETING"',
+      'FROM base AS final',
+      'COPY --from=busybox /bin/busybox /copied-busybox',
+      'RUN test -x /copied-busybox && test "$(wc -l < /proc/net/dev)" -eq 3 && echo net-none-ok',
+      'FROM final AS never',
+      'RUN echo this-stage-is-not-needed',
+      '',
+    ].join('\n'),
+  });
+  const r = polyarch(
+    'build',
+    '--pull',
+    '--network',
+    'none',
+    '--build-arg',
+    'GREETING=hi',
+    '--target',
+    'final',
+    '--platform',
+    'linux/arm64',
+    dir,
+  );
+  assert.equal(r.status, 0, r.stderr);
+  assert.match(r.stderr, /greeting=hi/);
+  assert.match(r.stderr, /net-none-ok/);
+  assert.doesNotMatch(r.stderr, /this-stage-is-not-needed/);
+  assertNoLeftovers();
+});
+
+test('ADD of an http URL: --checksum verified, file named from the URL, wrong checksum refused', async () => {
+  const { createServer } = await import('node:http');
+  const body = 'downloaded content\n';
+  const server = createServer((req, res) => {
+    if (req.url === '/files/data.txt') {
+      res.writeHead(200, { 'content-type': 'text/plain', 'last-modified': 'Tue, 14 Nov 2023 22:13:20 GMT' });
+      res.end(body);
+    } else {
+      res.writeHead(404);
+      res.end();
+    }
+  });
+  await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
+  const port = (server.address() as { port: number }).port;
+  try {
+    const sum = `sha256:${createHash('sha256').update(body).digest('hex')}`;
+    const dir = context('add-url', {});
+    const ok = await build({
+      dockerfile: `FROM busybox\nADD --checksum=${sum} http://127.0.0.1:${port}/files/data.txt /dl/\nRUN cat /dl/data.txt && stat -c %a /dl/data.txt\n`,
+      contextDir: dir,
+      platforms: [parsePlatform('linux/amd64')],
+      env,
+      root,
+    });
+    assert.equal(ok.platforms[0]!.layers.length, 3);
+    const found = execFileSync('find', [join(root, 'snapshots'), '-path', '*/fs/dl/data.txt'], {
+      encoding: 'utf8',
+    })
+      .trim()
+      .split('\n');
+    assert.equal(readFileSync(found[0]!, 'utf8'), body);
+    await assert.rejects(
+      build({
+        dockerfile: `FROM busybox\nADD --checksum=sha256:${'0'.repeat(64)} http://127.0.0.1:${port}/files/data.txt /dl/\n`,
+        contextDir: dir,
+        platforms: [parsePlatform('linux/amd64')],
+        env,
+        root,
+      }),
+      /digest mismatch/,
+    );
+    await assert.rejects(
+      build({
+        dockerfile: `FROM busybox\nADD http://127.0.0.1:${port}/nothing /dl/\n`,
+        contextDir: dir,
+        platforms: [parsePlatform('linux/amd64')],
+        env,
+        root,
+      }),
+      /HTTP 404/,
+    );
+  } finally {
+    server.close();
+  }
   assertNoLeftovers();
 });

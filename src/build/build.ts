@@ -51,6 +51,7 @@ import {
   type Platform,
 } from '../platform/index.js';
 import type { ProgressSink } from '../progress/index.js';
+import { formatReference, parseReference } from '../oci/reference.js';
 import { type ActiveSnapshot, Snapshotter, unmountPath } from '../snapshot/index.js';
 import { errorMessage, PolyarchError } from '../util/errors.js';
 import { acquireLock } from '../util/lock.js';
@@ -338,12 +339,10 @@ export async function build(opts: BuildOptions): Promise<BuildOutput> {
   }
 }
 
+/** The normalised name progress shows (`docker.io/library/busybox:latest`). */
 function displayRef(ref: string): string {
   try {
-    // Same normalisation as resolution, for the progress line.
-    return ref.includes('/') || ref.includes('.')
-      ? ref
-      : `docker.io/library/${ref.includes(':') ? ref : `${ref}:latest`}`;
+    return formatReference(parseReference(ref));
   } catch {
     return ref;
   }
@@ -399,9 +398,9 @@ class Engine {
   // ---- graph ------------------------------------------------------------------------------
 
   #contextVertex(): SolverVertex<BuildContext> {
-    return this.#d.solver.vertex<BuildContext>({
-      digest: 'internal:context',
-      name: '[internal] load build context',
+    const ignore = this.#d.solver.vertex<BuildContext>({
+      digest: 'internal:dockerignore',
+      name: '[internal] load .dockerignore',
       inputs: [],
       run: async () => {
         this.#context ??= BuildContext.open({
@@ -411,6 +410,13 @@ class Engine {
         });
         return { value: await this.#context, cached: false };
       },
+    });
+    // The files themselves are read (and hashed) by the steps that use them.
+    return this.#d.solver.vertex<BuildContext>({
+      digest: 'internal:context',
+      name: '[internal] load build context',
+      inputs: [ignore as SolverVertex<unknown>],
+      run: async ([ctx]) => ({ value: ctx as BuildContext, cached: false }),
     });
   }
 
@@ -1004,7 +1010,8 @@ class Engine {
         };
         if (source instanceof BuildContext) {
           for (const paths of contextMatches)
-            for (const rel of paths) await place(source.dir, rel, (r) => !source.excluded(r, copy.exclude));
+            for (const rel of paths)
+              await place(source.dir, rel, (r) => !source.excluded(r, copy.exclude, rel));
         } else if (locals.length > 0) {
           const view = await this.#view(source);
           try {
@@ -1053,9 +1060,35 @@ class Engine {
     url: string,
     checksum: string | undefined,
   ): Promise<{ dir: string; name: string; digest: string }> {
-    const { request } = await import('undici');
+    const { Agent, interceptors, request } = await import('undici');
     const dir = await this.#tmp('download');
-    const res = await request(url, { method: 'GET', maxRedirections: 5 } as Parameters<typeof request>[1]);
+    const agent = new Agent();
+    try {
+      return await this.#fetchInto(
+        url,
+        checksum,
+        dir,
+        agent.compose(interceptors.redirect({ maxRedirections: 5 })),
+        request,
+      );
+    } finally {
+      await agent.close().catch(() => undefined);
+    }
+  }
+
+  async #fetchInto(
+    url: string,
+    checksum: string | undefined,
+    dir: string,
+    dispatcher: import('undici').Dispatcher,
+    request: typeof import('undici').request,
+  ): Promise<{ dir: string; name: string; digest: string }> {
+    let res: Awaited<ReturnType<typeof request>>;
+    try {
+      res = await request(url, { method: 'GET', dispatcher });
+    } catch (err) {
+      throw new PolyarchError('DOWNLOAD', `ADD ${url}: ${errorMessage(err)}`, { cause: err });
+    }
     if (res.statusCode !== 200) {
       await res.body.dump();
       throw new PolyarchError('DOWNLOAD', `ADD ${url}: HTTP ${res.statusCode}`);

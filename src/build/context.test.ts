@@ -67,6 +67,10 @@ test('BuildContext: .dockerignore with exceptions, not-found errors, content che
   assert.ok(!all.includes('docs/drop.md'));
   assert.ok(!all.some((p) => p.startsWith('node_modules')));
   assert.deepEqual(await ctx.match('src/*.c', ['src/util.*']), ['src/main.c']);
+  // --exclude patterns also match from the copied source (`COPY --exclude=*.h src /dst`).
+  assert.equal(ctx.excluded('src/util.h', ['*.h'], 'src'), true);
+  assert.equal(ctx.excluded('src/util.c', ['*.h'], 'src'), false);
+  assert.deepEqual(await ctx.walk('src', ['*.h']), ['src', 'src/main.c', 'src/util.c']);
 
   const before = await ctx.checksum(['src']);
   // A new mtime with the same content keeps the checksum; new content changes it.

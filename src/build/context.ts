@@ -130,10 +130,15 @@ export class BuildContext {
     return new BuildContext(opts.dir, ignore, memoFile, memo);
   }
 
-  /** Whether a context-relative path is excluded by .dockerignore or the extra patterns. */
-  excluded(rel: string, exclude: readonly string[] = []): boolean {
+  /**
+   * Whether a context-relative path is excluded by .dockerignore or by COPY --exclude patterns,
+   * which match the path from the context root or from `base` (the source being copied).
+   */
+  excluded(rel: string, exclude: readonly string[] = [], base = ''): boolean {
     if (this.ignore.ignores(rel)) return true;
-    for (const e of exclude) if (globMatch(e, rel)) return true;
+    const inner = base !== '' && rel.startsWith(`${base}/`) ? rel.slice(base.length + 1) : undefined;
+    for (const e of exclude)
+      if (globMatch(e, rel) || (inner !== undefined && globMatch(e, inner))) return true;
     return false;
   }
 
@@ -154,7 +159,7 @@ export class BuildContext {
     const out: string[] = [];
     const visit = async (r: string) => {
       const st = await lstat(join(this.dir, r));
-      if (r !== '' && this.excluded(r, exclude)) {
+      if (r !== '' && this.excluded(r, exclude, rel)) {
         // A `!` exception may re-include something below an excluded directory.
         if (!st.isDirectory() || !this.ignore.patterns.some((p) => p.startsWith('!'))) return;
       } else out.push(r);

@@ -227,6 +227,16 @@ async function runBuild(context: string, flags: BuildFlags, ctx: CliContext): Pr
     labels[l.slice(0, eq)] = l.slice(eq + 1);
   }
 
+  // The builder instance (`--builder`, $POLYARCH_BUILDER, the current one): this engine is
+  // the local driver's; remote (ssh) nodes are not driven from here yet.
+  const { resolveBuilder, touchBuilder } = await import('../../builder/index.js');
+  const builder = await resolveBuilder(flags.builder, { env: ctx.env });
+  if (builder.driver !== 'local')
+    throw new PolyarchError(
+      'UNSUPPORTED',
+      `builder ${builder.name} uses the ${builder.driver} driver: building on remote nodes is not supported yet; use a local builder`,
+    );
+
   // Outputs are resolved before anything is built, so a bad -o fails fast.
   const { outputs, warning } = exp.resolveOutputs({
     output: flags.output,
@@ -346,6 +356,7 @@ async function runBuild(context: string, flags: BuildFlags, ctx: CliContext): Pr
       process.off('SIGTERM', onSignal);
     }
     await renderer.close();
+    await touchBuilder(builder, { env: ctx.env }).catch(() => undefined);
     if (warning) ctx.err.write(`${warning}\n`);
     return 0;
   } finally {
