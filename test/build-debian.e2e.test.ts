@@ -29,7 +29,11 @@ const bin = join(repo, 'bin', 'polyarch');
 const cache = process.env.POLYARCH_TEST_CACHE || '/var/cache/polyarch-test';
 const root = mkdtempSync(join(tmpdir(), 'polyarch-build-debian-'));
 after(() => rmSync(root, { recursive: true, force: true }));
-const env: NodeJS.ProcessEnv = { ...process.env, POLYARCH_ROOT: join(root, 'state'), POLYARCH_PROGRESS: 'plain' };
+const env: NodeJS.ProcessEnv = {
+  ...process.env,
+  POLYARCH_ROOT: join(root, 'state'),
+  POLYARCH_PROGRESS: 'plain',
+};
 delete env.POLYARCH_CONFIG; // debian:bookworm comes from the local store only
 
 const arches = [
