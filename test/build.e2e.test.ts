@@ -232,7 +232,7 @@ test('library: BuildResult has the config, history and layers the exporters need
     ['ARG TARGETPLATFORM', true],
     ['ARG TARGETARCH', true],
     [
-      'RUN /bin/sh -c echo "machine=$(uname -m) platform=$TARGETPLATFORM arch=$TARGETARCH" | tee /built-on # buildkit',
+      'RUN |2 TARGETPLATFORM=linux/arm64 TARGETARCH=arm64 /bin/sh -c echo "machine=$(uname -m) platform=$TARGETPLATFORM arch=$TARGETARCH" | tee /built-on # buildkit',
       false,
     ],
     ['WORKDIR /app', false],
@@ -289,6 +289,12 @@ test('errors: failing RUN, missing file, unknown stage, bad Dockerfile, no emula
   assert.equal(r.status, 1);
   assert.match(r.stderr, /nope/);
   assert.match(r.stderr, /target stage "nope" could not be found/);
+
+  // A base image without the platform: an error naming what it has, never another architecture.
+  r = polyarch('build', '--platform', 'linux/riscv64', stages);
+  assert.equal(r.status, 1);
+  assert.match(r.stderr, /no image for platform linux\/riscv64 in the index \(it has linux\/amd64, /);
+  assert.match(r.stderr, /--> Dockerfile:1/);
 
   r = polyarch('build', '--builder', 'nope', stages);
   assert.equal(r.status, 1);
@@ -507,4 +513,56 @@ test('ADD of an http URL: --checksum verified, file named from the URL, wrong ch
     server.close();
   }
   assertNoLeftovers();
+});
+
+test('after a SIGKILLed build, the next build cleans up its container, mounts and snapshots', async () => {
+  const dir = context('sigkill', {
+    Dockerfile: 'FROM busybox\nCOPY . /ctx\nRUN echo started && sleep 60\n',
+    'f.txt': 'f\n',
+  });
+  const child = spawn(bin, ['build', '--platform', 'linux/amd64', dir], { env });
+  let stderr = '';
+  const started = new Promise<void>((res) => {
+    child.stderr.on('data', (b: Buffer) => {
+      stderr += b.toString();
+      if (/\d started\n/.test(stderr)) res();
+    });
+  });
+  const exited = new Promise<void>((res) => child.on('close', () => res()));
+  await Promise.race([started, exited]);
+  child.kill('SIGKILL');
+  await exited;
+  writeFileSync(join(dir, 'Dockerfile'), 'FROM busybox\nCOPY . /ctx\nRUN echo recovered\n');
+  const r = polyarch('build', '--platform', 'linux/amd64', dir);
+  assert.equal(r.status, 0, r.stderr);
+  assert.match(r.stderr, /recovered/);
+  assertNoLeftovers();
+});
+
+test('SOURCE_DATE_EPOCH: two --no-cache builds of examples/hello give the same image digest', () => {
+  const digests: string[] = [];
+  for (const i of [1, 2]) {
+    const meta = join(work, `meta-${i}.json`);
+    const r = spawnSync(
+      bin,
+      [
+        'build',
+        '--no-cache',
+        '--platform',
+        'linux/amd64,linux/arm64',
+        '-o',
+        `type=oci,dest=${join(work, `hello-${i}.tar`)}`,
+        '--metadata-file',
+        meta,
+        join(repo, 'examples', 'hello'),
+      ],
+      { env: { ...env, SOURCE_DATE_EPOCH: '1700000000' }, encoding: 'utf8', timeout: 240_000 },
+    );
+    assert.equal(r.status, 0, r.stderr);
+    digests.push(
+      (JSON.parse(readFileSync(meta, 'utf8')) as Record<string, string>)['containerimage.digest']!,
+    );
+  }
+  assert.match(digests[0]!, /^sha256:[0-9a-f]{64}$/);
+  assert.equal(digests[0], digests[1]);
 });

@@ -369,4 +369,46 @@ describe('exportBuild', () => {
     );
     assert.deepEqual(await readdir(outDir), []);
   });
+
+  it('stops on an aborted signal before writing anything', async () => {
+    const ac = new AbortController();
+    ac.abort();
+    const dest = join(dir, 'aborted.tar');
+    await assert.rejects(
+      exportBuild(result, parseOutputs({ output: [`type=oci,dest=${dest}`] }), {
+        ...ctx,
+        stateRoot: join(dir, 'state-aborted'),
+        signal: ac.signal,
+      }),
+      { name: 'AbortError' },
+    );
+    assert.ok(!existsSync(dest));
+  });
+
+  it('compresses new layers with zstd when asked; base layers are reused as they are', async () => {
+    const out = join(dir, 'zstd-layout');
+    const res = await exportBuild(
+      { platforms: [result.platforms[0]!] },
+      parseOutputs({
+        output: [`type=oci,dest=${out},tar=false,compression=zstd,compression-level=5`],
+        tags: ['z:1'],
+      }),
+      ctx,
+    );
+    const { stdout } = await run('skopeo', ['inspect', '--raw', `oci:${out}:1`]);
+    assert.equal(sha(stdout), res.digest);
+    const m = JSON.parse(stdout) as Manifest;
+    assert.deepEqual(
+      m.layers.map((l) => l.mediaType),
+      ['application/vnd.oci.image.layer.v1.tar+gzip', 'application/vnd.oci.image.layer.v1.tar+zstd'],
+    );
+    const blob = await readFile(join(out, 'blobs', 'sha256', m.layers[1]!.digest.slice(7)));
+    assert.deepEqual([...blob.subarray(0, 4)], [0x28, 0xb5, 0x2f, 0xfd]);
+    const { stdout: list } = await run('sh', [
+      '-c',
+      `zstd -dc '${join(out, 'blobs', 'sha256', m.layers[1]!.digest.slice(7))}' | tar -tf -`,
+    ]);
+    assert.match(list, /^hello\.txt$/m);
+    assert.match(list, /^etc\/\.wh\.group$/m);
+  });
 });

@@ -21,7 +21,7 @@
  */
 import { createHash, randomBytes } from 'node:crypto';
 import { createWriteStream } from 'node:fs';
-import { chmod, chown, lstat, mkdir, open, readdir, rm, writeFile } from 'node:fs/promises';
+import { chmod, chown, lstat, mkdir, open, readdir, readFile, rm, writeFile } from 'node:fs/promises';
 import { basename, join, posix, resolve } from 'node:path';
 import { pipeline } from 'node:stream/promises';
 import { ContentStore, stateRoot, storeDir } from '../content/index.js';
@@ -40,7 +40,13 @@ import {
   type ImageConfigInfo,
   type SourceRef,
 } from '../dockerfile/index.js';
-import { checkExecutable, type MountRequest, resolveUser, runContainer } from '../exec/index.js';
+import {
+  checkExecutable,
+  cleanupStale,
+  type MountRequest,
+  resolveUser,
+  runContainer,
+} from '../exec/index.js';
 import { applyLayerBlob } from '../layer/index.js';
 import type { ContainerConfig, HistoryEntry, ImageConfig } from '../oci/index.js';
 import {
@@ -54,7 +60,7 @@ import type { ProgressSink } from '../progress/index.js';
 import { formatReference, parseReference } from '../oci/reference.js';
 import { type ActiveSnapshot, Snapshotter, unmountPath } from '../snapshot/index.js';
 import { errorMessage, PolyarchError } from '../util/errors.js';
-import { acquireLock } from '../util/lock.js';
+import { acquireLock, pidAlive } from '../util/lock.js';
 import { BuildContext } from './context.js';
 import { copyTree, mkdirAll, type Owner } from './fsops.js';
 import { type ResolvedImage, resolveImage, unpackImage } from './image.js';
@@ -240,6 +246,10 @@ export async function build(opts: BuildOptions): Promise<BuildOutput> {
 
   const store = await ContentStore.open(storeDir(env));
   const snapshots = await Snapshotter.open({ root });
+  // What killed builds (SIGKILL, power loss) left behind: their containers and mounts first,
+  // then their active snapshots.
+  await cleanupStale(root).catch(() => undefined);
+  await sweepBuildTemp(root).catch(() => undefined);
   await snapshots.removeOrphans().catch(() => undefined);
 
   // Base images: resolve each (ref, platform) once, then plan again with their configs.
@@ -336,6 +346,27 @@ export async function build(opts: BuildOptions): Promise<BuildOutput> {
     // own cleanup (containers, mounts) before removing what is left.
     await solver.idle();
     await engine.close();
+  }
+}
+
+/** Unmounts and removes `<root>/build/tmp/<pid>-*` dirs of builds whose process is gone. */
+async function sweepBuildTemp(root: string): Promise<void> {
+  const base = join(root, 'build', 'tmp');
+  let names: string[];
+  try {
+    names = await readdir(base);
+  } catch {
+    return;
+  }
+  const mounts = (await readFile('/proc/self/mounts', 'utf8')).split('\n').map((l) => l.split(' ')[1] ?? '');
+  for (const name of names) {
+    const pid = Number(name.split('-')[0]);
+    if (!Number.isInteger(pid) || pidAlive(pid)) continue;
+    const dir = join(base, name);
+    // Deepest first, so nested mounts come off before their parents.
+    for (const m of mounts.filter((m) => m.startsWith(`${dir}/`)).sort((a, b) => b.length - a.length))
+      await unmountPath(m).catch(() => undefined);
+    await rm(dir, { recursive: true, force: true });
   }
 }
 
@@ -1173,8 +1204,10 @@ class Engine {
 function createdBy(ins: PlanInstruction): string {
   switch (ins.kind) {
     case 'RUN': {
-      const cmd = runCommand(ins);
-      return `RUN ${cmd.argv.join(' ')} # buildkit`;
+      // BuildKit names the ARGs in scope first: `RUN |2 A=1 B=2 /bin/sh -c …`.
+      const args = Object.entries(ins.state.args).map(([k, v]) => `${k}=${v}`);
+      const prefix = args.length > 0 ? `|${args.length} ${args.join(' ')} ` : '';
+      return `RUN ${prefix}${runCommand(ins).argv.join(' ')} # buildkit`;
     }
     case 'COPY':
     case 'ADD':

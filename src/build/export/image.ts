@@ -144,6 +144,7 @@ async function writePlatform(
       ...(format.level !== undefined ? { level: format.level } : {}),
       ...(opts.sourceDateEpoch !== undefined ? { sourceDateEpoch: opts.sourceDateEpoch } : {}),
       ...(opts.threads !== undefined ? { threads: opts.threads } : {}),
+      ...(opts.signal ? { signal: opts.signal } : {}),
       oci: format.oci,
     });
     if (r.packed) counts.packed++;

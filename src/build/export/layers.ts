@@ -76,16 +76,43 @@ export class LayerMemo {
     }
   }
 
+  /** Number of entries as last read. */
+  get size(): number {
+    return Object.keys(this.#cache).length;
+  }
+
+  /**
+   * Drops entries whose blob `has` no longer finds (e.g. after `prune` collected it); for the
+   * store's garbage collection to call. Returns how many were dropped.
+   */
+  async prune(has: (d: Digest) => Promise<boolean>): Promise<number> {
+    return this.#update(async (layers) => {
+      let dropped = 0;
+      for (const [k, e] of Object.entries(layers))
+        if (!(await has(e.digest))) {
+          delete layers[k];
+          dropped++;
+        }
+      return dropped;
+    });
+  }
+
   get(key: string): MemoEntry | undefined {
     return this.#cache[key];
   }
 
   /** Records an entry: read-modify-write of the file under its lock, replaced atomically. */
   async put(key: string, entry: MemoEntry): Promise<void> {
+    await this.#update(async (layers) => {
+      layers[key] = entry;
+    });
+  }
+
+  async #update<T>(fn: (layers: Record<string, MemoEntry>) => Promise<T>): Promise<T> {
     const release = await acquireLock(`${this.path}.lock`, { timeoutMs: 60_000 });
     try {
       const layers = await this.#read();
-      layers[key] = entry;
+      const out = await fn(layers);
       this.#cache = layers;
       const tmp = `${this.path}.tmp-${process.pid}-${randomBytes(4).toString('hex')}`;
       const fh = await open(tmp, 'w', 0o644);
@@ -99,6 +126,7 @@ export class LayerMemo {
         await unlink(tmp).catch(() => {});
         throw err;
       });
+      return out;
     } finally {
       await release();
     }
@@ -119,6 +147,16 @@ export interface PackLayerOptions {
   oci?: boolean;
   /** Deflate threads; default compressLayer's. */
   threads?: number;
+  /** Aborts packing between tar chunks. */
+  signal?: AbortSignal;
+}
+
+/** Passes chunks through, failing with the signal's reason once it is aborted. */
+async function* abortable(src: AsyncIterable<Buffer>, signal?: AbortSignal): AsyncGenerator<Buffer> {
+  for await (const c of src) {
+    signal?.throwIfAborted();
+    yield c;
+  }
 }
 
 export interface PackedLayer {
@@ -163,14 +201,19 @@ export async function packSnapshotLayer(opts: PackLayerOptions): Promise<PackedL
     ...(opts.sourceDateEpoch !== undefined ? { sourceDateEpoch: opts.sourceDateEpoch } : {}),
   });
   const w = await opts.store.writer({ what: `layer of snapshot ${opts.key}` });
+  // Compressed blocks are small (tens of KiB); writev hands over everything buffered meanwhile
+  // as one write, so the store sees few large writes instead of thousands of small ones.
   const sink = new Writable({
     highWaterMark: 1 << 20,
     write(chunk: Buffer, _enc, cb) {
       w.write(chunk).then(() => cb(), cb);
     },
+    writev(chunks, cb) {
+      w.write(Buffer.concat(chunks.map((c) => c.chunk as Buffer))).then(() => cb(), cb);
+    },
   });
   try {
-    const r = await compressLayer(tar, sink, {
+    const r = await compressLayer(abortable(tar, opts.signal), sink, {
       compression: opts.compression,
       level,
       ...(opts.threads !== undefined ? { threads: opts.threads } : {}),

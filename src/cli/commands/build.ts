@@ -227,6 +227,14 @@ async function runBuild(context: string, flags: BuildFlags, ctx: CliContext): Pr
     labels[l.slice(0, eq)] = l.slice(eq + 1);
   }
 
+  // Accepted for buildx compatibility, not implemented yet: say so instead of ignoring them.
+  if (flags.cacheFrom.length > 0 || flags.cacheTo.length > 0)
+    ctx.err.write(
+      'WARNING: --cache-from/--cache-to are not supported yet: only the local build cache is used\n',
+    );
+  if (flags.annotation.length > 0)
+    ctx.err.write('WARNING: --annotation is not supported yet: no annotations are added\n');
+
   // The builder instance (`--builder`, $POLYARCH_BUILDER, the current one): this engine is
   // the local driver's; remote (ssh) nodes are not driven from here yet.
   const { resolveBuilder, touchBuilder } = await import('../../builder/index.js');
