@@ -162,10 +162,12 @@ interface Breakdown {
 
 function breakdown(rawjson: string, t0: number, t1: number): Breakdown {
   const vertexes = new Map<string, VertexTimes>();
+  const pushStarts: [string, number][] = [];
   for (const line of rawjson.split('\n')) {
     if (!line.startsWith('{')) continue;
     let ev: {
       vertexes?: { digest: string; name: string; started?: unknown; completed?: unknown; cached?: boolean }[];
+      statuses?: { id: string; vertex: string; started?: unknown }[];
     };
     try {
       ev = JSON.parse(line);
@@ -181,9 +183,16 @@ function breakdown(rawjson: string, t0: number, t1: number): Breakdown {
       if (v.cached) t.cached = true;
       vertexes.set(v.digest, { ...vertexes.get(v.digest), ...t });
     }
+    for (const st of ev.statuses ?? []) {
+      const started = ms(st.started);
+      if (st.id.startsWith('sha256:') && started !== undefined) pushStarts.push([st.vertex, started]);
+    }
   }
   const kinds: Breakdown['kinds'] = {};
   let first = Number.POSITIVE_INFINITY;
+  // The exporter's first blob upload (status id = a digest) splits it into prepare and push.
+  const exporter = [...vertexes.entries()].find(([, v]) => kind(v.name) === 'export/push');
+  const firstPush = Math.min(...pushStarts.filter(([vx]) => vx === exporter?.[0]).map(([, t]) => t));
   let last = 0;
   const spans = new Map<string, [number, number]>();
   for (const v of vertexes.values()) {
@@ -199,6 +208,21 @@ function breakdown(rawjson: string, t0: number, t1: number): Breakdown {
     last = Math.max(last, v.completed);
   }
   for (const [k, [a, b]] of spans) kinds[k]!.spanMs = b - a;
+  const ex = exporter?.[1];
+  if (ex?.started !== undefined && ex.completed !== undefined && Number.isFinite(firstPush)) {
+    kinds['  layers+manifests'] = {
+      sumMs: firstPush - ex.started,
+      spanMs: firstPush - ex.started,
+      count: 1,
+      cached: 0,
+    };
+    kinds['  blob+manifest push'] = {
+      sumMs: ex.completed - firstPush,
+      spanMs: ex.completed - firstPush,
+      count: 1,
+      cached: 0,
+    };
+  }
   return { startupMs: first - t0, tailMs: t1 - last, kinds };
 }
 
