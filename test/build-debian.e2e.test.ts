@@ -96,10 +96,11 @@ function debianRootfs(arch: string): string {
   const tar = join(dir, `bookworm-minbase-${arch}-${day}.tar`);
   if (existsSync(tar)) return tar;
   mkdirSync(dir, { recursive: true });
-  const tmp = `${tar}.${process.pid}.tmp`;
+  // mmdebstrap picks the output format from the name; say tar, and keep the .tar suffix anyway.
+  const tmp = join(dir, `.tmp-${process.pid}-${arch}.tar`);
   const r = spawnSync(
     'mmdebstrap',
-    ['--quiet', '--variant=minbase', `--arch=${arch}`, 'bookworm', tmp, debianMirror()],
+    ['--quiet', '--variant=minbase', '--format=tar', `--arch=${arch}`, 'bookworm', tmp, debianMirror()],
     { encoding: 'utf8', timeout: 600_000 },
   );
   if (r.status !== 0) {
