@@ -566,3 +566,20 @@ test('SOURCE_DATE_EPOCH: two --no-cache builds of examples/hello give the same i
   assert.match(digests[0]!, /^sha256:[0-9a-f]{64}$/);
   assert.equal(digests[0], digests[1]);
 });
+
+test('-f - reads the Dockerfile from stdin; --secret env= takes a variable', () => {
+  const dir = context('stdin-dockerfile', { 'x.txt': 'x\n' });
+  const r = spawnSync(
+    bin,
+    ['build', '-f', '-', '--secret', 'id=tok,env=BUILD_TOKEN', '--platform', 'linux/amd64', dir],
+    {
+      env: { ...env, BUILD_TOKEN: 'from-env' },
+      input:
+        'FROM busybox\nCOPY x.txt /\nRUN --mount=type=secret,id=tok,env=TOK test "$TOK" = from-env && test -f /run/secrets/tok && echo stdin-dockerfile-ok\n',
+      encoding: 'utf8',
+    },
+  );
+  assert.equal(r.status, 0, r.stderr);
+  assert.match(r.stderr, /stdin-dockerfile-ok/);
+  assertNoLeftovers();
+});

@@ -509,7 +509,11 @@ class Engine {
     let baseHistory: HistoryEntry[];
     if (stage.base.type === 'image') {
       const img = this.#resolvedSync(stage.base.ref, platform);
-      current = this.#imageVertex(stage.base.ref, platform, step(1, `FROM ${img.name}@${img.rootDigest}`));
+      current = this.#imageVertex(
+        stage.base.ref,
+        platform,
+        step(1, img.name.includes('@') ? `FROM ${img.name}` : `FROM ${img.name}@${img.rootDigest}`),
+      );
       baseHistory = baseImageHistory(img);
       baseConfig = { ...img.config, history: baseHistory } as ImageConfig & { history: HistoryEntry[] };
     } else if (stage.base.type === 'stage') {

@@ -2,7 +2,7 @@
  * What the build solver hands to the exporters: per target platform, the image's layers (as
  * committed snapshots or as blobs reused from a base image), its config and history.
  *
- * The solver (solver.ts and ops/) produces `PlatformResult`s; the exporters (export/) turn
+ * The engine (build.ts, on the generic solver.ts) produces `PlatformResult`s; the exporters (export/) turn
  * them into blobs, manifests, an index, and the requested outputs (local store, registry,
  * oci/docker/tar archives, local directories). Neither side knows the Dockerfile.
  */
