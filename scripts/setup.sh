@@ -3,7 +3,8 @@
 # Idempotent: a second run only checks (dpkg -s, file tests, /proc) and takes seconds.
 #
 # What it sets up:
-#   - Debian packages (only the missing ones; `apt-get update` at most once per run)
+#   - Debian packages (only the missing ones; `apt-get update` at most once per run); arch-test
+#     is what mmdebstrap needs for a foreign-architecture rootfs (test/build-debian)
 #   - foreign dpkg architectures, so `apt-get download busybox-static:<arch>` works
 #   - busybox-static debs for every test architecture, unpacked under $POLYARCH_TEST_CACHE
 #     (default /var/cache/polyarch-test): $POLYARCH_TEST_CACHE/busybox/<debian-arch>/bin/busybox
@@ -13,7 +14,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 cache=${POLYARCH_TEST_CACHE:-/var/cache/polyarch-test}
-packages=(runc qemu-user-static docker-registry skopeo umoci busybox-static mmdebstrap openssl apache2-utils attr pigz zstd)
+packages=(runc qemu-user-static docker-registry skopeo umoci podman busybox-static mmdebstrap arch-test openssl apache2-utils attr pigz zstd)
 # Debian architecture names; the amd64 deb is downloaded too so every arch is handled alike.
 busybox_arches=(amd64 arm64 armhf ppc64el s390x)
 export DEBIAN_FRONTEND=noninteractive
