@@ -50,11 +50,13 @@ import {
 import { applyLayerBlob } from '../layer/index.js';
 import type { ContainerConfig, HistoryEntry, ImageConfig } from '../oci/index.js';
 import {
-  executablePlatforms,
   formatPlatform,
-  newMatcher,
+  isNative,
   normalizePlatform,
   type Platform,
+  type PlatformSpec,
+  parsePlatform,
+  runsHere,
 } from '../platform/index.js';
 import type { ProgressSink } from '../progress/index.js';
 import { formatReference, parseReference } from '../oci/reference.js';
@@ -228,7 +230,9 @@ export async function build(opts: BuildOptions): Promise<BuildOutput> {
     });
 
   // No emulator for a platform that has to run something: fail before starting anything.
-  const canExec = opts.canExecute ?? (await executableMatcher());
+  const canExec =
+    opts.canExecute ??
+    (await executableMatcher(plan.platforms.flatMap((p) => p.stages.map((s) => s.platform))));
   for (const p of plan.platforms)
     for (const s of p.stages)
       if (s.instructions.some((i) => i.kind === 'RUN')) {
@@ -379,12 +383,20 @@ function displayRef(ref: string): string {
   }
 }
 
-async function executableMatcher(): Promise<(p: string) => boolean> {
-  const list = await executablePlatforms();
-  return (p) => {
-    const m = newMatcher(p);
-    return list.some((x) => m.match(x));
-  };
+/**
+ * Whether each platform the plan's stages use can run here: native, or one test program per
+ * foreign architecture (not a probe of every registered emulator). A platform not in the
+ * plan answers as native-only.
+ */
+async function executableMatcher(platforms: PlatformSpec[]): Promise<(p: string) => boolean> {
+  const ok = new Map<string, boolean>();
+  await Promise.all(
+    platforms.map(async (p) => {
+      const key = formatPlatform(toPlatform(p));
+      ok.set(key, await runsHere(key));
+    }),
+  );
+  return (p) => ok.get(formatPlatform(normalizePlatform(parsePlatform(p)))) ?? isNative(p);
 }
 
 interface EngineDeps {

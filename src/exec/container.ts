@@ -45,13 +45,12 @@ import {
   describePlatforms,
   formatPlatform,
   hostPlatform,
-  isNative,
   newMatcher,
   normalizePlatform,
   only,
   type PlatformSpec,
   parsePlatform,
-  probePlatform,
+  runsHere,
 } from '../platform/index.js';
 import type { ProgressWriter } from '../progress/index.js';
 import { Snapshotter } from '../snapshot/overlay.js';
@@ -368,15 +367,6 @@ function sinkOf(s: RunImageOptions['stdout'], fd: 1 | 2): (chunk: Buffer) => voi
   return (b) => stream.write(b);
 }
 
-/**
- * Native (containerd's Only() of the host), else one test program of the platform's
- * architecture must run through binfmt_misc — one QEMU start, instead of probing every
- * registered emulator as `executablePlatforms` does.
- */
-async function defaultCanExecute(platform: string): Promise<boolean> {
-  return isNative(platform) || (await probePlatform(platform)).ok;
-}
-
 /** Run `opts.args` in the image, once per chosen platform. See the module header. */
 export async function runImage(opts: RunImageOptions): Promise<RunImageResult> {
   const env = opts.processEnv ?? process.env;
@@ -397,7 +387,7 @@ export async function runImage(opts: RunImageOptions): Promise<RunImageResult> {
   const matrix = variants.length > 1;
 
   // Every platform must be executable before anything starts. Native ones need no probe.
-  const can = opts.canExecute ?? defaultCanExecute;
+  const can = opts.canExecute ?? runsHere;
   const ok = new Map<string, boolean>();
   await Promise.all(variants.map(async (v) => ok.set(v.platform, await can(v.platform))));
   for (const v of variants) checkExecutable(v.platform, (p) => ok.get(p) ?? false);

@@ -341,6 +341,24 @@ async function computeExecutable(opts: ExecutableOptions): Promise<Platform[]> {
   return out;
 }
 
+const probedByArch = new Map<string, Promise<boolean>>();
+
+/**
+ * Whether a program for `platform` runs here: natively, or through whatever binfmt handler
+ * the kernel picks for it, proved by running one test program (memoised per architecture for
+ * the process). Cheaper than `executablePlatforms()` when only a few platforms matter.
+ */
+export function runsHere(platform: PlatformLike): Promise<boolean> {
+  if (isNative(platform)) return Promise.resolve(true);
+  const arch = normalizePlatform(toSpec(platform)).architecture;
+  let r = probedByArch.get(arch);
+  if (!r) {
+    r = probePlatform(platform).then((p) => p.ok);
+    probedByArch.set(arch, r);
+  }
+  return r;
+}
+
 /**
  * Whether a program for `platform` can run here (natively or emulated), by the same rules
  * as `executablePlatforms` (whose memoised answer it uses): an exact normalised match.

@@ -27,7 +27,7 @@ import { formatPlatform, type Platform, toOciPlatform } from '../../platform/ind
 import type { Snapshotter } from '../../snapshot/index.js';
 import { PolyarchError } from '../../util/errors.js';
 import type { BuildResult, PlatformResult } from '../result.js';
-import { type LayerMemo, packSnapshotLayer } from './layers.js';
+import { type LayerMemo, type PackedLayer, packSnapshotLayer } from './layers.js';
 
 export interface ImageFormat {
   compression: Compression;
@@ -117,6 +117,7 @@ async function writePlatform(
   p: PlatformResult,
   opts: WriteImageOptions,
   counts: { packed: number; reused: number },
+  packing: Map<string, Promise<PackedLayer>>,
 ): Promise<PlatformImage> {
   const { store, format } = opts;
   const layers: Descriptor[] = [];
@@ -135,18 +136,24 @@ async function writePlatform(
       opts.onLayer?.({ platform: p.platform, index: i, packed: false, descriptor: layers.at(-1)! });
       continue;
     }
-    const r = await packSnapshotLayer({
-      store,
-      snapshotter: opts.snapshotter,
-      memo: opts.memo,
-      key: l.key,
-      compression: format.compression,
-      ...(format.level !== undefined ? { level: format.level } : {}),
-      ...(opts.sourceDateEpoch !== undefined ? { sourceDateEpoch: opts.sourceDateEpoch } : {}),
-      ...(opts.threads !== undefined ? { threads: opts.threads } : {}),
-      ...(opts.signal ? { signal: opts.signal } : {}),
-      oci: format.oci,
-    });
+    // A layer several platforms share (a stage built once for all targets) is packed once.
+    let pending = packing.get(l.key);
+    if (!pending) {
+      pending = packSnapshotLayer({
+        store,
+        snapshotter: opts.snapshotter,
+        memo: opts.memo,
+        key: l.key,
+        compression: format.compression,
+        ...(format.level !== undefined ? { level: format.level } : {}),
+        ...(opts.sourceDateEpoch !== undefined ? { sourceDateEpoch: opts.sourceDateEpoch } : {}),
+        ...(opts.threads !== undefined ? { threads: opts.threads } : {}),
+        ...(opts.signal ? { signal: opts.signal } : {}),
+        oci: format.oci,
+      });
+      packing.set(l.key, pending);
+    } else pending = pending.then((r) => ({ ...r, packed: false }));
+    const r = await pending;
     if (r.packed) counts.packed++;
     else counts.reused++;
     layers.push(r.descriptor);
@@ -171,8 +178,10 @@ export async function writeImage(result: BuildResult, opts: WriteImageOptions): 
   if (result.platforms.length === 0)
     throw new PolyarchError('INVALID_ARGUMENT', 'build result has no platforms to export');
   const counts = { packed: 0, reused: 0 };
-  const platforms: PlatformImage[] = [];
-  for (const p of result.platforms) platforms.push(await writePlatform(p, opts, counts));
+  const packing = new Map<string, Promise<PackedLayer>>();
+  // Platforms are written concurrently (their layers are independent); the index keeps the
+  // requested order.
+  const platforms = await Promise.all(result.platforms.map((p) => writePlatform(p, opts, counts, packing)));
   if (platforms.length === 1) {
     const { platform: _p, ...root } = platforms[0]!.manifest;
     return { descriptor: root, platforms, ...counts };

@@ -126,6 +126,7 @@ export async function exportBuild(
     const have = images.get(key);
     if (have) return have;
     const layers = v?.status('exporting layers');
+    const documents: { kind: 'manifest' | 'index'; descriptor: Descriptor }[] = [];
     const img = await writeImage(result, {
       store: ctx.store,
       snapshotter: ctx.snapshotter,
@@ -135,13 +136,15 @@ export async function exportBuild(
       ...(ctx.threads !== undefined ? { threads: ctx.threads } : {}),
       ...(ctx.signal ? { signal: ctx.signal } : {}),
       onDocument: (e) => {
-        if (e.kind === 'config') return;
-        layers?.done();
-        const what = e.kind === 'index' ? 'manifest list' : 'manifest';
-        v?.status(`exporting ${what} ${e.descriptor.digest}`).done();
+        if (e.kind !== 'config') documents.push({ kind: e.kind, descriptor: e.descriptor });
       },
     });
+    // Platforms are written concurrently: the layers are done only when writeImage returns.
     layers?.done();
+    for (const e of documents)
+      v?.status(
+        `exporting ${e.kind === 'index' ? 'manifest list' : 'manifest'} ${e.descriptor.digest}`,
+      ).done();
     stats.packed += img.packed;
     stats.reused += img.reused;
     images.set(key, img);
