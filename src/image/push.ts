@@ -133,6 +133,13 @@ class Pusher {
   }
 
   async pushRoot(desc: Descriptor, name: string): Promise<PushResult> {
+    // The tag already names this very image (a warm rebuild pushing again): nothing to send.
+    // The registry checked the index's children when it was first put, so one HEAD suffices.
+    if (this.ref.tag !== undefined && this.ref.digest === undefined) {
+      const remote = await this.client.headManifest(this.ref);
+      if (remote?.digest === desc.digest)
+        return { name, digest: desc.digest, mediaType: desc.mediaType, size: desc.size, blobs: this.blobs };
+    }
     const tag = this.ref.tag ?? desc.digest;
     const pushed = await this.#pushDoc(desc, this.ref.digest && !this.ref.tag ? this.ref.digest : tag);
     if (this.ref.digest && pushed.digest !== this.ref.digest)
