@@ -4,6 +4,7 @@
  */
 import { UsageError } from '../../util/errors.js';
 
+/** `--build-arg K=V`s; a bare `K` takes the value from `env`, or is skipped (buildx). */
 export function parseBuildArgs(values: string[], env: NodeJS.ProcessEnv): Record<string, string> {
   const out: Record<string, string> = {};
   for (const v of values) {
@@ -18,8 +19,8 @@ export function parseBuildArgs(values: string[], env: NodeJS.ProcessEnv): Record
   return out;
 }
 
-export /** BuildKit's report of a failed step: the error, the step's last log lines, the source line. */
-function formatStepError(err: {
+/** BuildKit's report of a failed step: the error, the step's last log lines, the source line. */
+export function formatStepError(err: {
   message: string;
   vertexName: string;
   logTail: string[];
