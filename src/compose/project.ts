@@ -238,9 +238,13 @@ export async function loadProject(opts: LoadOptions = {}): Promise<ComposeProjec
     try {
       doc = parseYaml(text, { merge: true });
     } catch (err) {
-      throw new PolyarchError('INVALID_ARGUMENT', `${label}: ${(err as Error).message.split('\n')[0]}`, {
-        cause: err,
-      });
+      throw new PolyarchError(
+        'INVALID_ARGUMENT',
+        `${label}: ${(err as Error).message.split('\n')[0]!.replace(/:$/, '')}`,
+        {
+          cause: err,
+        },
+      );
     }
     if (doc === null || doc === undefined) doc = {};
     if (!isMap(doc)) throw new PolyarchError('INVALID_ARGUMENT', `${label}: (root): must be object`);
