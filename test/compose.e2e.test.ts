@@ -1,3 +1,4 @@
+// biome-ignore-all lint/suspicious/noTemplateCurlyInString: compose file text, not templates
 /**
  * `polyarch compose build` end to end through bin/polyarch: a two-service project (one built
  * for linux/amd64 + linux/arm64 through build.platforms, one single-platform with args from

@@ -88,6 +88,7 @@ function braced(s: string, at: number, opts: InterpolateOptions): { value: strin
   const name = m[0];
   let i = at + 2 + name.length;
   if (s[i] === '}') return { value: get(name, opts), end: i + 1 };
+  if (i >= s.length) throw bad('missing "}"');
   const colon = s[i] === ':';
   if (colon) i++;
   const op = s[i];
