@@ -173,3 +173,40 @@ for (const [name, text, want] of bad)
     assert.equal(r.status, name === 'unknown service' ? 2 : 1, r.stderr);
     assert.match(r.stderr, want);
   });
+
+test('depends_on: a service built FROM another service image of the project builds after it', () => {
+  const d = project('deps', {
+    'base/Dockerfile': 'FROM busybox\nRUN echo from-base > /base\n',
+    'compose.yaml': [
+      'name: deps',
+      'services:',
+      '  app:',
+      '    depends_on: [base]',
+      '    build:',
+      '      context: .',
+      '      dockerfile_inline: |',
+      '        FROM deps-base',
+      '        RUN cat /base > /copied',
+      '        CMD ["cat", "/copied"]',
+      '  base:',
+      '    build: base',
+      '',
+    ].join('\n'),
+  });
+  const r = polyarch(d, 'compose', 'build');
+  assert.equal(r.status, 0, r.stderr);
+  const run = polyarch(d, 'run', '--rm', 'deps-app');
+  assert.equal(run.status, 0, run.stderr);
+  assert.equal(run.stdout, 'from-base\n');
+});
+
+test('a failing RUN names the service and shows the step, exit 1', () => {
+  const d = project('failing', {
+    Dockerfile: 'FROM busybox\nRUN echo about-to-fail && exit 3\n',
+    'compose.yaml': 'services:\n  broken:\n    build: .\n',
+  });
+  const r = polyarch(d, 'compose', 'build');
+  assert.equal(r.status, 1, r.stderr);
+  assert.match(r.stderr, /^ERROR: service "broken" failed to build\nERROR: failed to solve: /m);
+  assert.match(r.stderr, /--> Dockerfile:2\n 2 \| >>> RUN echo about-to-fail && exit 3/);
+});
