@@ -235,3 +235,39 @@ test('plan: --build-arg over build.args; platform must be in build.platforms; de
     message: 'service "bad": platform "linux/s390x" is not in build.platforms [linux/amd64]',
   });
 });
+
+test('plan: build secrets from top-level secrets (file relative to the project, environment), warnings, cycles', async () => {
+  const d = dir('secrets', {
+    'compose.yaml': [
+      'secrets:',
+      '  npmrc: {file: ./secrets/npmrc}',
+      '  token: {environment: API_TOKEN}',
+      'services:',
+      '  web:',
+      '    build:',
+      '      context: .',
+      '      secrets: [npmrc, {source: token, target: api}]',
+      '      cache_from: [type=registry,ref=x]',
+      '      ssh: [default]',
+      '  a: {build: ., depends_on: {b: {condition: service_started}}}',
+      '  b: {build: ., depends_on: [a]}',
+      '  c: {build: {context: ., secrets: [nope]}}',
+      '',
+    ].join('\n'),
+  });
+  const p = await loadProject({ cwd: d, env: {} });
+  const warnings: string[] = [];
+  const [web] = planBuilds(p, { services: ['web'], warn: (m) => warnings.push(m) });
+  assert.deepEqual(web!.secrets, [
+    { id: 'npmrc', src: join(d, 'secrets', 'npmrc') },
+    { id: 'api', env: 'API_TOKEN' },
+  ]);
+  assert.deepEqual(warnings, [
+    'service "web": build.ssh is not supported and is ignored',
+    'service "web": build.cache_from is not supported: only the local build cache is used',
+  ]);
+  assert.throws(() => planBuilds(p, { services: ['a', 'b'] }), { message: 'dependency cycle: a -> b -> a' });
+  assert.throws(() => planBuilds(p, { services: ['c'] }), {
+    message: 'service "c": build.secrets: undefined secret "nope"',
+  });
+});

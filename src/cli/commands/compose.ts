@@ -44,7 +44,9 @@ export function register(program: Command, ctx: CliContext): void {
     .option('--env-file <path>', 'environment file for interpolation (default: PROJECT_DIR/.env)');
   compose
     .command('build')
-    .description('Build the services that have a build section, for their build.platforms')
+    .description(
+      'Build the services that have a build section, for their build.platforms (-f, -p, --env-file: see polyarch compose --help; accepted here too)',
+    )
     .argument('[services...]', 'services to build (default: every service with build:)')
     .option('--push', 'push every built image to its registry')
     .option('--no-cache', 'do not use cache when building')
