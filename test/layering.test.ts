@@ -24,6 +24,7 @@ const RANKS: Record<string, number> = {
   exec: 7,
   build: 8,
   builder: 9,
+  compose: 9,
   'index.ts': 10,
   cli: 11,
 };

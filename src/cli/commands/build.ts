@@ -9,6 +9,7 @@ import { isAbsolute, join, resolve } from 'node:path';
 import type { Command } from 'commander';
 import { PolyarchError, UsageError } from '../../util/errors.js';
 import type { CliContext } from '../context.js';
+import { formatStepError, parseBuildArgs } from './build-shared.js';
 
 export interface BuildFlags {
   platform?: string[];
@@ -91,20 +92,6 @@ async function readStdin(): Promise<string> {
   const chunks: Buffer[] = [];
   for await (const c of process.stdin) chunks.push(c as Buffer);
   return Buffer.concat(chunks).toString('utf8');
-}
-
-function parseBuildArgs(values: string[], env: NodeJS.ProcessEnv): Record<string, string> {
-  const out: Record<string, string> = {};
-  for (const v of values) {
-    const eq = v.indexOf('=');
-    if (eq === 0) throw new UsageError(`invalid --build-arg "${v}": the name is empty`);
-    if (eq < 0) {
-      // buildx: `--build-arg NAME` takes the value from the environment, or is skipped.
-      const fromEnv = env[v];
-      if (fromEnv !== undefined) out[v] = fromEnv;
-    } else out[v.slice(0, eq)] = v.slice(eq + 1);
-  }
-  return out;
 }
 
 async function runCheck(context: string, flags: BuildFlags, ctx: CliContext): Promise<number> {
@@ -370,24 +357,4 @@ async function runBuild(context: string, flags: BuildFlags, ctx: CliContext): Pr
   } finally {
     for (const c of cleanup) await c().catch(() => undefined);
   }
-}
-
-/** BuildKit's report of a failed step: the error, the step's last log lines, the source line. */
-function formatStepError(err: {
-  message: string;
-  vertexName: string;
-  logTail: string[];
-  file: string;
-  range: { start: { line: number }; end: { line: number } };
-  lines: readonly string[];
-}): string {
-  const out = [`ERROR: failed to solve: ${err.message}`];
-  out.push('------', ` > ${err.vertexName}:`);
-  for (const l of err.logTail) out.push(`${l}`);
-  out.push('------', `--> ${err.file}:${err.range.start.line}`);
-  for (let n = err.range.start.line; n <= err.range.end.line; n++) {
-    const t = err.lines[n - 1];
-    if (t !== undefined) out.push(` ${n} | >>> ${t}`);
-  }
-  return `${out.join('\n')}\n`;
 }

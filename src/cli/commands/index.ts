@@ -7,6 +7,7 @@ import type { Command } from 'commander';
 import type { CliContext } from '../context.js';
 import * as binfmt from './binfmt.js';
 import * as build from './build.js';
+import * as compose from './compose.js';
 import * as create from './create.js';
 import * as du from './du.js';
 import * as images from './images.js';
@@ -33,6 +34,7 @@ export type Register = (program: Command, ctx: CliContext) => void;
 
 export const commands: Register[] = [
   build.register,
+  compose.register,
   run.register,
   imagetools.register,
   manifest.register,

@@ -1,0 +1,40 @@
+/**
+ * Helpers shared by the commands that build (`build`, `compose build`): `--build-arg`
+ * parsing and BuildKit's report of a failed step.
+ */
+import { UsageError } from '../../util/errors.js';
+
+/** `--build-arg K=V`s; a bare `K` takes the value from `env`, or is skipped (buildx). */
+export function parseBuildArgs(values: string[], env: NodeJS.ProcessEnv): Record<string, string> {
+  const out: Record<string, string> = {};
+  for (const v of values) {
+    const eq = v.indexOf('=');
+    if (eq === 0) throw new UsageError(`invalid --build-arg "${v}": the name is empty`);
+    if (eq < 0) {
+      // buildx: `--build-arg NAME` takes the value from the environment, or is skipped.
+      const fromEnv = env[v];
+      if (fromEnv !== undefined) out[v] = fromEnv;
+    } else out[v.slice(0, eq)] = v.slice(eq + 1);
+  }
+  return out;
+}
+
+/** BuildKit's report of a failed step: the error, the step's last log lines, the source line. */
+export function formatStepError(err: {
+  message: string;
+  vertexName: string;
+  logTail: string[];
+  file: string;
+  range: { start: { line: number }; end: { line: number } };
+  lines: readonly string[];
+}): string {
+  const out = [`ERROR: failed to solve: ${err.message}`];
+  out.push('------', ` > ${err.vertexName}:`);
+  for (const l of err.logTail) out.push(`${l}`);
+  out.push('------', `--> ${err.file}:${err.range.start.line}`);
+  for (let n = err.range.start.line; n <= err.range.end.line; n++) {
+    const t = err.lines[n - 1];
+    if (t !== undefined) out.push(` ${n} | >>> ${t}`);
+  }
+  return `${out.join('\n')}\n`;
+}

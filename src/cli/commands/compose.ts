@@ -1,0 +1,154 @@
+/**
+ * `polyarch compose [-f FILE]... [-p NAME] [--env-file FILE] build [OPTIONS] [SERVICE...]` —
+ * docker compose's build, honouring `build.platforms` (SPEC.md § Commands). The project is
+ * loaded by src/compose (files, `.env`, interpolation, validation, merging); every selected
+ * service with `build:` is built for its platforms into the local store, and with `--push`
+ * pushed. `-f`/`-p`/`--env-file` are accepted before or after `build`, like compose's.
+ */
+import type { Command } from 'commander';
+import { UsageError } from '../../util/errors.js';
+import type { CliContext } from '../context.js';
+import { formatStepError, parseBuildArgs } from './build-shared.js';
+
+interface ComposeFlags {
+  file: string[];
+  projectName?: string;
+  projectDirectory?: string;
+  envFile?: string;
+}
+
+interface ComposeBuildFlags {
+  push?: boolean;
+  cache?: boolean;
+  pull?: boolean;
+  progress: string;
+  buildArg: string[];
+  quiet?: boolean;
+  maxParallelism?: string;
+}
+
+const collect = (v: string, prev: string[]) => [...prev, v];
+
+export function register(program: Command, ctx: CliContext): void {
+  const compose = program
+    .command('compose')
+    .description('Build the services of a compose project')
+    .option(
+      '-f, --file <path>',
+      'compose configuration file; repeatable, later files override earlier ones',
+      collect,
+      [],
+    )
+    .option('-p, --project-name <name>', 'project name (default: name:, else the project directory name)')
+    .option('--project-directory <dir>', 'project directory (default: the first compose file directory)')
+    .option('--env-file <path>', 'environment file for interpolation (default: PROJECT_DIR/.env)');
+  compose
+    .command('build')
+    .description(
+      'Build the services that have a build section, for their build.platforms (-f, -p, --env-file: see polyarch compose --help; accepted here too)',
+    )
+    .argument('[services...]', 'services to build (default: every service with build:)')
+    .option('--push', 'push every built image to its registry')
+    .option('--no-cache', 'do not use cache when building')
+    .option('--pull', 'always look up base images in the registry')
+    .option('--progress <mode>', 'progress output: auto, tty, plain, rawjson or quiet', 'auto')
+    .option('-q, --quiet', 'print nothing but errors (--progress quiet)')
+    .option('--build-arg <key=value>', 'set a build-time variable for every service; repeatable', collect, [])
+    .option('--max-parallelism <n>', 'maximum number of steps run at once, per service')
+    .action(async (services: string[], flags: ComposeBuildFlags, cmd: Command) => {
+      ctx.exitCode = await runComposeBuild(services, flags, cmd.parent!.opts() as ComposeFlags, ctx);
+    });
+}
+
+async function runComposeBuild(
+  services: string[],
+  flags: ComposeBuildFlags,
+  top: ComposeFlags,
+  ctx: CliContext,
+): Promise<number> {
+  const [lib, ui, df, engine] = await Promise.all([
+    import('../../compose/index.js'),
+    import('../ui/index.js'),
+    import('../../dockerfile/index.js'),
+    import('../../build/index.js'),
+  ]);
+  let maxParallelism: number | undefined;
+  if (flags.maxParallelism !== undefined) {
+    maxParallelism = Number(flags.maxParallelism);
+    if (!Number.isInteger(maxParallelism) || maxParallelism < 1)
+      throw new UsageError(
+        `invalid --max-parallelism "${flags.maxParallelism}": expected a positive integer`,
+      );
+  }
+  const warn = (m: string) => ctx.err.write(`WARNING: ${m}\n`);
+  const project = await lib.loadProject({
+    files: top.file,
+    ...(top.projectName !== undefined ? { projectName: top.projectName } : {}),
+    ...(top.projectDirectory !== undefined ? { projectDirectory: top.projectDirectory } : {}),
+    ...(top.envFile !== undefined ? { envFile: top.envFile } : {}),
+    env: ctx.env,
+    warn,
+  });
+  const builds = lib.planBuilds(project, {
+    services,
+    buildArgs: parseBuildArgs(flags.buildArg, ctx.env),
+    noCache: flags.cache === false,
+    pull: flags.pull ?? false,
+    warn,
+  });
+  if (builds.length === 0) {
+    warn('no service to build: none of the selected services has a build section');
+    return 0;
+  }
+
+  const renderer = ui.chooseRenderer(flags.quiet ? 'quiet' : flags.progress, {
+    stream: ctx.err,
+    isTTY: ctx.isTTY,
+    env: ctx.env,
+  });
+  const abort = new AbortController();
+  let signalled: NodeJS.Signals | undefined;
+  const onSignal = (sig: NodeJS.Signals) => {
+    signalled ??= sig;
+    abort.abort(new Error(`build canceled by ${sig}`));
+  };
+  process.on('SIGINT', onSignal);
+  process.on('SIGTERM', onSignal);
+  let results: Awaited<ReturnType<typeof lib.buildServices>>;
+  try {
+    results = await lib.buildServices(builds, {
+      ...(flags.push ? { push: true } : {}),
+      progress: renderer,
+      signal: abort.signal,
+      env: ctx.env,
+      warn,
+      ...(maxParallelism !== undefined ? { maxParallelism } : {}),
+    });
+  } catch (err) {
+    await renderer.close();
+    if (signalled) {
+      ctx.err.write(`ERROR: build canceled by ${signalled}\n`);
+      return signalled === 'SIGTERM' ? 143 : 130;
+    }
+    if (err instanceof lib.ServiceBuildError) {
+      const cause = err.cause;
+      if (cause instanceof engine.BuildStepError) {
+        ctx.err.write(`ERROR: service "${err.service}" failed to build\n${formatStepError(cause)}`);
+        return 1;
+      }
+      if (df.isDockerfileError(cause)) {
+        ctx.err.write(`ERROR: service "${err.service}" failed to build\n${df.formatDockerfileError(cause)}`);
+        return 1;
+      }
+    }
+    throw err;
+  } finally {
+    process.off('SIGINT', onSignal);
+    process.off('SIGTERM', onSignal);
+  }
+  await renderer.close();
+  if (!flags.quiet && flags.progress !== 'quiet')
+    for (const r of results)
+      ctx.err.write(` Service ${r.service}  Built  ${r.names.join(', ')} (${r.platforms.join(', ')})\n`);
+  return 0;
+}
