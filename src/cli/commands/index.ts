@@ -34,7 +34,6 @@ export type Register = (program: Command, ctx: CliContext) => void;
 
 export const commands: Register[] = [
   build.register,
-  compose.register,
   run.register,
   imagetools.register,
   manifest.register,
@@ -56,5 +55,6 @@ export const commands: Register[] = [
   ls.register,
   inspect.register,
   rm.register,
+  compose.register,
   version.register,
 ];
