@@ -60,6 +60,8 @@ export { runImage } from './exec/container.js';
 export { binfmtStatus, installEmulators, uninstallEmulators } from './exec/binfmt.js';
 // Builder instances.
 export { createBuilder, listBuilders, removeBuilder, resolveBuilder, useBuilder } from './builder/index.js';
+// Compose projects.
+export { buildServices, loadProject } from './compose/index.js';
 // Progress as data.
 export { type ProgressSink, ProgressWriter, type SolveStatus } from './progress/index.js';
 export { isPolyarchError, PolyarchError, UsageError } from './util/errors.js';
