@@ -6,7 +6,7 @@
  * snapshot, what it stacks on, and what a running build used are never removed; no mounts stay.
  */
 import assert from 'node:assert/strict';
-import { spawnSync } from 'node:child_process';
+import { spawn, spawnSync } from 'node:child_process';
 import {
   existsSync,
   mkdirSync,
@@ -52,6 +52,7 @@ const ctxA = context(
   'FROM busybox\nRUN echo one > /one && dd if=/dev/zero of=/big bs=1024 count=256 2>/dev/null\nRUN echo two > /two\n',
 );
 const ctxB = context('b', 'FROM busybox\nRUN echo b > /b\n');
+const ctxSlow = context('slow', 'FROM busybox\nRUN echo first > /first\nRUN sleep 4 && echo slow > /slow\n');
 const ctxM = context('m', 'FROM busybox\nRUN --mount=type=cache,target=/c echo m > /c/m && cat /c/m > /m\n');
 
 /** Status of each RUN step of a plain-progress build: 'CACHED' or 'DONE'. */
@@ -228,5 +229,35 @@ test('an active snapshot, what it stacks on, and what a running build used are n
     existsSync(join(root, 'build', 'cache-used')) && readdirSync(join(root, 'build', 'cache-used')).length,
     0,
   );
+  assertNoMounts();
+});
+
+test('prune --all during a build removes nothing the build uses; the build succeeds and its image runs', async () => {
+  // Warm the first step so the build reuses a record made before it started.
+  const warm = polyarch('build', context('slow-warm', 'FROM busybox\nRUN echo first > /first\n'));
+  assert.equal(warm.status, 0, warm.stderr);
+  const child = spawn(bin, ['build', '--load', '-t', 'cachetest:slow', ctxSlow], {
+    env,
+    stdio: ['ignore', 'ignore', 'pipe'],
+  });
+  let stderr = '';
+  child.stderr.setEncoding('utf8').on('data', (d: string) => {
+    stderr += d;
+  });
+  const exited = new Promise<number | null>((res) => child.on('exit', (code) => res(code)));
+  // Wait until the slow RUN runs (its active snapshot exists), then prune everything.
+  const snaps = await Snapshotter.open({ root });
+  const deadline = Date.now() + 60_000;
+  while (!(await snaps.list()).some((s) => s.kind === 'active')) {
+    assert.ok(Date.now() < deadline, `the slow step never started: ${stderr}`);
+    await new Promise((r) => setTimeout(r, 100));
+  }
+  const p = polyarch('prune', '--all');
+  assert.equal(p.status, 0, p.stderr);
+  assert.equal(await exited, 0, stderr);
+  assert.deepEqual(runSteps(stderr), ['CACHED', 'DONE']);
+  const run = polyarch('run', '--rm', 'cachetest:slow', 'cat', '/first', '/slow');
+  assert.equal(run.status, 0, run.stderr);
+  assert.equal(run.stdout, 'first\nslow\n');
   assertNoMounts();
 });

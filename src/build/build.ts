@@ -474,6 +474,11 @@ class Engine {
       inputs: [],
       run: async (_i, ctx) => {
         const img = await this.#d.imageFor(ref, platform);
+        // Marked before looking, like #cached, and again once unpacked (cache.ts).
+        await markUsed(
+          this.#d.root,
+          img.layers.map((l) => l.chainId),
+        );
         let cached = true;
         for (const l of img.layers) if (!(await this.#d.snapshots.has(l.chainId))) cached = false;
         const chain = await ctx.slot(() =>

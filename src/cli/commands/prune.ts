@@ -55,7 +55,8 @@ export function register(program: Command, ctx: CliContext): void {
       const { ContentStore, storeDir } = await import('../../content/index.js');
       const store = await ContentStore.open(storeDir(ctx.env));
       const r = await pruneCache({ env: ctx.env, store, all: flags.all ?? false, untilMs, keepBytes });
-      if (r.removed.length > 0) ctx.out.write(formatCacheRecords(r.removed, flags.verbose ?? false));
+      if (r.removed.length > 0)
+        ctx.out.write(`${formatCacheRecords(r.removed, flags.verbose ?? false)}${flags.verbose ? '\n' : ''}`);
       ctx.out.write(formatTable([['Total:', humanSize(r.bytes)]]));
       const { removed, bytes } = await store.gc();
       const { LayerMemo } = await import('../../build/export/layers.js');
