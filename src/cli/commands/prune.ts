@@ -3,7 +3,8 @@
  * `docker buildx prune`, remove build cache records not in use (src/build/cache.ts: by default
  * build step results and base layers no stored image needs; `--all` also shared base layers,
  * kept `run` containers and `RUN --mount=type=cache` dirs), printing the removed records and
- * `Total:`; then, as before, garbage-collect blobs of the local store that no image name reaches.
+ * `Total:`; then, as before, garbage-collect blobs of the local store that no image name reaches,
+ * and drop layer memo entries (src/build/export/layers.ts) whose blob went with them.
  */
 import type { Command } from 'commander';
 import type { CliContext } from '../context.js';
