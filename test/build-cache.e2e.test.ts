@@ -53,7 +53,11 @@ const ctxA = context(
 );
 const ctxB = context('b', 'FROM busybox\nRUN echo b > /b\n');
 const ctxSlow = context('slow', 'FROM busybox\nRUN echo first > /first\nRUN sleep 4 && echo slow > /slow\n');
-const ctxM = context('m', 'FROM busybox\nRUN --mount=type=cache,target=/c echo m > /c/m && cat /c/m > /m\n');
+// A COPY, so the context checksum memo is written too.
+const ctxM = context(
+  'm',
+  'FROM busybox\nCOPY Dockerfile /Dockerfile.copy\nRUN --mount=type=cache,target=/c echo m > /c/m && cat /c/m > /m\n',
+);
 
 /** Status of each RUN step of a plain-progress build: 'CACHED' or 'DONE'. */
 function runSteps(stderr: string): string[] {
@@ -165,10 +169,12 @@ test('default prune keeps shared layers and cache mounts; --all removes them; im
   assert.equal(kept.status, 0, kept.stderr);
   assert.ok(keysOf(records(), 'container').length === 1);
 
+  assert.deepEqual(keysOf(records(), 'source.local'), ['context-index']);
   let p = polyarch('prune', '-f');
   assert.equal(p.status, 0, p.stderr);
   let recs = records();
   assert.deepEqual(keysOf(recs, 'regular'), []);
+  assert.deepEqual(keysOf(recs, 'source.local'), [], 'the context checksum memo is pruned by default');
   assert.ok(keysOf(recs, 'source.image').length >= 1);
   assert.equal(keysOf(recs, 'exec.cachemount').length, 1);
   assert.equal(keysOf(recs, 'container').length, 1);

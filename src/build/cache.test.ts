@@ -31,8 +31,9 @@ test('selectPrunable: named cases', () => {
   const b1 = rec('build:b1', 1, 100, { parents: ['sha256:base'] });
   const ctr = rec('container:c', 40, 10, { type: 'container', parents: ['sha256:base'] });
   const mnt = rec('cache-mount:m', 40, 10, { type: 'exec.cachemount' });
+  const ctx = rec('context-index', 2, 10, { type: 'source.local' });
   const busy = rec('build:busy', 60, 100, { inUse: true, parents: ['sha256:base', 'build:a1'] });
-  const all = [base, loose, a1, a2, b1, ctr, mnt];
+  const all = [base, loose, a1, a2, b1, ctr, mnt, ctx];
   const cases: Array<{
     name: string;
     records: CacheRecord[];
@@ -40,10 +41,10 @@ test('selectPrunable: named cases', () => {
     want: string[];
   }> = [
     {
-      name: 'default: build results and unshared layers',
+      name: 'default: build results, unshared layers, the context memo',
       records: all,
       opts: { now },
-      want: ['build:a1', 'build:a2', 'build:b1', 'sha256:loose'],
+      want: ['build:a1', 'build:a2', 'build:b1', 'context-index', 'sha256:loose'],
     },
     { name: 'all: everything not in use', records: all, opts: { now, all: true }, want: keys(all) },
     {

@@ -14,7 +14,10 @@
  * - `container`: layers kept by `run` without `--rm` (`container:<id>`), like Docker's stopped
  *   containers: pruned only with `all`.
  * - `exec.cachemount`: `RUN --mount=type=cache` dirs (`<root>/build/cache-mounts/`): pruned only
- *   with `all`, and never while a build runs.
+ *   with `all` (they hold what users chose to keep between builds, e.g. package caches), and
+ *   never while a build runs.
+ * - `source.local`: the context checksum memo (`<root>/build/context-index.json`, context.ts),
+ *   one record; pruned by default (it only saves re-hashing), never while a build runs.
  * This follows `buildx prune`, whose default keeps internal/frontend and image-shared records and
  * removes every other record not in use; `--all` removes everything not in use.
  *
@@ -42,12 +45,12 @@ import { chainIds, type SnapshotInfo, Snapshotter, snapshotId } from '../snapsho
 import { PolyarchError } from '../util/errors.js';
 import { acquireLock, pidAlive } from '../util/lock.js';
 
-export type CacheRecordType = 'regular' | 'source.image' | 'container' | 'exec.cachemount';
+export type CacheRecordType = 'regular' | 'source.image' | 'source.local' | 'container' | 'exec.cachemount';
 
 export interface CacheRecord {
   /** Snapshot directory id (16 hex), or the cache mount's directory name. */
   id: string;
-  /** Snapshot key (`build:…`, `sha256:…`, `container:…`) or `cache-mount:<dir name>`. */
+  /** Snapshot key (`build:…`, `sha256:…`, `container:…`), `cache-mount:<dir name>` or `context-index`. */
   key: string;
   type: CacheRecordType;
   /** Own bytes on disk (the snapshot's layer only, not its parents). */
@@ -95,6 +98,7 @@ const rootOf = (o: CacheOptions): string => o.root ?? stateRoot(o.env);
 const usedDir = (root: string): string => join(root, 'build', 'cache-used');
 const leaseDir = (root: string): string => join(root, 'build', 'leases');
 const mountsDir = (root: string): string => join(root, 'build', 'cache-mounts');
+const contextMemo = (root: string): string => join(root, 'build', 'context-index.json');
 
 /** Records that build steps reused `keys` now (their "last used" time). Errors are ignored. */
 export async function markUsed(root: string, keys: readonly string[]): Promise<void> {
@@ -271,6 +275,19 @@ async function survey(opts: CacheOptions, sweepLeases: boolean): Promise<Survey>
       parents: [],
     });
   }
+  const memo = await stat(contextMemo(root)).catch(() => undefined);
+  if (memo)
+    records.push({
+      id: 'context-index',
+      key: 'context-index',
+      type: 'source.local',
+      size: memo.blocks * 512,
+      createdAt: memo.birthtime.getTime() > 0 ? memo.birthtime : memo.ctime,
+      lastUsedAt: memo.mtime,
+      inUse: leases.length > 0,
+      shared: false,
+      parents: [],
+    });
   return { records, pinned, snaps, buildsRunning: leases.length > 0 };
 }
 
@@ -292,7 +309,7 @@ export function selectPrunable(records: readonly CacheRecord[], opts: PruneOptio
     if (r.inUse) return false;
     if (untilMs > 0 && now - lastTime(r) < untilMs) return false;
     if (all) return true;
-    return r.type === 'regular' || (r.type === 'source.image' && !r.shared);
+    return r.type === 'regular' || r.type === 'source.local' || (r.type === 'source.image' && !r.shared);
   };
   // Least recently used first, so keep-storage keeps the newest.
   const candidates = records.filter(eligible).sort((a, b) => lastTime(a) - lastTime(b));
@@ -333,13 +350,16 @@ export async function pruneCache(opts: PruneOptions = {}): Promise<PruneResult> 
     chosen.sort((a, b) => b.parents.length - a.parents.length);
     const removed: CacheRecord[] = [];
     for (const r of chosen) {
-      if (r.type === 'exec.cachemount') {
+      if (r.type === 'exec.cachemount' || r.type === 'source.local') {
         // Re-check right before removing: a build may have started (it waits on our lock only
         // when taking its lease, so none can have since; this guards a lease read as damaged).
         if ((await liveLeases(root, false)).length > 0) continue;
-        const name = r.key.slice('cache-mount:'.length);
-        await rm(join(mountsDir(root), name), { recursive: true, force: true });
-        await rm(join(mountsDir(root), `${name}.lock`), { force: true });
+        if (r.type === 'source.local') await rm(contextMemo(root), { force: true });
+        else {
+          const name = r.key.slice('cache-mount:'.length);
+          await rm(join(mountsDir(root), name), { recursive: true, force: true });
+          await rm(join(mountsDir(root), `${name}.lock`), { force: true });
+        }
       } else {
         if (!(await stillUnused(snapshotter, root, r))) continue;
         await snapshotter.remove(r.key);
