@@ -41,7 +41,7 @@ import {
   parseImageConfig,
   parseImageDocument,
 } from '../oci/index.js';
-import { chainIds, type SnapshotInfo, Snapshotter, snapshotId } from '../snapshot/index.js';
+import { chainIds, Snapshotter, snapshotId } from '../snapshot/index.js';
 import { PolyarchError } from '../util/errors.js';
 import { acquireLock, pidAlive } from '../util/lock.js';
 
@@ -214,9 +214,6 @@ interface Survey {
   records: CacheRecord[];
   /** Keys of snapshots that must stay (in use, or stacked on by something that is). */
   pinned: Set<string>;
-  /** Every snapshot, for stacking. */
-  snaps: SnapshotInfo[];
-  buildsRunning: boolean;
 }
 
 async function survey(opts: CacheOptions, sweepLeases: boolean): Promise<Survey> {
@@ -288,7 +285,7 @@ async function survey(opts: CacheOptions, sweepLeases: boolean): Promise<Survey>
       shared: false,
       parents: [],
     });
-  return { records, pinned, snaps, buildsRunning: leases.length > 0 };
+  return { records, pinned };
 }
 
 /** Every build cache record, most recently used first. */
@@ -342,10 +339,8 @@ export async function pruneCache(opts: PruneOptions = {}): Promise<PruneResult> 
     const snapshotter = await Snapshotter.open({ root });
     await snapshotter.removeOrphans().catch(() => undefined);
     const s = await survey(opts, true);
-    const chosen = selectPrunable(
-      s.records.filter((r) => !s.pinned.has(r.key)),
-      opts,
-    );
+    // All records, so keep-storage counts the whole cache; pinned ones are never chosen.
+    const chosen = selectPrunable(s.records, opts).filter((r) => !s.pinned.has(r.key));
     // Children (longer chains) first.
     chosen.sort((a, b) => b.parents.length - a.parents.length);
     const removed: CacheRecord[] = [];
