@@ -25,6 +25,7 @@ import { chmod, chown, lstat, mkdir, open, readdir, readFile, rm, writeFile } fr
 import { basename, join, posix, resolve } from 'node:path';
 import { pipeline } from 'node:stream/promises';
 import { ContentStore, stateRoot, storeDir } from '../content/index.js';
+import { holdBuildLease, markUsed } from './cache.js';
 import {
   DockerfileError,
   type Plan,
@@ -320,6 +321,8 @@ export async function build(opts: BuildOptions): Promise<BuildOutput> {
       },
     });
 
+  // Prune keeps what this build makes or reuses while the lease is held (cache.ts).
+  const releaseLease = await holdBuildLease(root);
   const engine = new Engine({
     opts,
     plan,
@@ -350,6 +353,7 @@ export async function build(opts: BuildOptions): Promise<BuildOutput> {
     // own cleanup (containers, mounts) before removing what is left.
     await solver.idle();
     await engine.close();
+    await releaseLease();
   }
 }
 
@@ -470,11 +474,17 @@ class Engine {
       inputs: [],
       run: async (_i, ctx) => {
         const img = await this.#d.imageFor(ref, platform);
+        // Marked before looking, like #cached, and again once unpacked (cache.ts).
+        await markUsed(
+          this.#d.root,
+          img.layers.map((l) => l.chainId),
+        );
         let cached = true;
         for (const l of img.layers) if (!(await this.#d.snapshots.has(l.chainId))) cached = false;
         const chain = await ctx.slot(() =>
           unpackImage(img, { store: this.#d.store, snapshots: this.#d.snapshots }),
         );
+        await markUsed(this.#d.root, chain);
         return {
           value: {
             key: `image:${img.manifestDigest}`,
@@ -687,6 +697,8 @@ class Engine {
   async #cached(parent: FsState, cacheKey: string): Promise<FsState | undefined> {
     if (this.#d.opts.noCache) return undefined;
     const key = `build:${cacheKey}`;
+    // Marked before looking, so a prune that has not seen the mark yet finds it changed (cache.ts).
+    await markUsed(this.#d.root, [key]);
     const info = await this.#d.snapshots.stat(key);
     if (info?.kind !== 'committed') return undefined;
     return this.#next(parent, cacheKey, key, (await readdir(info.fs)).length === 0);

@@ -5,6 +5,19 @@
  * contract with the exporters.
  */
 export { BuildStepError, type BuildOptions, type BuildOutput, build, type SecretSource } from './build.js';
+export {
+  type CacheRecord,
+  type CacheRecordType,
+  holdBuildLease,
+  listCacheRecords,
+  markUsed,
+  type PruneOptions,
+  type PruneResult,
+  parseDuration,
+  parseSize,
+  pruneCache,
+  selectPrunable,
+} from './cache.js';
 export { BuildContext } from './context.js';
 export { type ResolvedImage, resolveImage, unpackImage } from './image.js';
 export type { BuildResult, PlatformResult, ResultLayer } from './result.js';

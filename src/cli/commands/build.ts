@@ -290,6 +290,9 @@ async function runBuild(context: string, flags: BuildFlags, ctx: CliContext): Pr
     process.on('SIGINT', onSignal);
     process.on('SIGTERM', onSignal);
     let result: Awaited<ReturnType<typeof engine.build>>;
+    // Held until the export is done too, so a concurrent prune keeps this build's layers.
+    const { stateRoot: rootOf } = await import('../../content/index.js');
+    cleanup.push(await engine.holdBuildLease(rootOf(ctx.env)));
     try {
       result = await engine.build({
         dockerfile: text,

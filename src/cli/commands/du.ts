@@ -1,27 +1,102 @@
 /**
- * `polyarch du`: disk usage of the local store — per image name the blobs it reaches
- * (SIZE) and what removing only that name would free (EXCLUSIVE), then the totals.
+ * `polyarch du [--verbose] [--format table|json]`: disk usage, like `docker buildx du` for the
+ * build cache (one row per record: ID, RECLAIMABLE, SIZE, LAST ACCESSED, then `Shared:`,
+ * `Private:`, `Reclaimable:`, `Total:`) followed by the local store: per image name the blobs it
+ * reaches (SIZE) and what removing only that name would free (EXCLUSIVE), then its totals.
  */
 import type { Command } from 'commander';
+import type { CacheRecord } from '../../build/index.js';
 import type { CliContext } from '../context.js';
 import { formatTable, humanSize } from './images.js';
+
+/** Docker's HumanDuration, roughly: "5 seconds", "About a minute", "3 hours", "2 days". */
+export function humanDuration(ms: number): string {
+  const s = Math.max(0, Math.round(ms / 1000));
+  if (s < 1) return 'Less than a second';
+  if (s === 1) return '1 second';
+  if (s < 60) return `${s} seconds`;
+  const m = Math.round(s / 60);
+  if (m === 1) return 'About a minute';
+  if (m < 60) return `${m} minutes`;
+  const h = Math.round(s / 3600);
+  if (h === 1) return 'About an hour';
+  if (h < 48) return `${h} hours`;
+  return `${Math.round(h / 24)} days`;
+}
+
+function lastAccessed(r: CacheRecord, now: number): string {
+  if (r.inUse) return 'now';
+  const t = Math.max(r.createdAt.getTime(), r.lastUsedAt?.getTime() ?? 0);
+  return `${humanDuration(now - t)} ago`;
+}
+
+/** Records as buildx prints them: a table, or with `verbose` one block per record. */
+export function formatCacheRecords(
+  records: readonly CacheRecord[],
+  verbose: boolean,
+  now = Date.now(),
+): string {
+  if (records.length === 0) return '';
+  if (!verbose) {
+    const rows = [['ID', 'RECLAIMABLE', 'SIZE', 'LAST ACCESSED']];
+    for (const r of records) rows.push([r.id, String(!r.inUse), humanSize(r.size), lastAccessed(r, now)]);
+    return formatTable(rows);
+  }
+  return records
+    .map((r) =>
+      formatTable([
+        ['ID:', r.id],
+        ['Key:', r.key],
+        ...(r.parents.length > 0 ? [['Parent:', r.parents.at(-1)!]] : []),
+        ['Created at:', r.createdAt.toISOString()],
+        ['Reclaimable:', String(!r.inUse)],
+        ['Shared:', String(r.shared)],
+        ['Size:', humanSize(r.size)],
+        ...(r.lastUsedAt ? [['Last used:', `${humanDuration(now - r.lastUsedAt.getTime())} ago`]] : []),
+        ['Type:', r.type],
+      ]),
+    )
+    .join('\n');
+}
 
 export function register(program: Command, ctx: CliContext): void {
   program
     .command('du')
-    .description('Show disk usage of the local store')
+    .description('Show disk usage of the build cache and the local store')
     .option('--format <format>', 'Output format: table or json', 'table')
-    .action(async (opts: { format: string }) => {
+    .option('--verbose', 'Show every detail of each build cache record')
+    .action(async (opts: { format: string; verbose?: boolean }) => {
       const { UsageError } = await import('../../util/errors.js');
       if (opts.format !== 'table' && opts.format !== 'json')
         throw new UsageError(`invalid --format "${opts.format}": use table or json`);
       const { ContentStore, diskUsage, storeDir } = await import('../../content/index.js');
+      const { listCacheRecords } = await import('../../build/index.js');
       const store = await ContentStore.open(storeDir(ctx.env));
+      const records = await listCacheRecords({ env: ctx.env, store });
+      const sum = (rs: CacheRecord[]) => rs.reduce((n, r) => n + r.size, 0);
+      const cache = {
+        shared: sum(records.filter((r) => r.shared)),
+        private: sum(records.filter((r) => !r.shared)),
+        reclaimable: sum(records.filter((r) => !r.inUse)),
+        total: sum(records),
+      };
       const usage = await diskUsage(store);
       if (opts.format === 'json') {
-        ctx.out.write(`${JSON.stringify({ store: store.dir, ...usage })}\n`);
+        ctx.out.write(
+          `${JSON.stringify({ store: store.dir, ...usage, buildCache: { ...cache, records } })}\n`,
+        );
         return;
       }
+      if (records.length > 0) ctx.out.write(`${formatCacheRecords(records, opts.verbose ?? false)}\n`);
+      ctx.out.write(
+        formatTable([
+          ['Shared:', humanSize(cache.shared)],
+          ['Private:', humanSize(cache.private)],
+          ['Reclaimable:', humanSize(cache.reclaimable)],
+          ['Total:', humanSize(cache.total)],
+        ]),
+      );
+      ctx.out.write('\n');
       const rows = [['NAME', 'BLOBS', 'SIZE', 'EXCLUSIVE']];
       for (const r of usage.refs)
         rows.push([r.name, String(r.blobs), humanSize(r.bytes), humanSize(r.exclusiveBytes)]);

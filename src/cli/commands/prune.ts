@@ -1,17 +1,69 @@
-/** `polyarch prune`: remove blobs of the local store that no image name reaches. */
+/**
+ * `polyarch prune [-a] [--filter until=DURATION] [--keep-storage SIZE] [-f] [--verbose]`: like
+ * `docker buildx prune`, remove build cache records not in use (src/build/cache.ts: by default
+ * build step results and base layers no stored image needs; `--all` also shared base layers,
+ * kept `run` containers and `RUN --mount=type=cache` dirs), printing the removed records and
+ * `Total:`; then, as before, garbage-collect blobs of the local store that no image name reaches,
+ * and drop layer memo entries (src/build/export/layers.ts) whose blob went with them.
+ */
 import type { Command } from 'commander';
 import type { CliContext } from '../context.js';
-import { humanSize } from './images.js';
+import { formatCacheRecords } from './du.js';
+import { formatTable, humanSize } from './images.js';
+
+interface PruneFlags {
+  all?: boolean;
+  filter: string[];
+  keepStorage?: string;
+  force?: boolean;
+  verbose?: boolean;
+}
 
 export function register(program: Command, ctx: CliContext): void {
   program
     .command('prune')
-    .description('Remove unreferenced data from the local store')
+    .description('Remove build cache and unreferenced data from the local store')
+    .option('-a, --all', 'Include shared base layers, kept containers and cache mounts')
+    .option(
+      '--filter <filter>',
+      'Provide filter values (until=DURATION: only records unused for that long)',
+      (v: string, acc: string[]) => [...acc, v],
+      [] as string[],
+    )
+    .option('--keep-storage <size>', 'Amount of disk space to keep for cache (most recently used)')
     .option('-f, --force', 'Do not prompt for confirmation (polyarch never prompts)')
-    .action(async () => {
+    .option('--verbose', 'Provide a more verbose output')
+    .action(async (flags: PruneFlags) => {
+      const { UsageError, errorMessage } = await import('../../util/errors.js');
+      const { parseDuration, parseSize, pruneCache } = await import('../../build/index.js');
+      let untilMs = 0;
+      for (const f of flags.filter) {
+        const m = /^until=(.*)$/.exec(f);
+        if (!m) throw new UsageError(`invalid --filter "${f}": only until=DURATION is supported`);
+        try {
+          untilMs = parseDuration(m[1]!);
+        } catch (err) {
+          throw new UsageError(`invalid --filter "${f}": ${errorMessage(err)}`);
+        }
+      }
+      let keepBytes = 0;
+      if (flags.keepStorage !== undefined)
+        try {
+          keepBytes = parseSize(flags.keepStorage);
+        } catch (err) {
+          throw new UsageError(`invalid --keep-storage: ${errorMessage(err)}`);
+        }
       const { ContentStore, storeDir } = await import('../../content/index.js');
       const store = await ContentStore.open(storeDir(ctx.env));
+      const r = await pruneCache({ env: ctx.env, store, all: flags.all ?? false, untilMs, keepBytes });
+      if (r.removed.length > 0)
+        ctx.out.write(`${formatCacheRecords(r.removed, flags.verbose ?? false)}${flags.verbose ? '\n' : ''}`);
+      ctx.out.write(formatTable([['Total:', humanSize(r.bytes)]]));
       const { removed, bytes } = await store.gc();
+      const { LayerMemo } = await import('../../build/export/layers.js');
+      const { stateRoot } = await import('../../content/index.js');
+      const memo = await LayerMemo.open(stateRoot(ctx.env));
+      await memo.prune((d) => store.has(d));
       ctx.out.write(`Deleted blobs: ${removed}\nTotal reclaimed space: ${humanSize(bytes)}\n`);
     });
 }
