@@ -33,3 +33,16 @@ test('every command answers --help with exit 0', () => {
     assert.match(r.stdout, new RegExp(`Usage: polyarch ${name}`));
   }
 });
+
+test('a reader that stops early ends the CLI quietly (no EPIPE stack trace)', async () => {
+  const { spawn } = await import('node:child_process');
+  const child = spawn(bin, ['--help'], { stdio: ['ignore', 'pipe', 'pipe'] });
+  child.stdout.destroy(); // the reader is gone before polyarch writes
+  let stderr = '';
+  child.stderr.on('data', (d) => {
+    stderr += d;
+  });
+  const code = await new Promise<number | null>((r) => child.on('close', r));
+  assert.equal(stderr, '');
+  assert.equal(code, 0);
+});
