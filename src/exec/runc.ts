@@ -340,8 +340,16 @@ export async function runContainer(opts: RunContainerOptions): Promise<RunResult
       });
     });
   } finally {
-    // Always: container gone, stubs removed, rootfs unmounted, bundle removed.
-    await runcQuiet(runcRoot, ['delete', '-f', id]);
+    // Always: container gone, stubs removed, rootfs unmounted, bundle removed. `runc run`
+    // removes its own state when the container ends, so `runc delete` (one more process on
+    // every run) is needed only when that state is still there: runc killed, or failed early.
+    if (
+      await stat(join(runcRoot, id)).then(
+        () => true,
+        () => false,
+      )
+    )
+      await runcQuiet(runcRoot, ['delete', '-f', id]);
     await removeStubs(rootfs, stubs).catch(() => undefined);
     if (snapshot) await snapshot.unmount();
     else await unmountPath(mountTarget).catch(() => undefined);
