@@ -9,7 +9,12 @@ import { VERSION } from '../version.js';
 import { commands } from './commands/index.js';
 import { type CliContext, processContext } from './context.js';
 
-export function makeProgram(ctx: CliContext): Command {
+/**
+ * The program with the commands `argv` needs: only the module of the command argv[0] names,
+ * or every command (help, a bare `polyarch`, an unknown word — so help and "unknown command"
+ * errors see the full list).
+ */
+export async function makeProgram(ctx: CliContext, argv: readonly string[] = []): Promise<Command> {
   const program = new Command('polyarch');
   program
     .description('Build, ship, inspect and run multi-platform container images, with no daemon')
@@ -21,7 +26,11 @@ export function makeProgram(ctx: CliContext): Command {
       writeErr: (s) => ctx.err.write(s),
       outputError: (s, write) => write(`ERROR: ${s.replace(/^error: /, '')}`),
     });
-  for (const register of commands) register(program, ctx);
+  // Options after a sub-command belong to it (`run IMAGE -v x` is not polyarch's --version).
+  program.enablePositionalOptions();
+  const wanted = commands.find((c) => argv[0] !== undefined && c.names.includes(argv[0]));
+  const modules = await Promise.all((wanted ? [wanted] : commands).map((c) => c.load()));
+  for (const m of modules) m.register(program, ctx);
   // Sub-commands inherit the same error handling and output.
   for (const cmd of program.commands) inherit(cmd, ctx);
   return program;
@@ -39,8 +48,8 @@ function inherit(cmd: Command, ctx: CliContext): void {
 
 /** Runs the CLI with `argv` (no node/script prefix) and returns the exit code. */
 export async function runCli(argv: string[], ctx: CliContext = processContext()): Promise<number> {
-  const program = makeProgram(ctx);
   try {
+    const program = await makeProgram(ctx, argv);
     await program.parseAsync(argv, { from: 'user' });
     return ctx.exitCode;
   } catch (err) {

@@ -30,7 +30,6 @@ export function register(program: Command, ctx: CliContext): void {
   // `run IMAGE sh -c ...` passes everything after IMAGE to the container (passThroughOptions),
   // which commander allows only when program options are positional: `polyarch -v` still
   // prints the version, but `polyarch run -v SRC:DST` is a volume, as in docker.
-  program.enablePositionalOptions();
   program
     .command('run')
     .description('Run a command in a new container, once per platform variant of the image')
