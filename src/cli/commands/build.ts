@@ -179,21 +179,25 @@ async function readStdinBuffer(): Promise<Buffer> {
 }
 
 async function runBuild(context: string, flags: BuildFlags, ctx: CliContext): Promise<number> {
-  const [df, engine, exp, ui, plat, fsp, os] = await Promise.all([
-    import('../../dockerfile/index.js'),
-    import('../../build/index.js'),
-    import('../../build/export/index.js'),
-    import('../ui/index.js'),
-    import('../../platform/index.js'),
-    import('node:fs/promises'),
-    import('node:os'),
-  ]);
+  const plat = await import('../../platform/index.js');
   let platforms: ReturnType<typeof plat.parsePlatform>[] | undefined;
   try {
     platforms = flags.platform?.map((p) => plat.parsePlatform(p, { normalize: true }));
   } catch (err) {
     throw new UsageError(`--platform: ${(err as Error).message}`);
   }
+  // The engine asks whether each target platform runs here (one test program per foreign
+  // architecture, memoised for the process): start those probes now, so their processes run
+  // while the modules below load. A failure surfaces where the engine awaits the same answer.
+  for (const p of platforms ?? []) plat.runsHere(p).catch(() => undefined);
+  const [df, engine, exp, ui, fsp, os] = await Promise.all([
+    import('../../dockerfile/index.js'),
+    import('../../build/index.js'),
+    import('../../build/export/index.js'),
+    import('../ui/index.js'),
+    import('node:fs/promises'),
+    import('node:os'),
+  ]);
   let maxParallelism: number | undefined;
   if (flags.maxParallelism !== undefined) {
     maxParallelism = Number(flags.maxParallelism);
