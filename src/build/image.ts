@@ -11,7 +11,6 @@
  * the platforms it has — never another architecture.
  */
 import type { ContentStore } from '../content/index.js';
-import { pull as pullImage } from '../image/index.js';
 import {
   type Descriptor,
   type Digest,
@@ -135,6 +134,9 @@ export async function resolveImage(
     const local = await fromStore(opts.store, name, platform);
     if (local && 'name' in local) return local;
   }
+  // Loaded only to pull: the registry client (undici) costs tens of ms to load, and a base
+  // image already in the store never needs it.
+  const { pull: pullImage } = await import('../image/pull.js');
   await pullImage(name, {
     store: opts.store,
     platforms: [formatPlatform(platform)],

@@ -18,7 +18,6 @@ import { randomBytes } from 'node:crypto';
 import { stat } from 'node:fs/promises';
 import { resolve } from 'node:path';
 import type { ContentStore } from '../../content/index.js';
-import { push } from '../../image/index.js';
 import type { Descriptor, Digest } from '../../oci/index.js';
 import { formatPlatform } from '../../platform/index.js';
 import { type ProgressSink, ProgressWriter, type VertexHandle } from '../../progress/index.js';
@@ -117,6 +116,10 @@ export async function exportBuild(
   const resp: ExportResponse = { names: [], manifests: [], pushed: [], metadata: {}, stats };
   if (outputs.length === 0) return resp;
   const pw = ctx.progress ? new ProgressWriter(ctx.progress) : undefined;
+  // The registry client (undici) is loaded only when something is pushed, and its loading
+  // starts now so that it overlaps the image writes (I/O) below.
+  const pushModule = outputs.some((o) => o.push) ? import('../../image/push.js') : undefined;
+  pushModule?.catch(() => undefined);
   const memo = await LayerMemo.open(ctx.stateRoot);
   const images = new Map<string, WrittenImage>();
 
@@ -180,7 +183,8 @@ export async function exportBuild(
               names.add(n);
             }
           if (o.push) {
-            const pushed = await pushImage(img.descriptor, o, ctx, stats, pw);
+            const { push } = await (pushModule ?? import('../../image/push.js'));
+            const pushed = await pushImage(push, img.descriptor, o, ctx, stats, pw);
             resp.pushed.push(...pushed);
             for (const p of pushed) names.add(p.name);
             if (first === img && !firstDigest && pushed[0]) firstDigest = pushed[0].digest;
@@ -256,6 +260,7 @@ export async function exportBuild(
 
 /** Pushes the stored image `root` to every name of `o` (by digest only with push-by-digest). */
 async function pushImage(
+  push: typeof import('../../image/push.js').push,
   root: Descriptor,
   o: OutputSpec,
   ctx: ExportContext,
