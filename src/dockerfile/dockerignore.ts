@@ -9,13 +9,21 @@
  * `app.Dockerfile.dockerignore`), else `<context>/.dockerignore`, else nothing is ignored.
  */
 import { readFile } from 'node:fs/promises';
+import { createRequire } from 'node:module';
 import { join } from 'node:path';
-import * as dockerignoreModule from '@balena/dockerignore';
 import type { Ignore } from '@balena/dockerignore';
 
-// A CommonJS module whose export is the factory itself; its typings describe an ES default.
-const mod = dockerignoreModule as unknown as { default?: unknown };
-const ignore = (typeof mod.default === 'function' ? mod.default : mod) as () => Ignore;
+// Loaded on the first non-empty pattern list (most contexts have no .dockerignore, and the
+// module costs several ms at start-up). A CommonJS module whose export is the factory itself;
+// its typings describe an ES default.
+let factory: (() => Ignore) | undefined;
+function ignore(): Ignore {
+  if (!factory) {
+    const mod = createRequire(import.meta.url)('@balena/dockerignore') as { default?: unknown };
+    factory = (typeof mod.default === 'function' ? mod.default : mod) as () => Ignore;
+  }
+  return factory();
+}
 
 export interface DockerignoreMatcher {
   /** The file the patterns came from, or undefined when there was none. */
@@ -37,11 +45,13 @@ export function parseDockerignore(text: string): string[] {
 }
 
 export function dockerignoreMatcher(patterns: readonly string[], source?: string): DockerignoreMatcher {
-  const ig = ignore().add([...patterns]);
+  // No patterns ignore nothing: the matcher library is not needed for that.
+  const ig = patterns.length > 0 ? ignore().add([...patterns]) : undefined;
   return {
     ...(source !== undefined ? { source } : {}),
     patterns: [...patterns],
     ignores: (path: string) => {
+      if (!ig) return false;
       const p = path.replace(/^\.?\/+/, '');
       return p !== '' && p !== '.' && ig.ignores(p);
     },
