@@ -297,6 +297,9 @@ async function runBuild(context: string, flags: BuildFlags, ctx: CliContext): Pr
     // Held until the export is done too, so a concurrent prune keeps this build's layers.
     const { stateRoot: rootOf } = await import('../../content/index.js');
     cleanup.push(await engine.holdBuildLease(rootOf(ctx.env)));
+    // A push needs the registry client: load it while the build waits on the disk (the
+    // exporter awaits the same module).
+    if (outputs.some((o) => o.push)) import('../../image/push.js').catch(() => undefined);
     try {
       result = await engine.build({
         dockerfile: text,
