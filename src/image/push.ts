@@ -157,15 +157,21 @@ class Pusher {
     const doc = parseImageDocument(bytes, `manifest ${desc.digest}`, desc.mediaType);
     if (doc.kind === 'index') {
       const missing: Descriptor[] = [];
-      const children = await mapLimit(doc.index.manifests, 2, async (child) => {
-        if (await store.has(child.digest)) return this.#pushDoc(child, child.digest);
-        // A partially pulled index: the registry may already hold the absent children.
-        const remote = await this.client.headManifest(
-          withDigest({ domain: this.ref.domain, path: this.ref.path }, child.digest),
-        );
-        if (!remote) missing.push(child);
-        return child;
-      });
+      // Children go up together (a 3-platform build's manifests at once, not two then one):
+      // their blob uploads share #slots, which is what bounds the traffic.
+      const children = await mapLimit(
+        doc.index.manifests,
+        this.opts.concurrency ?? DEFAULT_CONCURRENCY,
+        async (child) => {
+          if (await store.has(child.digest)) return this.#pushDoc(child, child.digest);
+          // A partially pulled index: the registry may already hold the absent children.
+          const remote = await this.client.headManifest(
+            withDigest({ domain: this.ref.domain, path: this.ref.path }, child.digest),
+          );
+          if (!remote) missing.push(child);
+          return child;
+        },
+      );
       if (missing.length)
         throw new PolyarchError(
           'NOT_FOUND',
