@@ -57,6 +57,16 @@ export interface CompressResult {
 
 const DICT = 32 * 1024;
 
+interface DeflateReply {
+  id: number;
+  /** The deflated bytes, in a buffer of their own... */
+  out?: Uint8Array;
+  /** ...or this many bytes at the start of `data` (the job's input block, spent). */
+  outLength?: number;
+  data?: Uint8Array;
+  error?: string;
+}
+
 /** A fixed pool of deflate workers; jobs are answered by id. */
 class DeflatePool {
   #workers: Worker[];
@@ -73,7 +83,15 @@ class DeflatePool {
       const w = new Worker(url, {
         resourceLimits: { maxYoungGenerationSizeMb: 4, maxOldGenerationSizeMb: 64 },
       });
-      w.on('message', (m: { id: number; out?: Uint8Array; data?: Uint8Array; error?: string }) => {
+      w.on('message', (m: DeflateReply) => {
+        const p = this.#pending.get(m.id);
+        if (m.outLength !== undefined && m.data) {
+          // The output is in the block itself: it returns to `free` once written (see Sink).
+          if (!p) return;
+          this.#pending.delete(m.id);
+          p.resolve(Buffer.from(m.data.buffer, 0, m.outLength));
+          return;
+        }
         if (
           m.data &&
           m.data.byteOffset === 0 &&
@@ -81,7 +99,6 @@ class DeflatePool {
           this.free.length < 64
         )
           this.free.push(Buffer.from(m.data.buffer));
-        const p = this.#pending.get(m.id);
         if (!p) return;
         this.#pending.delete(m.id);
         if (m.error !== undefined || !m.out)
@@ -126,12 +143,16 @@ class Sink {
       this.#error ??= err;
     });
   }
-  async write(b: Buffer): Promise<void> {
+  /** `done` runs once `out` no longer needs `b` (its write callback), e.g. to reuse the memory. */
+  async write(b: Buffer, done?: () => void): Promise<void> {
     if (this.#error) throw this.#error;
-    if (b.length === 0) return;
+    if (b.length === 0) {
+      done?.();
+      return;
+    }
     this.#hash.update(b);
     this.size += b.length;
-    if (!this.out.write(b)) await once(this.out, 'drain');
+    if (!this.out.write(b, done && ((err) => err || done()))) await once(this.out, 'drain');
   }
   digest(): Digest {
     return `sha256:${this.#hash.digest('hex')}` as Digest;
@@ -207,12 +228,24 @@ async function gzipParallel(
     return p;
   };
 
+  // A result that fills a whole block's memory is a spent input block holding its output: once
+  // written it is free for the next input.
+  const emit = (b: Buffer) =>
+    sink.write(
+      b,
+      pool && b.byteOffset === 0 && b.buffer.byteLength === o.blockSize
+        ? () => {
+            if (pool.free.length < 64) pool.free.push(Buffer.from(b.buffer));
+          }
+        : undefined,
+    );
+
   const submit = async (data: Buffer, last: boolean) => {
     const job = { data, last, level: o.level, ...(dictionary ? { dictionary } : {}) };
     // The next block's dictionary is this block's tail (a copy: `data` may be transferred).
     dictionary = Buffer.from(data.subarray(Math.max(0, data.length - DICT)));
     inFlight.push(guard(pool ? pool.run(job) : Promise.resolve().then(() => deflateBlock(job))));
-    while (inFlight.length >= maxInFlight) await sink.write(await inFlight.shift()!);
+    while (inFlight.length >= maxInFlight) await emit(await inFlight.shift()!);
   };
 
   try {
@@ -236,7 +269,7 @@ async function gzipParallel(
       }
     }
     await submit(cur.subarray(0, pos), true);
-    while (inFlight.length > 0) await sink.write(await inFlight.shift()!);
+    while (inFlight.length > 0) await emit(await inFlight.shift()!);
     const trailer = Buffer.alloc(8);
     trailer.writeUInt32LE(crc >>> 0, 0);
     trailer.writeUInt32LE(total % 2 ** 32, 4);

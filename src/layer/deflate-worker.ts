@@ -26,6 +26,15 @@ parentPort?.on('message', (job: DeflateJob) => {
   try {
     const out = deflateBlock(job);
     const owns = (b: Uint8Array) => b.byteOffset === 0 && b.byteLength === b.buffer.byteLength;
+    if (owns(job.data) && out.length <= job.data.byteLength) {
+      // The deflated bytes go back in the input block's memory (it is spent): the main thread
+      // then receives no new buffer per block, only memory it already owns.
+      job.data.set(out);
+      parentPort!.postMessage({ id: job.id, outLength: out.length, data: job.data }, [
+        job.data.buffer as ArrayBuffer,
+      ]);
+      return;
+    }
     // The input block goes back too, for reuse: the worker keeps no garbage between jobs.
     const transfer = [out, job.data].filter(owns).map((b) => b.buffer as ArrayBuffer);
     parentPort!.postMessage({ id: job.id, out, data: job.data }, transfer);
