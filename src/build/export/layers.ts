@@ -16,8 +16,7 @@
  * layer is packed again. The file is replaced atomically under a lock, so concurrent builds
  * lose no entries.
  */
-import { randomBytes } from 'node:crypto';
-import { mkdir, open, readFile, rename, unlink } from 'node:fs/promises';
+import { mkdir, readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { Writable } from 'node:stream';
 import type { ContentStore } from '../../content/index.js';
@@ -25,6 +24,7 @@ import { compressLayer, packOverlayDiff } from '../../layer/index.js';
 import { type Compression, type Descriptor, type Digest, layerMediaType } from '../../oci/index.js';
 import type { Snapshotter } from '../../snapshot/index.js';
 import { errorMessage, PolyarchError } from '../../util/errors.js';
+import { writeFileAtomic } from '../../util/fs.js';
 import { acquireLock } from '../../util/lock.js';
 
 export interface MemoEntry {
@@ -114,18 +114,7 @@ export class LayerMemo {
       const layers = await this.#read();
       const out = await fn(layers);
       this.#cache = layers;
-      const tmp = `${this.path}.tmp-${process.pid}-${randomBytes(4).toString('hex')}`;
-      const fh = await open(tmp, 'w', 0o644);
-      try {
-        await fh.writeFile(JSON.stringify({ version: 1, layers } satisfies MemoFile));
-        await fh.sync();
-      } finally {
-        await fh.close();
-      }
-      await rename(tmp, this.path).catch(async (err) => {
-        await unlink(tmp).catch(() => {});
-        throw err;
-      });
+      await writeFileAtomic(this.path, JSON.stringify({ version: 1, layers } satisfies MemoFile));
       return out;
     } finally {
       await release();
