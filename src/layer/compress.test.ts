@@ -75,6 +75,23 @@ describe('parallel gzip', () => {
     assert.ok(runs[0]!.bytes.length < data.length * 0.8, 'it compresses');
   });
 
+  test('concurrent compressions share the worker pool and each gets its own bytes', async () => {
+    const alone = [
+      await compressToFile(data, 'c1.gz', { threads: 2 }),
+      await compressToFile(data, 'c2.gz', { threads: 2, blockSize: 64 * 1024 }),
+      await compressToFile(data.subarray(100), 'c3.gz', { threads: 2, level: 1 }),
+    ];
+    const together = await Promise.all([
+      compressToFile(data, 'd1.gz', { threads: 2 }),
+      compressToFile(data, 'd2.gz', { threads: 2, blockSize: 64 * 1024 }),
+      compressToFile(data.subarray(100), 'd3.gz', { threads: 2, level: 1 }),
+    ]);
+    for (const [i, r] of together.entries()) {
+      assert.deepEqual(r.bytes, alone[i]!.bytes, `compression ${i + 1}`);
+      assert.equal(r.digest, sha(r.bytes));
+    }
+  });
+
   test('block size and level change the bytes, but each decompresses', async () => {
     const a = await compressToFile(data, 'b1.gz', { threads: 2, blockSize: 1024 * 1024 });
     const b = await compressToFile(data, 'b2.gz', { threads: 2, level: 1 });

@@ -67,14 +67,21 @@ interface DeflateReply {
   error?: string;
 }
 
-/** A fixed pool of deflate workers; jobs are answered by id. */
+/**
+ * A fixed pool of deflate workers, shared by every compression of the process (see
+ * `sharedPool`); jobs are answered by id. Starting a worker costs tens of milliseconds of CPU
+ * (a Node bootstrap), so a build's many small layers reuse one pool instead of each starting
+ * its own. Idle workers are unref'd: they never keep the process alive.
+ */
 class DeflatePool {
   #workers: Worker[];
   #next = 0;
   #id = 0;
   #pending = new Map<number, { resolve: (b: Buffer) => void; reject: (e: Error) => void }>();
-  /** Input blocks the workers handed back, ready for reuse. */
-  readonly free: Buffer[] = [];
+  /** Spent input blocks, per byte length, ready for reuse. */
+  readonly #free = new Map<number, Buffer[]>();
+  /** A worker died: this pool takes no more jobs (sharedPool makes a new one). */
+  broken = false;
 
   constructor(n: number) {
     const url = new URL('./deflate-worker.js', import.meta.url);
@@ -83,24 +90,20 @@ class DeflatePool {
       const w = new Worker(url, {
         resourceLimits: { maxYoungGenerationSizeMb: 4, maxOldGenerationSizeMb: 64 },
       });
+      w.unref();
       w.on('message', (m: DeflateReply) => {
         const p = this.#pending.get(m.id);
         if (m.outLength !== undefined && m.data) {
-          // The output is in the block itself: it returns to `free` once written (see Sink).
+          // The output is in the block itself: it returns to the free list once written.
           if (!p) return;
-          this.#pending.delete(m.id);
+          this.#settled(m.id);
           p.resolve(Buffer.from(m.data.buffer, 0, m.outLength));
           return;
         }
-        if (
-          m.data &&
-          m.data.byteOffset === 0 &&
-          m.data.byteLength === m.data.buffer.byteLength &&
-          this.free.length < 64
-        )
-          this.free.push(Buffer.from(m.data.buffer));
+        if (m.data && m.data.byteOffset === 0 && m.data.byteLength === m.data.buffer.byteLength)
+          this.release(Buffer.from(m.data.buffer));
         if (!p) return;
-        this.#pending.delete(m.id);
+        this.#settled(m.id);
         if (m.error !== undefined || !m.out)
           p.reject(new PolyarchError('INTERNAL', `gzip worker: ${m.error}`));
         else p.resolve(Buffer.from(m.out.buffer, m.out.byteOffset, m.out.byteLength));
@@ -110,15 +113,38 @@ class DeflatePool {
     });
   }
 
+  /** A spent block of `size` bytes to fill, if one is free. */
+  take(size: number): Buffer | undefined {
+    return this.#free.get(size)?.pop();
+  }
+
+  /** Hands a spent block back for reuse (at most 64 per size are kept). */
+  release(b: Buffer): void {
+    let list = this.#free.get(b.length);
+    if (!list) this.#free.set(b.length, (list = []));
+    if (list.length < 64) list.push(b);
+  }
+
+  #settled(id: number): void {
+    this.#pending.delete(id);
+    // Nothing awaited any more: let the process exit without waiting for the workers.
+    if (this.#pending.size === 0) for (const w of this.#workers) w.unref();
+  }
+
   #failAll(err: unknown): void {
+    this.broken = true;
     for (const p of this.#pending.values())
       p.reject(new PolyarchError('INTERNAL', `gzip worker: ${errorMessage(err)}`));
     this.#pending.clear();
+    for (const w of this.#workers) void w.terminate();
   }
 
   run(job: Omit<DeflateJob, 'id'>): Promise<Buffer> {
+    if (this.broken) return Promise.reject(new PolyarchError('INTERNAL', 'gzip worker pool failed'));
     const id = this.#id++;
     const w = this.#workers[this.#next++ % this.#workers.length]!;
+    // A pending job must keep the process alive until its answer arrives.
+    if (this.#pending.size === 0) for (const x of this.#workers) x.ref();
     return new Promise((resolve, reject) => {
       this.#pending.set(id, { resolve, reject });
       // The block is moved, not copied, when it owns its memory (blocks are allocUnsafeSlow).
@@ -126,11 +152,22 @@ class DeflatePool {
       w.postMessage({ ...job, id }, owns ? [job.data.buffer as ArrayBuffer] : []);
     });
   }
-
-  async close(): Promise<void> {
-    await Promise.all(this.#workers.map((w) => w.terminate()));
-  }
 }
+
+/** One pool per thread count, made on first use and kept (idle workers cost no CPU). */
+const pools = new Map<number, DeflatePool>();
+
+function sharedPool(threads: number): DeflatePool {
+  let p = pools.get(threads);
+  if (!p || p.broken) pools.set(threads, (p = new DeflatePool(threads)));
+  return p;
+}
+
+/**
+ * Blocks deflated on the calling thread before the worker pool is used: a small layer (most
+ * of a build's) costs less to deflate here than a worker costs to start.
+ */
+const INLINE_BLOCKS = 16;
 
 /** Writes with backpressure, hashing and counting what is written. */
 class Sink {
@@ -214,7 +251,10 @@ async function gzipParallel(
   const raw = createHash('sha256');
   let crc = 0;
   let total = 0;
-  const pool = o.threads > 0 ? new DeflatePool(o.threads) : null;
+  // The first INLINE_BLOCKS blocks are deflated here; later ones go to the shared pool. The
+  // bytes are the same either way.
+  let pool = null as DeflatePool | null;
+  let blocks = 0;
   const inFlight: Array<Promise<Buffer>> = [];
   // Enough queued blocks to keep every worker busy while the main thread hashes and writes;
   // memory stays bounded at about maxInFlight × blockSize × 2.
@@ -230,20 +270,21 @@ async function gzipParallel(
 
   // A result that fills a whole block's memory is a spent input block holding its output: once
   // written it is free for the next input.
-  const emit = (b: Buffer) =>
-    sink.write(
+  const emit = (b: Buffer) => {
+    const p = pool;
+    return sink.write(
       b,
-      pool && b.byteOffset === 0 && b.buffer.byteLength === o.blockSize
-        ? () => {
-            if (pool.free.length < 64) pool.free.push(Buffer.from(b.buffer));
-          }
+      p && b.byteOffset === 0 && b.buffer.byteLength === o.blockSize
+        ? () => p.release(Buffer.from(b.buffer))
         : undefined,
     );
+  };
 
   const submit = async (data: Buffer, last: boolean) => {
     const job = { data, last, level: o.level, ...(dictionary ? { dictionary } : {}) };
     // The next block's dictionary is this block's tail (a copy: `data` may be transferred).
     dictionary = Buffer.from(data.subarray(Math.max(0, data.length - DICT)));
+    if (!pool && o.threads > 0 && ++blocks > INLINE_BLOCKS) pool = sharedPool(o.threads);
     inFlight.push(guard(pool ? pool.run(job) : Promise.resolve().then(() => deflateBlock(job))));
     while (inFlight.length >= maxInFlight) await emit(await inFlight.shift()!);
   };
@@ -259,7 +300,7 @@ async function gzipParallel(
         if (pos === o.blockSize) {
           // Only now is it known that this full block is not the last one.
           await submit(cur, false);
-          cur = pool?.free.pop() ?? Buffer.allocUnsafeSlow(o.blockSize);
+          cur = pool?.take(o.blockSize) ?? Buffer.allocUnsafeSlow(o.blockSize);
           pos = 0;
         }
         const n = Math.min(chunk.length, o.blockSize - pos);
@@ -281,8 +322,6 @@ async function gzipParallel(
     throw err instanceof PolyarchError
       ? err
       : new PolyarchError('IO', `compressing layer: ${errorMessage(err)}`, { cause: err });
-  } finally {
-    await pool?.close();
   }
   return {
     compression: 'gzip',
