@@ -22,20 +22,27 @@
  * installed (xattr.ts), else listed in `skipped`.
  */
 import { execFile } from 'node:child_process';
-import { type BigIntStats, closeSync, constants, openSync, writeSync } from 'node:fs';
+// Metadata calls are synchronous: each is one short syscall, and a thread-pool round trip plus
+// a promise per call cost several times the syscall itself. A layer is mostly such calls (a
+// busybox layer: ~400 symlinks, each lstat + symlink + lchown + lutimes).
 import {
-  chmod,
-  lchown,
-  link,
-  lstat,
-  lutimes,
-  mkdir,
-  readdir,
-  readlink,
-  rm,
-  symlink,
-  utimes,
-} from 'node:fs/promises';
+  type BigIntStats,
+  chmodSync,
+  closeSync,
+  constants,
+  lchownSync,
+  linkSync,
+  lstatSync,
+  lutimesSync,
+  mkdirSync,
+  openSync,
+  readlinkSync,
+  rmSync,
+  symlinkSync,
+  utimesSync,
+  writeSync,
+} from 'node:fs';
+import { lstat, readdir, rm } from 'node:fs/promises';
 import type { Readable } from 'node:stream';
 import { promisify } from 'node:util';
 import { createHash } from 'node:crypto';
@@ -88,13 +95,8 @@ export function cleanEntryPath(path: string): string[] {
   return out;
 }
 
-async function lstatOrNull(p: string): Promise<BigIntStats | null> {
-  try {
-    return await lstat(p, { bigint: true });
-  } catch (err) {
-    if ((err as NodeJS.ErrnoException).code === 'ENOENT') return null;
-    throw err;
-  }
+function lstatOrNull(p: string): BigIntStats | null {
+  return lstatSync(p, { bigint: true, throwIfNoEntry: false }) ?? null;
 }
 
 const MAX_SYMLINKS = 40;
@@ -132,16 +134,16 @@ export class RootResolver {
         continue;
       }
       const p = this.abs([...real, c]);
-      const st = await lstatOrNull(p);
+      const st = lstatOrNull(p);
       if (st === null) {
         if (!create) throw new PolyarchError('NOT_FOUND', `layer entry "${entry}": ${p} does not exist`);
-        await mkdir(p, { mode: 0o755 });
+        mkdirSync(p, { mode: 0o755 });
         real.push(c);
       } else if (st.isDirectory()) {
         real.push(c);
       } else if (st.isSymbolicLink()) {
         if (++links > MAX_SYMLINKS) throw escapeError(entry, 'too many levels of symbolic links');
-        const target = await readlink(p);
+        const target = readlinkSync(p);
         if (target.startsWith('/')) real.length = 0;
         todo.push(...target.split('/').reverse());
       } else {
@@ -180,7 +182,7 @@ export async function applyLayer(
     }
   })();
 
-  const st = await lstatOrNull(root);
+  const st = lstatOrNull(root);
   if (!st?.isDirectory()) throw new PolyarchError('NOT_FOUND', `applying layer: ${root} is not a directory`);
   const resolver = new RootResolver(root);
   // Paths written by this layer and their ancestors, so opaque dirs and whiteouts spare them.
@@ -226,13 +228,13 @@ export async function applyLayer(
       const victimAbs = `${parentAbs}/${victim}`;
       if (target === 'overlay') {
         if (!written.has(realKey(victim))) overlayWhiteouts.push(victimAbs);
-        else if ((await lstatOrNull(victimAbs))?.isDirectory())
+        else if (lstatOrNull(victimAbs)?.isDirectory())
           // This layer also wrote below it: hide the lower content, keep this layer's.
           xattrWrites.push({ path: victimAbs, name: 'trusted.overlay.opaque', value: Buffer.from('y') });
       } else if (!written.has(realKey(victim))) {
         await rm(`${parentAbs}/${victim}`, { recursive: true, force: true });
         resolver.invalidate();
-      } else if ((await lstatOrNull(`${parentAbs}/${victim}`))?.isDirectory()) {
+      } else if (lstatOrNull(`${parentAbs}/${victim}`)?.isDirectory()) {
         // This layer also wrote below it: only what earlier layers put there goes.
         await removeLower(`${parentAbs}/${victim}`, realKey(victim), written);
         resolver.invalidate();
@@ -241,26 +243,26 @@ export async function applyLayer(
     }
 
     const dest = `${parentAbs}/${name}`;
-    const existing = await lstatOrNull(dest);
+    const existing = lstatOrNull(dest);
     if (h.type === 'dir' && existing?.isDirectory()) {
       // keep the directory and its content; only metadata changes
     } else if (existing) {
       if (h.type === 'hardlink') {
         const src = await linkSource(resolver, h);
-        const s = await lstat(src, { bigint: true });
+        const s = lstatSync(src, { bigint: true });
         if (s.ino === existing.ino && s.dev === existing.dev) {
           markWritten(realKey(name));
           continue;
         }
       }
-      await rm(dest, { recursive: existing.isDirectory(), force: true });
+      rmSync(dest, { recursive: existing.isDirectory(), force: true });
       if (existing.isDirectory() || existing.isSymbolicLink()) resolver.invalidate();
     }
 
     try {
       switch (h.type) {
         case 'dir':
-          if (!existing?.isDirectory()) await mkdir(dest, { mode: 0o700 });
+          if (!existing?.isDirectory()) mkdirSync(dest, { mode: 0o700 });
           break;
         case 'file': {
           // Synchronous writes: a thread-pool round trip per chunk costs more than the write
@@ -280,11 +282,11 @@ export async function applyLayer(
           break;
         }
         case 'symlink':
-          await symlink(h.linkpath, dest);
+          symlinkSync(h.linkpath, dest);
           resolver.invalidate();
           break;
         case 'hardlink':
-          await link(await linkSource(resolver, h), dest);
+          linkSync(await linkSource(resolver, h), dest);
           break;
         case 'fifo':
           await run('mkfifo', ['-m', (h.mode & 0o777).toString(8), dest]);
@@ -330,7 +332,7 @@ export async function applyLayer(
     else for (const w of xattrWrites) skipped.push(`${w.path}: xattr ${w.name} (no xattr tool)`);
   }
   // Directory times last: creating children changed them.
-  for (const [p, t] of dirTimes) await utimes(p, t, t);
+  for (const [p, t] of dirTimes) utimesSync(p, t, t);
   return { diffId: `sha256:${hash.digest('hex')}` as Digest, size, entries, skipped };
 }
 
@@ -372,7 +374,7 @@ async function linkSource(resolver: RootResolver, h: TarHeader): Promise<string>
     throw err;
   }
   const src = `${resolver.abs(dir)}/${name}`;
-  const st = await lstatOrNull(src);
+  const st = lstatOrNull(src);
   if (!st) throw missing();
   if (st.isDirectory())
     throw new PolyarchError(
@@ -384,12 +386,12 @@ async function linkSource(resolver: RootResolver, h: TarHeader): Promise<string>
 
 async function setMeta(p: string, h: TarHeader, o: { sameOwner: boolean; isDir: boolean }): Promise<void> {
   try {
-    if (o.sameOwner) await lchown(p, h.uid, h.gid);
+    if (o.sameOwner) lchownSync(p, h.uid, h.gid);
     // chmod after chown: chown clears setuid/setgid.
-    if (h.type !== 'symlink') await chmod(p, h.mode & 0o7777);
+    if (h.type !== 'symlink') chmodSync(p, h.mode & 0o7777);
     if (!o.isDir) {
       const t = mtimeOf(h);
-      await lutimes(p, t, t);
+      lutimesSync(p, t, t);
     }
   } catch (err) {
     throw new PolyarchError('IO', `layer entry "${h.path}": setting metadata: ${errorMessage(err)}`, {
