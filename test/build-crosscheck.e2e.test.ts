@@ -105,6 +105,33 @@ before(() => {
   index = JSON.parse(blob(digest).toString('utf8'));
 });
 
+test('a warm rebuild with --push is the same image and sends nothing', () => {
+  const meta = join(root, 'meta-warm.json');
+  const r = run(
+    bin,
+    [
+      'build',
+      '--progress',
+      'plain',
+      '--platform',
+      platforms.map((p) => p.platform).join(','),
+      '-t',
+      ref,
+      '--push',
+      '--metadata-file',
+      meta,
+      join(root, 'ctx'),
+    ],
+    { env },
+  );
+  const m = JSON.parse(readFileSync(meta, 'utf8')) as Record<string, unknown>;
+  assert.equal(m['containerimage.digest'], digest);
+  const log = r.stderr.toString();
+  // The registry already serves this index under the tag: no blob or manifest goes up.
+  assert.match(log, /pushing /);
+  assert.doesNotMatch(log, /^#\d+ (manifest |sha256:)/m, log);
+});
+
 test('skopeo: the registry and the local store hold the index --metadata-file names', () => {
   const remote = run('skopeo', ['inspect', '--raw', '--tls-verify=false', `docker://${ref}`]).stdout;
   assert.equal(sha256(remote), digest, 'registry index digest');

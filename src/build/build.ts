@@ -157,6 +157,12 @@ interface FsState {
   layers: ResultLayer[];
   /** The vertex that made this state added no layer. */
   emptyLayer: boolean;
+  /**
+   * When this state was first made: its snapshot's creation time (kept by the cache, so a
+   * rebuild that only hits the cache gets the same history times and the same digests, as
+   * with BuildKit), or the base image's `created`. Undefined for scratch.
+   */
+  created?: string;
 }
 
 interface StageGraph {
@@ -340,11 +346,12 @@ export async function build(opts: BuildOptions): Promise<BuildOutput> {
     await engine.preload();
     const targets = plan.platforms.map((p) => engine.stageGraph(p, p.stages[p.stages.length - 1]!));
     solver.announce(targets.map((t) => t.final));
-    const created = epochFrom(opts) ?? new Date().toISOString();
+    const epoch = epochFrom(opts);
+    const times = { ...(epoch !== undefined ? { epoch } : {}), now: new Date().toISOString() };
     const results = await Promise.all(
       targets.map(async (t, i): Promise<PlatformResult> => {
         const fs = await solver.solve(t.final);
-        return engine.result(plan.platforms[i]!, t, fs, created);
+        return engine.result(plan.platforms[i]!, t, fs, times);
       }),
     );
     return { platforms: results, plan };
@@ -491,6 +498,7 @@ class Engine {
             chain,
             layers: img.layers.map((l) => ({ kind: 'blob', descriptor: l.descriptor, diffId: l.diffId })),
             emptyLayer: false,
+            ...(img.config.created ? { created: img.config.created } : {}),
           },
           cached,
         };
@@ -701,16 +709,18 @@ class Engine {
     await markUsed(this.#d.root, [key]);
     const info = await this.#d.snapshots.stat(key);
     if (info?.kind !== 'committed') return undefined;
-    return this.#next(parent, cacheKey, key, (await readdir(info.fs)).length === 0);
+    return this.#next(parent, cacheKey, key, (await readdir(info.fs)).length === 0, info.created);
   }
 
-  #next(parent: FsState, cacheKey: string, snapKey: string, empty: boolean): FsState {
-    if (empty) return { key: cacheKey, chain: parent.chain, layers: parent.layers, emptyLayer: true };
+  #next(parent: FsState, cacheKey: string, snapKey: string, empty: boolean, created: string): FsState {
+    if (empty)
+      return { key: cacheKey, chain: parent.chain, layers: parent.layers, emptyLayer: true, created };
     return {
       key: cacheKey,
       chain: [...parent.chain, snapKey],
       layers: [...parent.layers, { kind: 'snapshot', key: snapKey }],
       emptyLayer: false,
+      created,
     };
   }
 
@@ -759,8 +769,8 @@ class Engine {
       await fn(active);
       const empty = (await readdir(active.upper)).length === 0;
       const snapKey = this.#snapKey(cacheKey);
-      await this.#d.snapshots.commit(activeKey, snapKey);
-      return this.#next(parent, cacheKey, snapKey, empty);
+      const info = await this.#d.snapshots.commit(activeKey, snapKey);
+      return this.#next(parent, cacheKey, snapKey, empty, info.created);
     } catch (err) {
       await cleanup().catch(() => undefined);
       throw err;
@@ -1181,8 +1191,21 @@ class Engine {
 
   // ---- result -----------------------------------------------------------------------------
 
-  async result(pp: PlatformPlan, g: StageGraph, fs: FsState, created: string): Promise<PlatformResult> {
-    const history = await this.#history(pp, g, created);
+  /**
+   * The image config of a solved target. `epoch` (SOURCE_DATE_EPOCH) pins every time; without
+   * it each history entry takes the creation time of the state its step made (a config-only
+   * step, the time of the state before it), and the config `created` is the newest of this
+   * build's entries. `now` is the fallback for a stage with nothing dated (FROM scratch with
+   * only config instructions).
+   */
+  async result(
+    pp: PlatformPlan,
+    g: StageGraph,
+    fs: FsState,
+    times: { epoch?: string; now: string },
+  ): Promise<PlatformResult> {
+    const { history, newest } = await this.#history(pp, g, times);
+    const created = times.epoch ?? newest ?? times.now;
     const platform = toPlatform(pp.platform);
     const { rootfs: _r, history: _h, ...rest } = g.config as ImageConfig & { history: HistoryEntry[] };
     const config: PlatformResult['config'] = {
@@ -1206,18 +1229,41 @@ class Engine {
     return { platform, layers: fs.layers, config };
   }
 
-  /** History of a stage: its base's, then one entry per instruction (BuildKit's wording). */
-  async #history(pp: PlatformPlan, g: StageGraph, created: string): Promise<HistoryEntry[]> {
+  /**
+   * History of a stage: its base's, then one entry per instruction (BuildKit's wording), with
+   * the newest time this build's entries carry.
+   */
+  async #history(
+    pp: PlatformPlan,
+    g: StageGraph,
+    times: { epoch?: string; now: string },
+  ): Promise<{ history: HistoryEntry[]; newest?: string }> {
     let base: HistoryEntry[];
+    let newest: string | undefined;
+    // The time a config-only instruction gets: that of the state it applies to.
+    let last: string | undefined;
     if (g.stage.base.type === 'stage') {
-      const dep = this.#depStage(pp, g.stage.base);
-      base = await this.#history(pp, this.stageGraph(pp, dep), created);
-    } else base = g.baseHistory.map((h) => ({ ...h }));
+      const dep = this.stageGraph(pp, this.#depStage(pp, g.stage.base));
+      const h = await this.#history(pp, dep, times);
+      base = h.history;
+      newest = h.newest;
+      last = (await this.#d.solver.solve(dep.final)).created;
+    } else {
+      base = g.baseHistory.map((h) => ({ ...h }));
+      // The base image's own time (g.config starts as the base image's config).
+      last = g.stage.base.type === 'image' ? g.config.created : undefined;
+    }
     const out = [...base];
     for (const [i, ins] of g.stage.instructions.entries()) {
       const v = g.steps[i];
       let empty = true;
-      if (v) empty = (await this.#d.solver.solve(v)).emptyLayer;
+      if (v) {
+        const st = await this.#d.solver.solve(v);
+        empty = st.emptyLayer;
+        last = st.created ?? last;
+      }
+      const created = times.epoch ?? last ?? times.now;
+      if (newest === undefined || !(Date.parse(created) <= Date.parse(newest))) newest = created;
       out.push({
         created,
         created_by: createdBy(ins),
@@ -1225,7 +1271,9 @@ class Engine {
         ...(empty ? { empty_layer: true } : {}),
       });
     }
-    return out;
+    // A stage with no instruction of its own is as old as what it starts from.
+    newest ??= last;
+    return { history: out, ...(newest !== undefined ? { newest } : {}) };
   }
 }
 
