@@ -24,7 +24,7 @@ import { createWriteStream } from 'node:fs';
 import { chmod, chown, lstat, mkdir, open, readdir, readFile, rm, writeFile } from 'node:fs/promises';
 import { basename, join, posix, resolve } from 'node:path';
 import { pipeline } from 'node:stream/promises';
-import { ContentStore, stateRoot, storeDir } from '../content/index.js';
+import { ContentStore, emulatorProofFile, stateRoot, storeDir } from '../content/index.js';
 import { holdBuildLease, markUsed } from './cache.js';
 import {
   DockerfileError,
@@ -239,7 +239,10 @@ export async function build(opts: BuildOptions): Promise<BuildOutput> {
   // No emulator for a platform that has to run something: fail before starting anything.
   const canExec =
     opts.canExecute ??
-    (await executableMatcher(plan.platforms.flatMap((p) => p.stages.map((s) => s.platform))));
+    (await executableMatcher(
+      plan.platforms.flatMap((p) => p.stages.map((s) => s.platform)),
+      root,
+    ));
   for (const p of plan.platforms)
     for (const s of p.stages)
       if (s.instructions.some((i) => i.kind === 'RUN')) {
@@ -399,12 +402,15 @@ function displayRef(ref: string): string {
  * foreign architecture (not a probe of every registered emulator). A platform not in the
  * plan answers as native-only.
  */
-async function executableMatcher(platforms: PlatformSpec[]): Promise<(p: string) => boolean> {
+async function executableMatcher(platforms: PlatformSpec[], root: string): Promise<(p: string) => boolean> {
   const ok = new Map<string, boolean>();
+  // Proofs are kept in the state root while the emulation set-up is unchanged: a rebuild does
+  // not pay a QEMU start per foreign architecture to learn what it knew.
+  const proofCache = emulatorProofFile(root);
   await Promise.all(
     platforms.map(async (p) => {
       const key = formatPlatform(toPlatform(p));
-      ok.set(key, await runsHere(key));
+      ok.set(key, await runsHere(key, { proofCache }));
     }),
   );
   return (p) => ok.get(formatPlatform(normalizePlatform(parsePlatform(p)))) ?? isNative(p);

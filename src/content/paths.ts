@@ -21,3 +21,11 @@ export function stateRoot(env: NodeJS.ProcessEnv = process.env): string {
 export function storeDir(env: NodeJS.ProcessEnv = process.env): string {
   return join(stateRoot(env), 'store');
 }
+
+/**
+ * Where `runsHere` keeps its proofs that foreign platforms run here (platform/emulators.ts):
+ * `<stateRoot>/build/emulators.json`.
+ */
+export function emulatorProofFile(root: string): string {
+  return join(root, 'build', 'emulators.json');
+}

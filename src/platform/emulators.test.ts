@@ -1,9 +1,12 @@
 import assert from 'node:assert/strict';
-import { existsSync, readdirSync, readFileSync } from 'node:fs';
+import { existsSync, mkdtempSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { describe, test } from 'node:test';
 import {
   BINFMT_MISC_DIR,
   type BinfmtEntry,
+  binfmtFingerprint,
   canExecute,
   elfArchitecture,
   emulatedPlatforms,
@@ -15,6 +18,7 @@ import {
   probeEmulator,
   probePlatform,
   readBinfmtEntries,
+  runsHere,
 } from './emulators.js';
 import { hostPlatformMaximum } from './host.js';
 import { formatPlatform } from './platform.js';
@@ -216,3 +220,41 @@ describe('this machine', { skip: mounted ? false : 'binfmt_misc is not mounted' 
     assert.equal(executablePlatforms(), executablePlatforms());
   });
 });
+
+describe('runsHere proof cache', () => {
+  const dir = mkdtempSync(join(tmpdir(), 'polyarch-proofs-'));
+  const fp = binfmtFingerprint();
+
+  test('the fingerprint is stable while nothing changes', { skip: !fp && 'binfmt_misc unreadable' }, () => {
+    assert.match(fp!, /^[0-9a-f]{64}$/);
+    assert.equal(binfmtFingerprint(), fp);
+  });
+
+  test('a proof is recorded and trusted only for the same set-up', {
+    skip: !fp && 'binfmt_misc unreadable',
+  }, async () => {
+    // "wasm" has no test program: probing it always fails, so a true answer comes from the file.
+    const same = join(dir, 'same.json');
+    writeFileSync(same, JSON.stringify({ fingerprint: fp, architectures: ['wasm'] }));
+    assert.equal(await runsHere('linux/wasm', { proofCache: same }), true);
+    const other = join(dir, 'other.json');
+    writeFileSync(other, JSON.stringify({ fingerprint: '0'.repeat(64), architectures: ['sparc64'] }));
+    assert.equal(await runsHere('linux/sparc64', { proofCache: other }), false);
+    // A failed probe is not recorded.
+    assert.deepEqual(JSON.parse(readFileSync(other, 'utf8')).architectures, ['sparc64']);
+  });
+
+  test('a probe that succeeds is written down', {
+    skip: !canProbeArm64() && 'no arm64 emulator',
+  }, async () => {
+    const file = join(dir, 'new.json');
+    assert.equal(await runsHere('linux/arm64', { proofCache: file }), true);
+    const f = JSON.parse(readFileSync(file, 'utf8')) as { fingerprint: string; architectures: string[] };
+    assert.equal(f.fingerprint, fp);
+    assert.ok(f.architectures.includes('arm64'));
+  });
+});
+
+function canProbeArm64(): boolean {
+  return !isNative('linux/arm64') && existsSync(join(BINFMT_MISC_DIR, 'qemu-aarch64'));
+}

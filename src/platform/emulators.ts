@@ -11,11 +11,13 @@
  * rare and probing costs a process per architecture); pass `{fresh: true}` to probe again.
  */
 import { execFile } from 'node:child_process';
+import { createHash } from 'node:crypto';
+import { readdirSync, readFileSync, statSync } from 'node:fs';
 import { chmod, mkdtemp, readdir, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { PolyarchError } from '../util/errors.js';
-import { pathExists } from '../util/fs.js';
+import { pathExists, writeFileAtomic } from '../util/fs.js';
 import { ELF_ARCHITECTURES, exitElf } from './elf.js';
 import { defaultHostSpec, hostPlatformMaximum } from './host.js';
 import { newMatcher, only, platformVector } from './match.js';
@@ -343,17 +345,87 @@ async function computeExecutable(opts: ExecutableOptions): Promise<Platform[]> {
 
 const probedByArch = new Map<string, Promise<boolean>>();
 
+export interface RunsHereOptions {
+  /**
+   * A file keeping proofs across processes: an architecture proved to run stays proved while
+   * the machine's emulation set-up is the same (same boot, same binfmt_misc registrations,
+   * same interpreter files). Only successes are kept; a failure is probed again next time.
+   */
+  proofCache?: string;
+}
+
+/**
+ * A digest of what decides whether a foreign program runs: the boot, every binfmt_misc file
+ * (registrations and the global status) and each interpreter file's identity. Undefined when
+ * it cannot be read (then nothing is cached).
+ */
+export function binfmtFingerprint(dir: string = BINFMT_MISC_DIR): string | undefined {
+  try {
+    const h = createHash('sha256');
+    h.update(readFileSync('/proc/sys/kernel/random/boot_id'));
+    for (const name of readdirSync(dir).sort()) {
+      if (name === 'register') continue;
+      const text = readFileSync(join(dir, name), 'utf8');
+      h.update(`${name}\0${text}\0`);
+      const interp = /^interpreter (.+)$/m.exec(text)?.[1];
+      if (interp) {
+        const st = statSync(interp, { throwIfNoEntry: false });
+        h.update(st ? `${st.dev}:${st.ino}:${st.size}:${st.mtimeMs}\0` : 'missing\0');
+      }
+    }
+    return h.digest('hex');
+  } catch {
+    return undefined;
+  }
+}
+
+interface ProofFile {
+  fingerprint: string;
+  architectures: string[];
+}
+
+function readProofs(file: string, fingerprint: string): Set<string> {
+  try {
+    const f = JSON.parse(readFileSync(file, 'utf8')) as ProofFile;
+    if (f.fingerprint === fingerprint && Array.isArray(f.architectures)) return new Set(f.architectures);
+  } catch {
+    // Missing or damaged: no proofs.
+  }
+  return new Set();
+}
+
+/** Proof-file updates of this process, one at a time. */
+let proofWrites: Promise<void> = Promise.resolve();
+
+function recordProof(file: string, fingerprint: string, arch: string): Promise<void> {
+  proofWrites = proofWrites.then(async () => {
+    const archs = readProofs(file, fingerprint);
+    if (archs.has(arch)) return;
+    archs.add(arch);
+    const f: ProofFile = { fingerprint, architectures: [...archs].sort() };
+    await writeFileAtomic(file, JSON.stringify(f), { createParents: true }).catch(() => undefined);
+  });
+  return proofWrites;
+}
+
 /**
  * Whether a program for `platform` runs here: natively, or through whatever binfmt handler
  * the kernel picks for it, proved by running one test program (memoised per architecture for
- * the process). Cheaper than `executablePlatforms()` when only a few platforms matter.
+ * the process, and across processes with `proofCache`). Cheaper than `executablePlatforms()`
+ * when only a few platforms matter.
  */
-export function runsHere(platform: PlatformLike): Promise<boolean> {
+export function runsHere(platform: PlatformLike, opts: RunsHereOptions = {}): Promise<boolean> {
   if (isNative(platform)) return Promise.resolve(true);
   const arch = normalizePlatform(toSpec(platform)).architecture;
   let r = probedByArch.get(arch);
   if (!r) {
-    r = probePlatform(platform).then((p) => p.ok);
+    r = (async () => {
+      const fp = opts.proofCache ? binfmtFingerprint() : undefined;
+      if (fp && readProofs(opts.proofCache!, fp).has(arch)) return true;
+      const ok = (await probePlatform(platform)).ok;
+      if (ok && fp) await recordProof(opts.proofCache!, fp, arch);
+      return ok;
+    })();
     probedByArch.set(arch, r);
   }
   return r;
