@@ -111,6 +111,11 @@ export interface BuildOptions {
   /** Whether a platform's programs can run here; default: native or a working binfmt emulator. */
   canExecute?: (platform: string) => boolean;
   warn?: (message: string) => void;
+  /**
+   * Called with each platform's result as soon as that platform is done, while others may
+   * still be building (e.g. to start packing its layers: export's prepareLayers).
+   */
+  onPlatformResult?: (result: PlatformResult) => void;
 }
 
 export interface BuildOutput extends BuildResult {
@@ -354,7 +359,9 @@ export async function build(opts: BuildOptions): Promise<BuildOutput> {
     const results = await Promise.all(
       targets.map(async (t, i): Promise<PlatformResult> => {
         const fs = await solver.solve(t.final);
-        return engine.result(plan.platforms[i]!, t, fs, times);
+        const r = await engine.result(plan.platforms[i]!, t, fs, times);
+        opts.onPlatformResult?.(r);
+        return r;
       }),
     );
     return { platforms: results, plan };

@@ -24,11 +24,11 @@ import { type ProgressSink, ProgressWriter, type VertexHandle } from '../../prog
 import { formatReference, parseReference, repositoryName } from '../../oci/reference.js';
 import type { Snapshotter } from '../../snapshot/index.js';
 import { errorMessage, PolyarchError, UsageError } from '../../util/errors.js';
-import type { BuildResult } from '../result.js';
+import type { BuildResult, PlatformResult } from '../result.js';
 import { writeFileAtomic } from '../../util/fs.js';
 import { writeDockerArchive, writeOciArchive, writeRootfs } from './archive.js';
 import { formatKey, type ImageFormat, type WrittenImage, writeImage } from './image.js';
-import { LayerMemo } from './layers.js';
+import { LayerMemo, packSnapshotLayer } from './layers.js';
 import type { OutputSpec } from './outputs.js';
 
 export * from './archive.js';
@@ -103,6 +103,41 @@ function formatOf(o: OutputSpec): ImageFormat {
     ...(o.compressionLevel !== undefined ? { level: o.compressionLevel } : {}),
     oci: o.ociMediaTypes,
   };
+}
+
+/**
+ * Packs one platform's new layers into the store in every format the outputs need, ahead of
+ * `exportBuild` — called as each platform finishes (BuildOptions.onPlatformResult) so that
+ * packing overlaps the steps of the platforms still building. The layer memo makes the
+ * exporter's own packing of these layers free. Best effort: a failure here is left for
+ * `exportBuild` to meet and report.
+ */
+export async function prepareLayers(
+  platform: PlatformResult,
+  outputs: OutputSpec[],
+  ctx: ExportContext,
+): Promise<void> {
+  const formats = new Map<string, ImageFormat>();
+  for (const o of outputs) if (IMAGE_TYPES.has(o.type)) formats.set(formatKey(formatOf(o)), formatOf(o));
+  if (formats.size === 0) return;
+  const memo = await LayerMemo.open(ctx.stateRoot);
+  for (const f of formats.values())
+    for (const l of platform.layers) {
+      if (l.kind !== 'snapshot') continue;
+      ctx.signal?.throwIfAborted();
+      await packSnapshotLayer({
+        store: ctx.store,
+        snapshotter: ctx.snapshotter,
+        memo,
+        key: l.key,
+        compression: f.compression,
+        ...(f.level !== undefined ? { level: f.level } : {}),
+        ...(ctx.sourceDateEpoch !== undefined ? { sourceDateEpoch: ctx.sourceDateEpoch } : {}),
+        ...(ctx.threads !== undefined ? { threads: ctx.threads } : {}),
+        ...(ctx.signal ? { signal: ctx.signal } : {}),
+        oci: f.oci,
+      });
+    }
 }
 
 /** Exports `result` to every output; see the module comment. */

@@ -302,6 +302,23 @@ async function runBuild(context: string, flags: BuildFlags, ctx: CliContext): Pr
     // A push needs the registry client: load it while the build waits on the disk (the
     // exporter awaits the same module).
     if (outputs.some((o) => o.push)) import('../../image/push.js').catch(() => undefined);
+    const { ContentStore, stateRoot, storeDir } = await import('../../content/index.js');
+    const { Snapshotter } = await import('../../snapshot/index.js');
+    const root = stateRoot(ctx.env);
+    const epoch = ctx.env.SOURCE_DATE_EPOCH ?? buildArgs.SOURCE_DATE_EPOCH;
+    const exportCtx = async () => ({
+      store: await ContentStore.open(storeDir(ctx.env)),
+      snapshotter: await Snapshotter.open({ root }),
+      stateRoot: root,
+      progress: renderer,
+      ...(epoch !== undefined && /^\d+$/.test(epoch) ? { sourceDateEpoch: Number(epoch) } : {}),
+      signal: abort.signal,
+      env: ctx.env,
+      warn: (m: string) => ctx.err.write(`WARNING: ${m}\n`),
+    });
+    // Each platform's layers are packed as soon as it is done, while the others still build.
+    const preparing: Promise<void>[] = [];
+    let early: ReturnType<typeof exportCtx> | undefined;
     try {
       result = await engine.build({
         dockerfile: text,
@@ -321,29 +338,27 @@ async function runBuild(context: string, flags: BuildFlags, ctx: CliContext): Pr
         signal: abort.signal,
         env: ctx.env,
         warn: (m) => ctx.err.write(`WARNING: ${m}\n`),
+        ...(outputs.length > 0
+          ? {
+              onPlatformResult: (r) => {
+                early ??= exportCtx();
+                preparing.push(early.then((c) => exp.prepareLayers(r, outputs, c)).catch(() => undefined));
+              },
+            }
+          : {}),
       });
+      await Promise.all(preparing);
       if (outputs.length > 0) {
-        const { ContentStore, stateRoot, storeDir } = await import('../../content/index.js');
-        const { Snapshotter } = await import('../../snapshot/index.js');
-        const root = stateRoot(ctx.env);
         exp.checkOutputs(result, outputs);
-        const epoch = ctx.env.SOURCE_DATE_EPOCH ?? buildArgs.SOURCE_DATE_EPOCH;
-        const resp = await exp.exportBuild(result, outputs, {
-          store: await ContentStore.open(storeDir(ctx.env)),
-          snapshotter: await Snapshotter.open({ root }),
-          stateRoot: root,
-          progress: renderer,
-          ...(epoch !== undefined && /^\d+$/.test(epoch) ? { sourceDateEpoch: Number(epoch) } : {}),
-          signal: abort.signal,
-          env: ctx.env,
-          warn: (m) => ctx.err.write(`WARNING: ${m}\n`),
-        });
+        const resp = await exp.exportBuild(result, outputs, await (early ?? exportCtx()));
         await exp.writeBuildFiles(resp, {
           ...(flags.metadataFile ? { metadataFile: flags.metadataFile } : {}),
           ...(flags.iidfile ? { iidFile: flags.iidfile } : {}),
         });
       }
     } catch (err) {
+      // Early packing stops with the build (signal) or finishes: nothing is left half-written.
+      await Promise.all(preparing);
       await renderer.close();
       if (signalled) {
         ctx.err.write(`ERROR: build canceled by ${signalled}\n`);
