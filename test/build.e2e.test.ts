@@ -240,6 +240,42 @@ test('a FROM --platform=$BUILDPLATFORM stage is built once for all targets', () 
   assertNoLeftovers();
 });
 
+test('WORKDIR of an existing directory adds no layer; of a new one, it makes it', async () => {
+  const dir = context('workdir', {
+    Dockerfile: [
+      'FROM busybox',
+      'WORKDIR /etc',
+      'RUN pwd > /pwd1',
+      'WORKDIR /new/sub',
+      'RUN pwd > /pwd2',
+      '',
+    ].join('\n'),
+  });
+  const result = await build({
+    dockerfile: readFileSync(join(dir, 'Dockerfile'), 'utf8'),
+    contextDir: dir,
+    platforms: [parsePlatform('linux/amd64')],
+    env,
+    root,
+  });
+  const p = result.platforms[0]!;
+  const own = p.config.history
+    .slice(-4)
+    .map((h) => [(h.created_by ?? '').replace(/ # buildkit$/, ''), h.empty_layer ?? false]);
+  assert.deepEqual(own, [
+    ['WORKDIR /etc', true],
+    ['RUN /bin/sh -c pwd > /pwd1', false],
+    ['WORKDIR /new/sub', false],
+    ['RUN /bin/sh -c pwd > /pwd2', false],
+  ]);
+  const files = (n: string) =>
+    execFileSync('find', [join(root, 'snapshots'), '-name', n], { encoding: 'utf8' })
+      .trim()
+      .split('\n')[0]!;
+  assert.equal(readFileSync(files('pwd1'), 'utf8'), '/etc\n');
+  assert.equal(readFileSync(files('pwd2'), 'utf8'), '/new/sub\n');
+});
+
 test('library: BuildResult has the config, history and layers the exporters need', async () => {
   const result = await build({
     dockerfile: readFileSync(join(classic, 'Dockerfile'), 'utf8'),

@@ -608,12 +608,26 @@ class Engine {
           digest,
           name,
           inputs: [parent],
-          run: (inputs, ctx) =>
-            this.#fsOp(inputs[0] as FsState, { op: 'mkdir', path }, ctx, async (mnt) => {
+          run: async (inputs, ctx) => {
+            const parent = inputs[0] as FsState;
+            const definition = { op: 'mkdir', path };
+            // An existing directory: nothing to change, so nothing to mount (the result is the
+            // empty layer the mkdir would have made).
+            if (await this.#isDirIn(parent, path))
+              return {
+                value: {
+                  ...parent,
+                  key: sha(JSON.stringify({ parent: parent.key, def: definition })),
+                  emptyLayer: true,
+                },
+                cached: false,
+              };
+            return this.#fsOp(parent, definition, ctx, async (mnt) => {
               await mkdirAll(mnt, path);
             }).catch((err) => {
               throw located(err);
-            }),
+            });
+          },
         });
       } else {
         const copy = ins as PlanCopy;
@@ -763,6 +777,31 @@ class Engine {
       });
       return { value, cached: false };
     });
+  }
+
+  /**
+   * Whether `path` is already a directory in `state`, read from its layer directories without
+   * mounting them. Conservative: any doubt (a symlink or non-directory on the way, or an upper
+   * layer holding only a parent of it, which could be an opaque directory) answers false.
+   */
+  async #isDirIn(state: FsState, path: string): Promise<boolean> {
+    const parts = posix.normalize(`/${path}`).split('/').filter(Boolean);
+    if (parts.length === 0 || state.chain.length === 0) return false;
+    const layers = (await this.#d.snapshots.paths(state.chain)).reverse(); // top-most first
+    for (const layer of layers) {
+      let at = layer;
+      for (const [i, p] of parts.entries()) {
+        at = join(at, p);
+        const st = await lstat(at).catch(() => undefined);
+        if (!st) {
+          if (i === 0) break; // this layer does not touch the path: look below
+          return false;
+        }
+        if (!st.isDirectory()) return false;
+        if (i === parts.length - 1) return true;
+      }
+    }
+    return false;
   }
 
   /** Prepare an active snapshot over `parent`, let `fn` change it, commit it (or remove it on failure). */
