@@ -163,11 +163,7 @@ function sharedPool(threads: number): DeflatePool {
   return p;
 }
 
-/**
- * Blocks deflated on the calling thread before the worker pool is used: a small layer (most
- * of a build's) costs less to deflate here than a worker costs to start.
- */
-const INLINE_BLOCKS = 16;
+
 
 /** Writes with backpressure, hashing and counting what is written. */
 class Sink {
@@ -251,10 +247,10 @@ async function gzipParallel(
   const raw = createHash('sha256');
   let crc = 0;
   let total = 0;
-  // The first INLINE_BLOCKS blocks are deflated here; later ones go to the shared pool. The
-  // bytes are the same either way.
+  // A layer of one block (most of a build's small layers) is deflated here: less work than a
+  // message to a worker, let alone starting one. Anything bigger goes to the shared pool, off
+  // the main thread, which a build keeps busy. The bytes are the same either way.
   let pool = null as DeflatePool | null;
-  let blocks = 0;
   const inFlight: Array<Promise<Buffer>> = [];
   // Enough queued blocks to keep every worker busy while the main thread hashes and writes;
   // memory stays bounded at about maxInFlight × blockSize × 2.
@@ -284,7 +280,7 @@ async function gzipParallel(
     const job = { data, last, level: o.level, ...(dictionary ? { dictionary } : {}) };
     // The next block's dictionary is this block's tail (a copy: `data` may be transferred).
     dictionary = Buffer.from(data.subarray(Math.max(0, data.length - DICT)));
-    if (!pool && o.threads > 0 && ++blocks > INLINE_BLOCKS) pool = sharedPool(o.threads);
+    if (!pool && o.threads > 0 && !last) pool = sharedPool(o.threads);
     inFlight.push(guard(pool ? pool.run(job) : Promise.resolve().then(() => deflateBlock(job))));
     while (inFlight.length >= maxInFlight) await emit(await inFlight.shift()!);
   };
