@@ -26,16 +26,14 @@
  * serialised by a lock file (`<id>.lock`, holding the owner's pid; stale locks of dead processes
  * are broken): the second waits, then reuses the first's result.
  */
-import { execFile } from 'node:child_process';
 import { createHash, randomBytes } from 'node:crypto';
 import { existsSync } from 'node:fs';
 import { lstat, mkdir, readdir, readFile, rename, rm, writeFile } from 'node:fs/promises';
 import { join, resolve } from 'node:path';
-import { promisify } from 'node:util';
+import { runShort } from '../util/commands.js';
 import { errorMessage, PolyarchError } from '../util/errors.js';
 import { acquireLock, pidAlive } from '../util/lock.js';
 
-const execFileP = promisify(execFile);
 
 /** Kernel limit on the mount(2) data page, including the terminating NUL. */
 const MOUNT_DATA_MAX = 4095;
@@ -86,14 +84,12 @@ export function snapshotId(key: string): string {
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
-/** Run mount/umount; errors carry the tool's stderr. */
+/**
+ * Run mount/umount (through util/commands' shared shell: a build makes dozens of these calls);
+ * errors carry the tool's output.
+ */
 async function run(cmd: string, args: string[], cwd?: string): Promise<void> {
-  try {
-    await execFileP(cmd, args, cwd === undefined ? {} : { cwd });
-  } catch (err) {
-    const stderr = String((err as { stderr?: unknown }).stderr ?? '').trim();
-    throw new PolyarchError('IO', `${cmd} ${args.join(' ')}: ${stderr || errorMessage(err)}`, { cause: err });
-  }
+  await runShort(cmd, args, cwd === undefined ? {} : { cwd });
 }
 
 /** Mount points currently listed in /proc/self/mountinfo (octal escapes decoded). */
