@@ -163,8 +163,6 @@ function sharedPool(threads: number): DeflatePool {
   return p;
 }
 
-
-
 /** Writes with backpressure, hashing and counting what is written. */
 class Sink {
   #hash = createHash('sha256');

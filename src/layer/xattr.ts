@@ -10,6 +10,7 @@
  */
 import { execFile } from 'node:child_process';
 import { promisify } from 'node:util';
+import { CommandError, runShort } from '../util/commands.js';
 import { PolyarchError, errorMessage } from '../util/errors.js';
 
 const run = promisify(execFile);
@@ -164,16 +165,17 @@ export async function readAllXattrs(root: string): Promise<Map<string, Map<strin
     if (b === 'attr') {
       let stdout = '';
       try {
-        ({ stdout } = await run(
+        // Through the shared shell (util/commands): one getfattr per packed layer, and a fork
+        // of the shell costs far less than one of this process.
+        stdout = await runShort(
           'getfattr',
           ['-R', '-P', '--absolute-names', '-e', 'hex', '-d', '-m', '-', root],
-          {
-            maxBuffer: 1024 * 1024 * 1024,
-          },
-        ));
+          { discardStderr: true },
+        );
       } catch (err) {
-        stdout = (err as { stdout?: string }).stdout ?? '';
-        if (!stdout && (err as { code?: unknown }).code !== 1) throw err;
+        // Exit status 1: some file could not be read; what was read is still good.
+        stdout = err instanceof CommandError ? err.output : '';
+        if (!stdout && !(err instanceof CommandError && err.status === 1)) throw err;
       }
       return parseGetfattrDump(stdout);
     }

@@ -34,7 +34,6 @@ import { runShort } from '../util/commands.js';
 import { errorMessage, PolyarchError } from '../util/errors.js';
 import { acquireLock, pidAlive } from '../util/lock.js';
 
-
 /** Kernel limit on the mount(2) data page, including the terminating NUL. */
 const MOUNT_DATA_MAX = 4095;
 /** Overlayfs rejects more lower layers than this (OVL_MAX_STACK). */

@@ -78,9 +78,11 @@ class Shell {
   }
 
   #data(chunk: string): void {
+    // Search only the new text (plus a token's length back): a long output stays linear.
+    const from = Math.max(0, this.#buf.length - this.#token.length - 12);
     this.#buf += chunk;
-    for (;;) {
-      const at = this.#buf.indexOf(this.#token);
+    for (let scan = from; ; scan = 0) {
+      const at = this.#buf.indexOf(this.#token, scan);
       if (at < 0) return;
       const end = this.#buf.indexOf('\n', at);
       if (end < 0) return;
@@ -96,11 +98,12 @@ class Shell {
     }
   }
 
-  run(cmd: string, args: string[], cwd?: string): Promise<string> {
+  run(cmd: string, args: string[], opts: RunShortOptions): Promise<string> {
     const command = [cmd, ...args].join(' ');
+    const cd = opts.cwd !== undefined ? `cd ${shellQuote(opts.cwd)} && ` : '';
     const line =
-      `(${cwd !== undefined ? `cd ${shellQuote(cwd)} && ` : ''}exec ${[cmd, ...args].map(shellQuote).join(' ')})` +
-      ` </dev/null 2>&1; printf '\\n${this.#token}%d\\n' "$?"\n`;
+      `(${cd}exec ${[cmd, ...args].map(shellQuote).join(' ')})` +
+      ` </dev/null ${opts.discardStderr ? '2>/dev/null' : '2>&1'}; printf '\\n${this.#token}%d\\n' "$?"\n`;
     return new Promise((resolve, reject) => {
       if (this.dead) return reject(new PolyarchError('IO', `${command}: command shell is gone`));
       if (this.#pending.length === 0) this.#busy();
@@ -112,8 +115,15 @@ class Shell {
 
 let shell: Shell | undefined;
 
+export interface RunShortOptions {
+  /** Working directory. Default: this process's. */
+  cwd?: string;
+  /** Drop stderr instead of returning it with stdout. Default false. */
+  discardStderr?: boolean;
+}
+
 /** Runs `cmd args` (found on PATH) through the shared shell; see the module header. */
-export function runShort(cmd: string, args: string[], opts: { cwd?: string } = {}): Promise<string> {
+export function runShort(cmd: string, args: string[], opts: RunShortOptions = {}): Promise<string> {
   if (!shell || shell.dead) shell = new Shell();
-  return shell.run(cmd, args, opts.cwd);
+  return shell.run(cmd, args, opts);
 }
