@@ -92,6 +92,19 @@ describe('parallel gzip', () => {
     }
   });
 
+  test('hashOutput: false leaves the blob digest to the output, with the same bytes', async () => {
+    const file = join(tmp, 'nohash.gz');
+    const r = await compressLayer(Readable.from([data]), createWriteStream(file), {
+      threads: 2,
+      hashOutput: false,
+    });
+    assert.equal('digest' in r, false);
+    const bytes = readFileSync(file);
+    assert.equal(r.size, bytes.length);
+    assert.equal(r.diffId, sha(data));
+    assert.deepEqual(bytes, (await compressToFile(data, 'hashed.gz', { threads: 2 })).bytes);
+  });
+
   test('block size and level change the bytes, but each decompresses', async () => {
     const a = await compressToFile(data, 'b1.gz', { threads: 2, blockSize: 1024 * 1024 });
     const b = await compressToFile(data, 'b2.gz', { threads: 2, level: 1 });

@@ -15,7 +15,7 @@
  * default the `zstd` command is used when it is installed. `output` is ended when done.
  */
 import { spawn } from 'node:child_process';
-import { createHash } from 'node:crypto';
+import { createHash, type Hash } from 'node:crypto';
 import { once } from 'node:events';
 import { availableParallelism } from 'node:os';
 import { Duplex, PassThrough, Readable, type Writable } from 'node:stream';
@@ -165,10 +165,15 @@ function sharedPool(threads: number): DeflatePool {
 
 /** Writes with backpressure, hashing and counting what is written. */
 class Sink {
-  #hash = createHash('sha256');
+  /** Absent when the caller hashes the output itself (hashOutput: false). */
+  #hash: Hash | undefined;
   size = 0;
   #error: unknown;
-  constructor(readonly out: Writable) {
+  constructor(
+    readonly out: Writable,
+    hash: boolean,
+  ) {
+    this.#hash = hash ? createHash('sha256') : undefined;
     // Kept so an error between writes neither crashes the process nor goes unseen.
     out.on('error', (err) => {
       this.#error ??= err;
@@ -181,12 +186,12 @@ class Sink {
       done?.();
       return;
     }
-    this.#hash.update(b);
+    this.#hash?.update(b);
     this.size += b.length;
     if (!this.out.write(b, done && ((err) => err || done()))) await once(this.out, 'drain');
   }
-  digest(): Digest {
-    return `sha256:${this.#hash.digest('hex')}` as Digest;
+  digest(): Digest | undefined {
+    return this.#hash ? (`sha256:${this.#hash.digest('hex')}` as Digest) : undefined;
   }
 }
 
@@ -215,14 +220,31 @@ function resolveOptions(opts: CompressOptions) {
   return { compression, level, threads, blockSize };
 }
 
-/** Compresses `input` into `output`, returning diff_id, blob digest and size. */
-export async function compressLayer(
-  input: AsyncIterable<Buffer | Uint8Array> | Iterable<Buffer | Uint8Array>,
+type LayerInput = AsyncIterable<Buffer | Uint8Array> | Iterable<Buffer | Uint8Array>;
+
+/**
+ * Compresses `input` into `output`, returning diff_id, blob digest and size. With
+ * `hashOutput: false` the blob digest is left out: for an output that hashes what it is given
+ * anyway (a content store writer), so the compressed bytes are not hashed twice.
+ */
+export function compressLayer(
+  input: LayerInput,
   output: Writable,
-  opts: CompressOptions = {},
-): Promise<CompressResult> {
+  opts: CompressOptions & { hashOutput: false },
+): Promise<Omit<CompressResult, 'digest'>>;
+export function compressLayer(
+  input: LayerInput,
+  output: Writable,
+  opts?: CompressOptions,
+): Promise<CompressResult>;
+export async function compressLayer(
+  input: LayerInput,
+  output: Writable,
+  opts: CompressOptions & { hashOutput?: boolean } = {},
+): Promise<Omit<CompressResult, 'digest'> & { digest?: Digest }> {
   const o = resolveOptions(opts);
-  if (o.compression === 'gzip') return gzipParallel(input, output, o);
+  const hash = opts.hashOutput !== false;
+  if (o.compression === 'gzip') return gzipParallel(input, output, o, hash);
   const raw = new DigestingStream();
   const blob = new DigestingStream();
   if (o.compression === 'zstd') await pipeline(input, raw, (opts.zstd ?? zstdCommand)(o.level), blob, output);
@@ -231,7 +253,7 @@ export async function compressLayer(
     compression: o.compression,
     diffId: raw.digest(),
     uncompressedSize: raw.size,
-    digest: blob.digest(),
+    ...(hash ? { digest: blob.digest() } : {}),
     size: blob.size,
   };
 }
@@ -240,8 +262,9 @@ async function gzipParallel(
   input: AsyncIterable<Buffer | Uint8Array> | Iterable<Buffer | Uint8Array>,
   output: Writable,
   o: ReturnType<typeof resolveOptions>,
-): Promise<CompressResult> {
-  const sink = new Sink(output);
+  hash: boolean,
+): Promise<Omit<CompressResult, 'digest'> & { digest?: Digest }> {
+  const sink = new Sink(output, hash);
   const raw = createHash('sha256');
   let crc = 0;
   let total = 0;
@@ -321,7 +344,7 @@ async function gzipParallel(
     compression: 'gzip',
     diffId: `sha256:${raw.digest('hex')}` as Digest,
     uncompressedSize: total,
-    digest: sink.digest(),
+    ...(hash ? { digest: sink.digest() } : {}),
     size: sink.size,
   };
 }

@@ -211,25 +211,27 @@ export async function packSnapshotLayer(opts: PackLayerOptions): Promise<PackedL
     },
   });
   try {
+    // The store writer hashes what it is given: the compressor need not hash it too.
     const r = await compressLayer(abortable(tar, opts.signal), sink, {
       compression: opts.compression,
       level,
       ...(opts.threads !== undefined ? { threads: opts.threads } : {}),
+      hashOutput: false,
     });
     const blob = await w.commit();
-    if (blob.digest !== r.digest)
+    if (blob.size !== r.size)
       throw new PolyarchError(
         'INTERNAL',
-        `layer of snapshot ${opts.key}: stored ${blob.digest}, compressed ${r.digest}`,
+        `layer of snapshot ${opts.key}: stored ${blob.size} bytes, compressed ${r.size}`,
       );
     await opts.memo.put(mkey, {
-      digest: r.digest,
+      digest: blob.digest,
       size: r.size,
       diffId: r.diffId,
       compression: opts.compression,
       uncompressedSize: r.uncompressedSize,
     });
-    return { descriptor: { mediaType, digest: r.digest, size: r.size }, diffId: r.diffId, packed: true };
+    return { descriptor: { mediaType, digest: blob.digest, size: r.size }, diffId: r.diffId, packed: true };
   } catch (err) {
     await w.abort();
     throw err;
