@@ -246,7 +246,7 @@ export async function build(opts: BuildOptions): Promise<BuildOutput> {
     opts.canExecute ??
     (await executableMatcher(
       plan.platforms.flatMap((p) => p.stages.map((s) => s.platform)),
-      root,
+      env,
     ));
   for (const p of plan.platforms)
     for (const s of p.stages)
@@ -409,11 +409,14 @@ function displayRef(ref: string): string {
  * foreign architecture (not a probe of every registered emulator). A platform not in the
  * plan answers as native-only.
  */
-async function executableMatcher(platforms: PlatformSpec[], root: string): Promise<(p: string) => boolean> {
+async function executableMatcher(
+  platforms: PlatformSpec[],
+  env: NodeJS.ProcessEnv,
+): Promise<(p: string) => boolean> {
   const ok = new Map<string, boolean>();
-  // Proofs are kept in the state root while the emulation set-up is unchanged: a rebuild does
-  // not pay a QEMU start per foreign architecture to learn what it knew.
-  const proofCache = emulatorProofFile(root);
+  // Proofs are kept for the boot while the emulation set-up is unchanged: a build does not pay
+  // a QEMU start per foreign architecture to learn what an earlier one proved.
+  const proofCache = emulatorProofFile(env);
   await Promise.all(
     platforms.map(async (p) => {
       const key = formatPlatform(toPlatform(p));

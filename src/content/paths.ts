@@ -6,7 +6,7 @@
  *
  * Both take the environment as a parameter so tests and the CLI can point them elsewhere.
  */
-import { homedir } from 'node:os';
+import { homedir, tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 
 /** The state root: `$POLYARCH_ROOT`, else `/var/lib/polyarch` as root, else `$XDG_DATA_HOME/polyarch` (default `~/.local/share/polyarch`). */
@@ -23,9 +23,14 @@ export function storeDir(env: NodeJS.ProcessEnv = process.env): string {
 }
 
 /**
- * Where `runsHere` keeps its proofs that foreign platforms run here (platform/emulators.ts):
- * `<stateRoot>/build/emulators.json`.
+ * Where `runsHere` keeps its proofs that foreign platforms run here (platform/emulators.ts).
+ * They hold for one boot and one binfmt_misc set-up, not for one state root, so they live in
+ * the per-boot runtime directory: `/run/polyarch/emulators.json` as root, else
+ * `$XDG_RUNTIME_DIR/polyarch/emulators.json`, else under the temp dir per user.
  */
-export function emulatorProofFile(root: string): string {
-  return join(root, 'build', 'emulators.json');
+export function emulatorProofFile(env: NodeJS.ProcessEnv = process.env): string {
+  const uid = process.getuid?.();
+  if (uid === 0) return '/run/polyarch/emulators.json';
+  if (env.XDG_RUNTIME_DIR) return join(env.XDG_RUNTIME_DIR, 'polyarch', 'emulators.json');
+  return join(tmpdir(), `polyarch-${uid ?? 'user'}`, 'emulators.json');
 }

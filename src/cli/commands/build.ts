@@ -189,8 +189,8 @@ async function runBuild(context: string, flags: BuildFlags, ctx: CliContext): Pr
   // The engine asks whether each target platform runs here (one test program per foreign
   // architecture, memoised for the process): start those probes now, so their processes run
   // while the modules below load. A failure surfaces where the engine awaits the same answer.
-  const { emulatorProofFile, stateRoot } = await import('../../content/paths.js');
-  const proofCache = emulatorProofFile(stateRoot(ctx.env));
+  const { emulatorProofFile } = await import('../../content/paths.js');
+  const proofCache = emulatorProofFile(ctx.env);
   for (const p of platforms ?? []) plat.runsHere(p, { proofCache }).catch(() => undefined);
   const [df, engine, exp, ui, fsp, os] = await Promise.all([
     import('../../dockerfile/index.js'),
