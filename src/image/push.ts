@@ -176,6 +176,8 @@ class Pusher {
         throw new PolyarchError(
           'NOT_FOUND',
           `the index lists manifests that are neither in the local store nor in ${repositoryName(this.ref)} (${missing
+            // In the index's order, whichever HEAD answered first.
+            .sort((a, b) => doc.index.manifests.indexOf(a) - doc.index.manifests.indexOf(b))
             .map((d) => (d.platform ? formatPlatform(descriptorPlatform(d)!) : d.digest))
             .join(', ')}); pull it with --all-platforms first`,
         );
