@@ -14,6 +14,9 @@
  *   - buildah cold: empty storage, `buildah build --platform ... --manifest` (no push).
  *   - buildah warm: `buildah build --layers` twice on fresh storage; the second is timed.
  * Targets: polyarch cold ≤ 0.35× buildah cold; polyarch warm ≤ 0.12× buildah warm.
+ * Every run has its own fresh directories, all removed only at the end (a deletion during the
+ * runs would slow the inode allocations of whichever ran next: ext4 skips recently deleted
+ * inodes for minutes).
  * Both read the base from the registry (`--build-arg BASE=...`) and use overlay storage; buildah
  * runs with runc, cgroupfs and rlimits under the host's hard limits (containers.conf below).
  * For polyarch, `--progress rawjson` gives where the time goes: process start to the first
@@ -284,7 +287,9 @@ async function main(registry: string, busybox: string): Promise<void> {
         (phase === 'cold' ? results.polyarchCold : results.polyarchWarm).push(r.ms);
         breakdowns[phase].push(breakdown(`${r.stdout}\n${r.stderr}`, t0, t1));
       }
-      rmSync(root, { recursive: true, force: true });
+      // Nothing is deleted until the end: on ext4, a mass deletion slows the inode allocations
+      // of the next minutes (ext4 skips recently deleted inodes), and whichever tool ran right
+      // after the other's clean-up paid for it. Each round has its own directories instead.
 
       // buildah: plain cold; then --layers cold (untimed for the ratio) and --layers warm.
       for (const layers of [false, true]) {
@@ -314,7 +319,6 @@ async function main(registry: string, busybox: string): Promise<void> {
           buildahRes.warm.push(warm.ms);
         } else buildahRes.cold.push(cold.ms);
         unmountUnder(store);
-        rmSync(store, { recursive: true, force: true });
       }
       if (!args.json)
         console.error(
