@@ -132,6 +132,25 @@ test('a warm rebuild with --push is the same image and sends nothing', () => {
   assert.doesNotMatch(log, /^#\d+ (manifest |sha256:)/m, log);
 });
 
+test('base layers from an image on the same registry are mounted, not uploaded', () => {
+  const ctx = join(root, 'ctx-mount');
+  mkdirSync(ctx, { recursive: true });
+  writeFileSync(join(ctx, 'Dockerfile'), `FROM ${tenv.busybox}\nRUN echo mounted > /m\n`);
+  const target = `${tenv.registry}/crosscheck/mount:${randomBytes(4).toString('hex')}`;
+  const r = run(
+    bin,
+    ['build', '--progress', 'plain', '--platform', 'linux/amd64', '-t', target, '--push', ctx],
+    {
+      env,
+    },
+  );
+  const log = r.stderr.toString();
+  // busybox's one layer comes from the registry's library/busybox; the RUN layer goes up.
+  assert.match(log, /^#\d+ mounted sha256:[0-9a-f]{64} /m, log);
+  assert.match(log, /^#\d+ sha256:[0-9a-f]{64} [\d.]+\w?B \/ [\d.]+\w?B .*done$/m, log);
+  run('skopeo', ['inspect', '--raw', '--tls-verify=false', `docker://${target}`]);
+});
+
 test('skopeo: the registry and the local store hold the index --metadata-file names', () => {
   const remote = run('skopeo', ['inspect', '--raw', '--tls-verify=false', `docker://${ref}`]).stdout;
   assert.equal(sha256(remote), digest, 'registry index digest');

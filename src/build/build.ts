@@ -512,7 +512,12 @@ class Engine {
           value: {
             key: `image:${img.manifestDigest}`,
             chain,
-            layers: img.layers.map((l) => ({ kind: 'blob', descriptor: l.descriptor, diffId: l.diffId })),
+            layers: img.layers.map((l) => ({
+              kind: 'blob',
+              descriptor: l.descriptor,
+              diffId: l.diffId,
+              source: img.name,
+            })),
             emptyLayer: false,
             ...(img.config.created ? { created: img.config.created } : {}),
           },

@@ -16,6 +16,8 @@ export type ResultLayer =
       /** A layer blob already in the content store (from a base image): reused as is, never re-packed. */
       descriptor: Descriptor;
       diffId: Digest;
+      /** The image it came from (a registry reference): a push to that registry mounts it from there. */
+      source?: string;
     }
   | {
       kind: 'snapshot';

@@ -58,6 +58,11 @@ export interface PushOptions {
   concurrency?: number;
   env?: NodeJS.ProcessEnv;
   warn?: (message: string) => void;
+  /**
+   * Images known to hold some of the blobs, by blob digest (e.g. a build's base image for its
+   * base layers): on the same registry, those blobs are mounted from there instead of uploaded.
+   */
+  mountSources?: ReadonlyMap<string, string>;
 }
 
 export interface PushResult {
@@ -94,16 +99,25 @@ export async function push(refInput: string, opts: PushOptions): Promise<PushRes
   try {
     const local = await resolveLocal(opts.store, refInput);
     if (!local) throw new PolyarchError('NOT_FOUND', `no image named "${refInput}" in the local store`);
-    let mountFrom: string | undefined;
-    try {
-      const src = parseReference(local.name);
-      if (src.domain === targetRef.domain && src.path !== targetRef.path) mountFrom = src.path;
-    } catch {
-      // not a registry name: nothing to mount from
+    // The repository on the target's registry each source name is in, if it is there.
+    const sameRegistry = (source: string): string | undefined => {
+      try {
+        const src = parseReference(source);
+        if (src.domain === targetRef.domain && src.path !== targetRef.path) return src.path;
+      } catch {
+        // not a registry name: nothing to mount from
+      }
+      return undefined;
+    };
+    const mountFrom = sameRegistry(local.name);
+    const mounts = new Map<string, string>();
+    for (const [digest, source] of opts.mountSources ?? []) {
+      const repo = sameRegistry(source);
+      if (repo) mounts.set(digest, repo);
     }
     const desc = local.desc;
     return await new Step(opts.progress, `push:${name}`, `pushing ${name}`).run((step) =>
-      new Pusher(client, opts, targetRef, mountFrom, step).pushRoot(desc, name),
+      new Pusher(client, opts, targetRef, mountFrom, mounts, step).pushRoot(desc, name),
     );
   } catch (err) {
     throw withContext(`pushing ${name}`, err);
@@ -127,6 +141,8 @@ class Pusher {
     readonly opts: PushOptions,
     readonly ref: Reference,
     readonly mountFrom: string | undefined,
+    /** Per blob digest, a repository of the same registry to mount it from. */
+    readonly mounts: ReadonlyMap<string, string>,
     readonly step: Step,
   ) {
     this.#slots = new Semaphore(opts.concurrency ?? DEFAULT_CONCURRENCY);
@@ -193,8 +209,9 @@ class Pusher {
     await Promise.all(
       blobs.map((b) =>
         this.#slots.run(async () => {
+          const from = this.mounts.get(b.digest) ?? this.mountFrom;
           const outcome = await this.client.pushBlob(this.ref, b, (s, e) => openBlob(store, b.digest, s, e), {
-            ...(this.mountFrom ? { mountFrom: this.mountFrom } : {}),
+            ...(from ? { mountFrom: from } : {}),
             progress: this.step.blob(b.digest, b.size),
           });
           if (outcome === 'exists') this.blobs.existing++;

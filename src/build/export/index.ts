@@ -219,7 +219,7 @@ export async function exportBuild(
             }
           if (o.push) {
             const { push } = await (pushModule ?? import('../../image/push.js'));
-            const pushed = await pushImage(push, img.descriptor, o, ctx, stats, pw);
+            const pushed = await pushImage(push, img.descriptor, o, ctx, stats, pw, mountSources(result));
             resp.pushed.push(...pushed);
             for (const p of pushed) names.add(p.name);
             if (first === img && !firstDigest && pushed[0]) firstDigest = pushed[0].digest;
@@ -293,6 +293,14 @@ export async function exportBuild(
   return resp;
 }
 
+/** Base layers by digest, with the image each came from (to mount them from there). */
+function mountSources(result: BuildResult): Map<string, string> {
+  const m = new Map<string, string>();
+  for (const p of result.platforms)
+    for (const l of p.layers) if (l.kind === 'blob' && l.source) m.set(l.descriptor.digest, l.source);
+  return m;
+}
+
 /** Pushes the stored image `root` to every name of `o` (by digest only with push-by-digest). */
 async function pushImage(
   push: typeof import('../../image/push.js').push,
@@ -301,6 +309,7 @@ async function pushImage(
   ctx: ExportContext,
   stats: ExportStats,
   pw: ProgressWriter | undefined,
+  mounts: ReadonlyMap<string, string>,
 ): Promise<PushedImage[]> {
   // push() sends what the store names: hold the image under a private name meanwhile, which
   // also keeps a concurrent `prune` from collecting it before it is pushed.
@@ -321,6 +330,7 @@ async function pushImage(
           ...(pw ? { progress: pw } : {}),
           ...(ctx.env ? { env: ctx.env } : {}),
           ...(ctx.warn ? { warn: ctx.warn } : {}),
+          mountSources: mounts,
         });
         out.push({ name: o.pushByDigest ? formatReference(parseReference(t)) : t, digest: r.digest });
         stats.uploaded += r.blobs.uploaded;
