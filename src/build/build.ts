@@ -116,6 +116,11 @@ export interface BuildOptions {
    * still be building (e.g. to start packing its layers: export's prepareLayers).
    */
   onPlatformResult?: (result: PlatformResult) => void;
+  /**
+   * Called with the snapshot key of each new non-empty layer as soon as its step commits it
+   * (not for cache hits): its content is final, so it can be packed while later steps run.
+   */
+  onLayerCommitted?: (snapshotKey: string) => void;
 }
 
 export interface BuildOutput extends BuildResult {
@@ -830,6 +835,7 @@ class Engine {
       const empty = (await readdir(active.upper)).length === 0;
       const snapKey = this.#snapKey(cacheKey);
       const info = await this.#d.snapshots.commit(activeKey, snapKey);
+      if (!empty) this.#d.opts.onLayerCommitted?.(snapKey);
       return this.#next(parent, cacheKey, snapKey, empty, info.created);
     } catch (err) {
       await cleanup().catch(() => undefined);

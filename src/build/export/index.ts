@@ -117,19 +117,33 @@ export async function prepareLayers(
   outputs: OutputSpec[],
   ctx: ExportContext,
 ): Promise<void> {
+  await Promise.all(
+    platform.layers.map((l) => (l.kind === 'snapshot' ? prepareLayer(l.key, outputs, ctx) : undefined)),
+  );
+}
+
+/** In-flight packs of this process, so a layer asked for twice (per step, then per platform) is packed once. */
+const preparing = new Map<string, Promise<unknown>>();
+
+/**
+ * Packs one committed snapshot layer in every format the outputs need (see prepareLayers);
+ * for BuildOptions.onLayerCommitted, as soon as a step has made it.
+ */
+export async function prepareLayer(key: string, outputs: OutputSpec[], ctx: ExportContext): Promise<void> {
   const formats = new Map<string, ImageFormat>();
   for (const o of outputs) if (IMAGE_TYPES.has(o.type)) formats.set(formatKey(formatOf(o)), formatOf(o));
   if (formats.size === 0) return;
   const memo = await LayerMemo.open(ctx.stateRoot);
-  for (const f of formats.values())
-    for (const l of platform.layers) {
-      if (l.kind !== 'snapshot') continue;
-      ctx.signal?.throwIfAborted();
-      await packSnapshotLayer({
+  for (const f of formats.values()) {
+    ctx.signal?.throwIfAborted();
+    const id = JSON.stringify([ctx.stateRoot, key, formatKey(f), ctx.sourceDateEpoch ?? null]);
+    let p = preparing.get(id);
+    if (!p) {
+      p = packSnapshotLayer({
         store: ctx.store,
         snapshotter: ctx.snapshotter,
         memo,
-        key: l.key,
+        key,
         compression: f.compression,
         ...(f.level !== undefined ? { level: f.level } : {}),
         ...(ctx.sourceDateEpoch !== undefined ? { sourceDateEpoch: ctx.sourceDateEpoch } : {}),
@@ -137,7 +151,14 @@ export async function prepareLayers(
         ...(ctx.signal ? { signal: ctx.signal } : {}),
         oci: f.oci,
       });
+      preparing.set(id, p);
+      p.then(
+        () => preparing.delete(id),
+        () => preparing.delete(id),
+      );
     }
+    await p;
+  }
 }
 
 /** Exports `result` to every output; see the module comment. */

@@ -340,6 +340,11 @@ async function runBuild(context: string, flags: BuildFlags, ctx: CliContext): Pr
         warn: (m) => ctx.err.write(`WARNING: ${m}\n`),
         ...(outputs.length > 0
           ? {
+              // A layer is packed as soon as its step has made it, while later steps run.
+              onLayerCommitted: (key) => {
+                early ??= exportCtx();
+                preparing.push(early.then((c) => exp.prepareLayer(key, outputs, c)).catch(() => undefined));
+              },
               onPlatformResult: (r) => {
                 early ??= exportCtx();
                 preparing.push(early.then((c) => exp.prepareLayers(r, outputs, c)).catch(() => undefined));
