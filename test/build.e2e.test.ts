@@ -155,28 +155,12 @@ test('warm rebuild runs nothing; a changed COPY source re-runs exactly the steps
     'b.txt': 'B1\n',
   });
   const iid = (name: string) => join(dir, '..', `cache-${name}.iid`);
-  const cold = polyarch(
-    'build',
-    '--platform',
-    'linux/arm64',
-    '-t',
-    'cache-test:latest',
-    '--iidfile',
-    iid('cold'),
-    dir,
-  );
+  const buildAs = (name: string) =>
+    polyarch('build', '--platform', 'linux/arm64', '-t', 'cache-test:latest', '--iidfile', iid(name), dir);
+  const cold = buildAs('cold');
   assert.equal(cold.status, 0, cold.stderr);
   assert.match(cold.stderr, /first-run/);
-  const warm = polyarch(
-    'build',
-    '--platform',
-    'linux/arm64',
-    '-t',
-    'cache-test:latest',
-    '--iidfile',
-    iid('warm'),
-    dir,
-  );
+  const warm = buildAs('warm');
   assert.equal(warm.status, 0, warm.stderr);
   const w = steps(warm.stderr);
   for (const name of [
@@ -192,16 +176,7 @@ test('warm rebuild runs nothing; a changed COPY source re-runs exactly the steps
   assert.equal(readFileSync(iid('warm'), 'utf8'), readFileSync(iid('cold'), 'utf8'));
 
   writeFileSync(join(dir, 'a.txt'), 'A2\n');
-  const changed = polyarch(
-    'build',
-    '--platform',
-    'linux/arm64',
-    '-t',
-    'cache-test:latest',
-    '--iidfile',
-    iid('changed'),
-    dir,
-  );
+  const changed = buildAs('changed');
   assert.equal(changed.status, 0, changed.stderr);
   const c = steps(changed.stderr);
   assert.equal(statusOf(c.get('[2/5] RUN echo first-run')), 'CACHED');

@@ -113,6 +113,28 @@ export function finalConfig(p: PlatformResult, diffIds: Digest[], sourceDateEpoc
   };
 }
 
+/** Packs (or finds in the memo) the committed snapshot layer `key` in `opts.format`. */
+export function packLayer(
+  key: string,
+  opts: Pick<
+    WriteImageOptions,
+    'store' | 'snapshotter' | 'memo' | 'format' | 'sourceDateEpoch' | 'threads' | 'signal'
+  >,
+): Promise<PackedLayer> {
+  return packSnapshotLayer({
+    store: opts.store,
+    snapshotter: opts.snapshotter,
+    memo: opts.memo,
+    key,
+    compression: opts.format.compression,
+    ...(opts.format.level !== undefined ? { level: opts.format.level } : {}),
+    ...(opts.sourceDateEpoch !== undefined ? { sourceDateEpoch: opts.sourceDateEpoch } : {}),
+    ...(opts.threads !== undefined ? { threads: opts.threads } : {}),
+    ...(opts.signal ? { signal: opts.signal } : {}),
+    oci: opts.format.oci,
+  });
+}
+
 async function writePlatform(
   p: PlatformResult,
   opts: WriteImageOptions,
@@ -139,18 +161,7 @@ async function writePlatform(
     // A layer several platforms share (a stage built once for all targets) is packed once.
     let pending = packing.get(l.key);
     if (!pending) {
-      pending = packSnapshotLayer({
-        store,
-        snapshotter: opts.snapshotter,
-        memo: opts.memo,
-        key: l.key,
-        compression: format.compression,
-        ...(format.level !== undefined ? { level: format.level } : {}),
-        ...(opts.sourceDateEpoch !== undefined ? { sourceDateEpoch: opts.sourceDateEpoch } : {}),
-        ...(opts.threads !== undefined ? { threads: opts.threads } : {}),
-        ...(opts.signal ? { signal: opts.signal } : {}),
-        oci: format.oci,
-      });
+      pending = packLayer(l.key, opts);
       packing.set(l.key, pending);
     } else pending = pending.then((r) => ({ ...r, packed: false }));
     const r = await pending;

@@ -27,8 +27,8 @@ import { errorMessage, PolyarchError, UsageError } from '../../util/errors.js';
 import type { BuildResult, PlatformResult } from '../result.js';
 import { writeFileAtomic } from '../../util/fs.js';
 import { writeDockerArchive, writeOciArchive, writeRootfs } from './archive.js';
-import { formatKey, type ImageFormat, type WrittenImage, writeImage } from './image.js';
-import { LayerMemo, packSnapshotLayer } from './layers.js';
+import { formatKey, type ImageFormat, packLayer, type WrittenImage, writeImage } from './image.js';
+import { LayerMemo } from './layers.js';
 import type { OutputSpec } from './outputs.js';
 
 export * from './archive.js';
@@ -139,18 +139,7 @@ export async function prepareLayer(key: string, outputs: OutputSpec[], ctx: Expo
     const id = JSON.stringify([ctx.stateRoot, key, formatKey(f), ctx.sourceDateEpoch ?? null]);
     let p = preparing.get(id);
     if (!p) {
-      p = packSnapshotLayer({
-        store: ctx.store,
-        snapshotter: ctx.snapshotter,
-        memo,
-        key,
-        compression: f.compression,
-        ...(f.level !== undefined ? { level: f.level } : {}),
-        ...(ctx.sourceDateEpoch !== undefined ? { sourceDateEpoch: ctx.sourceDateEpoch } : {}),
-        ...(ctx.threads !== undefined ? { threads: ctx.threads } : {}),
-        ...(ctx.signal ? { signal: ctx.signal } : {}),
-        oci: f.oci,
-      });
+      p = packLayer(key, { ...ctx, memo, format: f });
       preparing.set(id, p);
       p.then(
         () => preparing.delete(id),
