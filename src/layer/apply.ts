@@ -100,6 +100,8 @@ function lstatOrNull(p: string): BigIntStats | null {
 }
 
 const MAX_SYMLINKS = 40;
+/** Entries applied between two turns of the event loop (see applyLayer). */
+const YIELD_EVERY = 32;
 
 /**
  * Resolves directory components inside `root` like securejoin: symlinks are followed but
@@ -198,6 +200,9 @@ export async function applyLayer(
 
   for await (const { header: h, body } of readTar(hashed)) {
     entries++;
+    // The metadata calls below are synchronous: now and then, let the event loop run (a
+    // build's other steps wait on it to start and reap their processes).
+    if (entries % YIELD_EVERY === 0) await new Promise(setImmediate);
     const parts = cleanEntryPath(h.path);
     const name = parts.pop();
     if (name === undefined) {
