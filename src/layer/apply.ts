@@ -47,6 +47,7 @@ import type { Readable } from 'node:stream';
 import { promisify } from 'node:util';
 import { createHash } from 'node:crypto';
 import type { Digest } from '../oci/digest.js';
+import { loopTurns } from '../util/concurrency.js';
 import { PolyarchError, errorMessage } from '../util/errors.js';
 import { type Compression, openLayer } from './compress.js';
 import { readTar, type TarHeader, type TarSource } from './tar.js';
@@ -100,8 +101,6 @@ function lstatOrNull(p: string): BigIntStats | null {
 }
 
 const MAX_SYMLINKS = 40;
-/** Entries applied between two turns of the event loop (see applyLayer). */
-const YIELD_EVERY = 32;
 
 /**
  * Resolves directory components inside `root` like securejoin: symlinks are followed but
@@ -198,11 +197,12 @@ export async function applyLayer(
   const skipped: string[] = [];
   let entries = 0;
 
+  const turn = loopTurns();
   for await (const { header: h, body } of readTar(hashed)) {
     entries++;
     // The metadata calls below are synchronous: now and then, let the event loop run (a
     // build's other steps wait on it to start and reap their processes).
-    if (entries % YIELD_EVERY === 0) await new Promise(setImmediate);
+    await turn();
     const parts = cleanEntryPath(h.path);
     const name = parts.pop();
     if (name === undefined) {

@@ -24,6 +24,7 @@ import { Worker } from 'node:worker_threads';
 import { crc32, createGunzip } from 'node:zlib';
 import type { Digest } from '../oci/digest.js';
 import { DigestingStream } from '../oci/digest.js';
+import { loopTurns } from '../util/concurrency.js';
 import { PolyarchError, errorMessage } from '../util/errors.js';
 import { type DeflateJob, deflateBlock } from './deflate-worker.js';
 
@@ -308,7 +309,11 @@ async function gzipParallel(
 
   try {
     await sink.write(gzipHeader(o.level));
+    // Reading small files, hashing and copying run synchronously between awaits: give the
+    // event loop its turns (a build packs layers while other steps run).
+    const turn = loopTurns();
     for await (const c of input) {
+      await turn();
       let chunk = Buffer.isBuffer(c) ? c : Buffer.from(c.buffer, c.byteOffset, c.byteLength);
       raw.update(chunk);
       crc = crc32(chunk, crc);

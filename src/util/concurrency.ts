@@ -1,8 +1,10 @@
 /**
- * Bounded concurrency for I/O-heavy work (blob transfers, manifest walks).
+ * Bounded concurrency for I/O-heavy work (blob transfers, manifest walks), and fairness for
+ * long synchronous loops.
  *
  *   const sizes = await mapLimit(descs, 4, (d) => fetch(d));     // at most 4 at once, in order
  *   const slots = new Semaphore(4); await slots.run(() => upload()); // one limit, many callers
+ *   const turn = loopTurns(); for (...) { work(); await turn(); }  // the event loop gets turns
  */
 
 /** Runs `fn` over `items` with at most `limit` running at once; rejects on the first failure. */
@@ -47,4 +49,22 @@ export class Semaphore {
       else this.#free++;
     }
   }
+}
+
+/**
+ * For long loops of synchronous work on the main thread: `await turn()` inside the loop gives
+ * the event loop a turn (timers, child exits, finished I/O) once `everyMs` have passed since
+ * the last one, and otherwise costs a clock read.
+ *
+ *   const turn = loopTurns();
+ *   for (const x of many) { work(x); await turn(); }
+ */
+export function loopTurns(everyMs = 5): () => Promise<void> | undefined {
+  let last = performance.now();
+  return () => {
+    const now = performance.now();
+    if (now - last < everyMs) return undefined;
+    last = now;
+    return new Promise<void>((resolve) => setImmediate(resolve));
+  };
 }
