@@ -824,7 +824,7 @@ class Engine {
     fn: (active: ActiveSnapshot) => Promise<void>,
   ): Promise<FsState> {
     const activeKey = `build-active-${randomBytes(8).toString('hex')}`;
-    const active = await this.#d.snapshots.prepare(activeKey, parent.chain);
+    const active = await this.#d.snapshots.prepare(activeKey, parent.chain, { unique: true });
     const cleanup = async () => {
       await active.unmount().catch(() => undefined);
       await this.#d.snapshots.remove(activeKey);
@@ -850,7 +850,7 @@ class Engine {
     const dir = await this.#tmp('view');
     if (state.chain.length === 0) return { dir, release: () => rm(dir, { recursive: true, force: true }) };
     const key = `build-view-${randomBytes(8).toString('hex')}`;
-    const view = await this.#d.snapshots.view(key, state.chain);
+    const view = await this.#d.snapshots.view(key, state.chain, { unique: true });
     let released = false;
     const release = async () => {
       if (released) return;

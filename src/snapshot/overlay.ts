@@ -73,6 +73,11 @@ export interface SnapshotterOptions {
 export interface PrepareOptions {
   /** A read-only view: no upper dir, mounts read-only. Default false. */
   readonly?: boolean;
+  /**
+   * The key is new and this caller's alone (e.g. random): no other process can prepare it, so
+   * its lock is skipped. Default false.
+   */
+  unique?: boolean;
 }
 
 /** Short, colon-free directory name for a key (16 hex chars of its sha256). */
@@ -354,7 +359,8 @@ export class Snapshotter {
         `snapshot "${key}" has ${lowerIds.length} parents: overlayfs stacks at most ${MAX_LOWER_LAYERS}`,
       );
     const readonly = opts.readonly ?? false;
-    return this.withLock(id, async () => {
+    const locked = <T>(fn: () => Promise<T>) => (opts.unique ? fn() : this.withLock(id, fn));
+    return locked(async () => {
       if (await this.stat(key)) throw new PolyarchError('ALREADY_EXISTS', `snapshot "${key}" already exists`);
       const tmp = await this.tempDir();
       try {
@@ -379,8 +385,8 @@ export class Snapshotter {
   }
 
   /** A read-only view of `parents` (bottom-most first), e.g. to read files of an image. */
-  view(key: string, parents: string[]): Promise<ActiveSnapshot> {
-    return this.prepare(key, parents, { readonly: true });
+  view(key: string, parents: string[], opts: Omit<PrepareOptions, 'readonly'> = {}): Promise<ActiveSnapshot> {
+    return this.prepare(key, parents, { ...opts, readonly: true });
   }
 
   /** Re-open an active snapshot by key (e.g. in another process). */
