@@ -246,10 +246,16 @@ export async function runContainer(opts: RunContainerOptions): Promise<RunResult
   register({ id, runcRoot, forward: opts.forwardSignals ?? true, cleanupSync });
 
   try {
-    await mkdir(runcRoot, { recursive: true, mode: 0o700 });
-    await mkdir(mountTarget, { recursive: true });
-    await writeFile(join(bundle, 'owner'), String(process.pid));
-    if (snapshot) await snapshot.mount(mountTarget);
+    // Independent steps run together: each is a thread-pool round trip, and a build waits on
+    // them for every RUN. The owner file comes before the mount (cleanupStale reads it).
+    await settled([
+      mkdir(runcRoot, { recursive: true, mode: 0o700 }),
+      (async () => {
+        await mkdir(mountTarget, { recursive: true });
+        await writeFile(join(bundle, 'owner'), String(process.pid));
+        if (snapshot) await snapshot.mount(mountTarget);
+      })(),
+    ]);
 
     const hostname = opts.spec.hostname ?? (opts.spec.network === 'none' ? id.slice(-12) : osHostname());
     const etcFiles = {
@@ -257,19 +263,27 @@ export async function runContainer(opts: RunContainerOptions): Promise<RunResult
       hostname: join(bundle, 'hostname'),
       resolvConf: join(bundle, 'resolv.conf'),
     };
-    const resolvConf = opts.resolvConf ?? (await readFile('/etc/resolv.conf', 'utf8').catch(() => ''));
-    await writeFile(etcFiles.hosts, opts.hosts ?? defaultHosts(hostname));
-    await writeFile(etcFiles.hostname, `${hostname}\n`);
-    await writeFile(etcFiles.resolvConf, resolvConf);
-
-    const spec = await createSpec({ ...opts.spec, hostname, rootfs, etcFiles });
+    const [spec] = await settled([
+      createSpec({ ...opts.spec, hostname, rootfs, etcFiles }),
+      writeFile(etcFiles.hosts, opts.hosts ?? defaultHosts(hostname)),
+      writeFile(etcFiles.hostname, `${hostname}\n`),
+      (async () =>
+        writeFile(
+          etcFiles.resolvConf,
+          opts.resolvConf ?? (await readFile('/etc/resolv.conf', 'utf8').catch(() => '')),
+        ))(),
+    ]);
     opts.editSpec?.(spec);
-    await writeFile(join(bundle, 'config.json'), JSON.stringify(spec, null, 2));
-    if (!spec.root.readonly)
-      stubs = await findStubs(
-        rootfs,
-        spec.mounts.map((m) => m.destination),
-      );
+    const [, found] = await settled([
+      writeFile(join(bundle, 'config.json'), JSON.stringify(spec)),
+      spec.root.readonly
+        ? Promise.resolve([])
+        : findStubs(
+            rootfs,
+            spec.mounts.map((m) => m.destination),
+          ),
+    ]);
+    stubs = found;
 
     return await new Promise<RunResult>((resolveRun, rejectRun) => {
       const stdinOpt = opts.stdin ?? 'ignore';
@@ -356,6 +370,18 @@ export async function runContainer(opts: RunContainerOptions): Promise<RunResult
     await rm(bundle, { recursive: true, force: true });
     unregister(id);
   }
+}
+
+/**
+ * Like Promise.all, but a failure is thrown only once every step has ended: the clean-up that
+ * follows must not race a step still writing into the bundle.
+ */
+async function settled<T extends readonly unknown[]>(
+  steps: [...{ [K in keyof T]: Promise<T[K]> }],
+): Promise<T> {
+  const results = await Promise.allSettled(steps);
+  for (const r of results) if (r.status === 'rejected') throw r.reason;
+  return results.map((r) => (r as PromiseFulfilledResult<unknown>).value) as unknown as T;
 }
 
 function abortedError(id: string, signal: AbortSignal): PolyarchError {
