@@ -24,6 +24,7 @@ import {
 } from 'node:fs/promises';
 import { join, posix } from 'node:path';
 import { secureJoin } from '../exec/stubs.js';
+import { mapLimit } from '../util/concurrency.js';
 
 export interface Owner {
   uid: number;
@@ -55,6 +56,9 @@ async function lstatOrNull(p: string) {
 }
 
 /** mkdir -p of a container path inside `rootfs`; created directories get `owner`. */
+/** Entries of one directory copied at once. */
+const COPY_CONCURRENCY = 8;
+
 export async function mkdirAll(rootfs: string, path: string, owner?: Owner, mode = 0o755): Promise<string> {
   const parts = posix.normalize(`/${path}`).split('/').filter(Boolean);
   let cur = '/';
@@ -106,16 +110,19 @@ export async function copyTree(opts: CopyTreeOptions): Promise<void> {
     return;
   }
   const dirTimes: [string, Date, Date][] = [];
-  const walk = async (rel: string, destPath: string) => {
-    for (const name of (await readdir(join(opts.srcRoot, rel))).sort()) {
+  // The entries of a directory are copied a few at a time: each is a handful of file system
+  // calls, all thread-pool round trips, and a build waits on them.
+  const walk = async (rel: string, destPath: string): Promise<void> => {
+    const names = (await readdir(join(opts.srcRoot, rel))).sort();
+    await mapLimit(names, COPY_CONCURRENCY, async (name) => {
       const childRel = rel === '' ? name : `${rel}/${name}`;
       if (opts.filter && !opts.filter(childRel)) {
         const cst = await lstat(join(opts.srcRoot, childRel));
         // Filtered directories may still hold re-included entries (`!` patterns): look inside.
-        if (!cst.isDirectory()) continue;
+        if (!cst.isDirectory()) return;
         const childDest = posix.join(destPath, name);
         await walkFiltered(childRel, childDest);
-        continue;
+        return;
       }
       const childDest = posix.join(destPath, name);
       const host = await secureJoin(opts.rootfs, childDest);
@@ -124,7 +131,7 @@ export async function copyTree(opts: CopyTreeOptions): Promise<void> {
         const s = await lstat(join(opts.srcRoot, childRel));
         dirTimes.push([host, s.atime, s.mtime]);
       }
-    }
+    });
   };
   const walkFiltered = async (rel: string, destPath: string) => {
     for (const name of (await readdir(join(opts.srcRoot, rel))).sort()) {
@@ -141,6 +148,7 @@ export async function copyTree(opts: CopyTreeOptions): Promise<void> {
     }
   };
   await walk(opts.srcRel, posix.normalize(`/${opts.dest}`));
-  // Directory times last: creating their children changed them.
-  for (const [p, a, m] of dirTimes.reverse()) await lutimes(p, a, m);
+  // Directory times last, deepest first: creating their children changed them.
+  dirTimes.sort((x, y) => y[0].length - x[0].length);
+  for (const [p, a, m] of dirTimes) await lutimes(p, a, m);
 }
