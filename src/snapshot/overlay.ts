@@ -329,7 +329,7 @@ export class Snapshotter {
     return this.withLock(id, async () => {
       const again = await this.stat(key);
       if (again) return again;
-      for (const p of parents) await this.committed(p, 'parent');
+      await Promise.all(parents.map((p) => this.committed(p, 'parent')));
       const tmp = await this.tempDir();
       try {
         await mkdir(join(tmp, 'fs'), { mode: 0o755 });
@@ -351,8 +351,10 @@ export class Snapshotter {
    */
   async prepare(key: string, parents: string[], opts: PrepareOptions = {}): Promise<ActiveSnapshot> {
     const id = snapshotId(key);
-    const lowerIds: string[] = [];
-    for (const p of parents) lowerIds.unshift((await this.committed(p, 'parent')).id);
+    // Top-most first, as overlayfs lists lowerdirs.
+    const lowerIds = (await Promise.all(parents.map((p) => this.committed(p, 'parent'))))
+      .map((i) => i.id)
+      .reverse();
     if (lowerIds.length > MAX_LOWER_LAYERS)
       throw new PolyarchError(
         'UNSUPPORTED',
@@ -364,8 +366,6 @@ export class Snapshotter {
       if (await this.stat(key)) throw new PolyarchError('ALREADY_EXISTS', `snapshot "${key}" already exists`);
       const tmp = await this.tempDir();
       try {
-        await mkdir(join(tmp, 'fs'), { mode: 0o755 });
-        await mkdir(join(tmp, 'work'), { mode: 0o700 });
         const meta: Meta = {
           key,
           kind: 'active',
@@ -374,7 +374,11 @@ export class Snapshotter {
           owner: process.pid,
           created: new Date().toISOString(),
         };
-        await writeFile(join(tmp, 'meta.json'), JSON.stringify(meta));
+        await Promise.all([
+          mkdir(join(tmp, 'fs'), { mode: 0o755 }),
+          mkdir(join(tmp, 'work'), { mode: 0o700 }),
+          writeFile(join(tmp, 'meta.json'), JSON.stringify(meta)),
+        ]);
         await rename(tmp, join(this.dir, id));
         return new ActiveSnapshot(this.dir, this.toInfo(id, meta), lowerIds, readonly);
       } catch (err) {
