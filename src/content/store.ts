@@ -156,7 +156,13 @@ export class ContentStore {
       throw ioError(`cannot create content store ${this.dir}`, err);
     }
     const layoutPath = join(this.dir, 'oci-layout');
-    await this.#createOnce(layoutPath, encodeJson({ imageLayoutVersion: OCI_LAYOUT_VERSION }));
+    // A new store's two files are made together (each is a synced write, a link and a synced
+    // directory), while the ingest dir is swept.
+    await Promise.all([
+      this.#createOnce(layoutPath, encodeJson({ imageLayoutVersion: OCI_LAYOUT_VERSION })),
+      this.#createOnce(join(this.dir, 'index.json'), encodeJson(emptyIndex())),
+      this.cleanIngest(),
+    ]);
     let layout: unknown;
     try {
       layout = JSON.parse(await readFile(layoutPath, 'utf8'));
@@ -172,8 +178,6 @@ export class ContentStore {
         'UNSUPPORTED',
         `${layoutPath}: imageLayoutVersion ${JSON.stringify(version)} is not supported (${OCI_LAYOUT_VERSION})`,
       );
-    await this.#createOnce(join(this.dir, 'index.json'), encodeJson(emptyIndex()));
-    await this.cleanIngest();
   }
 
   /** Writes `data` to `path` unless it exists; link() never overwrites, so a racing creator's file wins intact. */
