@@ -34,9 +34,9 @@ const requireCjs = createRequire(import.meta.url);
 // (polyarch runs no other WebAssembly, so the flag changes nothing else.)
 setFlagsFromString('--liftoff-only');
 const Agent = requireCjs('undici/lib/dispatcher/agent.js') as typeof import('undici').Agent;
-const undiciApi = requireCjs('undici/lib/api/index.js') as {
-  request(this: Dispatcher, opts: Dispatcher.RequestOptions): Promise<Dispatcher.ResponseData>;
-};
+// The request API alone (its index also loads stream, pipeline, upgrade and connect).
+const undiciRequest = requireCjs('undici/lib/api/api-request.js') as UndiciRequest;
+type UndiciRequest = (this: Dispatcher, opts: Dispatcher.RequestOptions) => Promise<Dispatcher.ResponseData>;
 
 /** undici's `request(url, { dispatcher, ... })`, with no global dispatcher to fall back on. */
 function request(
@@ -44,7 +44,7 @@ function request(
   opts: Omit<Dispatcher.RequestOptions, 'origin' | 'path'> & { dispatcher: Dispatcher },
 ): Promise<Dispatcher.ResponseData> {
   const { dispatcher, ...rest } = opts;
-  return undiciApi.request.call(dispatcher, {
+  return undiciRequest.call(dispatcher, {
     ...rest,
     origin: url.origin,
     path: `${url.pathname}${url.search}`,
