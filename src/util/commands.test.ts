@@ -36,6 +36,14 @@ test('cwd, and many concurrent calls answered in order', async () => {
   );
 });
 
+test('a shell that dies fails what it was running, and the next call gets a new one', async () => {
+  // The command kills the shell that runs it (its parent: the subshell execs the command).
+  const err = await runShort('sh', ['-c', 'kill -9 $PPID']).catch((e: unknown) => e);
+  assert.ok(err instanceof Error, String(err));
+  assert.match(err.message, /command shell (exited|is gone)/);
+  assert.equal(await runShort('echo', ['again']), 'again\n');
+});
+
 test('an idle shell does not keep the process alive', () => {
   const url = new URL('./commands.js', import.meta.url).href;
   const script = `import { runShort } from ${JSON.stringify(url)}; process.stdout.write(await runShort('echo', ['done']));`;
