@@ -365,8 +365,12 @@ test('errors: failing RUN, missing file, unknown stage, bad Dockerfile, no emula
 });
 
 test('SIGINT during a long RUN: exit 130, no mounts or containers left, the next build works', async () => {
-  const dir = context('sigint', { Dockerfile: 'FROM busybox\nRUN echo started && sleep 60\n' });
-  const child = spawn(bin, ['build', '--platform', 'linux/amd64', dir], { env });
+  // A layer made just before (packed for the output while the next step runs) must not
+  // leave a half-written blob either.
+  const dir = context('sigint', {
+    Dockerfile: 'FROM busybox\nRUN head -c 3000000 /dev/urandom > /big\nRUN echo started && sleep 60\n',
+  });
+  const child = spawn(bin, ['build', '--platform', 'linux/amd64', '-t', 'sigint-test:latest', dir], { env });
   let stderr = '';
   const started = new Promise<void>((res) => {
     child.stderr.on('data', (b: Buffer) => {
@@ -382,6 +386,7 @@ test('SIGINT during a long RUN: exit 130, no mounts or containers left, the next
   assert.ok(Date.now() - t0 < 20_000, 'took too long to stop');
   assert.equal(code, 130, stderr);
   assertNoLeftovers();
+  assert.deepEqual(readdirSync(join(root, 'store', 'ingest')), [], 'temporary blobs left in the store');
   writeFileSync(
     join(dir, 'Dockerfile'),
     'FROM busybox\nRUN echo started && sleep 60\nFROM busybox\nRUN echo after-interrupt\n',
