@@ -44,6 +44,13 @@ test('a shell that dies fails what it was running, and the next call gets a new 
   assert.equal(await runShort('echo', ['again']), 'again\n');
 });
 
+test('commands get default signal handling back', async () => {
+  // SigIgn in /proc/self/status: the mask of ignored signals (INT is bit 2, TERM bit 15).
+  const status = await runShort('cat', ['/proc/self/status']);
+  const ignored = BigInt(`0x${/^SigIgn:\s*([0-9a-f]+)/m.exec(status)![1]}`);
+  assert.equal(ignored & ((1n << 1n) | (1n << 14n) | 1n), 0n, status);
+});
+
 test('an idle shell does not keep the process alive', () => {
   const url = new URL('./commands.js', import.meta.url).href;
   const script = `import { runShort } from ${JSON.stringify(url)}; process.stdout.write(await runShort('echo', ['done']));`;

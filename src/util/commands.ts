@@ -12,8 +12,9 @@
  *
  * Commands run one at a time, in call order. The shell ignores SIGINT/SIGTERM/SIGHUP (so a ^C
  * meant for polyarch does not kill it before the cleanup's unmounts) and exits when its stdin
- * closes, that is with this process. It is unref'd while idle, so it never keeps the process
- * alive. If it dies, pending commands fail and the next one starts a new shell.
+ * closes, that is with this process; the commands it runs get default signal handling back.
+ * It is unref'd while idle, so it never keeps the process alive. If it dies, pending
+ * commands fail and the next one starts a new shell.
  */
 import { type ChildProcessByStdio, spawn } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
@@ -102,7 +103,8 @@ class Shell {
     const command = [cmd, ...args].join(' ');
     const cd = opts.cwd !== undefined ? `cd ${shellQuote(opts.cwd)} && ` : '';
     const line =
-      `(${cd}exec ${[cmd, ...args].map(shellQuote).join(' ')})` +
+      // The command gets default signal handling back (the shell itself ignores them).
+      `(trap - INT TERM HUP; ${cd}exec ${[cmd, ...args].map(shellQuote).join(' ')})` +
       ` </dev/null ${opts.discardStderr ? '2>/dev/null' : '2>&1'}; printf '\\n${this.#token}%d\\n' "$?"\n`;
     return new Promise((resolve, reject) => {
       if (this.dead) return reject(new PolyarchError('IO', `${command}: command shell is gone`));
