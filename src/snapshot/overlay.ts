@@ -312,6 +312,25 @@ export class Snapshotter {
   }
 
   /**
+   * Makes snapshot `id` appear whole or not at all: `fill(tmp)` makes its directories in a
+   * temp dir, then its meta.json (from `meta()`, called once the content is there) is written
+   * and the dir renamed into place. On failure the temp dir is removed.
+   */
+  private async publish(id: string, fill: (tmp: string) => Promise<void>, meta: () => Meta): Promise<Meta> {
+    const tmp = await this.tempDir();
+    try {
+      await fill(tmp);
+      const m = meta();
+      await writeFile(join(tmp, 'meta.json'), JSON.stringify(m));
+      await rename(tmp, join(this.dir, id));
+      return m;
+    } catch (err) {
+      await rm(tmp, { recursive: true, force: true });
+      throw err;
+    }
+  }
+
+  /**
    * Make a committed snapshot under `key` whose content `fill(fsDir)` writes (e.g. extracts a
    * layer); `parents` (bottom-most first) are recorded for `chain()`. If the key exists already,
    * or another process makes it meanwhile, `fill` is not called and the existing one is returned.
@@ -328,18 +347,15 @@ export class Snapshotter {
       const again = await this.stat(key);
       if (again) return again;
       await Promise.all(parents.map((p) => this.committed(p, 'parent')));
-      const tmp = await this.tempDir();
-      try {
-        await mkdir(join(tmp, 'fs'), { mode: 0o755 });
-        await fill(join(tmp, 'fs'));
-        const meta: Meta = { key, kind: 'committed', parents, created: new Date().toISOString() };
-        await writeFile(join(tmp, 'meta.json'), JSON.stringify(meta));
-        await rename(tmp, join(this.dir, id));
-        return this.toInfo(id, meta);
-      } catch (err) {
-        await rm(tmp, { recursive: true, force: true });
-        throw err;
-      }
+      const meta = await this.publish(
+        id,
+        async (tmp) => {
+          await mkdir(join(tmp, 'fs'), { mode: 0o755 });
+          await fill(join(tmp, 'fs'));
+        },
+        () => ({ key, kind: 'committed', parents, created: new Date().toISOString() }),
+      );
+      return this.toInfo(id, meta);
     });
   }
 
@@ -362,27 +378,24 @@ export class Snapshotter {
     const locked = <T>(fn: () => Promise<T>) => (opts.unique ? fn() : this.withLock(id, fn));
     return locked(async () => {
       if (await this.stat(key)) throw new PolyarchError('ALREADY_EXISTS', `snapshot "${key}" already exists`);
-      const tmp = await this.tempDir();
-      try {
-        const meta: Meta = {
+      const meta = await this.publish(
+        id,
+        async (tmp) => {
+          await Promise.all([
+            mkdir(join(tmp, 'fs'), { mode: 0o755 }),
+            mkdir(join(tmp, 'work'), { mode: 0o700 }),
+          ]);
+        },
+        () => ({
           key,
           kind: 'active',
           parents,
           readonly,
           owner: process.pid,
           created: new Date().toISOString(),
-        };
-        await Promise.all([
-          mkdir(join(tmp, 'fs'), { mode: 0o755 }),
-          mkdir(join(tmp, 'work'), { mode: 0o700 }),
-          writeFile(join(tmp, 'meta.json'), JSON.stringify(meta)),
-        ]);
-        await rename(tmp, join(this.dir, id));
-        return new ActiveSnapshot(this.dir, this.toInfo(id, meta), lowerIds, readonly);
-      } catch (err) {
-        await rm(tmp, { recursive: true, force: true });
-        throw err;
-      }
+        }),
+      );
+      return new ActiveSnapshot(this.dir, this.toInfo(id, meta), lowerIds, readonly);
     });
   }
 
@@ -426,22 +439,12 @@ export class Snapshotter {
     const result = await this.withLock(id, async () => {
       const have = await this.stat(key);
       if (have) return have;
-      const tmp = await this.tempDir();
-      try {
-        await rename(act.fs, join(tmp, 'fs'));
-        const meta: Meta = {
-          key,
-          kind: 'committed',
-          parents: act.parents,
-          created: new Date().toISOString(),
-        };
-        await writeFile(join(tmp, 'meta.json'), JSON.stringify(meta));
-        await rename(tmp, join(this.dir, id));
-        return this.toInfo(id, meta);
-      } catch (err) {
-        await rm(tmp, { recursive: true, force: true });
-        throw err;
-      }
+      const meta = await this.publish(
+        id,
+        (tmp) => rename(act.fs, join(tmp, 'fs')),
+        () => ({ key, kind: 'committed', parents: act.parents, created: new Date().toISOString() }),
+      );
+      return this.toInfo(id, meta);
     });
     await this.removeId(act.id);
     return result;
