@@ -1,6 +1,6 @@
 /**
  * Helpers shared by the commands that build (`build`, `compose build`): `--build-arg`
- * parsing and BuildKit's report of a failed step.
+ * parsing and BuildKit's report of a failed step or Dockerfile.
  */
 import { UsageError } from '../../util/errors.js';
 
@@ -37,4 +37,17 @@ export function formatStepError(err: {
     if (t !== undefined) out.push(` ${n} | >>> ${t}`);
   }
   return `${out.join('\n')}\n`;
+}
+
+/**
+ * The report of a build failure the user caused (a failing step, or a Dockerfile error), or
+ * undefined for any other error. The modules are the callers' own lazy imports.
+ */
+export function buildFailureReport(
+  err: unknown,
+  mods: { engine: typeof import('../../build/index.js'); df: typeof import('../../dockerfile/index.js') },
+): string | undefined {
+  if (err instanceof mods.engine.BuildStepError) return formatStepError(err);
+  if (mods.df.isDockerfileError(err)) return mods.df.formatDockerfileError(err);
+  return undefined;
 }

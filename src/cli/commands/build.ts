@@ -9,7 +9,7 @@ import { isAbsolute, join, resolve } from 'node:path';
 import type { Command } from 'commander';
 import { PolyarchError, UsageError } from '../../util/errors.js';
 import type { CliContext } from '../context.js';
-import { formatStepError, parseBuildArgs } from './build-shared.js';
+import { buildFailureReport, parseBuildArgs } from './build-shared.js';
 
 export interface BuildFlags {
   platform?: string[];
@@ -369,15 +369,10 @@ async function runBuild(context: string, flags: BuildFlags, ctx: CliContext): Pr
         ctx.err.write(`ERROR: build canceled by ${signalled}\n`);
         return signalled === 'SIGTERM' ? 143 : 130;
       }
-      if (err instanceof engine.BuildStepError) {
-        ctx.err.write(formatStepError(err));
-        return 1;
-      }
-      if (df.isDockerfileError(err)) {
-        ctx.err.write(df.formatDockerfileError(err));
-        return 1;
-      }
-      throw err;
+      const report = buildFailureReport(err, { engine, df });
+      if (report === undefined) throw err;
+      ctx.err.write(report);
+      return 1;
     } finally {
       process.off('SIGINT', onSignal);
       process.off('SIGTERM', onSignal);

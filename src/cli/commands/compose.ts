@@ -8,7 +8,7 @@
 import type { Command } from 'commander';
 import { UsageError } from '../../util/errors.js';
 import type { CliContext } from '../context.js';
-import { formatStepError, parseBuildArgs } from './build-shared.js';
+import { buildFailureReport, parseBuildArgs } from './build-shared.js';
 
 interface ComposeFlags {
   file: string[];
@@ -131,13 +131,9 @@ async function runComposeBuild(
       return signalled === 'SIGTERM' ? 143 : 130;
     }
     if (err instanceof lib.ServiceBuildError) {
-      const cause = err.cause;
-      if (cause instanceof engine.BuildStepError) {
-        ctx.err.write(`ERROR: service "${err.service}" failed to build\n${formatStepError(cause)}`);
-        return 1;
-      }
-      if (df.isDockerfileError(cause)) {
-        ctx.err.write(`ERROR: service "${err.service}" failed to build\n${df.formatDockerfileError(cause)}`);
+      const report = buildFailureReport(err.cause, { engine, df });
+      if (report !== undefined) {
+        ctx.err.write(`ERROR: service "${err.service}" failed to build\n${report}`);
         return 1;
       }
     }
