@@ -11,8 +11,7 @@
  * largest of tar and pigz) from getrusage(RUSAGE_CHILDREN) in a python3 wrapper.
  */
 import { spawn, spawnSync } from 'node:child_process';
-import { randomBytes } from 'node:crypto';
-import { mkdirSync, mkdtempSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, rmSync, statSync } from 'node:fs';
 import { availableParallelism, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { parseArgs } from 'node:util';
@@ -22,6 +21,7 @@ import type { BuildResult } from '../src/build/result.js';
 import { ContentStore } from '../src/content/index.js';
 import { parsePlatform } from '../src/platform/index.js';
 import { Snapshotter } from '../src/snapshot/index.js';
+import { generateTree } from './tree.js';
 
 const { values: args } = parseArgs({
   options: {
@@ -41,39 +41,6 @@ if (!(sizeMiB > 0) || !(level >= 1 && level <= 9)) {
   process.exit(2);
 }
 const KEY = 'bench-export-layer';
-
-/** Files of 1-64 KiB (every 20th 1-8 MiB) cut from alternating random and text pages. */
-function generate(root: string, bytes: number): number {
-  const words = 'lorem ipsum dolor sit amet consectetur adipiscing elit sed do eiusmod tempor '.repeat(60);
-  const page = 16 * 1024;
-  const parts: Buffer[] = [];
-  for (let i = 0; i < 256; i++)
-    parts.push(i % 2 === 0 ? randomBytes(page) : Buffer.from(words.slice(0, page).padEnd(page, '.')));
-  const data = Buffer.concat(parts);
-  let x = 12345;
-  const rand = (n: number) => {
-    x = (x * 1103515245 + 12345) >>> 0;
-    return x % n;
-  };
-  let written = 0;
-  let files = 0;
-  let dir = root;
-  while (written < bytes) {
-    if (files % 100 === 0) {
-      dir = join(root, `d${files % 40}`, `sub${files}`);
-      mkdirSync(dir, { recursive: true });
-    }
-    const size = Math.min(bytes - written, files % 20 === 0 ? (1 + rand(8)) << 20 : 1024 + rand(63 * 1024));
-    const off = rand(data.length - Math.min(size, 1 << 20));
-    const chunks: Buffer[] = [];
-    for (let left = size; left > 0; left -= 1 << 20)
-      chunks.push(data.subarray(off, off + Math.min(left, 1 << 20)));
-    writeFileSync(join(dir, `f${files}.bin`), Buffer.concat(chunks));
-    written += size;
-    files++;
-  }
-  return files;
-}
 
 function result(): BuildResult {
   return {
@@ -135,7 +102,7 @@ async function main(): Promise<void> {
     let files = 0;
     const t0 = performance.now();
     const info = await snapshotter.create(KEY, [], async (fs) => {
-      files = generate(fs, sizeMiB * 2 ** 20);
+      files = generateTree(fs, sizeMiB * 2 ** 20).files;
     });
     const genMs = performance.now() - t0;
     spawnSync('sh', ['-c', `tar -C '${info.fs}' -cf - . > /dev/null`]); // warm the page cache alike

@@ -12,16 +12,7 @@
  * (random pages and text pages, roughly what binaries and libraries compress like).
  */
 import { spawn, spawnSync } from 'node:child_process';
-import { randomBytes } from 'node:crypto';
-import {
-  createReadStream,
-  createWriteStream,
-  mkdirSync,
-  mkdtempSync,
-  rmSync,
-  statSync,
-  writeFileSync,
-} from 'node:fs';
+import { createReadStream, createWriteStream, mkdirSync, mkdtempSync, rmSync, statSync } from 'node:fs';
 import { availableParallelism, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Readable } from 'node:stream';
@@ -29,6 +20,7 @@ import { parseArgs } from 'node:util';
 import { applyLayerBlob } from '../src/layer/apply.js';
 import { compressLayer } from '../src/layer/compress.js';
 import { packDir } from '../src/layer/pack.js';
+import { generateTree } from './tree.js';
 
 const { values: args } = parseArgs({
   options: {
@@ -48,48 +40,6 @@ const level = Number(args.level);
 if (!(sizeMiB > 0) || !(threads >= 0) || !(level >= 1 && level <= 9)) {
   console.error('usage: layer.js [--size MiB] [--threads N] [--level 1..9] [--dir DIR] [--keep] [--json]');
   process.exit(2);
-}
-
-/** A 4 MiB corpus of alternating random and text pages; files are slices of it. */
-function corpus(): Buffer {
-  const words = 'lorem ipsum dolor sit amet consectetur adipiscing elit sed do eiusmod tempor '.repeat(60);
-  const page = 16 * 1024;
-  const parts: Buffer[] = [];
-  for (let i = 0; i < 256; i++)
-    parts.push(i % 2 === 0 ? randomBytes(page) : Buffer.from(words.slice(0, page).padEnd(page, '.')));
-  return Buffer.concat(parts);
-}
-
-function generate(root: string, bytes: number): { files: number; bytes: number } {
-  const data = corpus();
-  let x = 12345;
-  const rand = (n: number) => {
-    x = (x * 1103515245 + 12345) >>> 0;
-    return x % n;
-  };
-  let written = 0;
-  let files = 0;
-  let dirIndex = 0;
-  let dir = root;
-  while (written < bytes) {
-    if (files % 100 === 0) {
-      dir = join(root, `d${dirIndex++ % 40}`, `sub${files}`);
-      mkdirSync(dir, { recursive: true });
-    }
-    // Every 20th file is big (1-8 MiB); the rest 1-64 KiB.
-    const size = Math.min(bytes - written, files % 20 === 0 ? (1 + rand(8)) << 20 : 1024 + rand(63 * 1024));
-    const parts: Buffer[] = [];
-    for (let left = size; left > 0; ) {
-      const n = Math.min(left, 1 << 20);
-      const off = rand(data.length - n);
-      parts.push(data.subarray(off, off + n));
-      left -= n;
-    }
-    writeFileSync(join(dir, `f${files}.bin`), Buffer.concat(parts));
-    written += size;
-    files++;
-  }
-  return { files, bytes: written };
 }
 
 function has(cmd: string): boolean {
@@ -129,7 +79,7 @@ async function main(): Promise<void> {
   mkdirSync(tree, { recursive: true });
   try {
     const t0 = performance.now();
-    const gen = generate(tree, sizeMiB * 1024 * 1024);
+    const gen = generateTree(tree, sizeMiB * 1024 * 1024);
     const genMs = performance.now() - t0;
     // Warm the page cache for both contenders alike.
     spawnSync('sh', ['-c', `tar -C '${tree}' -cf - . > /dev/null`]);
