@@ -187,6 +187,10 @@ interface StageGraph {
 
 const sha = (s: string) => createHash('sha256').update(s).digest('hex');
 
+/** The cache key of a filesystem step: its parent state's key and its own definition. */
+const stepKey = (parent: FsState, definition: unknown) =>
+  sha(JSON.stringify({ parent: parent.key, def: definition }));
+
 function toPlatform(p: { os: string; architecture: string; variant?: string }): Platform {
   return normalizePlatform({
     os: p.os,
@@ -630,7 +634,7 @@ class Engine {
               return {
                 value: {
                   ...parent,
-                  key: sha(JSON.stringify({ parent: parent.key, def: definition })),
+                  key: stepKey(parent, definition),
                   emptyLayer: true,
                 },
                 cached: false,
@@ -774,7 +778,7 @@ class Engine {
     ctx: VertexContext,
     fn: (mountDir: string) => Promise<void>,
   ): Promise<VertexResult<FsState>> {
-    const cacheKey = sha(JSON.stringify({ parent: parent.key, def: definition }));
+    const cacheKey = stepKey(parent, definition);
     const hit = await this.#cached(parent, cacheKey);
     if (hit) return { value: hit, cached: true };
     return ctx.slot(async () => {
@@ -913,7 +917,7 @@ class Engine {
       security: run.security,
       mounts: mountDefs,
     };
-    const cacheKey = sha(JSON.stringify({ parent: parent.key, def: definition }));
+    const cacheKey = stepKey(parent, definition);
     const hit = await this.#cached(parent, cacheKey);
     if (hit) return { value: hit, cached: true };
 
