@@ -316,9 +316,14 @@ async function runBuild(context: string, flags: BuildFlags, ctx: CliContext): Pr
       env: ctx.env,
       warn: (m: string) => ctx.err.write(`WARNING: ${m}\n`),
     });
-    // Each platform's layers are packed as soon as it is done, while the others still build.
+    // Layers are packed for the outputs while the build goes on (see below); the export then
+    // finds them packed.
     const preparing: Promise<void>[] = [];
     let early: ReturnType<typeof exportCtx> | undefined;
+    const prepare = (pack: (c: Awaited<ReturnType<typeof exportCtx>>) => Promise<void>) => {
+      early ??= exportCtx();
+      preparing.push(early.then(pack).catch(() => undefined));
+    };
     try {
       result = await engine.build({
         dockerfile: text,
@@ -340,15 +345,9 @@ async function runBuild(context: string, flags: BuildFlags, ctx: CliContext): Pr
         warn: (m) => ctx.err.write(`WARNING: ${m}\n`),
         ...(outputs.length > 0
           ? {
-              // A layer is packed as soon as its step has made it, while later steps run.
-              onLayerCommitted: (key) => {
-                early ??= exportCtx();
-                preparing.push(early.then((c) => exp.prepareLayer(key, outputs, c)).catch(() => undefined));
-              },
-              onPlatformResult: (r) => {
-                early ??= exportCtx();
-                preparing.push(early.then((c) => exp.prepareLayers(r, outputs, c)).catch(() => undefined));
-              },
+              // A layer as soon as its step has made it; a platform's (cached ones too) when it is done.
+              onLayerCommitted: (key) => prepare((c) => exp.prepareLayer(key, outputs, c)),
+              onPlatformResult: (r) => prepare((c) => exp.prepareLayers(r, outputs, c)),
             }
           : {}),
       });
