@@ -344,6 +344,8 @@ async function computeExecutable(opts: ExecutableOptions): Promise<Platform[]> {
 }
 
 const probedByArch = new Map<string, Promise<boolean>>();
+/** binfmtFingerprint(), read once per process (like the answers memoised beside it). */
+let fingerprint: string | undefined;
 
 export interface RunsHereOptions {
   /**
@@ -420,7 +422,7 @@ export function runsHere(platform: PlatformLike, opts: RunsHereOptions = {}): Pr
   let r = probedByArch.get(arch);
   if (!r) {
     r = (async () => {
-      const fp = opts.proofCache ? binfmtFingerprint() : undefined;
+      const fp = opts.proofCache ? (fingerprint ??= binfmtFingerprint()) : undefined;
       if (fp && readProofs(opts.proofCache!, fp).has(arch)) return true;
       const ok = (await probePlatform(platform)).ok;
       if (ok && fp) await recordProof(opts.proofCache!, fp, arch);
