@@ -24,7 +24,7 @@
 import { execFile } from 'node:child_process';
 // Metadata calls are synchronous: each is one short syscall, and a thread-pool round trip plus
 // a promise per call cost several times the syscall itself. A layer is mostly such calls (a
-// busybox layer: ~400 symlinks, each lstat + symlink + lchown + lutimes).
+// busybox layer: ~300 entries, mostly symlinks, each lstat + symlink + lchown + lutimes).
 import {
   type BigIntStats,
   chmodSync,
@@ -120,7 +120,7 @@ export class RootResolver {
     this.#cache.clear();
   }
 
-  async dir(parts: string[], entry: string, create: boolean): Promise<string[]> {
+  dir(parts: string[], entry: string, create: boolean): string[] {
     const key = parts.join('/');
     const hit = this.#cache.get(key);
     if (hit) return hit;
@@ -213,7 +213,7 @@ export async function applyLayer(
       dirTimes.push([root, mtimeOf(h)]);
       continue;
     }
-    const parentReal = await resolver.dir(parts, h.path, true);
+    const parentReal = resolver.dir(parts, h.path, true);
     const parentAbs = resolver.abs(parentReal);
     const realKey = (n: string) => [...parentReal, n].join('/');
 
@@ -253,7 +253,7 @@ export async function applyLayer(
       // keep the directory and its content; only metadata changes
     } else if (existing) {
       if (h.type === 'hardlink') {
-        const src = await linkSource(resolver, h);
+        const src = linkSource(resolver, h);
         const s = lstatSync(src, { bigint: true });
         if (s.ino === existing.ino && s.dev === existing.dev) {
           markWritten(realKey(name));
@@ -291,7 +291,7 @@ export async function applyLayer(
           resolver.invalidate();
           break;
         case 'hardlink':
-          linkSync(await linkSource(resolver, h), dest);
+          linkSync(linkSource(resolver, h), dest);
           break;
         case 'fifo':
           await run('mkfifo', ['-m', (h.mode & 0o777).toString(8), dest]);
@@ -361,7 +361,7 @@ function mtimeOf(h: TarHeader): number {
   return h.mtime + h.mtimeNsec / 1e9;
 }
 
-async function linkSource(resolver: RootResolver, h: TarHeader): Promise<string> {
+function linkSource(resolver: RootResolver, h: TarHeader): string {
   const parts = cleanEntryPath(h.linkpath);
   const name = parts.pop();
   if (name === undefined)
@@ -373,7 +373,7 @@ async function linkSource(resolver: RootResolver, h: TarHeader): Promise<string>
     );
   let dir: string[];
   try {
-    dir = await resolver.dir(parts, h.path, false);
+    dir = resolver.dir(parts, h.path, false);
   } catch (err) {
     if (err instanceof PolyarchError && err.code === 'NOT_FOUND') throw missing();
     throw err;
