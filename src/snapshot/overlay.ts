@@ -458,9 +458,7 @@ export class Snapshotter {
 
   /** Absolute fs dirs of `keys`, e.g. to read a layer's content. */
   async paths(keys: string[]): Promise<string[]> {
-    const out: string[] = [];
-    for (const k of keys) out.push((await this.committed(k, 'requested')).fs);
-    return out;
+    return (await Promise.all(keys.map((k) => this.committed(k, 'requested')))).map((i) => i.fs);
   }
 
   /**
