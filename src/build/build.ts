@@ -52,7 +52,7 @@ import { applyLayerBlob } from '../layer/index.js';
 import type { ContainerConfig, HistoryEntry, ImageConfig } from '../oci/index.js';
 import {
   formatPlatform,
-  isNative,
+  isHostArchitecture,
   normalizePlatform,
   type Platform,
   type PlatformSpec,
@@ -432,7 +432,7 @@ async function executableMatcher(
       ok.set(key, await runsHere(key, { proofCache }));
     }),
   );
-  return (p) => ok.get(formatPlatform(normalizePlatform(parsePlatform(p)))) ?? isNative(p);
+  return (p) => ok.get(formatPlatform(normalizePlatform(parsePlatform(p)))) ?? isHostArchitecture(p);
 }
 
 interface EngineDeps {

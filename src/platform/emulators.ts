@@ -417,7 +417,7 @@ function recordProof(file: string, fingerprint: string, arch: string): Promise<v
  * when only a few platforms matter.
  */
 export function runsHere(platform: PlatformLike, opts: RunsHereOptions = {}): Promise<boolean> {
-  if (isNative(platform)) return Promise.resolve(true);
+  if (isHostArchitecture(platform)) return Promise.resolve(true);
   const arch = normalizePlatform(toSpec(platform)).architecture;
   let r = probedByArch.get(arch);
   if (!r) {
@@ -442,7 +442,23 @@ export async function canExecute(platform: PlatformLike, opts: ExecutableOptions
   return (await executablePlatforms(opts)).some((p) => m.match(p));
 }
 
-/** Whether this CPU runs `platform` without an emulator (containerd's Only() of the host). */
+/**
+ * Whether `platform` is one containerd's Only() of the host counts as native. For another
+ * architecture than the host's (386 on amd64) that is the CPU's claim, not the kernel's:
+ * `runsHere` proves it.
+ */
 export function isNative(platform: PlatformLike): boolean {
   return only(hostPlatformMaximum()).match(platform);
+}
+
+/**
+ * Whether `platform` is of the host's own architecture at a level its CPU runs: the only
+ * platforms taken on trust. The other architectures containerd's vector counts as native (386
+ * on amd64, arm on arm64) depend on the kernel (IA32 emulation, AArch32 support), so they are
+ * proved by a test program like emulated ones.
+ */
+export function isHostArchitecture(platform: PlatformLike): boolean {
+  return (
+    isNative(platform) && normalizePlatform(toSpec(platform)).architecture === defaultHostSpec().architecture
+  );
 }
