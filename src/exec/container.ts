@@ -367,6 +367,15 @@ function sinkOf(s: RunImageOptions['stdout'], fd: 1 | 2): (chunk: Buffer) => voi
   return (b) => stream.write(b);
 }
 
+/** Runs `step`; what fails there fails before any container starts: docker's 125 (startError). */
+async function couldNotStart<T>(step: () => Promise<T>): Promise<T> {
+  try {
+    return await step();
+  } catch (err) {
+    throw startError(err);
+  }
+}
+
 /** Run `opts.args` in the image, once per chosen platform. See the module header. */
 export async function runImage(opts: RunImageOptions): Promise<RunImageResult> {
   const env = opts.processEnv ?? process.env;
@@ -374,23 +383,35 @@ export async function runImage(opts: RunImageOptions): Promise<RunImageResult> {
   if (opts.platforms?.length && opts.allPlatforms)
     throw new UsageError('--platform and --all-platforms cannot be used together');
   for (const p of opts.platforms ?? []) parsePlatform(p, { normalize: true });
-  const store = opts.store ?? (await ContentStore.open(storeDir(env)));
-  const { name, variants } = await resolveImage(opts.image, {
-    store,
-    ...(opts.platforms?.length ? { platforms: opts.platforms } : {}),
-    all: Boolean(opts.allPlatforms),
-    pull: opts.pull ?? 'missing',
-    env,
-    ...(opts.progress ? { progress: opts.progress } : {}),
-    ...(opts.warn ? { warn: opts.warn } : {}),
+  // Whatever fails before a container starts is docker's "could not start": exit 125.
+  const { name, variants, store } = await couldNotStart(async () => {
+    const store = opts.store ?? (await ContentStore.open(storeDir(env)));
+    const resolved = await resolveImage(opts.image, {
+      store,
+      ...(opts.platforms?.length ? { platforms: opts.platforms } : {}),
+      all: Boolean(opts.allPlatforms),
+      pull: opts.pull ?? 'missing',
+      env,
+      ...(opts.progress ? { progress: opts.progress } : {}),
+      ...(opts.warn ? { warn: opts.warn } : {}),
+    });
+    // An index may hold Windows (or other) images beside Linux ones; runc runs Linux only.
+    for (const v of resolved.variants) {
+      const os = v.platform.split('/')[0];
+      if (os !== 'linux')
+        throw new PolyarchError(
+          'UNSUPPORTED',
+          `image operating system "${os}" cannot be used on this platform`,
+        );
+    }
+    // Every platform must be executable before anything starts. The host's own needs no probe.
+    const can = opts.canExecute ?? runsHere;
+    const ok = new Map<string, boolean>();
+    await Promise.all(resolved.variants.map(async (v) => ok.set(v.platform, await can(v.platform))));
+    for (const v of resolved.variants) checkExecutable(v.platform, (p) => ok.get(p) ?? false);
+    return { ...resolved, store };
   });
   const matrix = variants.length > 1;
-
-  // Every platform must be executable before anything starts. Native ones need no probe.
-  const can = opts.canExecute ?? runsHere;
-  const ok = new Map<string, boolean>();
-  await Promise.all(variants.map(async (v) => ok.set(v.platform, await can(v.platform))));
-  for (const v of variants) checkExecutable(v.platform, (p) => ok.get(p) ?? false);
 
   const snaps = await Snapshotter.open({ root });
   let stdin = opts.stdin ?? 'ignore';
