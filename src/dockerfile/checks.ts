@@ -3,8 +3,8 @@
  * `# check=skip=…;error=true` configuration, and the buildx-style `--check` report.
  *
  * The planner (plan.ts) produces `CheckWarning`s; `formatCheckReport(warnings, lines)`
- * renders them as `WARNING: <Rule> - <url>` / detail / `Dockerfile:LINE` / source context,
- * followed by the final count line.
+ * renders the count line, then each as `WARNING: <Rule> - <url>` / detail / `Dockerfile:LINE` /
+ * source context.
  */
 import type { Range } from './errors.js';
 
@@ -164,13 +164,13 @@ export function formatWarning(w: CheckWarning, lines: readonly string[]): string
   return out.join('\n');
 }
 
-/** The whole `--check` report: every warning, then the count line. */
+/**
+ * The whole `--check` report as buildx prints it: the count line first, then each warning
+ * after a blank line (buildx's lint printer starts every warning with a newline).
+ */
 export function formatCheckReport(warnings: readonly CheckWarning[], lines: readonly string[]): string {
-  const blocks = warnings.map((w) => formatWarning(w, lines));
   const n = warnings.length;
-  const count =
-    n === 0
-      ? 'Check complete, no warnings found.'
-      : `Check complete, ${n} warning${n === 1 ? ' has' : 's have'} been found!`;
-  return [...blocks, count].join('\n\n') + '\n';
+  if (n === 0) return 'Check complete, no warnings found.\n';
+  const count = `Check complete, ${n} warning${n === 1 ? ' has' : 's have'} been found!\n`;
+  return count + warnings.map((w) => `\n${formatWarning(w, lines)}\n`).join('');
 }
