@@ -61,7 +61,12 @@ export async function lookupRefs(
   }
   const id = /^(?:sha256:)?([0-9a-f]{4,64})$/.exec(ref)?.[1];
   if (id === undefined) return [];
-  const matches = (await store.refs()).filter((r) => digestHex(r.descriptor.digest).startsWith(id));
+  let matches = (await store.refs()).filter((r) => digestHex(r.descriptor.digest).startsWith(id));
+  // An untagged image is reachable by its ID alone; it goes by its digest.
+  if (matches.length === 0)
+    matches = (await store.untagged())
+      .filter((d) => digestHex(d.digest).startsWith(id))
+      .map((d) => ({ name: d.digest, descriptor: d }));
   const digests = new Set(matches.map((m) => m.descriptor.digest));
   if (digests.size > 1)
     throw new PolyarchError(
@@ -124,11 +129,27 @@ async function platformManifests(store: ContentStore, desc: Descriptor): Promise
   return [{ descriptor: desc, platform, size }];
 }
 
+/** Whether a `lookupRefs` result is an untagged image (named by its own digest). */
+export function isUntagged(ref: NamedRef): boolean {
+  return ref.name === ref.descriptor.digest;
+}
+
+export interface ListOptions {
+  /** Untagged images too (`<none>`), like `docker images -a`. Default false. */
+  all?: boolean;
+}
+
 /** One row per ref and platform present locally, in index.json order. */
-export async function listImages(store: ContentStore): Promise<ImageRow[]> {
+export async function listImages(store: ContentStore, opts: ListOptions = {}): Promise<ImageRow[]> {
   const rows: ImageRow[] = [];
-  for (const { name, descriptor } of await store.refs()) {
-    const { repository, tag } = familiarName(name);
+  const untagged = opts.all
+    ? (await store.untagged()).map((d) => ({ name: d.digest, descriptor: d }) as NamedRef)
+    : [];
+  for (const ref of [...(await store.refs()), ...untagged]) {
+    const { name, descriptor } = ref;
+    const { repository, tag } = isUntagged(ref)
+      ? { repository: '<none>', tag: '<none>' }
+      : familiarName(name);
     const base = {
       name,
       repository,
@@ -230,7 +251,9 @@ export async function removeImages(
       );
     for (const m of matches) found.set(m.name, m);
   }
-  for (const f of found.values()) await store.untag(f.name);
+  for (const f of found.values())
+    if (isUntagged(f)) await store.removeUntagged(f.descriptor.digest);
+    else await store.untag(f.name);
   const freed = await store.gc();
   return { untagged: [...found.values()], freed };
 }

@@ -500,10 +500,46 @@ export class ContentStore {
     if (desc.artifactType) entry.artifactType = desc.artifactType;
     entry.annotations = { ...rest, [CONTAINERD_NAME_ANNOTATION]: name, [REF_NAME_ANNOTATION]: name };
     await this.#updateIndex((idx) => {
-      idx.manifests = idx.manifests.filter((m) => refName(m) !== name);
+      // An untagged entry of the same image is superseded by the name.
+      idx.manifests = idx.manifests.filter(
+        (m) => refName(m) !== name && !(refName(m) === undefined && m.digest === desc.digest),
+      );
       idx.manifests.push(entry);
       return true;
     });
+  }
+
+  /**
+   * Keeps `desc` (whose blob must be in the store) as an untagged image — an index.json entry
+   * with no name, reachable by its ID like docker's `<none>` images — unless an entry (named
+   * or not) already holds that digest.
+   */
+  async keepUntagged(desc: Descriptor): Promise<void> {
+    parseDigest(desc.digest);
+    if (!(await this.has(desc.digest)))
+      throw new PolyarchError(
+        'NOT_FOUND',
+        `cannot keep image ${desc.digest}: its blob is not in ${this.dir}`,
+      );
+    const entry: Descriptor = { mediaType: desc.mediaType, digest: desc.digest, size: desc.size };
+    if (desc.platform) entry.platform = desc.platform;
+    await this.#updateIndex((idx) => {
+      if (idx.manifests.some((m) => m.digest === desc.digest)) return false;
+      idx.manifests.push(entry);
+      return true;
+    });
+  }
+
+  /** Removes the untagged entries of `digest`; false if there were none. */
+  async removeUntagged(digest: Digest): Promise<boolean> {
+    let found = false;
+    await this.#updateIndex((idx) => {
+      const kept = idx.manifests.filter((m) => !(refName(m) === undefined && m.digest === digest));
+      found = kept.length !== idx.manifests.length;
+      idx.manifests = kept;
+      return found;
+    });
+    return found;
   }
 
   /** Removes the entry named `name`; false if there was none. */
@@ -516,6 +552,11 @@ export class ContentStore {
       return found;
     });
     return found;
+  }
+
+  /** The entries of index.json with no name (untagged images), in file order. */
+  async untagged(): Promise<Descriptor[]> {
+    return (await this.readIndex()).manifests.filter((m) => refName(m) === undefined);
   }
 
   /** Every named entry of index.json, in file order. */

@@ -683,7 +683,10 @@ export async function loadArchive(opts: LoadOptions): Promise<LoadResult> {
       throw loader.fail(
         'it is neither an oci-archive (oci-layout, index.json) nor a docker-archive (manifest.json)',
       );
-    for (const img of images) if (img.name) await opts.store.tag(img.name, img.descriptor);
+    // An image the archive names nothing for stays as an untagged image, reachable by its ID.
+    for (const img of images)
+      if (img.name) await opts.store.tag(img.name, img.descriptor);
+      else await opts.store.keepUntagged(img.descriptor);
     return { format, images };
   } finally {
     for (const w of loader.writers) await w.abort();

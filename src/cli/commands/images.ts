@@ -38,6 +38,7 @@ export function formatTable(rows: string[][]): string {
 interface ImagesOptions {
   quiet?: boolean;
   noTrunc?: boolean;
+  all?: boolean;
   digests?: boolean;
   format?: string;
 }
@@ -50,7 +51,7 @@ async function action(ctx: CliContext, filter: string | undefined, opts: ImagesO
     '../../content/index.js'
   );
   const store = await ContentStore.open(storeDir(ctx.env));
-  let rows = await listImages(store);
+  let rows = await listImages(store, { all: Boolean(opts.all) });
   if (filter !== undefined) {
     // `busybox` matches every tag of the repository; `busybox:1` one tag.
     const hasTag = filter.lastIndexOf(':') > filter.lastIndexOf('/');
@@ -96,6 +97,7 @@ async function action(ctx: CliContext, filter: string | undefined, opts: ImagesO
 function declare(cmd: Command, ctx: CliContext): Command {
   return cmd
     .argument('[REPOSITORY[:TAG]]', 'Only images of this repository (and tag)')
+    .option('-a, --all', 'Show untagged images too (<none>)')
     .option('-q, --quiet', 'Only show image IDs')
     .option('--no-trunc', "Don't truncate output")
     .option('--digests', 'Show digests')
