@@ -7,9 +7,14 @@
  */
 import { familiarReference, formatReference, parseReference, type Reference } from '../oci/reference.js';
 
-/** `name[:tag][@digest]` → fully qualified; adds `:latest` when neither tag nor digest is given. */
+/**
+ * `name[:tag][@digest]` → fully qualified; adds `:latest` when neither tag nor digest is given.
+ * A digest names that content alone: `name:tag@digest` is stored as `name@digest`, so pulling
+ * or running it never creates or moves the tag (as docker does).
+ */
 export function normalizeName(ref: string): string {
-  return formatReference(parseReference(ref));
+  const r = parseReference(ref);
+  return formatReference(r.digest ? { domain: r.domain, path: r.path, digest: r.digest } : r);
 }
 
 /**

@@ -17,9 +17,9 @@ import { RegistryError } from '../registry/errors.js';
 import { mapLimit } from '../util/concurrency.js';
 import type { ProgressWriter } from '../progress/index.js';
 import { Step } from './progress.js';
-import { formatReference, parseReference, type Reference, withDigest } from '../oci/reference.js';
+import { parseReference, type Reference, withDigest } from '../oci/reference.js';
 import { PolyarchError } from '../util/errors.js';
-import type { ContentStore } from '../content/index.js';
+import { type ContentStore, normalizeName } from '../content/index.js';
 import {
   bestMatch,
   formatPlatform,
@@ -68,7 +68,8 @@ export interface PullResult {
 
 export async function pull(refInput: string, opts: PullOptions): Promise<PullResult> {
   const ref = parseReference(refInput);
-  const name = formatReference(ref);
+  // The store's name for it: a digest reference keeps no tag (content/refname.ts).
+  const name = normalizeName(refInput);
   for (const p of opts.platforms ?? []) parsePlatform(p, { normalize: true });
   const client =
     opts.client ?? (await openClient({ env: opts.env, ...(opts.warn ? { warn: opts.warn } : {}) }));
