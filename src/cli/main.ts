@@ -8,6 +8,7 @@ import { errorMessage, isPolyarchError } from '../util/errors.js';
 import { VERSION } from '../version.js';
 import { commands } from './commands/index.js';
 import { type CliContext, processContext } from './context.js';
+import { explainUnsupportedFlags } from './unsupported.js';
 
 /**
  * The program with the commands `argv` needs: only the module of the command argv[0] names,
@@ -43,14 +44,31 @@ function inherit(cmd: Command, ctx: CliContext): void {
     outputError: (s, write) => write(`ERROR: ${s.replace(/^error: /, '')}`),
   });
   cmd.showHelpAfterError('(run with --help for usage)');
+  explainUnsupportedFlags(cmd);
   for (const sub of cmd.commands) inherit(sub, ctx);
+}
+
+/**
+ * Flags that buildx defines with a value that is optional only in the `--flag=value` form
+ * (pflag's NoOptDefVal): bare, they mean the value given here and never take the next word,
+ * so `build --sbom .` keeps `.` as the context. Commander would take it as the value.
+ */
+const BARE_FLAG_VALUES: Readonly<Record<string, Readonly<Record<string, string>>>> = {
+  build: { '--provenance': 'true', '--sbom': 'true' },
+};
+
+function expandBareFlags(argv: readonly string[]): string[] {
+  const bare = argv[0] === undefined ? undefined : BARE_FLAG_VALUES[argv[0]];
+  if (!bare) return [...argv];
+  const end = argv.indexOf('--');
+  return argv.map((a, i) => (i > 0 && (end < 0 || i < end) && bare[a] !== undefined ? `${a}=${bare[a]}` : a));
 }
 
 /** Runs the CLI with `argv` (no node/script prefix) and returns the exit code. */
 export async function runCli(argv: string[], ctx: CliContext = processContext()): Promise<number> {
   try {
     const program = await makeProgram(ctx, argv);
-    await program.parseAsync(argv, { from: 'user' });
+    await program.parseAsync(expandBareFlags(argv), { from: 'user' });
     return ctx.exitCode;
   } catch (err) {
     return reportError(err, ctx);

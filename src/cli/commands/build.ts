@@ -34,6 +34,11 @@ export interface BuildFlags {
   maxParallelism?: string;
   network?: string;
   check?: boolean;
+  quiet?: boolean;
+  provenance?: string;
+  sbom?: string;
+  attest: string[];
+  call?: string;
 }
 
 const collect = (v: string, prev: string[]) => [...prev, v];
@@ -49,7 +54,7 @@ export function register(program: Command, ctx: CliContext): void {
   program
     .command('build')
     .description('Build an image from a Dockerfile, for one or more platforms')
-    .argument('[context]', 'build context: a directory, - (tar on stdin) or a git URL', '.')
+    .argument('[context]', 'build context: a directory or - (a tar on stdin)', '.')
     .option('--platform <list>', 'target platforms, comma-separated (default: the host)', list)
     .option('-t, --tag <name>', 'name and optionally a tag (name:tag); repeatable', collect, [])
     .option('-f, --file <path>', 'Dockerfile (default: CONTEXT/Dockerfile; - reads stdin)')
@@ -63,8 +68,13 @@ export function register(program: Command, ctx: CliContext): void {
       collect,
       [],
     )
-    .option('--cache-from <spec>', 'external cache sources; repeatable', collect, [])
-    .option('--cache-to <spec>', 'cache export destinations; repeatable', collect, [])
+    .option('--cache-from <spec>', 'external cache sources (not supported yet: warned, ignored)', collect, [])
+    .option(
+      '--cache-to <spec>',
+      'cache export destinations (not supported yet: warned, ignored)',
+      collect,
+      [],
+    )
     .option('--no-cache', 'do not use cache when building')
     .option('--pull', 'always look up base images in the registry')
     .option('--progress <mode>', 'progress output: auto, tty, plain, rawjson or quiet', 'auto')
@@ -75,17 +85,78 @@ export function register(program: Command, ctx: CliContext): void {
       [],
     )
     .option('--label <key=value>', 'set image metadata; repeatable', collect, [])
-    .option('--annotation <key=value>', 'add an annotation to the image; repeatable', collect, [])
+    .option(
+      '--annotation <key=value>',
+      'add an annotation to the image (not supported yet: warned, ignored)',
+      collect,
+      [],
+    )
     .option('--metadata-file <file>', 'write build result metadata (JSON) to this file')
     .option('--iidfile <file>', 'write the image ID to this file')
     .option('--builder <name>', 'builder instance to use')
     .option('--max-parallelism <n>', 'maximum number of steps run at once')
     .option('--network <mode>', 'network mode for RUN: default, host or none')
     .option('--check', 'parse and lint the Dockerfile: print build-check warnings and errors, build nothing')
+    .option('--call <method>', 'check = --check (outline and targets are not supported yet)')
+    .option('-q, --quiet', 'no progress output; print the image ID on stdout (= --progress quiet)')
+    .option('--provenance <value>', 'provenance attestation: only false (the default here) is supported yet')
+    .option('--sbom <value>', 'SBOM attestation: only false (the default here) is supported yet')
+    .option(
+      '--attest <spec>',
+      'attestations (type=sbom|provenance,...): only disabled=true is supported yet',
+      collect,
+      [],
+    )
     .action(async (context: string, flags: BuildFlags) => {
+      checkAttestations(flags);
+      if (flags.call !== undefined) {
+        if (flags.call !== 'check' && flags.call !== 'build')
+          throw new PolyarchError(
+            'UNSUPPORTED',
+            `--call ${flags.call}: only check and build are supported yet (outline and targets are not)`,
+          );
+        if (flags.call === 'check') flags.check = true;
+      }
+      if (flags.quiet) flags.progress = 'quiet';
       if (flags.check) ctx.exitCode = await runCheck(context, flags, ctx);
       else ctx.exitCode = await runBuild(context, flags, ctx);
     });
+}
+
+/** buildx's spellings of "no": `false`, `0`, `no`, `off` (strconv.ParseBool and friends). */
+function isFalse(v: string): boolean {
+  return /^(false|0|no|off)$/i.test(v.trim());
+}
+
+/**
+ * `--provenance`, `--sbom` and `--attest`: polyarch makes no attestations yet, so asking for
+ * none (`--provenance=false`, `--sbom=false`, `--attest type=…,disabled=true`) just works, and
+ * asking for one is refused, never silently dropped.
+ */
+function checkAttestations(flags: BuildFlags): void {
+  for (const [flag, value] of [
+    ['--provenance', flags.provenance],
+    ['--sbom', flags.sbom],
+  ] as const) {
+    if (value === undefined || isFalse(value)) continue;
+    throw new PolyarchError(
+      'UNSUPPORTED',
+      `${flag}=${value}: attestations are not supported yet (use ${flag}=false)`,
+    );
+  }
+  for (const spec of flags.attest) {
+    const kv = new Map(
+      spec.split(',').map((p) => {
+        const eq = p.indexOf('=');
+        return eq < 0 ? [p.trim(), ''] : [p.slice(0, eq).trim(), p.slice(eq + 1).trim()];
+      }),
+    );
+    const type = kv.get('type');
+    if (type !== 'sbom' && type !== 'provenance')
+      throw new UsageError(`invalid --attest "${spec}": type must be sbom or provenance`);
+    if (/^(true|1)$/i.test(kv.get('disabled') ?? '')) continue;
+    throw new PolyarchError('UNSUPPORTED', `--attest ${spec}: attestations are not supported yet`);
+  }
 }
 
 async function readStdin(): Promise<string> {
@@ -131,7 +202,7 @@ async function runCheck(context: string, flags: BuildFlags, ctx: CliContext): Pr
     });
   } catch (err) {
     if (df.isDockerfileError(err)) {
-      for (const w of err.warnings) ctx.out.write(`${df.formatWarning(w, err.lines)}\n\n`);
+      if (err.warnings.length > 0) ctx.out.write(`${df.formatCheckReport(err.warnings, err.lines)}\n`);
       ctx.err.write(df.formatDockerfileError(err));
       return 1;
     }
@@ -146,9 +217,9 @@ async function runCheck(context: string, flags: BuildFlags, ctx: CliContext): Pr
   if (plan.check.error && plan.warnings.length > 0) {
     const rules = [...new Set(plan.warnings.map((w) => w.rule))].join(', ');
     ctx.err.write(`ERROR: lint violation found for rules: ${rules}\n`);
-    return 1;
   }
-  return 0;
+  // buildx: any warning makes the check fail (the lint result's status code is 1).
+  return plan.warnings.length > 0 ? 1 : 0;
 }
 
 /** `--secret id=X,src=PATH|env=VAR` (buildx also takes `type=file|env` and a bare `id=X`). */
@@ -285,6 +356,9 @@ async function runBuild(context: string, flags: BuildFlags, ctx: CliContext): Pr
     }
 
     const renderer = ui.chooseRenderer(flags.progress, { stream: ctx.err, isTTY: ctx.isTTY, env: ctx.env });
+    // buildx: with no progress drawn, the image ID is printed instead (`IMG=$(polyarch build -q .)`).
+    const quiet = ui.resolveProgressMode(flags.progress, { isTTY: ctx.isTTY, env: ctx.env }) === 'quiet';
+    let imageId: string | undefined;
     // SIGINT/SIGTERM cancel the build: running containers are stopped, mounts and temporary
     // snapshots removed; committed cache entries stay valid.
     const abort = new AbortController();
@@ -355,6 +429,7 @@ async function runBuild(context: string, flags: BuildFlags, ctx: CliContext): Pr
       if (outputs.length > 0) {
         exp.checkOutputs(result, outputs);
         const resp = await exp.exportBuild(result, outputs, await (early ?? exportCtx()));
+        imageId = resp.digest;
         await exp.writeBuildFiles(resp, {
           ...(flags.metadataFile ? { metadataFile: flags.metadataFile } : {}),
           ...(flags.iidfile ? { iidFile: flags.iidfile } : {}),
@@ -377,6 +452,7 @@ async function runBuild(context: string, flags: BuildFlags, ctx: CliContext): Pr
       process.off('SIGTERM', onSignal);
     }
     await renderer.close();
+    if (quiet && imageId) ctx.out.write(`${imageId}\n`);
     await touchBuilder(builder, { env: ctx.env }).catch(() => undefined);
     if (warning) ctx.err.write(`${warning}\n`);
     return 0;
