@@ -29,6 +29,12 @@ export interface Timeouts {
   rateWindowMs: number;
   /** Bytes per second. */
   minRate: number;
+  /**
+   * How long a body we read only for its message (an error, a 401) or drop (a PUT's answer)
+   * is waited for; what came by then is kept. A 503 with a trickled body is retried: without
+   * this each try would wait a whole rate window.
+   */
+  asideMs: number;
 }
 
 /**
@@ -45,6 +51,7 @@ export const DEFAULT_TIMEOUTS: Readonly<Timeouts> = {
   stallMs: 30_000,
   rateWindowMs: 60_000,
   minRate: 1024,
+  asideMs: 10_000,
 };
 
 /** Largest body read into memory for a token response. */
@@ -69,6 +76,7 @@ export function timeouts(env: NodeJS.ProcessEnv = process.env): Timeouts {
     stallMs: Math.round(d.stallMs * scale),
     rateWindowMs: Math.round(d.rateWindowMs * scale),
     minRate,
+    asideMs: Math.round(d.asideMs * scale),
   };
 }
 
@@ -186,8 +194,9 @@ export async function* guardedChunks(
 
 /**
  * Reads a whole body into memory, at most `max` bytes received. More is an error naming
- * `label` (`manifest`, `config`), or with `truncate` the first `max` bytes (error bodies:
- * the registry's message is at the start).
+ * `label` (`manifest`, `config`). With `aside` (error bodies, bodies to drop) it is the
+ * first `max` bytes instead (the registry's message is at the start), and whatever came
+ * within `t.asideMs`.
  */
 export async function readLimited(
   body: Readable,
@@ -195,33 +204,46 @@ export async function readLimited(
   where: Where,
   max: number,
   label: string,
-  opts: { truncate?: boolean } = {},
+  opts: { aside?: boolean } = {},
 ): Promise<Buffer> {
   const parts: Buffer[] = [];
   let n = 0;
-  for await (const c of guardedChunks(body, t, where)) {
-    if (n + c.length > max) {
-      if (opts.truncate) {
-        parts.push(c.subarray(0, max - n));
-        n = max;
-        break;
+  let late = false;
+  const timer = opts.aside
+    ? setTimeout(() => {
+        late = true;
+        body.destroy();
+      }, t.asideMs)
+    : undefined;
+  try {
+    for await (const c of guardedChunks(body, t, where)) {
+      if (n + c.length > max) {
+        if (opts.aside) {
+          parts.push(c.subarray(0, max - n));
+          n = max;
+          break;
+        }
+        throw new RegistryError(
+          'TOO_LARGE',
+          `${where.what}: the ${label} from ${where.host} is larger than ${size(max)} (${n + c.length} bytes received, still sending)`,
+        );
       }
-      throw new RegistryError(
-        'TOO_LARGE',
-        `${where.what}: the ${label} from ${where.host} is larger than ${size(max)} (${n + c.length} bytes received, still sending)`,
-      );
+      parts.push(c);
+      n += c.length;
     }
-    parts.push(c);
-    n += c.length;
+  } catch (err) {
+    if (!late) throw err;
+  } finally {
+    clearTimeout(timer);
   }
   return Buffer.concat(parts, n);
 }
 
 /**
- * Reads and drops a body we do not need (a PUT's answer, a redirect), at most 64 KiB so the
- * connection can be reused; a longer or slow one is cut. Never fails.
+ * Reads and drops a body we do not need (a PUT's answer, a redirect), at most 64 KiB and
+ * `t.asideMs` so the connection can be reused; a longer or slower one is cut. Never fails.
  */
 export async function discard(body: Readable, t: Timeouts, where: Where): Promise<void> {
   if (body.readableEnded || body.destroyed) return;
-  await readLimited(body, t, where, MAX_ERROR_BYTES, 'body', { truncate: true }).catch(() => {});
+  await readLimited(body, t, where, MAX_ERROR_BYTES, 'body', { aside: true }).catch(() => {});
 }

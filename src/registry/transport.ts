@@ -267,9 +267,9 @@ export class Transport {
     };
   }
 
-  /** An error body's text: at most 64 KiB, and '' when it does not come in time. */
+  /** An error body's text: at most 64 KiB, what came within `asideMs`, '' on a failure. */
   #errorText(body: Dispatcher.ResponseData['body'], where: Where): Promise<string> {
-    return readLimited(body, this.#t, where, MAX_ERROR_BYTES, 'error body', { truncate: true }).then(
+    return readLimited(body, this.#t, where, MAX_ERROR_BYTES, 'error body', { aside: true }).then(
       (b) => b.toString('utf8'),
       () => '',
     );

@@ -12,6 +12,7 @@
  * - `good`              a small valid image (one gzip layer), served promptly
  * - `endless-manifest`  200, chunked, no Content-Length, never ends
  * - `endless-error`     404 with a chunked body that never ends
+ * - `trickle-error`     503 (retried by clients) with its body at 1 byte/s
  * - `endless-config`    a valid manifest; its config blob is chunked and never ends
  * - `endless-token`     401 Bearer with a realm on this host whose answer never ends
  * - `trickle-manifest`  200, then the manifest at 1 byte/s
@@ -148,6 +149,7 @@ export async function startHostileRegistry(): Promise<HostileRegistry> {
   /** Sends `body` `n` bytes every `ms`, then ends. */
   const drip = (res: ServerResponse, body: Buffer, n: number, ms: number) => {
     let at = 0;
+    res.flushHeaders(); // the headers now, the body later
     every(ms, () => {
       if (res.destroyed) return false;
       res.write(body.subarray(at, at + n));
@@ -201,6 +203,10 @@ export async function startHostileRegistry(): Promise<HostileRegistry> {
       case 'endless-error':
         res.writeHead(404, { 'content-type': 'application/json' });
         forever(res, '{"errors":[{"code":"MANIFEST_UNKNOWN","message":"');
+        return;
+      case 'trickle-error':
+        res.writeHead(503, { 'content-type': 'application/json' });
+        drip(res, Buffer.from('{"errors":[{"code":"UNAVAILABLE","message":"slowly"}]}'), 1, 1000);
         return;
       case 'trickle-manifest':
         res.writeHead(200, { 'content-type': 'application/vnd.oci.image.manifest.v1+json' });
