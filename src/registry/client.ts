@@ -8,7 +8,8 @@
  *   await c.pushBlob(ref, desc, (start, end) => createReadStream(p, { start, end: end - 1 }));
  *   await c.close();
  *
- * Nothing is ever held in memory whole except manifests (bounded to 4 MiB).
+ * Nothing is ever held in memory whole except manifests and configs (bounded to 4 MiB by the
+ * bytes received, whatever Content-Length says); transfers that stall or trickle fail (limits.ts).
  */
 import { PassThrough, type Readable, Transform } from 'node:stream';
 import { type Descriptor, type Digest, MediaType, sha256Digest } from '../oci/index.js';
@@ -91,7 +92,7 @@ export class RegistryClient {
       expect: [200],
       what: `checking ${host}`,
     });
-    await res.body.dump();
+    await res.discard();
   }
 
   async getManifest(ref: Reference, opts: { mirrors?: boolean } = {}): Promise<FetchedManifest> {
@@ -108,13 +109,13 @@ export class RegistryClient {
     });
     const len = Number(header(res, 'content-length') ?? 0);
     if (len > MAX_MANIFEST_BYTES) {
-      await res.body.dump();
+      res.body.destroy();
       throw new PolyarchError(
         'INVALID_MANIFEST',
         `${what}: manifest of ${len} bytes exceeds ${MAX_MANIFEST_BYTES}`,
       );
     }
-    const bytes = Buffer.from(await res.body.arrayBuffer());
+    const bytes = await res.read(MAX_MANIFEST_BYTES, 'manifest');
     const digest = sha256Digest(bytes);
     if (ref.digest && ref.digest !== digest)
       throw new PolyarchError('DIGEST_MISMATCH', `${what}: content has digest ${digest}, not ${ref.digest}`);
@@ -135,7 +136,7 @@ export class RegistryClient {
       expect: [200, 404],
       what: `HEAD manifest ${formatReference(ref)}`,
     });
-    await res.body.dump();
+    await res.discard();
     if (res.status === 404) return undefined;
     const d = header(res, 'docker-content-digest');
     return {
@@ -157,7 +158,7 @@ export class RegistryClient {
       expect: [201, 200],
       what: `PUT manifest ${repositoryName(ref)}:${tagOrDigest}`,
     });
-    await res.body.dump();
+    await res.discard();
     return sha256Digest(bytes);
   }
 
@@ -178,7 +179,8 @@ export class RegistryClient {
       what,
       mirrors: true,
     });
-    const bytes = Buffer.from(await res.body.arrayBuffer());
+    // The descriptor names the size: a byte more is already wrong.
+    const bytes = await res.read(desc.size, `config (${desc.size} bytes in the manifest)`);
     const digest = sha256Digest(bytes);
     if (digest !== desc.digest)
       throw new PolyarchError('DIGEST_MISMATCH', `${what}: content has digest ${digest}, not ${desc.digest}`);
@@ -210,7 +212,7 @@ export class RegistryClient {
         // A server that ignores Range sends everything: cut out [start, end).
         let skip = res.status === 200 ? start : 0;
         let left = end - start;
-        for await (const chunk of res.body as AsyncIterable<Buffer>) {
+        for await (const chunk of res.chunks()) {
           let c = chunk;
           if (skip) {
             const n = Math.min(skip, c.length);
@@ -238,7 +240,7 @@ export class RegistryClient {
       expect: [200, 404],
       what: `HEAD blob ${repositoryName(ref)}@${digest}`,
     });
-    await res.body.dump();
+    await res.discard();
     return res.status === 200 ? Number(header(res, 'content-length') ?? 0) : undefined;
   }
 
@@ -271,7 +273,7 @@ export class RegistryClient {
         // A server that ignores Range sends the whole blob again: skip what we have.
         let skip = offset > 0 && res.status === 200 ? offset : 0;
         try {
-          for await (const chunk of res.body as AsyncIterable<Buffer>) {
+          for await (const chunk of res.chunks()) {
             let c = chunk;
             if (skip > 0) {
               if (c.length <= skip) {
@@ -291,7 +293,10 @@ export class RegistryClient {
           if (resumes++ >= RESUMES)
             throw new PolyarchError('SIZE_MISMATCH', `${what}: got ${sink.offset} of ${desc.size} bytes`);
         } catch (err) {
-          if (err instanceof PolyarchError || resumes++ >= RESUMES) throw err;
+          // A stall (a temporary RegistryError) resumes like a drop; a trickle, a size or
+          // digest error does not.
+          const final = err instanceof PolyarchError && !(err instanceof RegistryError && err.temporary);
+          if (final || resumes++ >= RESUMES) throw err;
           res.body.destroy();
         }
         progress?.({ status: 'resume', done: sink.offset, total: desc.size });
@@ -339,7 +344,7 @@ export class RegistryClient {
         what,
       });
     const start = await begin(path);
-    await start.body.dump();
+    await start.discard();
     if (start.status === 201) {
       progress?.({ status: 'mounted', done: desc.size, total: desc.size });
       return 'mounted';
@@ -359,8 +364,9 @@ export class RegistryClient {
             expect: [201],
             what,
             retries: 0,
+            commit: true,
           });
-          await res.body.dump();
+          await res.discard();
           break;
         } catch (err) {
           // A PUT cut mid-body leaves part of it in the session, whose state (offset 0) no
@@ -374,7 +380,7 @@ export class RegistryClient {
           const after = err instanceof RegistryError ? err.retryAfterMs : undefined;
           await sleep(after !== undefined ? Math.min(after, 10_000) : 100 * 2 ** resumes);
           const again = await begin(`/v2/${ref.path}/blobs/uploads/`);
-          await again.body.dump();
+          await again.discard();
           location = this.#location(again, what);
           progress?.({ status: 'resume', done: 0, total: desc.size });
         }
@@ -384,7 +390,7 @@ export class RegistryClient {
       let resumes = 0;
       const restart = async () => {
         const again = await begin(`/v2/${ref.path}/blobs/uploads/`);
-        await again.body.dump();
+        await again.discard();
         location = this.#location(again, what);
         offset = 0;
       };
@@ -407,7 +413,7 @@ export class RegistryClient {
               what,
               retries: 0,
             });
-            await res.body.dump();
+            await res.discard();
             location = this.#location(res, what);
             offset = end;
             progress?.({ status: 'progress', done: offset, total: desc.size });
@@ -433,7 +439,7 @@ export class RegistryClient {
               expect: [204, 404],
               what,
             });
-            await st.body.dump();
+            await st.discard();
             if (st.status === 204) {
               const range = header(st, 'range');
               offset = range ? Number(range.split('-')[1]) + 1 : 0;
@@ -455,8 +461,9 @@ export class RegistryClient {
             scopes: [pushScope(ref.path)],
             expect: [201],
             what,
+            commit: true,
           });
-          await res.body.dump();
+          await res.discard();
           break;
         } catch (err) {
           // After a resume the registry may still have appended the tail of the cut request

@@ -3,14 +3,25 @@
  * `http = true`), mirrors with fall-back to the upstream, keep-alive connection pools
  * (undici `Agent`), authentication (anonymous, basic, bearer tokens from the
  * WWW-Authenticate challenge, cached per host and scope set), redirects, and retries with
- * backoff for connection errors, 429 and 5xx (honouring Retry-After, bounded).
+ * backoff for connection errors, 429 and 5xx (honouring Retry-After, bounded), and the bounds
+ * of limits.ts on every response: a deadline for headers, a stall timeout and minimum rate
+ * for bodies, byte limits on what is read into memory.
+ *
+ * Credentials go to a token realm only where they cannot leak: over HTTPS, or over plain
+ * HTTP to the registry's own host when that host is spoken to in plain HTTP anyway
+ * (loopback, or `http`/`insecure` in registries.toml), or to a realm host itself marked
+ * `http`/`insecure`. Otherwise the token is asked for anonymously and, if that is not
+ * enough, the error says why the credentials were withheld. (docker and containerd send
+ * them to any realm the registry names; a registry reached over plain HTTP, or a hostile
+ * one, could then point the realm anywhere and read the password.)
  *
  *   const t = new Transport({ config, env });
  *   const res = await t.request({ host: '127.0.0.1:5000', method: 'GET',
  *     path: '/v2/app/manifests/1', scopes: [pullScope('app')], expect: [200] });
- *   await res.body.text();
+ *   const text = (await res.read(65536, 'answer')).toString();
  *
- * A caller must consume or dump every response body it receives.
+ * A caller must consume every response body it receives: `res.read(max, label)`,
+ * `res.chunks()` or `res.discard()` (all bounded as above), or `res.body` directly.
  */
 import { readFileSync } from 'node:fs';
 import { createRequire } from 'node:module';
@@ -22,6 +33,18 @@ import { VERSION } from '../version.js';
 import { emptyConfig, hostSettings, isLoopback, type RegistryConfig } from './config.js';
 import { type Credentials, getCredentials } from './credentials.js';
 import { RegistryError, responseError } from './errors.js';
+import {
+  discard,
+  guardedChunks,
+  headersTimeoutError,
+  MAX_ERROR_BYTES,
+  MAX_TOKEN_BYTES,
+  readLimited,
+  seconds,
+  type Timeouts,
+  timeouts,
+  type Where,
+} from './limits.js';
 
 // Only undici's Agent and request API: its index also loads fetch, WebSocket, caches, mocks
 // (111 modules against 39), which cost a short command like `imagetools inspect` about
@@ -62,10 +85,12 @@ export interface TransportOptions {
   backoffMs?: number;
   /** Longest wait honoured from Retry-After or backoff. Default 10 s. */
   maxDelayMs?: number;
-  /** TCP+TLS connect timeout. Default 5 s, so an unreachable registry fails in bounded time. */
+  /** TCP+TLS connect timeout. Default 5 s (limits.ts), so an unreachable registry fails in bounded time. */
   connectTimeoutMs?: number;
-  /** Time allowed between body chunks before a transfer counts as dropped. Default 60 s. */
+  /** Time allowed without a body byte before a transfer counts as stalled. Default 30 s (limits.ts). */
   bodyTimeoutMs?: number;
+  /** Deadline for response headers. Default 30 s (limits.ts). */
+  headersTimeoutMs?: number;
   /** Receives warnings (mirror fall-backs). Default: none. */
   warn?: (message: string) => void;
 }
@@ -91,6 +116,11 @@ export interface RequestSpec {
   mirrors?: boolean;
   /** Override the retry count (0 for requests whose callers resume on their own). */
   retries?: number;
+  /**
+   * The registry verifies a whole uploaded blob before it answers (the final PUT of an
+   * upload): its headers may take longer (`commitHeadersMs`).
+   */
+  commit?: boolean;
 }
 
 export interface Response {
@@ -101,7 +131,15 @@ export interface Response {
   url: string;
   /** The host that answered: the upstream or one of its mirrors. */
   servedBy: string;
+  /** The whole body, at most `max` bytes received, else an error naming `label`. */
+  read(max: number, label: string): Promise<Buffer>;
+  /** The body's chunks, failing on a stall or a trickle (limits.ts). */
+  chunks(): AsyncGenerator<Buffer, void, undefined>;
+  /** Reads and drops the body (at most 64 KiB; a longer one closes the connection). */
+  discard(): Promise<void>;
 }
+
+type RawResponse = Omit<Response, 'servedBy' | 'read' | 'chunks' | 'discard'>;
 
 interface Endpoint {
   host: string;
@@ -187,19 +225,54 @@ export class Transport {
   readonly #pending = new Map<string, Promise<void>>();
   readonly #warnedMirrors = new Set<string>();
   readonly #creds = new Map<string, Promise<Credentials | undefined>>();
+  /** Hosts whose credentials were kept from their token realm, and why. */
+  readonly #withheld = new Map<string, string>();
+  readonly #t: Timeouts;
 
   constructor(opts: TransportOptions = {}) {
     this.config = opts.config ?? emptyConfig();
     this.#env = opts.env ?? process.env;
     this.#credentials = opts.credentials ?? ((h) => getCredentials(h, this.#env));
     this.#warn = opts.warn ?? (() => {});
+    const t = timeouts(this.#env);
+    if (opts.connectTimeoutMs !== undefined) t.connectMs = opts.connectTimeoutMs;
+    if (opts.bodyTimeoutMs !== undefined) t.stallMs = opts.bodyTimeoutMs;
+    if (opts.headersTimeoutMs !== undefined) t.headersMs = opts.headersTimeoutMs;
+    this.#t = t;
     this.#opts = {
       retries: opts.retries ?? 3,
       backoffMs: opts.backoffMs ?? 250,
       maxDelayMs: opts.maxDelayMs ?? 10_000,
-      connectTimeoutMs: opts.connectTimeoutMs ?? 5_000,
-      bodyTimeoutMs: opts.bodyTimeoutMs ?? 60_000,
+      connectTimeoutMs: t.connectMs,
+      bodyTimeoutMs: t.stallMs,
+      headersTimeoutMs: t.headersMs,
     };
+  }
+
+  /** The timeouts and rate in force (limits.ts). */
+  get timeouts(): Readonly<Timeouts> {
+    return this.#t;
+  }
+
+  /** A raw response with the bounded body readers. */
+  #wrap(res: RawResponse, servedBy: string, what: string): Response {
+    const where: Where = { what, host: new URL(res.url).host };
+    const t = this.#t;
+    return {
+      ...res,
+      servedBy,
+      read: (max, label) => readLimited(res.body, t, where, max, label),
+      chunks: () => guardedChunks(res.body, t, where),
+      discard: () => discard(res.body, t, where),
+    };
+  }
+
+  /** An error body's text: at most 64 KiB, what came within `asideMs`, '' on a failure. */
+  #errorText(body: Dispatcher.ResponseData['body'], where: Where): Promise<string> {
+    return readLimited(body, this.#t, where, MAX_ERROR_BYTES, 'error body', { aside: true }).then(
+      (b) => b.toString('utf8'),
+      () => '',
+    );
   }
 
   /** Closes every connection pool. */
@@ -227,7 +300,7 @@ export class Transport {
     const dispatcher = new Agent({
       keepAliveTimeout: 30_000,
       connect,
-      headersTimeout: 60_000,
+      headersTimeout: this.#opts.headersTimeoutMs,
       bodyTimeout: this.#opts.bodyTimeoutMs,
     });
     const ep: Endpoint = { host, base: `${http ? 'http' : 'https'}://${apiHost}`, dispatcher, probe };
@@ -306,7 +379,16 @@ export class Transport {
     } catch {
       throw new RegistryError('UNAUTHORIZED', `${what}: the token realm "${realm}" is not a URL`);
     }
-    const c = await this.#getCreds(host);
+    if (url.protocol !== 'https:' && url.protocol !== 'http:')
+      throw new RegistryError('UNAUTHORIZED', `${what}: the token realm "${realm}" is not an http(s) URL`);
+    let c = await this.#getCreds(host);
+    const refusal = c && this.#realmRefusal(host, url);
+    if (refusal) {
+      // Ask anonymously: public repositories still work; a private one fails with the reason.
+      c = undefined;
+      if (!this.#withheld.has(host)) this.#warn(`${refusal}; asking for an anonymous token`);
+      this.#withheld.set(host, refusal);
+    }
     const headers: Record<string, string> = { 'user-agent': `polyarch/${VERSION}` };
     let method: 'GET' | 'POST' = 'GET';
     let body: string | undefined;
@@ -329,10 +411,13 @@ export class Transport {
         headers.authorization = `Basic ${Buffer.from(`${c.username ?? ''}:${c.password ?? ''}`).toString('base64')}`;
     }
     const ep = this.endpoint(url.host);
+    const where: Where = { what: `${what}: token server`, host: url.host };
     let res: Dispatcher.ResponseData;
     try {
       res = await request(url, { method, headers, body, dispatcher: ep.dispatcher });
     } catch (err) {
+      if ((err as { code?: string }).code === 'UND_ERR_HEADERS_TIMEOUT')
+        throw headersTimeoutError(where, this.#t.headersMs, err);
       throw new RegistryError(
         'UNREACHABLE',
         `${what}: token server ${url.host} unreachable: ${netReason(err)}`,
@@ -342,8 +427,8 @@ export class Transport {
         },
       );
     }
-    const text = await res.body.text();
     if (res.statusCode !== 200) {
+      const text = await this.#errorText(res.body, where);
       const e = responseError(`${what}: token server ${url.host}`, res.statusCode, text);
       if (res.statusCode === 401 || res.statusCode === 403)
         throw new RegistryError(
@@ -356,6 +441,9 @@ export class Transport {
         );
       throw e;
     }
+    const text = (await readLimited(res.body, this.#t, where, MAX_TOKEN_BYTES, 'token response')).toString(
+      'utf8',
+    );
     let v: { token?: string; access_token?: string; expires_in?: number };
     try {
       v = JSON.parse(text) as typeof v;
@@ -368,6 +456,23 @@ export class Transport {
     // The spec's default lifetime is 60 s; refresh a little early.
     const ttl = Math.max(10, (v.expires_in ?? 60) - 5);
     return { token, expires: Date.now() + ttl * 1000 };
+  }
+
+  /**
+   * Why `host`'s credentials must not go to the token realm `url`, or undefined when they
+   * may: HTTPS; plain HTTP to the registry's own host name when the registry is spoken to in
+   * plain HTTP anyway (loopback, `http` or `insecure`); a realm host marked `http` or
+   * `insecure` itself.
+   */
+  #realmRefusal(host: string, url: URL): string | undefined {
+    if (url.protocol === 'https:') return undefined;
+    const s = hostSettings(this.config, host);
+    const plainOk = isLoopback(host) || s.http === true || s.insecure === true;
+    const apiHost = host === 'docker.io' ? 'registry-1.docker.io' : host;
+    if (plainOk && url.hostname === new URL(`http://${apiHost}`).hostname) return undefined;
+    const r = hostSettings(this.config, url.host);
+    if (r.http === true || r.insecure === true) return undefined;
+    return `the credentials for ${host} were not sent to its token server ${url.origin}: plain HTTP to another host (allow it with http = true for "${url.host}" in registries.toml)`;
   }
 
   /** Sends a request to the host (and its mirrors when asked), answering auth challenges. */
@@ -392,14 +497,21 @@ export class Transport {
     for (;;) {
       const auth = await this.#authHeader(host, spec.scopes);
       const res = await this.#withRetries(host, spec, auth);
+      const where: Where = { what: spec.what, host: new URL(res.url).host };
       if (res.status === 401 && !spec.expect.includes(401)) {
-        const text = await res.body.text();
+        const text = await this.#errorText(res.body, where);
         const ch = parseChallenge(header(res, 'www-authenticate'));
         if (answered || !ch) {
           const e = responseError(spec.what, 401, text);
+          const withheld = this.#withheld.get(host);
+          const why = withheld
+            ? ` (${withheld})`
+            : (await this.#getCreds(host))
+              ? ' (the stored credentials were refused)'
+              : ` (run: polyarch login ${host})`;
           throw new RegistryError(
             'UNAUTHORIZED',
-            `${spec.what}: authentication required${(await this.#getCreds(host)) ? ' (the stored credentials were refused)' : ` (run: polyarch login ${host})`}${e.errors.length ? ` (${e.errors.map((x) => x.code).join(', ')})` : ''}`,
+            `${spec.what}: authentication required${why}${e.errors.length ? ` (${e.errors.map((x) => x.code).join(', ')})` : ''}`,
             { status: 401, errors: e.errors },
           );
         }
@@ -410,25 +522,24 @@ export class Transport {
         continue;
       }
       if (!spec.expect.includes(res.status)) {
-        const text = await res.body.text().catch(() => '');
-        throw responseError(spec.what, res.status, text.slice(0, 65536), header(res, 'retry-after'));
+        const text = await this.#errorText(res.body, where);
+        throw responseError(spec.what, res.status, text, header(res, 'retry-after'));
       }
-      return { ...res, servedBy: host };
+      return this.#wrap(res, host, spec.what);
     }
   }
 
-  async #withRetries(
-    host: string,
-    spec: RequestSpec,
-    auth: string | undefined,
-  ): Promise<Omit<Response, 'servedBy'>> {
+  async #withRetries(host: string, spec: RequestSpec, auth: string | undefined): Promise<RawResponse> {
     const retries = spec.retries ?? this.#opts.retries;
     for (let attempt = 0; ; attempt++) {
       let wait = Math.min(this.#opts.backoffMs * 2 ** attempt, this.#opts.maxDelayMs);
-      let res: Omit<Response, 'servedBy'>;
+      let res: RawResponse;
       try {
         res = await this.#send(host, spec, auth);
       } catch (err) {
+        // A registry that takes the request and never answers is not retried: another try
+        // would most likely wait as long again.
+        if (err instanceof RegistryError) throw err;
         const code = (err as { code?: string }).code ?? '';
         const tls = tlsTrustError(err);
         if (tls)
@@ -436,6 +547,12 @@ export class Transport {
             'TLS',
             `${host}: TLS certificate not trusted: ${tls} (add its CA with ca = [...] or set insecure = true for "${host}" in registries.toml)`,
             { cause: err },
+          );
+        if (code === 'UND_ERR_CONNECT_TIMEOUT' && attempt >= retries)
+          throw new RegistryError(
+            'UNREACHABLE',
+            `${spec.what}: could not connect to ${host} within ${seconds(this.#t.connectMs)} (TCP and TLS handshake, ${attempt + 1} attempts)`,
+            { cause: err, temporary: true },
           );
         if (!RETRY_NET.has(code) || attempt >= retries)
           throw new RegistryError('UNREACHABLE', `${host} unreachable: ${netReason(err)}`, {
@@ -448,19 +565,15 @@ export class Transport {
       if (spec.expect.includes(res.status) || res.status === 401) return res;
       // A failure: the registry's error body decides whether it is worth another try
       // (429, 5xx, and codes like TOOMANYREQUESTS or UNAVAILABLE are temporary).
-      const text = await res.body.text().catch(() => '');
-      const e = responseError(spec.what, res.status, text.slice(0, 65536), header(res, 'retry-after'));
+      const text = await this.#errorText(res.body, { what: spec.what, host: new URL(res.url).host });
+      const e = responseError(spec.what, res.status, text, header(res, 'retry-after'));
       if (!e.temporary || attempt >= retries) throw e;
       if (e.retryAfterMs !== undefined) wait = Math.min(e.retryAfterMs, this.#opts.maxDelayMs);
       await sleep(wait);
     }
   }
 
-  async #send(
-    host: string,
-    spec: RequestSpec,
-    auth: string | undefined,
-  ): Promise<Omit<Response, 'servedBy'>> {
+  async #send(host: string, spec: RequestSpec, auth: string | undefined): Promise<RawResponse> {
     const ep = this.endpoint(host);
     if (!ep.probe) return this.#sendTo(ep, spec, auth);
     try {
@@ -476,11 +589,7 @@ export class Transport {
     }
   }
 
-  async #sendTo(
-    ep: Endpoint,
-    spec: RequestSpec,
-    auth: string | undefined,
-  ): Promise<Omit<Response, 'servedBy'>> {
+  async #sendTo(ep: Endpoint, spec: RequestSpec, auth: string | undefined): Promise<RawResponse> {
     let url = new URL(spec.path, `${ep.base}/`);
     const headers: Record<string, string> = { 'user-agent': `polyarch/${VERSION}`, ...spec.headers };
     if (auth) headers.authorization = auth;
@@ -489,12 +598,21 @@ export class Transport {
       const h = { ...headers };
       if (!sameOrigin) delete h.authorization;
       const dispatcher = sameOrigin ? ep.dispatcher : this.endpoint(url.host).dispatcher;
-      const res = await request(url, {
-        method: spec.method,
-        headers: h,
-        body: (spec.body?.() ?? null) as never,
-        dispatcher,
-      });
+      const headersTimeout = spec.commit ? this.#t.commitHeadersMs : this.#t.headersMs;
+      let res: Dispatcher.ResponseData;
+      try {
+        res = await request(url, {
+          method: spec.method,
+          headers: h,
+          body: (spec.body?.() ?? null) as never,
+          dispatcher,
+          headersTimeout,
+        });
+      } catch (err) {
+        if ((err as { code?: string }).code === 'UND_ERR_HEADERS_TIMEOUT')
+          throw headersTimeoutError({ what: spec.what, host: url.host }, headersTimeout, err);
+        throw err;
+      }
       const loc = header({ headers: res.headers }, 'location');
       // Blob downloads are often redirected to storage; follow GET/HEAD redirects, up to 5.
       if (
@@ -503,7 +621,7 @@ export class Transport {
         (spec.method === 'GET' || spec.method === 'HEAD') &&
         hops < 5
       ) {
-        await res.body.dump();
+        await discard(res.body, this.#t, { what: spec.what, host: url.host });
         url = new URL(loc, url);
         continue;
       }
