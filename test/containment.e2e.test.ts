@@ -476,6 +476,16 @@ test('an image from the registry whose /etc is a link to a host dir', async () =
   assert.equal(fromLink.status, 0, fromLink.stderr);
   assert.equal(readlinkSync(join(fromLink.rootfs!, 'x')), `${host}/secret`);
 
+  for (const source of ['/etc', '/etc/passwd', '/secretlink']) {
+    const bind = await build(
+      context(`planted-bind-${n}`, {
+        Dockerfile: `FROM busybox\nRUN --mount=type=bind,from=${ref},source=${source},target=/m ls -la /m\n`,
+      }),
+    );
+    assert.equal(bind.status, 1, bind.stderr);
+    assert.match(bind.stderr, new RegExp(`ERROR: .*mount source "${source}": not found`));
+  }
+
   const use = context('planted-use', {
     Dockerfile: [
       `FROM ${ref}`,
