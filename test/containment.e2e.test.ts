@@ -507,3 +507,17 @@ test('an image from the registry whose /etc is a link to a host dir', async () =
   assert.equal(read(u.rootfs, 'out/seen'), 'f\nf\nf\n');
   assert.doesNotMatch(read(u.rootfs, 'out/etc-list'), /secret|passwd/, "the image's /etc, not the host's");
 });
+
+test('link loops: one clear error, whichever step walks them', async () => {
+  const loops = 'FROM busybox AS a\nRUN ln -s /loop1 /loop2 && ln -s loop2 /loop1\n';
+  for (const step of [
+    'FROM busybox\nCOPY --from=a /loop1/x /y',
+    'FROM a\nCOPY f /loop1/x',
+    'FROM a\nWORKDIR /loop2/wd',
+    'FROM busybox\nRUN --mount=type=bind,from=a,source=/loop1,target=/m true',
+  ]) {
+    const r = await build(context(`loop-${n}`, { Dockerfile: `${loops}${step}\n`, f: 'f\n' }));
+    assert.equal(r.status, 1, `${step}: ${r.stderr}`);
+    assert.match(r.stderr, /^ERROR: .*too many levels of symbolic links$/m, step);
+  }
+});
