@@ -521,3 +521,28 @@ test('link loops: one clear error, whichever step walks them', async () => {
     assert.match(r.stderr, /^ERROR: .*too many levels of symbolic links$/m, step);
   }
 });
+
+test('a file copied to a link to / or to an existing directory goes inside it', async () => {
+  const ctx = context('into-dir', {
+    Dockerfile: [
+      'FROM busybox',
+      `RUN ln -s / /rootlink && ln -s ${host} /hostlink && mkdir /existing`,
+      'COPY <<EOF /rootlink',
+      'at-root',
+      'EOF',
+      'COPY <<EOT /existing',
+      'in-existing',
+      'EOT',
+      'COPY f /hostlink',
+      'RUN test -f /bin/busybox && test -d /etc',
+      '',
+    ].join('\n'),
+    f: 'f\n',
+  });
+  const r = await build(ctx);
+  assert.equal(r.status, 0, r.stderr);
+  assert.equal(read(r.rootfs, 'EOF'), 'at-root\n');
+  assert.equal(read(r.rootfs, 'existing/EOT'), 'in-existing\n');
+  // /hostlink points to a directory that is not in the image: the file is written there, inside.
+  assert.equal(read(r.rootfs, host.slice(1)), 'f\n');
+});

@@ -1121,6 +1121,13 @@ class Engine {
       return await this.#fsOp(parent, definition, ctx, async (mnt) => {
         const owner = await this.#owner(mnt, copy.chown, fromContext || urls.length > 0);
         const dest = copy.destPath;
+        // A file goes into the destination when that is a directory (through links, in the rootfs).
+        const intoDir = async () => {
+          const at = resolveInRoot(mnt, dest);
+          return (
+            at.missing === undefined && (await lstat(at.host).catch(() => undefined))?.isDirectory() === true
+          );
+        };
         // `rel` is the source as matched (it names the destination), resolved inside `srcRoot`.
         const place = async (
           srcRoot: string,
@@ -1134,11 +1141,7 @@ class Engine {
           if (copy.parents && rel !== '') target = posix.join(dest, rel);
           else if (st.isDirectory()) target = dest;
           else {
-            const existing = resolveInRoot(mnt, dest);
-            const isDir =
-              existing.missing === undefined &&
-              (await lstat(existing.host).catch(() => undefined))?.isDirectory();
-            target = destIsDir || isDir ? posix.join(dest, posix.basename(`/${rel}`)) : dest;
+            target = destIsDir || (await intoDir()) ? posix.join(dest, posix.basename(`/${rel}`)) : dest;
           }
           if (isAdd && st.isFile() && (await isArchive(src.host))) {
             // Extracted confined to the destination directory (layer/apply.ts).
@@ -1175,7 +1178,7 @@ class Engine {
           }
         }
         for (const d of downloads) {
-          const target = destIsDir ? posix.join(dest, d.name) : dest;
+          const target = destIsDir || (await intoDir()) ? posix.join(dest, d.name) : dest;
           await copyTree({
             src: join(d.dir, 'file'),
             srcRel: 'file',
@@ -1188,7 +1191,7 @@ class Engine {
         for (const c of copy.contents) {
           const dir = await this.#tmp('heredoc');
           await writeFile(join(dir, 'file'), c.data, { mode: 0o644 });
-          const target = destIsDir ? posix.join(dest, c.path) : dest;
+          const target = destIsDir || (await intoDir()) ? posix.join(dest, c.path) : dest;
           await copyTree({
             src: join(dir, 'file'),
             srcRel: 'file',

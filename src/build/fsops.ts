@@ -31,6 +31,7 @@ import {
 } from 'node:fs/promises';
 import { join, posix } from 'node:path';
 import { mapLimit } from '../util/concurrency.js';
+import { PolyarchError } from '../util/errors.js';
 import { resolveInRoot } from '../util/rootpath.js';
 
 export interface Owner {
@@ -101,6 +102,8 @@ export async function mkdirAll(rootfs: string, path: string, owner?: Owner, mode
  */
 function fileTarget(rootfs: string, dest: string, owner?: Owner): string {
   const r = resolveInRoot(rootfs, dest);
+  if (r.rel === '')
+    throw new PolyarchError('INVALID_ARGUMENT', `copying to "${dest}": it is the root directory, not a file`);
   if (r.missing === undefined) return r.host;
   // A missing parent, perhaps through a link to a path that does not exist yet: `r.rel` is
   // link-free, so its parent can be made as it is.
