@@ -546,3 +546,26 @@ test('a file copied to a link to / or to an existing directory goes inside it', 
   // /hostlink points to a directory that is not in the image: the file is written there, inside.
   assert.equal(read(r.rootfs, host.slice(1)), 'f\n');
 });
+
+test('--chown looks names up in the rootfs: /etc/passwd and /etc/group linking out are not followed out', async () => {
+  const ctx = context('chown-links', {
+    Dockerfile: [
+      'FROM busybox',
+      `RUN ln -sf ../../../../../../../..${host}/passwd /etc/passwd && ln -sf ${host}/group /etc/group`,
+      'COPY --chown=evil:evil f /f',
+      '',
+    ].join('\n'),
+    f: 'f\n',
+  });
+  const r = await build(ctx);
+  assert.equal(r.status, 1, r.stderr);
+  assert.match(r.stderr, /ERROR: .*unable to find user evil/);
+  const group = await build(
+    context('chown-group', {
+      Dockerfile: `FROM busybox\nRUN ln -sf ${host}/group /etc/group\nCOPY --chown=0:evil f /f\n`,
+      f: 'f\n',
+    }),
+  );
+  assert.equal(group.status, 1, group.stderr);
+  assert.match(group.stderr, /ERROR: .*unable to find group evil/);
+});
