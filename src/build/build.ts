@@ -64,8 +64,9 @@ import { formatReference, parseReference } from '../oci/reference.js';
 import { type ActiveSnapshot, Snapshotter, unmountPath } from '../snapshot/index.js';
 import { errorMessage, PolyarchError } from '../util/errors.js';
 import { acquireLock, pidAlive } from '../util/lock.js';
-import { BuildContext } from './context.js';
-import { copyTree, mkdirAll, type Owner } from './fsops.js';
+import { resolveInRoot } from '../util/rootpath.js';
+import { BuildContext, matchPaths } from './context.js';
+import { copyTree, mkdirAll, type Owner, resolveSource } from './fsops.js';
 import { type ResolvedImage, resolveImage, unpackImage } from './image.js';
 import type { BuildResult, PlatformResult, ResultLayer } from './result.js';
 import { Solver, type SolverVertex, type VertexContext, type VertexResult } from './solver.js';
@@ -939,23 +940,21 @@ class Engine {
         for (const m of run.mounts) {
           if (m.type === 'bind') {
             const src = sources[si++]!;
-            if (src instanceof BuildContext) {
-              mounts.push({
-                type: 'bind',
-                source: join(src.dir, m.source ?? ''),
-                destination: m.target,
-                readonly: true,
-              });
-            } else {
+            // The source resolved inside the context or the stage's view, never on the host.
+            let root: string;
+            if (src instanceof BuildContext) root = src.dir;
+            else {
               const v = await this.#view(src);
               releases.push(v.release);
-              mounts.push({
-                type: 'bind',
-                source: join(v.dir, m.source ?? ''),
-                destination: m.target,
-                readonly: true,
-              });
+              root = v.dir;
             }
+            const at = resolveInRoot(root, m.source ?? '');
+            if (at.missing !== undefined || !(await lstat(at.host).catch(() => undefined)))
+              throw new PolyarchError(
+                'NOT_FOUND',
+                `mount source "/${posix.normalize(`/${m.source ?? ''}`).slice(1)}": not found`,
+              );
+            mounts.push({ type: 'bind', source: at.host, destination: m.target, readonly: true });
           } else if (m.type === 'cache') {
             si++;
             const id = m.id ?? m.target;
@@ -1122,41 +1121,54 @@ class Engine {
       return await this.#fsOp(parent, definition, ctx, async (mnt) => {
         const owner = await this.#owner(mnt, copy.chown, fromContext || urls.length > 0);
         const dest = copy.destPath;
-        const place = async (srcRoot: string, rel: string, filter?: (r: string) => boolean) => {
-          const st = await lstat(join(srcRoot, rel));
+        // A file goes into the destination when that is a directory (through links, in the rootfs).
+        const intoDir = async () => {
+          const at = resolveInRoot(mnt, dest);
+          return (
+            at.missing === undefined && (await lstat(at.host).catch(() => undefined))?.isDirectory() === true
+          );
+        };
+        // `rel` is the source as matched (it names the destination), resolved inside `srcRoot`.
+        const place = async (
+          srcRoot: string,
+          rel: string,
+          filter?: (real: string) => (r: string) => boolean,
+        ) => {
+          const src = resolveSource(srcRoot, rel);
+          if (!src) throw new PolyarchError('NOT_FOUND', `"/${rel}": not found`);
+          const st = await lstat(src.host);
           let target: string;
-          if (copy.parents && rel !== '') target = posix.join(dest, st.isDirectory() ? rel : rel);
+          if (copy.parents && rel !== '') target = posix.join(dest, rel);
           else if (st.isDirectory()) target = dest;
           else {
-            const existing = await lstat(join(mnt, dest)).catch(() => undefined);
-            target = destIsDir || existing?.isDirectory() ? posix.join(dest, posix.basename(rel)) : dest;
+            target = destIsDir || (await intoDir()) ? posix.join(dest, posix.basename(`/${rel}`)) : dest;
           }
-          if (isAdd && st.isFile() && (await isArchive(join(srcRoot, rel)))) {
-            const host = await mkdirAll(mnt, destIsDir || copy.dest.endsWith('/') ? dest : dest);
+          if (isAdd && st.isFile() && (await isArchive(src.host))) {
+            // Extracted confined to the destination directory (layer/apply.ts).
+            const host = await mkdirAll(mnt, dest);
             const { createReadStream } = await import('node:fs');
-            await applyLayerBlob(createReadStream(join(srcRoot, rel)), host);
+            await applyLayerBlob(createReadStream(src.host), host);
             return;
           }
           await copyTree({
-            srcRoot,
-            srcRel: rel,
+            src: src.host,
+            srcRel: src.rel,
             rootfs: mnt,
             dest: target,
             ...(owner ? { owner } : {}),
             ...(mode !== undefined ? { mode } : {}),
-            ...(filter ? { filter } : {}),
+            ...(filter ? { filter: filter(src.rel) } : {}),
           });
         };
         if (source instanceof BuildContext) {
           for (const paths of contextMatches)
             for (const rel of paths)
-              await place(source.dir, rel, (r) => !source.excluded(r, copy.exclude, rel));
+              await place(source.dir, rel, (real) => (r) => !source.excluded(r, copy.exclude, real));
         } else if (locals.length > 0) {
           const view = await this.#view(source);
           try {
             for (const s of locals) {
               const clean = posix.normalize(`/${s}`).slice(1);
-              const { matchPaths } = await import('./context.js');
               const found = clean === '' ? [''] : await matchPaths(view.dir, clean);
               if (found.length === 0) throw new PolyarchError('NOT_FOUND', `"/${clean}": not found`);
               for (const rel of found) await place(view.dir, rel);
@@ -1166,9 +1178,9 @@ class Engine {
           }
         }
         for (const d of downloads) {
-          const target = destIsDir ? posix.join(dest, d.name) : dest;
+          const target = destIsDir || (await intoDir()) ? posix.join(dest, d.name) : dest;
           await copyTree({
-            srcRoot: d.dir,
+            src: join(d.dir, 'file'),
             srcRel: 'file',
             rootfs: mnt,
             dest: target,
@@ -1179,9 +1191,9 @@ class Engine {
         for (const c of copy.contents) {
           const dir = await this.#tmp('heredoc');
           await writeFile(join(dir, 'file'), c.data, { mode: 0o644 });
-          const target = destIsDir ? posix.join(dest, c.path) : dest;
+          const target = destIsDir || (await intoDir()) ? posix.join(dest, c.path) : dest;
           await copyTree({
-            srcRoot: dir,
+            src: join(dir, 'file'),
             srcRel: 'file',
             rootfs: mnt,
             dest: target,

@@ -1,5 +1,5 @@
 import assert from 'node:assert/strict';
-import { mkdirSync, mkdtempSync, rmSync, utimesSync, writeFileSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, rmSync, symlinkSync, utimesSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, test } from 'node:test';
@@ -85,4 +85,37 @@ test('BuildContext: .dockerignore with exceptions, not-found errors, content che
   // The memo persists: a fresh context answers from it.
   const again = await BuildContext.open({ dir, stateRoot: state });
   assert.equal(await again.checksum(['src']), after1);
+});
+
+test('links: matched and walked inside the context, never out of it', async () => {
+  const d = mkdtempSync(join(tmpdir(), 'polyarch-context-links-'));
+  const hostDir = mkdtempSync(join(tmpdir(), 'polyarch-context-host-'));
+  try {
+    mkdirSync(join(d, 'real'));
+    writeFileSync(join(d, 'real/f.txt'), 'in');
+    writeFileSync(join(d, 'secret.txt'), 'ignored');
+    writeFileSync(join(d, '.dockerignore'), 'secret.txt\n');
+    writeFileSync(join(hostDir, 'h.txt'), 'host');
+    symlinkSync('real', join(d, 'rel'));
+    symlinkSync('/real', join(d, 'abs'));
+    symlinkSync('../../../../../..', join(d, 'up'));
+    symlinkSync(hostDir, join(d, 'host'));
+    symlinkSync('secret.txt', join(d, 'to-ignored'));
+    const ctx = await BuildContext.open({ dir: d, stateRoot: state });
+    assert.deepEqual(await matchPaths(d, 'rel/*.txt'), ['rel/f.txt']);
+    assert.deepEqual(await matchPaths(d, 'abs/f.txt'), ['abs/f.txt']);
+    assert.deepEqual(await matchPaths(d, 'up/real/f.txt'), ['up/real/f.txt']);
+    assert.deepEqual(await matchPaths(d, 'host/*'), []);
+    assert.deepEqual(await matchPaths(d, 'host/h.txt'), []);
+    assert.deepEqual(await ctx.match('host'), ['host'], 'the link itself is there');
+    await assert.rejects(ctx.match('host/h.txt'), /"\/host\/h\.txt": not found/);
+    await assert.rejects(ctx.match('to-ignored'), /not found/);
+    // Walked under the real names; the same content whichever way it is named.
+    assert.deepEqual(await ctx.walk('abs'), ['real', 'real/f.txt']);
+    assert.equal(await ctx.checksum(['rel']), await ctx.checksum(['real']));
+    assert.deepEqual(await ctx.walk('host'), ['host']);
+  } finally {
+    rmSync(d, { recursive: true, force: true });
+    rmSync(hostDir, { recursive: true, force: true });
+  }
 });

@@ -17,6 +17,8 @@ import { lstat, mkdir, readdir, readFile, readlink, rename, writeFile } from 'no
 import { dirname, join, posix } from 'node:path';
 import { type DockerignoreMatcher, loadDockerignore } from '../dockerfile/index.js';
 import { PolyarchError } from '../util/errors.js';
+import { existsInRoot, resolveInRoot } from '../util/rootpath.js';
+import { resolveSource, type SourcePath } from './fsops.js';
 
 interface MemoEntry {
   size: number;
@@ -58,7 +60,11 @@ export function hasWildcard(p: string): boolean {
   return /[*?[]/.test(p);
 }
 
-/** Matches `pattern` (a path relative to `root`, wildcards per component) against a real tree. */
+/**
+ * Matches `pattern` (a path relative to `root`, wildcards per component) against a real tree,
+ * every component resolved inside `root` (links followed there, never out of it). Returns the
+ * matching paths as written (not their link targets), sorted per component.
+ */
 export async function matchPaths(root: string, pattern: string): Promise<string[]> {
   const parts = posix
     .normalize(`/${pattern}`)
@@ -70,13 +76,15 @@ export async function matchPaths(root: string, pattern: string): Promise<string[
     for (const base of current) {
       if (!hasWildcard(part)) {
         const p = base === '' ? part : `${base}/${part}`;
-        if (await exists(join(root, p))) next.push(p);
+        if (existsInRoot(root, p, false)) next.push(p);
         continue;
       }
       const re = componentRegex(part);
       let names: string[] = [];
       try {
-        names = await readdir(join(root, base));
+        const dir = resolveInRoot(root, base);
+        if (dir.missing !== undefined) continue;
+        names = await readdir(dir.host);
       } catch {
         continue;
       }
@@ -85,15 +93,6 @@ export async function matchPaths(root: string, pattern: string): Promise<string[
     current = next;
   }
   return current;
-}
-
-async function exists(p: string): Promise<boolean> {
-  try {
-    await lstat(p);
-    return true;
-  } catch {
-    return false;
-  }
 }
 
 export class BuildContext {
@@ -149,14 +148,33 @@ export class BuildContext {
   async match(source: string, exclude: readonly string[] = []): Promise<string[]> {
     const clean = posix.normalize(`/${source}`).slice(1);
     if (clean === '' || clean === '.') return [''];
-    const found = (await matchPaths(this.dir, clean)).filter((p) => !this.excluded(p, exclude));
+    const found = (await matchPaths(this.dir, clean)).filter((p) => {
+      if (this.excluded(p, exclude)) return false;
+      // Through a link to something .dockerignore leaves out, as if it were not there.
+      const real = resolveSource(this.dir, p);
+      return real !== undefined && !this.ignore.ignores(real.rel);
+    });
     if (found.length === 0) throw new PolyarchError('NOT_FOUND', `"/${clean}": not found`);
     return found;
   }
 
-  /** Files under a context-relative path (itself included), not excluded, sorted. */
-  async walk(rel: string, exclude: readonly string[] = []): Promise<string[]> {
+  /**
+   * Where a context-relative path is, resolved inside the context (a link followed there, see
+   * fsops.ts `resolveSource`); `rel` is link-free. Undefined when there is nothing.
+   */
+  resolve(rel: string): SourcePath | undefined {
+    return resolveSource(this.dir, rel);
+  }
+
+  /**
+   * Files under a context-relative path (itself included), not excluded, sorted; named by
+   * their real, link-free paths (the path itself resolved inside the context).
+   */
+  async walk(path: string, exclude: readonly string[] = []): Promise<string[]> {
     const out: string[] = [];
+    const top = this.resolve(path);
+    if (!top) return out;
+    const rel = top.rel;
     const visit = async (r: string) => {
       const st = await lstat(join(this.dir, r));
       if (r !== '' && this.excluded(r, exclude, rel)) {

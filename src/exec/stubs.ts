@@ -11,12 +11,9 @@
  * (runc created them as mount points), as BuildKit's mount-stub cleaner does, so that they do
  * not end up in a committed layer.
  */
-import { lstat, readdir, readlink, realpath, rmdir, unlink } from 'node:fs/promises';
-import { dirname, join, posix } from 'node:path';
-import { PolyarchError } from '../util/errors.js';
-
-/** Linux's own limit on symlinks followed in one lookup. */
-const MAX_SYMLINKS = 40;
+import { lstat, readdir, realpath, rmdir, unlink } from 'node:fs/promises';
+import { dirname, join } from 'node:path';
+import { resolveInRoot } from '../util/rootpath.js';
 
 async function lstatOrNull(p: string) {
   try {
@@ -28,58 +25,17 @@ async function lstatOrNull(p: string) {
   }
 }
 
-interface Walk {
-  /** Resolved, symlink-free path relative to the root ('' = the root). */
-  resolved: string;
-  /** True when the walk reached a missing component; `resolved` is then that component. */
-  missing: boolean;
-}
-
-async function walk(root: string, path: string, stopAtMissing: boolean): Promise<Walk> {
-  const parts = path.split('/');
-  let cur = '';
-  let links = 0;
-  while (parts.length > 0) {
-    const p = parts.shift()!;
-    if (p === '' || p === '.') continue;
-    if (p === '..') {
-      cur = posix.dirname(`/${cur}`).slice(1);
-      continue;
-    }
-    const next = cur === '' ? p : `${cur}/${p}`;
-    const st = await lstatOrNull(join(root, next));
-    if (st === null) {
-      if (stopAtMissing) return { resolved: next, missing: true };
-      cur = next;
-      continue;
-    }
-    if (st.isSymbolicLink()) {
-      if (++links > MAX_SYMLINKS)
-        throw new PolyarchError(
-          'INVALID_ARGUMENT',
-          `resolving ${path} in ${root}: too many levels of symbolic links`,
-        );
-      const target = await readlink(join(root, next));
-      if (target.startsWith('/')) cur = '';
-      parts.unshift(...target.split('/'));
-      continue;
-    }
-    cur = next;
-  }
-  return { resolved: cur, missing: false };
-}
-
-/** `path` (as the container sees it) resolved to a host path inside `root`. */
+/** `path` (as the container sees it) resolved to a host path inside `root` (src/util/rootpath.ts). */
 export async function secureJoin(root: string, path: string): Promise<string> {
-  return join(root, (await walk(root, path, false)).resolved);
+  return resolveInRoot(root, path).host;
 }
 
 /** The top-most missing path (inside `rootfs`) of each destination that does not exist. */
 export async function findStubs(rootfs: string, destinations: string[]): Promise<string[]> {
   const out = new Set<string>();
   for (const d of destinations) {
-    const w = await walk(rootfs, d, true);
-    if (w.missing) out.add(join(rootfs, w.resolved));
+    const r = resolveInRoot(rootfs, d);
+    if (r.missing !== undefined) out.add(join(rootfs, r.missing));
   }
   return [...out];
 }
