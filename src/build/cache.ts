@@ -236,7 +236,7 @@ async function survey(opts: CacheOptions, sweepLeases: boolean): Promise<Survey>
     const createdAt = new Date(s.created);
     const used = await lastUsed(root, s.key);
     const recent = Math.max(createdAt.getTime(), used?.getTime() ?? 0) >= since;
-    const mounted = mountinfo.includes(`${s.id}/fs`);
+    const mounted = mountedIn(mountinfo, snapshotter, s.id);
     const size = await snapshotter.usage(s.key).then(
       (u) => u.size,
       () => 0,
@@ -369,12 +369,21 @@ export async function pruneCache(opts: PruneOptions = {}): Promise<PruneResult> 
   }
 }
 
+/**
+ * Whether snapshot `id` of this snapshotter is a mount (or an overlay layer of one). By its
+ * full path: snapshot ids are the same in every state root, so another root's mounts of the
+ * same layer must not pin this one's.
+ */
+function mountedIn(mountinfo: string, snapshotter: Snapshotter, id: string): boolean {
+  return mountinfo.includes(`${snapshotter.dir}/${id}/fs`);
+}
+
 /** The last look before removing a snapshot: not reused since the survey, not mounted, no active child. */
 async function stillUnused(snapshotter: Snapshotter, root: string, r: CacheRecord): Promise<boolean> {
   const used = await lastUsed(root, r.key);
   if ((used?.getTime() ?? 0) !== (r.lastUsedAt?.getTime() ?? 0)) return false;
   const mountinfo = await readFile('/proc/self/mountinfo', 'utf8');
-  if (mountinfo.includes(`${r.id}/fs`)) return false;
+  if (mountedIn(mountinfo, snapshotter, r.id)) return false;
   for (const s of await snapshotter.list()) if (s.parents.includes(r.key)) return false;
   return true;
 }
