@@ -56,6 +56,7 @@ import type { ProgressWriter } from '../progress/index.js';
 import { Snapshotter } from '../snapshot/overlay.js';
 import { unpackImage } from '../snapshot/unpack.js';
 import { errorMessage, PolyarchError, UsageError } from '../util/errors.js';
+import { holdProcessState } from './reap.js';
 import { checkExecutable, newContainerId, runContainer } from './runc.js';
 import type { MountRequest } from './spec.js';
 
@@ -393,6 +394,9 @@ export async function runImage(opts: RunImageOptions): Promise<RunImageResult> {
   for (const v of variants) checkExecutable(v.platform, (p) => ok.get(p) ?? false);
 
   const snaps = await Snapshotter.open({ root });
+  // Active snapshots and bundles follow: if this process is killed, the next polyarch command
+  // removes them (reap.ts).
+  const releaseHold = await holdProcessState(root);
   let stdin = opts.stdin ?? 'ignore';
   if (matrix && typeof stdin === 'object' && !Buffer.isBuffer(stdin)) stdin = await readAll(stdin);
   if (matrix && stdin === 'inherit') stdin = await readAll(process.stdin);
@@ -508,6 +512,7 @@ export async function runImage(opts: RunImageOptions): Promise<RunImageResult> {
       }
   } finally {
     if (forward) unlisten();
+    releaseHold();
   }
   let exitCode = matrix ? (results.some((r) => r.exitCode !== 0) ? 1 : 0) : results[0]!.exitCode;
   if (matrix && interrupted) exitCode = 128 + (interrupted === 'SIGINT' ? 2 : 15);
