@@ -22,6 +22,7 @@ import type { Descriptor, Digest } from '../../oci/index.js';
 import { formatPlatform } from '../../platform/index.js';
 import { type ProgressSink, ProgressWriter, type VertexHandle } from '../../progress/index.js';
 import { formatReference, parseReference, repositoryName } from '../../oci/reference.js';
+import { holdProcessState } from '../../exec/reap.js';
 import type { Snapshotter } from '../../snapshot/index.js';
 import { errorMessage, PolyarchError, UsageError } from '../../util/errors.js';
 import type { BuildResult, PlatformResult } from '../result.js';
@@ -158,6 +159,21 @@ export async function exportBuild(
   ctx: ExportContext,
 ): Promise<ExportResponse> {
   checkOutputs(result, outputs, ctx.stateRoot);
+  // Temp files and staging dirs follow: if this process is killed, the next command of any
+  // kind removes them (exec/reap.ts).
+  const release = outputs.length > 0 ? await holdProcessState(ctx.stateRoot) : () => undefined;
+  try {
+    return await exportOutputs(result, outputs, ctx);
+  } finally {
+    release();
+  }
+}
+
+async function exportOutputs(
+  result: BuildResult,
+  outputs: OutputSpec[],
+  ctx: ExportContext,
+): Promise<ExportResponse> {
   const stats: ExportStats = { packed: 0, reused: 0, uploaded: 0, existing: 0, mounted: 0 };
   const resp: ExportResponse = { names: [], manifests: [], pushed: [], metadata: {}, stats };
   if (outputs.length === 0) return resp;
