@@ -394,9 +394,6 @@ export async function runImage(opts: RunImageOptions): Promise<RunImageResult> {
   for (const v of variants) checkExecutable(v.platform, (p) => ok.get(p) ?? false);
 
   const snaps = await Snapshotter.open({ root });
-  // Active snapshots and bundles follow: if this process is killed, the next polyarch command
-  // removes them (reap.ts).
-  const releaseHold = await holdProcessState(root);
   let stdin = opts.stdin ?? 'ignore';
   if (matrix && typeof stdin === 'object' && !Buffer.isBuffer(stdin)) stdin = await readAll(stdin);
   if (matrix && stdin === 'inherit') stdin = await readAll(process.stdin);
@@ -474,6 +471,9 @@ export async function runImage(opts: RunImageOptions): Promise<RunImageResult> {
     }
   };
 
+  // Active snapshots and bundles follow: if this process is killed, the next polyarch command
+  // removes them (reap.ts).
+  const releaseHold = await holdProcessState(root);
   // SIGINT/SIGTERM: while containers run, runc.ts forwards them and the container decides
   // (polyarch then exits with its code, as `docker run` does); a matrix stops starting
   // platforms; with no container running the signal ends polyarch as usual.
