@@ -189,6 +189,30 @@ describe('type=local writes into the destination', () => {
     assert.deepEqual(await readdir(dest), [], 'the tmpfs was only in the namespace');
   });
 
+  test('a directory holding a mount point is never removed to make room for a file', () => {
+    const dest = join(dir, 'out-mount');
+    const script = `
+      set -e
+      mkdir -p "$DEST/hello"
+      mount -t tmpfs -o size=1m polyarch-test "$DEST/hello"
+      echo precious > "$DEST/hello/data"
+      set +e
+      "$PA" build --progress quiet --platform linux/amd64 -o "type=local,dest=$DEST" "$CTX"
+      echo "rc=$?"
+      cat "$DEST/hello/data"
+    `;
+    const r = sh(`unshare -m --propagation private bash -c '${script.replaceAll("'", "'\\''")}'`, {
+      DEST: dest,
+      CTX: ctx,
+    });
+    assert.equal(r.status, 0, r.stderr);
+    assert.deepEqual(r.stdout.trim().split('\n'), ['rc=1', 'precious']);
+    assert.match(
+      r.stderr,
+      /^ERROR: writing .*\/hello: the image has a file there, .*holds the mount point .*\/hello: not removed\n$/,
+    );
+  });
+
   test('type=oci,tar=false into a directory keeps other files and replaces a symlinked blobs/', async () => {
     const dest = join(dir, 'out-oci');
     const victim = join(dir, 'victim-oci');

@@ -31,6 +31,7 @@ import {
   lutimes,
   mkdir,
   readdir,
+  readFile,
   readlink,
   rename,
   rm,
@@ -134,10 +135,31 @@ async function mergeDir(s: MergeState, staged: string, dir: string): Promise<voi
       continue;
     }
     // A directory where the image has a file or link: the image's entry replaces it.
-    if (have?.isDirectory()) await rm(target, { recursive: true, force: true });
+    if (have?.isDirectory()) await removeDir(target);
     if (await moved(from, target)) continue;
     await copyEntry(s, from, st, dir, e.name);
   }
+}
+
+/**
+ * Removes a destination directory the image replaces with a file — but never one with a mount
+ * point in it: `rm -r` would descend into the mounted file system (a bind of a host directory).
+ */
+async function removeDir(dir: string): Promise<void> {
+  const mounts = (await readFile('/proc/self/mounts', 'utf8').catch(() => ''))
+    .split('\n')
+    .map((l) =>
+      (l.split(' ')[1] ?? '').replace(/\\([0-7]{3})/g, (_, o: string) =>
+        String.fromCharCode(Number.parseInt(o, 8)),
+      ),
+    );
+  const inside = mounts.find((m) => m === dir || m.startsWith(`${dir}/`));
+  if (inside !== undefined)
+    throw new PolyarchError(
+      'IO',
+      `writing ${dir}: the image has a file there, and the directory it would replace holds the mount point ${inside}: not removed`,
+    );
+  await rm(dir, { recursive: true, force: true });
 }
 
 /** One rename from the staged tree (atomic, replaces a file or symlink); false across file systems. */
