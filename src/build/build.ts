@@ -21,7 +21,7 @@
  */
 import { createHash, randomBytes } from 'node:crypto';
 import { createWriteStream } from 'node:fs';
-import { chmod, chown, lstat, mkdir, open, readdir, readFile, rm, writeFile } from 'node:fs/promises';
+import { chmod, chown, lstat, mkdir, open, readdir, rm, writeFile } from 'node:fs/promises';
 import { basename, join, posix, resolve } from 'node:path';
 import { pipeline } from 'node:stream/promises';
 import { ContentStore, emulatorProofFile, stateRoot, storeDir } from '../content/index.js';
@@ -48,6 +48,7 @@ import {
   resolveUser,
   runContainer,
 } from '../exec/index.js';
+import { holdProcessState, sweepBuildTemp } from '../exec/reap.js';
 import { applyLayerBlob } from '../layer/index.js';
 import type { ContainerConfig, HistoryEntry, ImageConfig } from '../oci/index.js';
 import {
@@ -63,7 +64,7 @@ import type { ProgressSink } from '../progress/index.js';
 import { formatReference, parseReference } from '../oci/reference.js';
 import { type ActiveSnapshot, Snapshotter, unmountPath } from '../snapshot/index.js';
 import { errorMessage, PolyarchError } from '../util/errors.js';
-import { acquireLock, pidAlive } from '../util/lock.js';
+import { acquireLock } from '../util/lock.js';
 import { resolveInRoot } from '../util/rootpath.js';
 import { BuildContext, matchPaths } from './context.js';
 import { copyTree, mkdirAll, type Owner, resolveSource } from './fsops.js';
@@ -347,6 +348,9 @@ export async function build(opts: BuildOptions): Promise<BuildOutput> {
 
   // Prune keeps what this build makes or reuses while the lease is held (cache.ts).
   const releaseLease = await holdBuildLease(root);
+  // The engine's temp dirs hold secrets: a kill leaves a marker for the next command of any
+  // kind to remove them, with the containers and mounts (exec/reap.ts).
+  const releaseHold = await holdProcessState(root);
   const engine = new Engine({
     opts,
     plan,
@@ -381,27 +385,7 @@ export async function build(opts: BuildOptions): Promise<BuildOutput> {
     await solver.idle();
     await engine.close();
     await releaseLease();
-  }
-}
-
-/** Unmounts and removes `<root>/build/tmp/<pid>-*` dirs of builds whose process is gone. */
-async function sweepBuildTemp(root: string): Promise<void> {
-  const base = join(root, 'build', 'tmp');
-  let names: string[];
-  try {
-    names = await readdir(base);
-  } catch {
-    return;
-  }
-  const mounts = (await readFile('/proc/self/mounts', 'utf8')).split('\n').map((l) => l.split(' ')[1] ?? '');
-  for (const name of names) {
-    const pid = Number(name.split('-')[0]);
-    if (!Number.isInteger(pid) || pidAlive(pid)) continue;
-    const dir = join(base, name);
-    // Deepest first, so nested mounts come off before their parents.
-    for (const m of mounts.filter((m) => m.startsWith(`${dir}/`)).sort((a, b) => b.length - a.length))
-      await unmountPath(m).catch(() => undefined);
-    await rm(dir, { recursive: true, force: true });
+    releaseHold();
   }
 }
 
@@ -990,6 +974,7 @@ class Engine {
               continue;
             }
             const dir = await this.#tmp('secret');
+            await chmod(dir, 0o700);
             const f = join(dir, 'secret');
             await writeFile(f, secret, { mode: 0o600 });
             await chmod(f, m.mode ?? 0o400);

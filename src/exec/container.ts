@@ -56,6 +56,7 @@ import type { ProgressWriter } from '../progress/index.js';
 import { Snapshotter } from '../snapshot/overlay.js';
 import { unpackImage } from '../snapshot/unpack.js';
 import { errorMessage, PolyarchError, UsageError } from '../util/errors.js';
+import { holdProcessState } from './reap.js';
 import { checkExecutable, newContainerId, runContainer } from './runc.js';
 import type { MountRequest } from './spec.js';
 
@@ -491,6 +492,9 @@ export async function runImage(opts: RunImageOptions): Promise<RunImageResult> {
     }
   };
 
+  // Active snapshots and bundles follow: if this process is killed, the next polyarch command
+  // removes them (reap.ts).
+  const releaseHold = await holdProcessState(root);
   // SIGINT/SIGTERM: while containers run, runc.ts forwards them and the container decides
   // (polyarch then exits with its code, as `docker run` does); a matrix stops starting
   // platforms; with no container running the signal ends polyarch as usual.
@@ -529,6 +533,7 @@ export async function runImage(opts: RunImageOptions): Promise<RunImageResult> {
       }
   } finally {
     if (forward) unlisten();
+    releaseHold();
   }
   let exitCode = matrix ? (results.some((r) => r.exitCode !== 0) ? 1 : 0) : results[0]!.exitCode;
   if (matrix && interrupted) exitCode = 128 + (interrupted === 'SIGINT' ? 2 : 15);

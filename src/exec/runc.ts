@@ -15,7 +15,11 @@
  * from the caller says beforehand whether an emulator works, and a clear error names the fix.
  *
  * The bundle lives in `<root>/exec/<id>/` (config.json, rootfs mount point and generated
- * /etc/hosts, /etc/hostname, /etc/resolv.conf); runc keeps its state in `<root>/runc`. Whatever
+ * /etc/hosts, /etc/hostname, /etc/resolv.conf); runc keeps its state in `<root>/runc`. The
+ * bundle is mode 0700 under a 0700 `exec/` and config.json is 0600: it holds the process's
+ * environment, secrets passed as env included. A process killed before cleaning up leaves a
+ * marker that makes the next polyarch command of any kind remove its bundles (reap.ts,
+ * cleanupStale). Whatever
  * happens (exit, error, abort, timeout, SIGINT/SIGTERM to this process) the container is
  * deleted, the rootfs unmounted and the bundle removed. SIGINT/SIGTERM received by this process
  * are forwarded to running containers; once they have all ended and been cleaned up, the signal
@@ -33,6 +37,8 @@ import { promisify } from 'node:util';
 import type { PlatformSpec } from '../oci/types.js';
 import { type ActiveSnapshot, unmountPath } from '../snapshot/overlay.js';
 import { errorMessage, PolyarchError } from '../util/errors.js';
+import { formatOwner, ownerAlive, parseOwner, pidAlive, selfOwner } from '../util/lock.js';
+import { holdProcessState, VOLATILE_DIR_MODE } from './reap.js';
 import { createSpec, type ResolvedUser, type RuntimeSpec, type SpecOptions } from './spec.js';
 import { findStubs, removeStubs } from './stubs.js';
 
@@ -232,6 +238,8 @@ export async function runContainer(opts: RunContainerOptions): Promise<RunResult
   const rootfs = typeof opts.rootfs === 'string' ? resolve(opts.rootfs) : mountTarget;
   let stubs: string[] = [];
   let child: ChildProcess | undefined;
+  // Before anything is made: a kill from here on leaves a marker for the next command to act on.
+  const releaseHold = await holdProcessState(root);
 
   const cleanupSync = () => {
     if (child?.exitCode === null) child.kill('SIGKILL');
@@ -249,10 +257,10 @@ export async function runContainer(opts: RunContainerOptions): Promise<RunResult
     // Independent steps run together: each is a thread-pool round trip, and a build waits on
     // them for every RUN. The owner file comes before the mount (cleanupStale reads it).
     await settled([
-      mkdir(runcRoot, { recursive: true, mode: 0o700 }),
+      mkdir(runcRoot, { recursive: true, mode: VOLATILE_DIR_MODE }),
       (async () => {
-        await mkdir(mountTarget, { recursive: true });
-        await writeFile(join(bundle, 'owner'), String(process.pid));
+        await mkdir(mountTarget, { recursive: true, mode: VOLATILE_DIR_MODE });
+        await writeFile(join(bundle, 'owner'), formatOwner(selfOwner()));
         if (snapshot) await snapshot.mount(mountTarget);
       })(),
     ]);
@@ -275,7 +283,8 @@ export async function runContainer(opts: RunContainerOptions): Promise<RunResult
     ]);
     opts.editSpec?.(spec);
     const [, found] = await settled([
-      writeFile(join(bundle, 'config.json'), JSON.stringify(spec)),
+      // The environment (secrets passed as env included) is in here: owner-only.
+      writeFile(join(bundle, 'config.json'), JSON.stringify(spec), { mode: 0o600 }),
       spec.root.readonly
         ? Promise.resolve([])
         : findStubs(
@@ -369,6 +378,7 @@ export async function runContainer(opts: RunContainerOptions): Promise<RunResult
     else await unmountPath(mountTarget).catch(() => undefined);
     await rm(bundle, { recursive: true, force: true });
     unregister(id);
+    releaseHold();
   }
 }
 
@@ -426,15 +436,6 @@ function signalNumber(sig: NodeJS.Signals | null): number {
   return n ?? 0;
 }
 
-function pidAlive(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch (err) {
-    return (err as NodeJS.ErrnoException).code === 'EPERM';
-  }
-}
-
 /** Bundles younger than this with no owner file may be being made right now. */
 const OWNERLESS_GRACE_MS = 60_000;
 
@@ -452,8 +453,11 @@ export async function cleanupStale(root: string): Promise<string[]> {
   for (const id of names) {
     if (live.has(id)) continue;
     const bundle = join(execDir, id);
-    const owner = Number(await readFile(join(bundle, 'owner'), 'utf8').catch(() => '0'));
-    if (owner > 0 && pidAlive(owner)) continue;
+    // `<pid>-<start>-<host>` (a recycled pid is not the owner), or a bare pid (older bundles).
+    const text = await readFile(join(bundle, 'owner'), 'utf8').catch(() => '');
+    const o = parseOwner(text);
+    const owner = o?.pid ?? (Number(text) || 0);
+    if (o ? ownerAlive(o) !== false : owner > 0 && pidAlive(owner)) continue;
     if (owner === 0) {
       const st = await stat(bundle).catch(() => undefined);
       if (st && Date.now() - st.mtimeMs < OWNERLESS_GRACE_MS) continue;

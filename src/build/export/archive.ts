@@ -1,8 +1,9 @@
 /**
  * Writers for the file outputs: OCI layout (tar or directory), docker-archive, rootfs tar and
- * rootfs directories. Every one is atomic: the output is made under a temp name beside the
- * destination, fsynced, then renamed into place; a failure removes the temp and leaves no
- * partial destination.
+ * rootfs directories. A file output is atomic: made under a temp name beside the destination,
+ * fsynced, then renamed into place; a failure removes the temp and leaves no partial file. A
+ * directory output is written INTO the destination (writeIntoDir): what it already holds and
+ * the image does not is kept, and each entry is replaced whole.
  *
  *   await writeOciArchive({ store, root, names, dest: 'out.tar', tar: true });
  *   await writeDockerArchive({ store, image: platformImage, names, dest: 'img.tar' });
@@ -11,8 +12,8 @@
  * Tar members are written in a fixed order with fixed headers (mtime = SOURCE_DATE_EPOCH or 0,
  * uid/gid 0), so archives of the same image are byte-identical.
  */
-import { mkdir, readdir, rename, rm, rmdir, stat } from 'node:fs/promises';
-import { dirname, join, resolve } from 'node:path';
+import { lstat, mkdir, readdir, realpath, rename, rm, stat } from 'node:fs/promises';
+import { basename, dirname, join, resolve } from 'node:path';
 import type { ContentStore } from '../../content/index.js';
 import { applyLayerBlob, packDir, type TarEntryInput, writeTar } from '../../layer/index.js';
 import {
@@ -28,52 +29,99 @@ import { type Platform, formatPlatform } from '../../platform/index.js';
 import { familiarReference, parseReference } from '../../oci/reference.js';
 import { errorMessage, PolyarchError } from '../../util/errors.js';
 import { fsyncDir, tempPath, writeFileAtomic } from '../../util/fs.js';
+import { pidAlive } from '../../util/lock.js';
 import type { PlatformImage } from './image.js';
+import { mergeInto } from './merge.js';
 
 const CONTAINERD_NAME = 'io.containerd.image.name';
 const REF_NAME = 'org.opencontainers.image.ref.name';
 
-/**
- * Moves a finished temp directory into place. A missing or empty `dest` is replaced by one
- * rename; into an existing non-empty directory each top-level entry is moved (replacing an
- * entry of the same name), as buildx's local exporter writes into an existing directory.
- */
-async function installDir(tmp: string, dest: string): Promise<void> {
-  const st = await stat(dest).catch(() => undefined);
-  if (st && !st.isDirectory())
-    throw new PolyarchError('IO', `writing ${dest}: it exists and is not a directory`);
-  if (st) {
-    const existing = await readdir(dest);
-    if (existing.length === 0) await rmdir(dest);
-    else {
-      for (const name of await readdir(tmp)) {
-        await rm(join(dest, name), { recursive: true, force: true });
-        await rename(join(tmp, name), join(dest, name));
-      }
-      await rm(tmp, { recursive: true, force: true });
-      await fsyncDir(dest);
-      return;
-    }
-  }
-  await rename(tmp, dest);
-  await fsyncDir(dirname(dest));
+/** Names of staging dirs `tempPath` makes beside a destination: `.tmp-<name>-<pid>-<hex>`. */
+function stagingPid(entry: string, base: string): number | undefined {
+  const prefix = `.tmp-${base}-`;
+  if (!entry.startsWith(prefix)) return undefined;
+  const m = /^(\d+)-[0-9a-f]{8}$/.exec(entry.slice(prefix.length));
+  return m ? Number(m[1]) : undefined;
 }
 
-/** Runs `fill(tmpDir)` and installs the directory atomically at `dest`; removes the temp on failure. */
-export async function writeDirAtomic(dest: string, fill: (dir: string) => Promise<void>): Promise<void> {
+/** Removes staging dirs beside `dest` left by exports that were killed (their pid is gone). */
+async function sweepStaging(dest: string): Promise<void> {
+  const parent = dirname(dest);
+  const base = basename(dest);
+  for (const name of await readdir(parent).catch(() => [] as string[])) {
+    const pid = stagingPid(name, base);
+    if (pid !== undefined && pid !== process.pid && !pidAlive(pid))
+      await rm(join(parent, name), { recursive: true, force: true }).catch(() => undefined);
+  }
+}
+
+export interface WriteIntoDirOptions {
+  signal?: AbortSignal;
+  /** Where to stage when the destination's parent is not writable; default: fail. */
+  stagingDir?: string;
+}
+
+/**
+ * Runs `fill(stagingDir)` and writes what it made INTO `dest`, as BuildKit's local exporter
+ * does (merge.ts): entries `dest` has and the tree does not are kept; the tree's entries
+ * replace the ones of the same path, each whole (one rename, or a temp file renamed over). A
+ * `dest` that does not exist yet is made by one rename of the finished tree. The staging dir
+ * is beside `dest` (same file system, so entries move instead of being copied) and is removed
+ * afterwards, whatever happens; ones left by killed exports are removed by the next export to
+ * the same destination. The caller refuses destinations such as `/` (checkDestinations).
+ */
+export async function writeIntoDir(
+  dest: string,
+  fill: (dir: string) => Promise<void>,
+  opts: WriteIntoDirOptions = {},
+): Promise<void> {
   const abs = resolve(dest);
-  await mkdir(dirname(abs), { recursive: true });
-  const tmp = tempPath(abs);
-  await mkdir(tmp, { mode: 0o755 });
   try {
-    await fill(tmp);
-    await installDir(tmp, abs);
+    const st = await lstat(abs).catch(() => undefined);
+    const existed = st !== undefined;
+    if (!existed) await mkdir(dirname(abs), { recursive: true });
+    // A symlink given as dest is the user's choice of directory: write where it points.
+    const real = existed ? await realpath(abs) : join(await realpath(dirname(abs)), basename(abs));
+    if (existed && !(await stat(real)).isDirectory())
+      throw new PolyarchError('IO', `writing ${dest}: it exists and is not a directory`);
+    await sweepStaging(real);
+    let tmp = tempPath(real);
+    try {
+      await mkdir(tmp, { mode: 0o755 });
+    } catch (err) {
+      if (!opts.stagingDir) throw err;
+      await mkdir(opts.stagingDir, { recursive: true, mode: 0o700 });
+      tmp = tempPath(join(opts.stagingDir, basename(real)));
+      await mkdir(tmp, { mode: 0o755 });
+    }
+    try {
+      await fill(tmp);
+      opts.signal?.throwIfAborted();
+      if (!existed && (await moveNew(tmp, real))) return;
+      await mkdir(real, { recursive: true });
+      await mergeInto(tmp, real, opts.signal);
+    } finally {
+      await rm(tmp, { recursive: true, force: true });
+    }
   } catch (err) {
-    await rm(tmp, { recursive: true, force: true });
     throw err instanceof PolyarchError
       ? err
       : new PolyarchError('IO', `writing ${dest}: ${errorMessage(err)}`, { cause: err });
   }
+}
+
+/** Puts a finished tree at a path that did not exist: one rename; false when that is not possible here. */
+async function moveNew(tmp: string, dest: string): Promise<boolean> {
+  try {
+    await rename(tmp, dest);
+  } catch (err) {
+    const code = (err as NodeJS.ErrnoException).code;
+    // Made meanwhile (EEXIST/ENOTEMPTY), or the staging dir is on another file system.
+    if (code === 'EXDEV' || code === 'EEXIST' || code === 'ENOTEMPTY') return false;
+    throw err;
+  }
+  await fsyncDir(dirname(dest));
+  return true;
 }
 
 /** Every blob under `root` (index → manifests → config + layers), each once, in a fixed order. */
@@ -136,7 +184,7 @@ export interface OciArchiveOptions {
   root: Descriptor;
   names: string[];
   dest: string;
-  /** A tar file (true) or a layout directory (false). */
+  /** A tar file (true) or a layout directory (false), written into an existing one (index.json replaced). */
   tar: boolean;
   /** Tar member mtime; default 0. */
   mtime?: number;
@@ -148,7 +196,7 @@ export async function writeOciArchive(o: OciArchiveOptions): Promise<void> {
   const index = encodeJson(layoutIndex(o.root, o.names));
   const layout = encodeJson({ imageLayoutVersion: '1.0.0' });
   if (!o.tar) {
-    await writeDirAtomic(o.dest, async (dir) => {
+    await writeIntoDir(o.dest, async (dir) => {
       await mkdir(join(dir, 'blobs', 'sha256'), { recursive: true });
       for (const b of blobs)
         await writeFileAtomic(
@@ -231,6 +279,8 @@ export interface RootfsOptions {
   /** Tar mtimes clamped to this. */
   sourceDateEpoch?: number;
   signal?: AbortSignal;
+  /** type=local: where to stage when the destination's parent is not writable. */
+  stagingDir?: string;
 }
 
 /**
@@ -248,7 +298,10 @@ export async function writeRootfs(o: RootfsOptions): Promise<void> {
     }
   };
   if (!o.tar) {
-    await writeDirAtomic(o.dest, fill);
+    await writeIntoDir(o.dest, fill, {
+      ...(o.signal ? { signal: o.signal } : {}),
+      ...(o.stagingDir ? { stagingDir: o.stagingDir } : {}),
+    });
     return;
   }
   const abs = resolve(o.dest);

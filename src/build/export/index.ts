@@ -16,12 +16,13 @@
  */
 import { randomBytes } from 'node:crypto';
 import { stat } from 'node:fs/promises';
-import { resolve } from 'node:path';
+import { join, resolve } from 'node:path';
 import type { ContentStore } from '../../content/index.js';
 import type { Descriptor, Digest } from '../../oci/index.js';
 import { formatPlatform } from '../../platform/index.js';
 import { type ProgressSink, ProgressWriter, type VertexHandle } from '../../progress/index.js';
 import { formatReference, parseReference, repositoryName } from '../../oci/reference.js';
+import { holdProcessState } from '../../exec/reap.js';
 import type { Snapshotter } from '../../snapshot/index.js';
 import { errorMessage, PolyarchError, UsageError } from '../../util/errors.js';
 import type { BuildResult, PlatformResult } from '../result.js';
@@ -29,7 +30,7 @@ import { writeFileAtomic } from '../../util/fs.js';
 import { writeDockerArchive, writeOciArchive, writeRootfs } from './archive.js';
 import { formatKey, type ImageFormat, packLayer, type WrittenImage, writeImage } from './image.js';
 import { LayerMemo } from './layers.js';
-import type { OutputSpec } from './outputs.js';
+import { checkDestinations, type OutputSpec } from './outputs.js';
 
 export * from './archive.js';
 export * from './image.js';
@@ -86,8 +87,9 @@ export interface ExportResponse {
 
 const IMAGE_TYPES = new Set(['image', 'registry', 'oci', 'docker']);
 
-/** Output checks that need the result (before any work). */
-export function checkOutputs(result: BuildResult, outputs: OutputSpec[]): void {
+/** Output checks that need the result (before any work); with `stateRoot`, checkDestinations too. */
+export function checkOutputs(result: BuildResult, outputs: OutputSpec[], stateRoot?: string): void {
+  if (stateRoot !== undefined) checkDestinations(outputs, stateRoot);
   for (const o of outputs)
     if (o.type === 'docker' && result.platforms.length > 1)
       throw new UsageError(
@@ -156,7 +158,22 @@ export async function exportBuild(
   outputs: OutputSpec[],
   ctx: ExportContext,
 ): Promise<ExportResponse> {
-  checkOutputs(result, outputs);
+  checkOutputs(result, outputs, ctx.stateRoot);
+  // Temp files and staging dirs follow: if this process is killed, the next command of any
+  // kind removes them (exec/reap.ts).
+  const release = outputs.length > 0 ? await holdProcessState(ctx.stateRoot) : () => undefined;
+  try {
+    return await exportOutputs(result, outputs, ctx);
+  } finally {
+    release();
+  }
+}
+
+async function exportOutputs(
+  result: BuildResult,
+  outputs: OutputSpec[],
+  ctx: ExportContext,
+): Promise<ExportResponse> {
   const stats: ExportStats = { packed: 0, reused: 0, uploaded: 0, existing: 0, mounted: 0 };
   const resp: ExportResponse = { names: [], manifests: [], pushed: [], metadata: {}, stats };
   if (outputs.length === 0) return resp;
@@ -270,6 +287,7 @@ export async function exportBuild(
             platforms: img.platforms,
             dest: o.dest!,
             tar: o.type === 'tar',
+            stagingDir: join(ctx.stateRoot, 'export', 'tmp'),
             ...(ctx.sourceDateEpoch !== undefined ? { sourceDateEpoch: ctx.sourceDateEpoch } : {}),
             ...(ctx.signal ? { signal: ctx.signal } : {}),
           });

@@ -16,7 +16,7 @@
  * layer is packed again. The file is replaced atomically under a lock, so concurrent builds
  * lose no entries.
  */
-import { mkdir, readFile } from 'node:fs/promises';
+import { mkdir, readdir, readFile, rm } from 'node:fs/promises';
 import { join } from 'node:path';
 import { Writable } from 'node:stream';
 import type { ContentStore } from '../../content/index.js';
@@ -25,7 +25,7 @@ import { type Compression, type Descriptor, type Digest, layerMediaType } from '
 import type { Snapshotter } from '../../snapshot/index.js';
 import { errorMessage, PolyarchError } from '../../util/errors.js';
 import { writeFileAtomic } from '../../util/fs.js';
-import { acquireLock } from '../../util/lock.js';
+import { acquireLock, pidAlive } from '../../util/lock.js';
 
 export interface MemoEntry {
   digest: Digest;
@@ -40,6 +40,26 @@ interface MemoFile {
   layers: Record<string, MemoEntry>;
 }
 
+/** Export dirs already swept by this process. */
+const swept = new Set<string>();
+
+/**
+ * Removes `.tmp-<name>-<pid>-<8 hex>` entries (util/fs.ts tempPath names) in `dir` whose
+ * writer is no longer running. One readdir; nothing else when there are none.
+ */
+export async function sweepDeadTemps(dir: string): Promise<string[]> {
+  const removed: string[] = [];
+  for (const name of await readdir(dir).catch(() => [] as string[])) {
+    const m = /^\.tmp-.+-(\d+)-[0-9a-f]{8}$/.exec(name);
+    if (!m) continue;
+    const pid = Number(m[1]);
+    if (pid === process.pid || pidAlive(pid)) continue;
+    await rm(join(dir, name), { recursive: true, force: true }).catch(() => undefined);
+    removed.push(name);
+  }
+  return removed;
+}
+
 export class LayerMemo {
   readonly path: string;
   #cache: Record<string, MemoEntry> = {};
@@ -48,10 +68,19 @@ export class LayerMemo {
     this.path = path;
   }
 
-  /** Opens (or starts) the memo under `<stateRoot>/export/`. */
+  /**
+   * Opens (or starts) the memo under `<stateRoot>/export/`. The first open in a process also
+   * removes temp files (`.tmp-layers.json-<pid>-<hex>`) and staging dirs (`tmp/`) that
+   * processes killed mid-write left there.
+   */
   static async open(stateRoot: string): Promise<LayerMemo> {
     const dir = join(stateRoot, 'export');
     await mkdir(dir, { recursive: true });
+    if (!swept.has(dir)) {
+      swept.add(dir);
+      await sweepDeadTemps(dir);
+      await sweepDeadTemps(join(dir, 'tmp'));
+    }
     const memo = new LayerMemo(join(dir, 'layers.json'));
     memo.#cache = await memo.#read();
     return memo;

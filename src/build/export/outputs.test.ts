@@ -1,6 +1,9 @@
 import assert from 'node:assert/strict';
-import { describe, it } from 'node:test';
-import { UsageError } from '../../util/errors.js';
+import { mkdirSync, mkdtempSync, rmSync, symlinkSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { after, describe, it } from 'node:test';
+import { PolyarchError, UsageError } from '../../util/errors.js';
 import { NO_OUTPUT_WARNING, type OutputFlags, parseOutputs, resolveOutputs, splitCsv } from './outputs.js';
 
 describe('parseOutputs: buildx semantics', () => {
@@ -136,5 +139,45 @@ describe('parseOutputs: bad specs are usage errors naming the key', () => {
 describe('splitCsv', () => {
   it('splits on commas outside quotes and unescapes doubled quotes', () => {
     assert.deepEqual(splitCsv('type=image,"name=a,b",x=""""'), ['type=image', 'name=a,b', 'x="']);
+  });
+});
+
+describe('checkDestinations: where an export must never write', () => {
+  const base = mkdtempSync(join(tmpdir(), 'polyarch-dests-'));
+  after(() => rmSync(base, { recursive: true, force: true }));
+  const root = join(base, 'state');
+  mkdirSync(root);
+  symlinkSync('/', join(base, 'to-root'));
+  symlinkSync(root, join(base, 'to-state'));
+  const refused: Array<[name: string, output: string, why: RegExp]> = [
+    ['/', 'type=local,dest=/', /dest "\/" is the root directory \//],
+    ['/ spelled otherwise', 'type=local,dest=/tmp/../', /is the root directory \//],
+    ['a symlink to /', `type=local,dest=${base}/to-root`, /\(\/\) is the root directory/],
+    [
+      'a path through a symlink to /',
+      `type=tar,dest=${base}/to-root${base}`,
+      /contains polyarch's state root/,
+    ],
+    ['the state root', `type=local,dest=${root}`, /is polyarch's state root/],
+    ['a symlink to the state root', `type=oci,dest=${base}/to-state,tar=false`, /is polyarch's state root/],
+    ['its parent', `type=local,dest=${base}`, /contains polyarch's state root/],
+    ['inside it, not yet made', `type=local,dest=${root}/new/dir`, /is inside polyarch's state root/],
+  ];
+  for (const [name, output, why] of refused)
+    it(`refuses ${name}`, () => {
+      assert.throws(
+        () => resolveOutputs({ output: [output], stateRoot: root }),
+        (err: unknown) => {
+          assert.ok(err instanceof PolyarchError && !(err instanceof UsageError));
+          assert.equal(err.exitCode, 1);
+          assert.match(err.message, why);
+          assert.match(err.message, /^invalid output ".*": dest .*; choose another directory$/);
+          return true;
+        },
+      );
+    });
+  it('accepts a sibling of the state root and a name sharing its prefix', () => {
+    for (const d of [join(base, 'out'), `${root}-out`, join(base, 'to-root-not')])
+      assert.equal(resolveOutputs({ output: [`type=local,dest=${d}`], stateRoot: root }).outputs.length, 1);
   });
 });

@@ -12,9 +12,11 @@
  * field in CSV: `"name=a,b"`) wins over `-t`. Every name is normalised (docker.io/library/…,
  * `:latest`). Bad specs are UsageErrors (exit 2) naming the key.
  */
+import { realpathSync } from 'node:fs';
+import { basename, dirname, join, resolve, sep } from 'node:path';
 import type { Compression } from '../../oci/index.js';
 import { formatReference, parseReference } from '../../oci/reference.js';
-import { errorMessage, UsageError } from '../../util/errors.js';
+import { errorMessage, PolyarchError, UsageError } from '../../util/errors.js';
 
 export type OutputType = 'image' | 'registry' | 'oci' | 'docker' | 'local' | 'tar';
 
@@ -49,6 +51,8 @@ export interface OutputFlags {
   load?: boolean;
   /** `-t/--tag`, repeatable. */
   tags?: string[];
+  /** polyarch's state root: when given, destinations are checked against it (checkDestinations). */
+  stateRoot?: string;
 }
 
 /** buildx's wording, adapted. */
@@ -250,7 +254,58 @@ export function resolveOutputs(flags: OutputFlags): { outputs: OutputSpec[]; war
       );
     dests.set(o.dest, o.raw);
   }
+  if (flags.stateRoot !== undefined) checkDestinations(outputs, flags.stateRoot);
   return outputs.length === 0 ? { outputs, warning: NO_OUTPUT_WARNING } : { outputs };
+}
+
+/**
+ * `path` with symlinks resolved as far as it exists (the rest appended): where a write to it
+ * would land.
+ */
+function landingPath(path: string): string {
+  let head = resolve(path);
+  const rest: string[] = [];
+  for (;;) {
+    try {
+      return join(realpathSync(head), ...rest);
+    } catch {
+      const up = dirname(head);
+      if (up === head) return join(head, ...rest);
+      rest.unshift(basename(head));
+      head = up;
+    }
+  }
+}
+
+const within = (inner: string, outer: string) =>
+  inner === outer || inner.startsWith(outer.endsWith(sep) ? outer : outer + sep);
+
+/**
+ * Refuses destinations an export must never write: `/` (a rootfs written there replaces the
+ * host's /etc, /bin, …), polyarch's state root, a directory that contains it, or a path inside
+ * it (the store and snapshots would be overwritten). Paths are compared after resolving
+ * symlinks, so `dest=/tmp/link-to-root` is `/`. Errors are exit 1, naming the output and why.
+ */
+export function checkDestinations(outputs: readonly OutputSpec[], stateRoot: string): void {
+  const root = landingPath(stateRoot);
+  for (const o of outputs) {
+    if (o.dest === undefined) continue;
+    const d = landingPath(o.dest);
+    const shown = d === resolve(o.dest) ? `"${o.dest}"` : `"${o.dest}" (${d})`;
+    let why: string | undefined;
+    if (d === sep)
+      why = 'is the root directory /: an image written there would replace host files such as /etc and /bin';
+    else if (d === root) why = `is polyarch's state root: the image would overwrite the store and snapshots`;
+    else if (within(root, d))
+      why = `contains polyarch's state root ${root}: the image would overwrite the store and snapshots`;
+    else if (within(d, root))
+      why = `is inside polyarch's state root ${root}: the image would overwrite polyarch's own state`;
+    if (why)
+      throw new PolyarchError(
+        'INVALID_ARGUMENT',
+        `invalid output "${o.raw}": dest ${shown} ${why}; choose another directory`,
+      );
+  }
 }
 
 /** `resolveOutputs` without the warning: the specs only (the caller prints NO_OUTPUT_WARNING when empty). */

@@ -309,12 +309,14 @@ async function runBuild(context: string, flags: BuildFlags, ctx: CliContext): Pr
       `builder ${builder.name} uses the ${builder.driver} driver: building on remote nodes is not supported yet; use a local builder`,
     );
 
-  // Outputs are resolved before anything is built, so a bad -o fails fast.
+  // Outputs are resolved before anything is built, so a bad -o fails fast — and a dest of `/`
+  // or the state root is refused before anything could be written there.
   const { outputs, warning } = exp.resolveOutputs({
     output: flags.output,
     ...(flags.push ? { push: true } : {}),
     ...(flags.load ? { load: true } : {}),
     tags: flags.tag,
+    stateRoot: (await import('../../content/paths.js')).stateRoot(ctx.env),
   });
 
   // The context: a directory, or a tar on stdin unpacked into a temporary directory.
