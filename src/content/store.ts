@@ -18,8 +18,10 @@
  * - index.json is replaced atomically (temp + fsync + rename) under a lock file, so
  *   concurrent tag/untag lose nothing and readers never see a partial file.
  *
- * Known limit: gc() does not know about blobs another process has ingested but not yet
- * tagged; run it when no pull/build is writing (the `graceMs` option narrows the window).
+ * - gc() keeps what running operations lease (leases.ts): a process holding a lease on this
+ *   store (`store.lease('pull')`) leases every blob before it looks at it (size, has,
+ *   readBlob, openRead) and before a commit puts it in place, so a blob it found stays until
+ *   it is done, and one it wrote stays until it is tagged.
  */
 import { createHash, type Hash, randomBytes } from 'node:crypto';
 import {
@@ -53,6 +55,7 @@ import {
 import { errorMessage, PolyarchError } from '../util/errors.js';
 import { fsyncDir } from '../util/fs.js';
 import { acquireLock, formatOwner, ownerAlive, parseOwner, selfOwner } from '../util/lock.js';
+import { heldLease, type LeaseHandle, type LeaseKind, takeLease, withGcLock } from './leases.js';
 
 /** The annotation containerd uses for the full image name in an OCI layout's index.json. */
 export const CONTAINERD_NAME_ANNOTATION = 'io.containerd.image.name';
@@ -97,6 +100,9 @@ export interface GcOptions {
 export interface GcResult {
   removed: number;
   bytes: number;
+  /** Unreferenced blobs kept because a running operation leases them. */
+  kept: number;
+  keptBytes: number;
 }
 
 export interface NamedRef {
@@ -109,6 +115,8 @@ const UNJUDGED_TEMP_MAX_AGE_MS = 24 * 3600 * 1000;
 const READ_CHUNK = 1 << 20;
 /** readBlob is for documents; anything larger is streamed (openRead) so memory stays bounded. */
 const MAX_READ_BLOB = 64 << 20;
+/** Leased blobs up to this size are read to see whether they are image documents (gc follows those). */
+const LEASED_DOC_MAX = 4 << 20;
 
 // OCI image layout's grammar for org.opencontainers.image.ref.name.
 const REF_NAME_RE =
@@ -264,8 +272,27 @@ export class ContentStore {
     return (await this.size(d)) !== undefined;
   }
 
-  /** The size of a blob present in the store, else undefined. */
+  /**
+   * Takes (or joins) this process's lease on the store (leases.ts): until it is released, what
+   * this process looks at or writes here is kept from gc() in every process.
+   */
+  lease(kind: LeaseKind): Promise<LeaseHandle> {
+    return takeLease(this.dir, kind);
+  }
+
+  /** Leases `digests` when this process holds a lease on the store; else nothing to do. */
+  async protect(digests: readonly Digest[]): Promise<void> {
+    await heldLease(this.dir)?.protectContent(digests);
+  }
+
+  /** The size of a blob present in the store, else undefined (leased first, see the header). */
   async size(d: Digest): Promise<number | undefined> {
+    parseDigest(d);
+    await this.protect([d]);
+    return this.#size(d);
+  }
+
+  async #size(d: Digest): Promise<number | undefined> {
     try {
       const st = await stat(this.blobPath(d));
       return st.isFile() ? st.size : undefined;
@@ -281,7 +308,12 @@ export class ContentStore {
 
   /** Reads a small blob (manifest, config) whole and checks its digest. */
   async readBlob(d: Digest): Promise<Buffer> {
-    const size = await this.size(d);
+    await this.protect([d]);
+    return this.#readBlob(d);
+  }
+
+  async #readBlob(d: Digest): Promise<Buffer> {
+    const size = await this.#size(d);
     if (size === undefined) throw this.#notFound(d);
     if (size > MAX_READ_BLOB)
       throw new PolyarchError(
@@ -308,8 +340,10 @@ export class ContentStore {
   openRead(d: Digest, start = 0): Readable {
     const path = this.blobPath(d);
     const notFound = () => this.#notFound(d);
+    const protect = () => this.protect([d]);
     async function* chunks(): AsyncGenerator<Buffer> {
       let fh: FileHandle;
+      await protect();
       try {
         fh = await open(path, 'r');
       } catch (err) {
@@ -420,8 +454,10 @@ export class ContentStore {
   /** @internal Moves a verified temp file to its blob path. */
   async _commitTemp(tmp: string, info: BlobInfo): Promise<void> {
     const final = this.blobPath(info.digest);
+    // Leased before it appears (or is found), so gc() never takes it from under the writer.
+    await this.protect([info.digest]);
     // A blob already there with the right size was verified by whoever wrote it.
-    if ((await this.size(info.digest)) === info.size) {
+    if ((await this.#size(info.digest)) === info.size) {
       await unlink(tmp).catch(() => {});
       return;
     }
@@ -537,45 +573,87 @@ export class ContentStore {
    */
   async children(desc: Descriptor): Promise<Descriptor[]> {
     if (!isIndexType(desc.mediaType) && !isManifestType(desc.mediaType)) return [];
-    if (!(await this.has(desc.digest))) return [];
-    const doc = parseImageDocument(await this.readBlob(desc.digest), `${desc.mediaType} ${desc.digest}`);
+    await this.protect([desc.digest]);
+    return this.#children(desc);
+  }
+
+  /** children() without leasing: for gc(), which runs under the lock lease writes wait on. */
+  async #children(desc: Descriptor): Promise<Descriptor[]> {
+    if (!isIndexType(desc.mediaType) && !isManifestType(desc.mediaType)) return [];
+    if ((await this.#size(desc.digest)) === undefined) return [];
+    const doc = parseImageDocument(await this.#readBlob(desc.digest), `${desc.mediaType} ${desc.digest}`);
     if (doc.kind === 'index') return [...doc.index.manifests];
     return [doc.manifest.config, ...doc.manifest.layers];
   }
 
   /** Every digest reachable from `roots` (including the roots). */
   async reachable(roots: Descriptor[]): Promise<Set<Digest>> {
+    return this.#reachable(roots, (d) => this.children(d));
+  }
+
+  async #reachable(
+    roots: Descriptor[],
+    children: (d: Descriptor) => Promise<Descriptor[]>,
+  ): Promise<Set<Digest>> {
     const seen = new Set<Digest>();
     const stack = [...roots];
     while (stack.length > 0) {
       const d = stack.pop()!;
       if (seen.has(d.digest)) continue;
       seen.add(d.digest);
-      stack.push(...(await this.children(d)));
+      stack.push(...(await children(d)));
     }
     return seen;
   }
 
-  /** Removes blobs not reachable from index.json (nor from `keep`) and temp files of dead writers. */
+  /**
+   * Removes blobs not reachable from index.json, from `keep` or from what a running operation
+   * leases (leases.ts), and temp files of dead writers. Leased blobs that are image documents
+   * keep what they reach too. Runs under the store's GC lock (no lease changes meanwhile) and
+   * the index lock (no ref changes).
+   */
   async gc(keep: Descriptor[] = [], opts: GcOptions = {}): Promise<GcResult> {
-    let result: GcResult = { removed: 0, bytes: 0 };
-    // Holding the index lock keeps refs from changing while we mark and sweep.
-    const release = await acquireLock(`${this.#indexPath()}.lock`, {
-      timeoutMs: this.#opts.lockTimeoutMs,
+    const result = await withGcLock(this.dir, async (leases) => {
+      const release = await acquireLock(`${this.#indexPath()}.lock`, {
+        timeoutMs: this.#opts.lockTimeoutMs,
+      });
+      try {
+        const idx = await this.readIndex();
+        const children = (d: Descriptor) => this.#children(d);
+        const live = await this.#reachable([...idx.manifests, ...keep], children);
+        const leased = await this.#reachable(await this.#leasedRoots(leases.content), children);
+        return await this.#sweep(live, leased, leases.unreadable, opts.graceMs ?? 0);
+      } finally {
+        await release();
+      }
     });
-    try {
-      const idx = await this.readIndex();
-      const live = await this.reachable([...idx.manifests, ...keep]);
-      result = await this.#sweep(live, opts.graceMs ?? 0);
-    } finally {
-      await release();
-    }
     await this.cleanIngest();
     return result;
   }
 
-  async #sweep(live: Set<Digest>, graceMs: number): Promise<GcResult> {
-    const result: GcResult = { removed: 0, bytes: 0 };
+  /** Leased digests as descriptors; those that are image documents get their media type, so their children count. */
+  async #leasedRoots(digests: Iterable<string>): Promise<Descriptor[]> {
+    const out: Descriptor[] = [];
+    for (const d of digests) {
+      if (!isDigest(d)) continue;
+      const size = await this.#size(d);
+      if (size === undefined) continue;
+      let mediaType = 'application/octet-stream';
+      if (size <= LEASED_DOC_MAX) {
+        try {
+          const data = await readFile(this.blobPath(d));
+          if (data[0] === 0x7b) mediaType = parseImageDocument(data, `blob ${d}`).mediaType;
+        } catch {
+          // Not an image document (a config, a layer): nothing below it.
+        }
+      }
+      out.push({ mediaType, digest: d, size });
+    }
+    return out;
+  }
+
+  async #sweep(live: Set<Digest>, leased: Set<Digest>, keepAll: boolean, graceMs: number): Promise<GcResult> {
+    const result: GcResult = { removed: 0, bytes: 0, kept: 0, keptBytes: 0 };
     const blobs = join(this.dir, 'blobs');
     for (const alg of await readdir(blobs).catch(() => [] as string[])) {
       const names = await readdir(join(blobs, alg)).catch(() => [] as string[]);
@@ -586,6 +664,11 @@ export class ContentStore {
         const st = await stat(path).catch(() => undefined);
         if (!st?.isFile()) continue;
         if (graceMs > 0 && Date.now() - st.mtimeMs < graceMs) continue;
+        if (keepAll || leased.has(d)) {
+          result.kept++;
+          result.keptBytes += st.size;
+          continue;
+        }
         try {
           await unlink(path);
           result.removed++;

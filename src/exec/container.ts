@@ -34,6 +34,8 @@
  * container's changes; nothing lists or removes those yet but the snapshotter itself.
  */
 import { performance } from 'node:perf_hooks';
+import { join, resolve } from 'node:path';
+import { type LeaseHandle, takeLease } from '../content/leases.js';
 import { ContentStore } from '../content/store.js';
 import { stateRoot, storeDir } from '../content/paths.js';
 import { lookupRef } from '../content/images.js';
@@ -367,8 +369,27 @@ function sinkOf(s: RunImageOptions['stdout'], fd: 1 | 2): (chunk: Buffer) => voi
   return (b) => stream.write(b);
 }
 
-/** Run `opts.args` in the image, once per chosen platform. See the module header. */
+/**
+ * Run `opts.args` in the image, once per chosen platform. See the module header. A lease
+ * (content/leases.ts) keeps what the run resolves and unpacks from `prune` and `rmi` until it
+ * returns.
+ */
 export async function runImage(opts: RunImageOptions): Promise<RunImageResult> {
+  const env = opts.processEnv ?? process.env;
+  const root = resolve(opts.root ?? stateRoot(env));
+  const store = opts.store ?? (await ContentStore.open(storeDir(env)));
+  // Blobs are leased on the store, snapshots on the state root's store: one lease when they are the same.
+  const dirs = [...new Set([resolve(store.dir), join(root, 'store')])];
+  const leases: LeaseHandle[] = [];
+  try {
+    for (const d of dirs) leases.push(await takeLease(d, 'run'));
+    return await runLeased({ ...opts, root, store });
+  } finally {
+    for (const l of leases) await l.release();
+  }
+}
+
+async function runLeased(opts: RunImageOptions): Promise<RunImageResult> {
   const env = opts.processEnv ?? process.env;
   const root = opts.root ?? stateRoot(env);
   if (opts.platforms?.length && opts.allPlatforms)

@@ -1,0 +1,314 @@
+/**
+ * Leases: what a running operation (pull, build, run) uses or is about to use, so garbage
+ * collection (`rmi`, `prune`: ContentStore.gc, build/cache.ts pruneCache) keeps it. This is
+ * containerd's lease model, on disk and between processes.
+ *
+ *   const lease = await takeLease(store.dir, 'pull');   // one per process and store, shared
+ *   try {
+ *     // every blob or snapshot this process looks at from now on is leased before it is
+ *     // looked at (ContentStore.size/openRead/commit, Snapshotter.stat call protect())
+ *   } finally { await lease.release(); }
+ *
+ *   await withGcLock(store.dir, async (live) => { ...mark with live.content, sweep... });
+ *
+ * A lease is the file `<store>/leases/<pid>-<start>-<host>-<rand>.json` holding its owner and
+ * the resources it names (`content` digests, `snapshots` keys, `kinds` of operations holding
+ * it). Its owner is in the name, so the lease of a holder that died (kill -9) is recognised as
+ * stale (util/lock.ts: a recycled pid does not pass for the dead holder); GC ignores and
+ * removes it. A holder in another host or pid namespace cannot be judged from here: its lease
+ * counts until it has been left untouched for a day.
+ *
+ * Not racy: resources are added to a lease under `<store>/leases/gc.lock`, which GC holds from
+ * reading the leases until its sweep is done. An operation adds a resource first and looks at
+ * it (does the blob exist? read it) after, so either GC saw the lease and keeps the resource,
+ * or GC finished first and the look sees what it left. A resource may be leased before it
+ * exists (a blob about to be committed, a snapshot about to be created). Adds within one
+ * process are batched: those made while a write is in flight go into one next write.
+ */
+import { randomBytes } from 'node:crypto';
+import { mkdir, readdir, readFile, rename, stat, unlink, writeFile } from 'node:fs/promises';
+import { join, resolve } from 'node:path';
+import { errorMessage, PolyarchError } from '../util/errors.js';
+import { acquireLock, formatOwner, ownerAlive, parseOwner, selfOwner } from '../util/lock.js';
+
+/** What holds a lease; a live `build` lease also keeps cache mounts and the context memo. */
+export type LeaseKind = 'pull' | 'build' | 'run' | 'export';
+
+/**
+ * How long a lease add waits for a GC in progress. Default 10 min: GC holds the lock for its
+ * mark and sweep (reading manifests, unlinking blobs, renaming snapshots away), never for the
+ * removal of a snapshot's files.
+ */
+const GC_LOCK_WAIT_MS = 10 * 60_000;
+/** A lease whose owner cannot be judged from here (another host or pid namespace) counts this long after its last write. */
+const UNJUDGED_LEASE_MAX_AGE_MS = 24 * 3600_000;
+
+interface LeaseFile {
+  owner: string;
+  kinds: LeaseKind[];
+  created: number;
+  content: string[];
+  snapshots: string[];
+}
+
+/** The leases directory of a content store. */
+export function leasesDir(storeDir: string): string {
+  return join(resolve(storeDir), 'leases');
+}
+
+const gcLockPath = (dir: string): string => join(dir, 'gc.lock');
+
+/** This process's lease on one store: resources only grow until it is released. */
+export class Lease {
+  readonly path: string;
+  readonly #dir: string;
+  readonly #created = Date.now();
+  readonly #kinds = new Map<LeaseKind, number>();
+  /** Written: in the lease file on disk. */
+  readonly #content = new Set<string>();
+  readonly #snapshots = new Set<string>();
+  /** Item (`c:<digest>`, `s:<key>`) → the write that records it. */
+  readonly #writes = new Map<string, Promise<void>>();
+  #batch: { items: string[]; done: Promise<void> } | undefined;
+  #chain: Promise<void> = Promise.resolve();
+  #released = false;
+
+  constructor(dir: string) {
+    this.#dir = dir;
+    this.path = join(dir, `${formatOwner(selfOwner())}-${randomBytes(6).toString('hex')}.json`);
+  }
+
+  get kinds(): LeaseKind[] {
+    return [...this.#kinds.keys()];
+  }
+
+  /** Leases blobs by digest (they need not exist yet). Resolves once GC is sure to see it. */
+  protectContent(digests: readonly string[]): Promise<void> {
+    return this.#add(digests.map((d) => `c:${d}`));
+  }
+
+  /** Leases snapshots by key (they need not exist yet). */
+  protectSnapshots(keys: readonly string[]): Promise<void> {
+    return this.#add(keys.map((k) => `s:${k}`));
+  }
+
+  /** @internal */
+  async _hold(kind: LeaseKind): Promise<void> {
+    const first = this.#kinds.size === 0;
+    const had = this.#kinds.has(kind);
+    this.#kinds.set(kind, (this.#kinds.get(kind) ?? 0) + 1);
+    if (first || !had) await this.#add([]);
+  }
+
+  /** @internal Returns true when nothing holds the lease any more. */
+  _drop(kind: LeaseKind): boolean {
+    const n = (this.#kinds.get(kind) ?? 1) - 1;
+    if (n > 0) this.#kinds.set(kind, n);
+    else this.#kinds.delete(kind);
+    return this.#kinds.size === 0;
+  }
+
+  #add(items: readonly string[]): Promise<void> {
+    if (this.#released) return Promise.resolve();
+    const waits: Promise<void>[] = [];
+    const fresh = items.length === 0;
+    for (const it of items) {
+      const w = this.#writes.get(it);
+      if (w) waits.push(w);
+      else waits.push(this.#enqueue(it));
+    }
+    if (fresh) waits.push(this.#enqueue(undefined));
+    return Promise.all(waits).then(() => undefined);
+  }
+
+  #enqueue(item: string | undefined): Promise<void> {
+    if (!this.#batch) {
+      const batch: { items: string[]; done: Promise<void> } = { items: [], done: Promise.resolve() };
+      batch.done = this.#chain.then(async () => {
+        if (this.#batch === batch) this.#batch = undefined;
+        try {
+          await this.#write(batch.items);
+        } catch (err) {
+          for (const it of batch.items) this.#writes.delete(it);
+          throw err;
+        }
+      });
+      this.#chain = batch.done.catch(() => undefined);
+      this.#batch = batch;
+    }
+    const b = this.#batch;
+    if (item !== undefined) {
+      b.items.push(item);
+      this.#writes.set(item, b.done);
+    }
+    return b.done;
+  }
+
+  /** Rewrites the lease file with everything so far plus `items`, under the GC lock. */
+  async #write(items: string[]): Promise<void> {
+    if (this.#released) return;
+    const content = new Set(this.#content);
+    const snapshots = new Set(this.#snapshots);
+    for (const it of items) (it.startsWith('c:') ? content : snapshots).add(it.slice(2));
+    const file: LeaseFile = {
+      owner: formatOwner(selfOwner()),
+      kinds: this.kinds,
+      created: this.#created,
+      content: [...content],
+      snapshots: [...snapshots],
+    };
+    await mkdir(this.#dir, { recursive: true });
+    const release = await gcLock(this.#dir);
+    try {
+      const tmp = join(this.#dir, `.tmp-${randomBytes(6).toString('hex')}`);
+      try {
+        await writeFile(tmp, JSON.stringify(file));
+        await rename(tmp, this.path);
+      } catch (err) {
+        await unlink(tmp).catch(() => undefined);
+        throw new PolyarchError('IO', `cannot write lease ${this.path}: ${errorMessage(err)}`, {
+          cause: err,
+        });
+      }
+    } finally {
+      await release();
+    }
+    for (const c of content) this.#content.add(c);
+    for (const s of snapshots) this.#snapshots.add(s);
+  }
+
+  /** @internal Removes the lease file: from now on GC may collect what only it protected. */
+  async _remove(): Promise<void> {
+    await this.#chain;
+    this.#released = true;
+    await unlink(this.path).catch(() => undefined);
+  }
+}
+
+export interface LeaseHandle {
+  /** The shared lease of this process on that store. */
+  readonly lease: Lease;
+  /** Ends this hold; the lease file goes when the last hold of the process ends. Idempotent. */
+  release(): Promise<void>;
+}
+
+const held = new Map<string, Lease>();
+
+/**
+ * Takes (or joins) this process's lease on the store at `storeDir`, for an operation of
+ * `kind`; written to disk before this resolves. Holds of one process share one lease.
+ */
+export async function takeLease(storeDir: string, kind: LeaseKind): Promise<LeaseHandle> {
+  const dir = leasesDir(storeDir);
+  let lease = held.get(dir);
+  if (!lease) {
+    lease = new Lease(dir);
+    held.set(dir, lease);
+  }
+  const l = lease;
+  try {
+    await l._hold(kind);
+  } catch (err) {
+    if (l._drop(kind) && held.get(dir) === l) {
+      held.delete(dir);
+      await l._remove();
+    }
+    throw err;
+  }
+  let done = false;
+  return {
+    lease: l,
+    release: async () => {
+      if (done) return;
+      done = true;
+      if (l._drop(kind) && held.get(dir) === l) {
+        held.delete(dir);
+        await l._remove();
+      }
+    },
+  };
+}
+
+/** This process's lease on the store at `storeDir`, if it holds one (what protect() calls go to). */
+export function heldLease(storeDir: string): Lease | undefined {
+  return held.get(leasesDir(storeDir));
+}
+
+async function gcLock(dir: string): Promise<() => Promise<void>> {
+  return acquireLock(gcLockPath(dir), { timeoutMs: GC_LOCK_WAIT_MS });
+}
+
+/** What the live leases of a store name, as GC reads them. */
+export interface LiveLeases {
+  content: Set<string>;
+  snapshots: Set<string>;
+  /** Kinds of the operations holding live leases (`build` keeps cache mounts). */
+  kinds: Set<LeaseKind>;
+  /** Pids of live holders (this host), for messages. */
+  holders: number[];
+  /** A live lease could not be read: keep everything. */
+  unreadable: boolean;
+}
+
+/**
+ * The live leases of the store at `storeDir`; the lease files of dead holders are removed
+ * when `sweep`. Call it under withGcLock to act on the answer.
+ */
+export async function readLeases(storeDir: string, opts: { sweep?: boolean } = {}): Promise<LiveLeases> {
+  const dir = leasesDir(storeDir);
+  const out: LiveLeases = {
+    content: new Set(),
+    snapshots: new Set(),
+    kinds: new Set(),
+    holders: [],
+    unreadable: false,
+  };
+  let names: string[];
+  try {
+    names = await readdir(dir);
+  } catch {
+    return out;
+  }
+  for (const name of names) {
+    if (!name.endsWith('.json') || name.startsWith('.')) continue;
+    const path = join(dir, name);
+    const owner = parseOwner(name);
+    let alive = owner ? ownerAlive(owner) : undefined;
+    if (alive === undefined) {
+      const st = await stat(path).catch(() => undefined);
+      alive = st !== undefined && Date.now() - st.mtimeMs < UNJUDGED_LEASE_MAX_AGE_MS;
+    }
+    if (!alive) {
+      if (opts.sweep) await unlink(path).catch(() => undefined);
+      continue;
+    }
+    let file: LeaseFile;
+    try {
+      file = JSON.parse(await readFile(path, 'utf8')) as LeaseFile;
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code === 'ENOENT') continue; // released meanwhile
+      out.unreadable = true;
+      continue;
+    }
+    for (const c of file.content ?? []) out.content.add(c);
+    for (const s of file.snapshots ?? []) out.snapshots.add(s);
+    for (const k of file.kinds ?? []) out.kinds.add(k);
+    if (owner) out.holders.push(owner.pid);
+  }
+  return out;
+}
+
+/**
+ * Runs `fn` with the store's live leases while no lease can change: GC's mark and sweep go
+ * in `fn`. Dead holders' lease files are removed first.
+ */
+export async function withGcLock<T>(storeDir: string, fn: (live: LiveLeases) => Promise<T>): Promise<T> {
+  const dir = leasesDir(storeDir);
+  await mkdir(dir, { recursive: true });
+  const release = await gcLock(dir);
+  try {
+    return await fn(await readLeases(storeDir, { sweep: true }));
+  } finally {
+    await release();
+  }
+}
