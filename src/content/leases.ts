@@ -18,15 +18,19 @@
  * removes it. A holder in another host or pid namespace cannot be judged from here: its lease
  * counts until it has been left untouched for a day.
  *
- * Not racy: resources are added to a lease under `<store>/leases/gc.lock`, which GC holds from
- * reading the leases until its sweep is done. An operation adds a resource first and looks at
- * it (does the blob exist? read it) after, so either GC saw the lease and keeps the resource,
- * or GC finished first and the look sees what it left. A resource may be leased before it
- * exists (a blob about to be committed, a snapshot about to be created). Adds within one
- * process are batched: those made while a write is in flight go into one next write.
+ * Not racy: GC holds `<store>/leases/gc.lock` from reading the leases until its sweep is done.
+ * An operation adds a resource first (the lease file is replaced atomically) and then, if a
+ * GC holds the lock, waits until that GC is over; only then does it look at the resource (does
+ * the blob exist? read it). Either GC read the lease after it was written and keeps the
+ * resource, or GC read it before, and then it held the lock when the add was done, so the look
+ * comes after its sweep and sees what it left. A resource may be leased before it exists (a
+ * blob about to be committed, a snapshot about to be created). Adds within one process are
+ * batched: those made while a write is in flight go into one next write.
  */
 import { randomBytes } from 'node:crypto';
-import { mkdir, readdir, readFile, rename, stat, unlink, writeFile } from 'node:fs/promises';
+import { mkdirSync, readFileSync, renameSync, unlinkSync, writeFileSync } from 'node:fs';
+import { mkdir, readdir, readFile, stat, unlink } from 'node:fs/promises';
+import { setTimeout as sleep } from 'node:timers/promises';
 import { join, resolve } from 'node:path';
 import { errorMessage, PolyarchError } from '../util/errors.js';
 import { acquireLock, formatOwner, ownerAlive, parseOwner, selfOwner } from '../util/lock.js';
@@ -72,6 +76,7 @@ export class Lease {
   #batch: { items: string[]; done: Promise<void> } | undefined;
   #chain: Promise<void> = Promise.resolve();
   #released = false;
+  #dirMade = false;
 
   constructor(dir: string) {
     this.#dir = dir;
@@ -85,6 +90,14 @@ export class Lease {
   /** Leases blobs by digest (they need not exist yet). Resolves once GC is sure to see it. */
   protectContent(digests: readonly string[]): Promise<void> {
     return this.#add(digests.map((d) => `c:${d}`));
+  }
+
+  /**
+   * Notes blobs that need no write of their own: children of a leased image document, which
+   * GC keeps with it while it is present (call only after reading that document).
+   */
+  cover(digests: readonly string[]): void {
+    for (const d of digests) if (!this.#writes.has(`c:${d}`)) this.#writes.set(`c:${d}`, Promise.resolve());
   }
 
   /** Leases snapshots by key (they need not exist yet). */
@@ -144,7 +157,7 @@ export class Lease {
     return b.done;
   }
 
-  /** Rewrites the lease file with everything so far plus `items`, under the GC lock. */
+  /** Rewrites the lease file with everything so far plus `items`, then waits out a GC in progress. */
   async #write(items: string[]): Promise<void> {
     if (this.#released) return;
     const content = new Set(this.#content);
@@ -157,22 +170,24 @@ export class Lease {
       content: [...content],
       snapshots: [...snapshots],
     };
-    await mkdir(this.#dir, { recursive: true });
-    const release = await gcLock(this.#dir);
+    // Synchronous: a few small calls, while the thread pool may be busy with layers for
+    // seconds (a build waits on each write). No fsync: a lease only matters while its holder
+    // runs, and a crash ends the holder.
+    const tmp = join(this.#dir, `.tmp-${randomBytes(6).toString('hex')}`);
     try {
-      const tmp = join(this.#dir, `.tmp-${randomBytes(6).toString('hex')}`);
+      if (!this.#dirMade) mkdirSync(this.#dir, { recursive: true });
+      this.#dirMade = true;
+      writeFileSync(tmp, JSON.stringify(file));
+      renameSync(tmp, this.path);
+    } catch (err) {
       try {
-        await writeFile(tmp, JSON.stringify(file));
-        await rename(tmp, this.path);
-      } catch (err) {
-        await unlink(tmp).catch(() => undefined);
-        throw new PolyarchError('IO', `cannot write lease ${this.path}: ${errorMessage(err)}`, {
-          cause: err,
-        });
-      }
-    } finally {
-      await release();
+        unlinkSync(tmp);
+      } catch {}
+      throw new PolyarchError('IO', `cannot write lease ${this.path}: ${errorMessage(err)}`, {
+        cause: err,
+      });
     }
+    await gcOver(this.#dir);
     for (const c of content) this.#content.add(c);
     for (const s of snapshots) this.#snapshots.add(s);
   }
@@ -236,6 +251,43 @@ export function heldLease(storeDir: string): Lease | undefined {
 
 async function gcLock(dir: string): Promise<() => Promise<void>> {
   return acquireLock(gcLockPath(dir), { timeoutMs: GC_LOCK_WAIT_MS });
+}
+
+/**
+ * Resolves once no GC that held the lock when this was called holds it still (see the module
+ * header): at once when the lock is free, else when it is released, taken over by a later
+ * GC (which reads the leases after) or left by a holder that died.
+ */
+async function gcOver(dir: string): Promise<void> {
+  const path = gcLockPath(dir);
+  const read = () => readFile(path, 'utf8').catch(() => undefined);
+  let held: string | undefined;
+  try {
+    held = readFileSync(path, 'utf8');
+  } catch {
+    return; // no GC runs (the common case, answered without the thread pool)
+  }
+  if (held === undefined) return;
+  const deadline = Date.now() + GC_LOCK_WAIT_MS;
+  const since = Date.now();
+  let delay = 2;
+  for (;;) {
+    if (held === undefined) return;
+    const owner = parseOwner(held);
+    if (owner && ownerAlive(owner) === false) return;
+    // An empty lock is a GC between creating and writing it: it counts, unless it stays empty.
+    if (held === '' && Date.now() - since > 5_000) return;
+    if (Date.now() >= deadline)
+      throw new PolyarchError(
+        'IO',
+        `timed out after ${GC_LOCK_WAIT_MS / 60_000} min waiting for a garbage collection to finish (lock ${path}${owner ? `, pid ${owner.pid}` : ''}; remove the file if that process is gone)`,
+      );
+    await sleep(delay + Math.random() * delay);
+    delay = Math.min(delay * 2, 100);
+    const now = await read();
+    if (now !== held && held !== '') return; // released, or a later GC
+    held = now;
+  }
 }
 
 /** What the live leases of a store name, as GC reads them. */

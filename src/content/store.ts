@@ -308,8 +308,24 @@ export class ContentStore {
 
   /** Reads a small blob (manifest, config) whole and checks its digest. */
   async readBlob(d: Digest): Promise<Buffer> {
-    await this.protect([d]);
-    return this.#readBlob(d);
+    const lease = heldLease(this.dir);
+    if (!lease) return this.#readBlob(d);
+    await lease.protectContent([d]);
+    const data = await this.#readBlob(d);
+    // What a leased image document reaches is kept with it (gc follows it): no lease writes.
+    if (data.length <= LEASED_DOC_MAX && data[0] === 0x7b) {
+      try {
+        const doc = parseImageDocument(data, `blob ${d}`);
+        lease.cover(
+          doc.kind === 'index'
+            ? doc.index.manifests.map((m) => m.digest)
+            : [doc.manifest.config.digest, ...doc.manifest.layers.map((l) => l.digest)],
+        );
+      } catch {
+        // Not an image document (a config): nothing below it.
+      }
+    }
+    return data;
   }
 
   async #readBlob(d: Digest): Promise<Buffer> {
