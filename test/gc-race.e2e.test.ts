@@ -274,6 +274,11 @@ test('a build killed with -9: its lease protects nothing once it is dead', async
   const rmi = await ok('rmi', tenv.busybox);
   assert.match(rmi.stdout, /Kept \d+ blobs in use by running operations/);
   assert.equal(blobs().length, before);
+  const du = await ok('du');
+  assert.match(
+    du.stdout,
+    new RegExp(`^Unreferenced:\\s+${before} blobs, .* \\(${before} in use by running operations\\)$`, 'm'),
+  );
 
   b.child.kill('SIGKILL');
   await b.done;

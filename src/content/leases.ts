@@ -36,7 +36,7 @@ import { errorMessage, PolyarchError } from '../util/errors.js';
 import { acquireLock, formatOwner, ownerAlive, parseOwner, selfOwner } from '../util/lock.js';
 
 /** What holds a lease; a live `build` lease also keeps cache mounts and the context memo. */
-export type LeaseKind = 'pull' | 'build' | 'run' | 'export';
+export type LeaseKind = 'pull' | 'push' | 'build' | 'run';
 
 /**
  * How long a lease add waits for a GC in progress. Default 10 min: GC holds the lock for its
@@ -173,7 +173,7 @@ export class Lease {
     // Synchronous: a few small calls, while the thread pool may be busy with layers for
     // seconds (a build waits on each write). No fsync: a lease only matters while its holder
     // runs, and a crash ends the holder.
-    const tmp = join(this.#dir, `.tmp-${randomBytes(6).toString('hex')}`);
+    const tmp = join(this.#dir, `.tmp-${formatOwner(selfOwner())}-${randomBytes(6).toString('hex')}`);
     try {
       if (!this.#dirMade) mkdirSync(this.#dir, { recursive: true });
       this.#dirMade = true;
@@ -322,6 +322,12 @@ export async function readLeases(storeDir: string, opts: { sweep?: boolean } = {
     return out;
   }
   for (const name of names) {
+    if (name.startsWith('.tmp-')) {
+      // A lease write a holder did not finish (it died between write and rename).
+      const o = parseOwner(name.slice('.tmp-'.length));
+      if (opts.sweep && o && ownerAlive(o) === false) await unlink(join(dir, name)).catch(() => undefined);
+      continue;
+    }
     if (!name.endsWith('.json') || name.startsWith('.')) continue;
     const path = join(dir, name);
     const owner = parseOwner(name);

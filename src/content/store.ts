@@ -55,7 +55,7 @@ import {
 import { errorMessage, PolyarchError } from '../util/errors.js';
 import { fsyncDir } from '../util/fs.js';
 import { acquireLock, formatOwner, ownerAlive, parseOwner, selfOwner } from '../util/lock.js';
-import { heldLease, type LeaseHandle, type LeaseKind, takeLease, withGcLock } from './leases.js';
+import { heldLease, type LeaseHandle, type LeaseKind, readLeases, takeLease, withGcLock } from './leases.js';
 
 /** The annotation containerd uses for the full image name in an OCI layout's index.json. */
 export const CONTAINERD_NAME_ANNOTATION = 'io.containerd.image.name';
@@ -645,6 +645,12 @@ export class ContentStore {
     });
     await this.cleanIngest();
     return result;
+  }
+
+  /** Blobs running operations lease, with what leased image documents reach: what gc() keeps for them. */
+  async inUse(): Promise<Set<Digest>> {
+    const live = await readLeases(this.dir);
+    return this.#reachable(await this.#leasedRoots(live.content), (d) => this.#children(d));
   }
 
   /** Leased digests as descriptors; those that are image documents get their media type, so their children count. */
