@@ -7,23 +7,24 @@
  *   const { digest, size } = await store.ingest(stream, { digest: expected, size });  // verified
  *   await store.tag('docker.io/library/busybox:latest', indexDescriptor);
  *   const desc = await store.resolve('docker.io/library/busybox:latest');
- *   await store.gc();                                    // drops blobs no ref reaches
+ *   await store.gc();                        // drops blobs no ref reaches and no running operation leases
+ *   const lease = await store.lease('pull'); // …until lease.release(), what this process uses stays
  *
  * Guarantees, between processes as well as within one:
  * - A blob appears under blobs/ only after its digest and size were verified: it is written
  *   to a temp file under ingest/ (named <pid>-<random>), hashed while it streams, fsynced,
  *   checked, then renamed into place (and the directory fsynced). Two writers of the same
  *   blob both succeed and leave one correct file.
- * - Temp files of writers that died (their pid is gone) are removed on open() and gc().
+ * - Temp files of writers that died (their pid is gone) are removed on open() and gc();
+ *   a live writer's are never touched.
  * - index.json is replaced atomically (temp + fsync + rename) under a lock file, so
  *   concurrent tag/untag lose nothing and readers never see a partial file.
- *
  * - gc() keeps what running operations lease (leases.ts): a process holding a lease on this
  *   store (`store.lease('pull')`) leases every blob before it looks at it (size, has,
  *   readBlob, openRead) and before a commit puts it in place, so a blob it found stays until
  *   it is done, and one it wrote stays until it is tagged.
  */
-import { createHash, type Hash, randomBytes } from 'node:crypto';
+import { createHash, randomBytes } from 'node:crypto';
 import {
   type FileHandle,
   link,
@@ -55,6 +56,7 @@ import {
 import { errorMessage, PolyarchError } from '../util/errors.js';
 import { fsyncDir } from '../util/fs.js';
 import { acquireLock, formatOwner, ownerAlive, parseOwner, selfOwner } from '../util/lock.js';
+import { IngestWriter, whatOf } from './ingest.js';
 import { heldLease, type LeaseHandle, type LeaseKind, readLeases, takeLease, withGcLock } from './leases.js';
 
 /** The annotation containerd uses for the full image name in an OCI layout's index.json. */
@@ -661,10 +663,9 @@ export class ContentStore {
       const size = await this.#size(d);
       if (size === undefined) continue;
       let mediaType = 'application/octet-stream';
-      if (size <= LEASED_DOC_MAX) {
+      if (size <= LEASED_DOC_MAX && (await firstByte(this.blobPath(d))) === 0x7b) {
         try {
-          const data = await readFile(this.blobPath(d));
-          if (data[0] === 0x7b) mediaType = parseImageDocument(data, `blob ${d}`).mediaType;
+          mediaType = parseImageDocument(await readFile(this.blobPath(d)), `blob ${d}`).mediaType;
         } catch {
           // Not an image document (a config, a layer): nothing below it.
         }
@@ -719,98 +720,17 @@ export class ContentStore {
   }
 }
 
-function whatOf(expect: IngestExpect): string {
-  return expect.what ?? (expect.digest ? `blob ${expect.digest}` : 'blob');
-}
-
-class IngestWriter implements BlobWriter {
-  readonly #store: ContentStore;
-  readonly #fh: FileHandle;
-  readonly #path: string;
-  readonly #expect: IngestExpect;
-  readonly #hash: Hash;
-  readonly #alg: string;
-  #offset = 0;
-  #closed = false;
-
-  constructor(store: ContentStore, fh: FileHandle, path: string, expect: IngestExpect) {
-    this.#store = store;
-    this.#fh = fh;
-    this.#path = path;
-    this.#expect = expect;
-    this.#alg = expect.digest ? digestAlgorithm(expect.digest) : 'sha256';
-    this.#hash = createHash(this.#alg);
-  }
-
-  get offset(): number {
-    return this.#offset;
-  }
-
-  async write(chunk: Uint8Array): Promise<void> {
-    if (this.#closed)
-      throw new PolyarchError('INTERNAL', `write to a finished writer for ${whatOf(this.#expect)}`);
-    const limit = this.#expect.size;
-    if (limit !== undefined && this.#offset + chunk.length > limit) {
-      // Fail early: a blob that outgrows its descriptor will never verify.
-      await this.abort();
-      throw new PolyarchError(
-        'SIZE_MISMATCH',
-        `size mismatch writing ${whatOf(this.#expect)}: expected ${limit} bytes, got more than ${limit}`,
-      );
-    }
-    this.#hash.update(chunk);
-    let done = 0;
-    try {
-      while (done < chunk.length) {
-        const { bytesWritten } = await this.#fh.write(chunk, done, chunk.length - done);
-        done += bytesWritten;
-      }
-    } catch (err) {
-      await this.abort();
-      throw ioError(`cannot write ${whatOf(this.#expect)} to ${this.#path}`, err);
-    }
-    this.#offset += chunk.length;
-  }
-
-  async commit(): Promise<BlobInfo> {
-    if (this.#closed)
-      throw new PolyarchError('INTERNAL', `commit of a finished writer for ${whatOf(this.#expect)}`);
-    this.#closed = true;
-    try {
-      await this.#fh.sync();
-    } catch (err) {
-      await this.#fh.close().catch(() => {});
-      await unlink(this.#path).catch(() => {});
-      throw ioError(`cannot sync ${this.#path}`, err);
-    }
-    await this.#fh.close();
-    const size = this.#offset;
-    const digest = `${this.#alg}:${this.#hash.digest('hex')}` as Digest;
-    const { digest: wantDigest, size: wantSize } = this.#expect;
-    let mismatch: PolyarchError | undefined;
-    if (wantSize !== undefined && size !== wantSize)
-      mismatch = new PolyarchError(
-        'SIZE_MISMATCH',
-        `size mismatch writing ${whatOf(this.#expect)}: expected ${wantSize} bytes, got ${size}`,
-      );
-    else if (wantDigest !== undefined && digest !== wantDigest)
-      mismatch = new PolyarchError(
-        'DIGEST_MISMATCH',
-        `digest mismatch writing ${whatOf(this.#expect)}: expected ${wantDigest}, got ${digest}`,
-      );
-    if (mismatch) {
-      await unlink(this.#path).catch(() => {});
-      throw mismatch;
-    }
-    await this.#store._commitTemp(this.#path, { digest, size });
-    return { digest, size };
-  }
-
-  async abort(): Promise<void> {
-    if (!this.#closed) {
-      this.#closed = true;
-      await this.#fh.close().catch(() => {});
-    }
-    await unlink(this.#path).catch(() => {});
+/** The first byte of a file (`{` for JSON documents), or undefined. */
+async function firstByte(path: string): Promise<number | undefined> {
+  let fh: FileHandle | undefined;
+  try {
+    fh = await open(path, 'r');
+    const buf = Buffer.alloc(1);
+    const { bytesRead } = await fh.read(buf, 0, 1, 0);
+    return bytesRead === 1 ? buf[0] : undefined;
+  } catch {
+    return undefined;
+  } finally {
+    await fh?.close();
   }
 }
