@@ -36,7 +36,7 @@ import { errorMessage, PolyarchError } from '../util/errors.js';
 import { acquireLock, formatOwner, ownerAlive, parseOwner, selfOwner } from '../util/lock.js';
 
 /** What holds a lease; a live `build` lease also keeps cache mounts and the context memo. */
-export type LeaseKind = 'pull' | 'push' | 'build' | 'run';
+export type LeaseKind = 'pull' | 'push' | 'build' | 'run' | 'import' | 'load' | 'save';
 
 /**
  * How long a lease add waits for a GC in progress. Default 10 min: GC holds the lock for its
