@@ -661,16 +661,16 @@ export class ContentStore {
     for (const d of digests) {
       if (!isDigest(d)) continue;
       const size = await this.#size(d);
-      if (size === undefined) continue;
       let mediaType = 'application/octet-stream';
-      if (size <= LEASED_DOC_MAX && (await firstByte(this.blobPath(d))) === 0x7b) {
+      // Absent now, it is still leased: it may be committed before the sweep reaches it.
+      if (size !== undefined && size <= LEASED_DOC_MAX && (await firstByte(this.blobPath(d))) === 0x7b) {
         try {
           mediaType = parseImageDocument(await readFile(this.blobPath(d)), `blob ${d}`).mediaType;
         } catch {
           // Not an image document (a config, a layer): nothing below it.
         }
       }
-      out.push({ mediaType, digest: d, size });
+      out.push({ mediaType, digest: d, size: size ?? 0 });
     }
     return out;
   }

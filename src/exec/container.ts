@@ -260,7 +260,7 @@ export async function resolveImage(
   const doPull = async (platforms: string[] | undefined, all: boolean) => {
     // Loaded only when needed: the registry client (undici) costs ~0.2 s of start-up.
     const { pull } = await import('../image/pull.js');
-    await pull(ref, {
+    return pull(ref, {
       store,
       ...(platforms ? { platforms } : {}),
       all,
@@ -284,10 +284,10 @@ export async function resolveImage(
   if (found === undefined) {
     if (policy === 'never')
       throw new PolyarchError('NOT_FOUND', `image ${ref} is not in the local store (and --pull=never)`);
-    await doPull(opts.platforms, Boolean(opts.all));
-    found = await lookup();
-    if (found === undefined)
-      throw new PolyarchError('INTERNAL', `image ${ref} is not in the store after pulling`);
+    // What the pull stored, even if a concurrent rmi has removed the name again (the lease
+    // keeps the content).
+    const pulled = await doPull(opts.platforms, Boolean(opts.all));
+    found = { name: pulled.name, descriptor: pulled.descriptor };
   }
   const what = found.name;
   let variants = await selectVariants(store, found.descriptor, opts, what);
@@ -299,8 +299,8 @@ export async function resolveImage(
         'NOT_FOUND',
         `image ${what}: ${missing.join(', ')} is not in the local store (and --pull=never)`,
       );
-    await doPull(missing, false);
-    found = (await lookup()) ?? found;
+    const pulled = await doPull(missing, false);
+    found = (await lookup()) ?? { name: pulled.name, descriptor: pulled.descriptor };
     variants = await selectVariants(store, found.descriptor, opts, what);
   }
   return { name: found.name, variants };
