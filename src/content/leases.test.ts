@@ -5,12 +5,13 @@
  */
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
-import { mkdtempSync, readdirSync, rmSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, readdirSync, rmSync, unlinkSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { after, test } from 'node:test';
 import { fileURLToPath } from 'node:url';
 import { type Descriptor, MediaType } from '../oci/index.js';
+import { formatOwner, selfOwner } from '../util/lock.js';
 import { heldLease, leasesDir, readLeases, takeLease, withGcLock } from './leases.js';
 import { ContentStore } from './store.js';
 
@@ -137,4 +138,22 @@ test('a lease write waits for a GC in progress, so a look after it sees what GC 
   } finally {
     await h.release();
   }
+});
+
+test('a lease line still being written protects nothing yet; a damaged lease keeps everything', async () => {
+  const store = await ContentStore.open(fresh());
+  const b = await store.writeBlob(Buffer.from('maybe'));
+  const dir = leasesDir(store.dir);
+  mkdirSync(dir, { recursive: true });
+  // A live owner (this process), as another process's lease file would name it.
+  const path = join(dir, `${formatOwner(selfOwner())}-00000000.json`);
+  writeFileSync(path, `{"owner":"x","created":0}\n{"c":["${b.digest}"]}`);
+  assert.equal((await readLeases(store.dir)).content.size, 0, 'no newline: not there yet');
+  writeFileSync(path, `{"owner":"x","created":0}\n{"c":["${b.digest}"]}\n`);
+  assert.deepEqual([...(await readLeases(store.dir)).content], [b.digest]);
+  writeFileSync(path, '{"owner":"x","created":0}\n{"c":[\n');
+  const r = await store.gc();
+  assert.deepEqual(r, { removed: 0, bytes: 0, kept: 1, keptBytes: 5 }, 'unreadable: keep all');
+  unlinkSync(path);
+  assert.equal((await store.gc()).removed, 1);
 });

@@ -1,34 +1,39 @@
 /**
- * Leases: what a running operation (pull, build, run) uses or is about to use, so garbage
+ * Leases: what a running operation (pull, push, build, run, import, load, save) uses or is about to use, so garbage
  * collection (`rmi`, `prune`: ContentStore.gc, build/cache.ts pruneCache) keeps it. This is
  * containerd's lease model, on disk and between processes.
  *
- *   const lease = await takeLease(store.dir, 'pull');   // one per process and store, shared
+ *   const lease = await takeLease(store.dir, 'pull');   // or store.lease('pull'); one per process and store, shared
  *   try {
  *     // every blob or snapshot this process looks at from now on is leased before it is
- *     // looked at (ContentStore.size/openRead/commit, Snapshotter.stat call protect())
+ *     // looked at (ContentStore.size/readBlob/openRead/commit, Snapshotter.stat call protect())
  *   } finally { await lease.release(); }
  *
  *   await withGcLock(store.dir, async (live) => { ...mark with live.content, sweep... });
  *
- * A lease is the file `<store>/leases/<pid>-<start>-<host>-<rand>.json` holding its owner and
- * the resources it names (`content` digests, `snapshots` keys, `kinds` of operations holding
- * it). Its owner is in the name, so the lease of a holder that died (kill -9) is recognised as
+ * A lease is the file `<store>/leases/<pid>-<start>-<host>-<rand>.json`, a log of JSON lines
+ * appended as resources are added: `{"owner","created"}` first, then `{"k":[kinds]}` (the
+ * operations holding it; the last such line counts), `{"c":[digests],"s":[snapshot keys]}`.
+ * Each add is one write(2) of whole lines; a reader ignores a last line without its newline
+ * (a write in progress: its adder has not looked at those resources yet, see below). Its
+ * owner is in the name, so the lease of a holder that died (kill -9) is recognised as
  * stale (util/lock.ts: a recycled pid does not pass for the dead holder); GC ignores and
  * removes it. A holder in another host or pid namespace cannot be judged from here: its lease
  * counts until it has been left untouched for a day.
  *
  * Not racy: GC holds `<store>/leases/gc.lock` from reading the leases until its sweep is done.
- * An operation adds a resource first (the lease file is replaced atomically) and then, if a
- * GC holds the lock, waits until that GC is over; only then does it look at the resource (does
+ * An operation adds a resource first (appends it to its lease file) and then, if a GC holds the
+ * lock, waits until that GC is over; only then does it look at the resource (does
  * the blob exist? read it). Either GC read the lease after it was written and keeps the
  * resource, or GC read it before, and then it held the lock when the add was done, so the look
  * comes after its sweep and sees what it left. A resource may be leased before it exists (a
  * blob about to be committed, a snapshot about to be created). Adds within one process are
- * batched: those made while a write is in flight go into one next write.
+ * batched: those made while a write is in flight go into one next write. The children of a
+ * leased image document that was read need no add of their own: GC keeps what a leased
+ * document reaches (ContentStore.readBlob notes them with `cover`).
  */
 import { randomBytes } from 'node:crypto';
-import { mkdirSync, readFileSync, renameSync, unlinkSync, writeFileSync } from 'node:fs';
+import { closeSync, mkdirSync, openSync, readFileSync, writeSync } from 'node:fs';
 import { mkdir, readdir, readFile, stat, unlink } from 'node:fs/promises';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { join, resolve } from 'node:path';
@@ -47,12 +52,13 @@ const GC_LOCK_WAIT_MS = 10 * 60_000;
 /** A lease whose owner cannot be judged from here (another host or pid namespace) counts this long after its last write. */
 const UNJUDGED_LEASE_MAX_AGE_MS = 24 * 3600_000;
 
-interface LeaseFile {
-  owner: string;
-  kinds: LeaseKind[];
-  created: number;
-  content: string[];
-  snapshots: string[];
+/** One line of a lease file. */
+interface LeaseLine {
+  owner?: string;
+  created?: number;
+  k?: LeaseKind[];
+  c?: string[];
+  s?: string[];
 }
 
 /** The leases directory of a content store. */
@@ -68,15 +74,14 @@ export class Lease {
   readonly #dir: string;
   readonly #created = Date.now();
   readonly #kinds = new Map<LeaseKind, number>();
-  /** Written: in the lease file on disk. */
-  readonly #content = new Set<string>();
-  readonly #snapshots = new Set<string>();
+  /** The kinds the file says now (its last `k` line). */
+  #writtenKinds = '';
+  #fd: number | undefined;
   /** Item (`c:<digest>`, `s:<key>`) → the write that records it. */
   readonly #writes = new Map<string, Promise<void>>();
   #batch: { items: string[]; done: Promise<void> } | undefined;
   #chain: Promise<void> = Promise.resolve();
   #released = false;
-  #dirMade = false;
 
   constructor(dir: string) {
     this.#dir = dir;
@@ -157,45 +162,42 @@ export class Lease {
     return b.done;
   }
 
-  /** Rewrites the lease file with everything so far plus `items`, then waits out a GC in progress. */
+  /** Appends `items` (and the kinds, if they changed) to the lease file, then waits out a GC in progress. */
   async #write(items: string[]): Promise<void> {
     if (this.#released) return;
-    const content = new Set(this.#content);
-    const snapshots = new Set(this.#snapshots);
-    for (const it of items) (it.startsWith('c:') ? content : snapshots).add(it.slice(2));
-    const file: LeaseFile = {
-      owner: formatOwner(selfOwner()),
-      kinds: this.kinds,
-      created: this.#created,
-      content: [...content],
-      snapshots: [...snapshots],
-    };
-    // Synchronous: a few small calls, while the thread pool may be busy with layers for
-    // seconds (a build waits on each write). No fsync: a lease only matters while its holder
-    // runs, and a crash ends the holder.
-    const tmp = join(this.#dir, `.tmp-${formatOwner(selfOwner())}-${randomBytes(6).toString('hex')}`);
+    let text = '';
+    if (this.#fd === undefined)
+      text += `${JSON.stringify({ owner: formatOwner(selfOwner()), created: this.#created } satisfies LeaseLine)}\n`;
+    const kinds = JSON.stringify(this.kinds.sort());
+    if (kinds !== this.#writtenKinds) text += `{"k":${kinds}}\n`;
+    const c = items.filter((it) => it.startsWith('c:')).map((it) => it.slice(2));
+    const sn = items.filter((it) => it.startsWith('s:')).map((it) => it.slice(2));
+    if (c.length > 0 || sn.length > 0) text += `${JSON.stringify({ c, s: sn } satisfies LeaseLine)}\n`;
+    // Synchronous, one write(2): the thread pool may be busy with layers for seconds, and a
+    // build waits on each add. No fsync: a lease only matters while its holder runs, and a
+    // crash ends the holder.
     try {
-      if (!this.#dirMade) mkdirSync(this.#dir, { recursive: true });
-      this.#dirMade = true;
-      writeFileSync(tmp, JSON.stringify(file));
-      renameSync(tmp, this.path);
+      if (this.#fd === undefined) {
+        mkdirSync(this.#dir, { recursive: true });
+        this.#fd = openSync(this.path, 'wx', 0o644);
+      }
+      const buf = Buffer.from(text);
+      for (let off = 0; off < buf.length; ) off += writeSync(this.#fd, buf, off);
     } catch (err) {
-      try {
-        unlinkSync(tmp);
-      } catch {}
       throw new PolyarchError('IO', `cannot write lease ${this.path}: ${errorMessage(err)}`, {
         cause: err,
       });
     }
+    this.#writtenKinds = kinds;
     await gcOver(this.#dir);
-    for (const c of content) this.#content.add(c);
-    for (const s of snapshots) this.#snapshots.add(s);
   }
 
   /** @internal Removes the lease file: from now on GC may collect what only it protected. */
   async _remove(): Promise<void> {
     await this.#chain;
     this.#released = true;
+    if (this.#fd !== undefined) closeSync(this.#fd);
+    this.#fd = undefined;
     await unlink(this.path).catch(() => undefined);
   }
 }
@@ -322,12 +324,6 @@ export async function readLeases(storeDir: string, opts: { sweep?: boolean } = {
     return out;
   }
   for (const name of names) {
-    if (name.startsWith('.tmp-')) {
-      // A lease write a holder did not finish (it died between write and rename).
-      const o = parseOwner(name.slice('.tmp-'.length));
-      if (opts.sweep && o && ownerAlive(o) === false) await unlink(join(dir, name)).catch(() => undefined);
-      continue;
-    }
     if (!name.endsWith('.json') || name.startsWith('.')) continue;
     const path = join(dir, name);
     const owner = parseOwner(name);
@@ -340,17 +336,31 @@ export async function readLeases(storeDir: string, opts: { sweep?: boolean } = {
       if (opts.sweep) await unlink(path).catch(() => undefined);
       continue;
     }
-    let file: LeaseFile;
+    let text: string;
     try {
-      file = JSON.parse(await readFile(path, 'utf8')) as LeaseFile;
+      text = await readFile(path, 'utf8');
     } catch (err) {
       if ((err as NodeJS.ErrnoException).code === 'ENOENT') continue; // released meanwhile
       out.unreadable = true;
       continue;
     }
-    for (const c of file.content ?? []) out.content.add(c);
-    for (const s of file.snapshots ?? []) out.snapshots.add(s);
-    for (const k of file.kinds ?? []) out.kinds.add(k);
+    // Whole lines only: a last one without its newline is being written (see the header).
+    const lines = text
+      .slice(0, text.lastIndexOf('\n') + 1)
+      .split('\n')
+      .filter(Boolean);
+    let kinds: LeaseKind[] = [];
+    try {
+      for (const l of lines) {
+        const line = JSON.parse(l) as LeaseLine;
+        if (line.k) kinds = line.k;
+        for (const c of line.c ?? []) out.content.add(c);
+        for (const k of line.s ?? []) out.snapshots.add(k);
+      }
+    } catch {
+      out.unreadable = true;
+    }
+    for (const k of kinds) out.kinds.add(k);
     if (owner) out.holders.push(owner.pid);
   }
   return out;
