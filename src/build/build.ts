@@ -212,8 +212,21 @@ function epochFrom(opts: BuildOptions): string | undefined {
   return new Date(Number(v) * 1000).toISOString().replace('.000Z', 'Z');
 }
 
-/** Builds every requested platform; see the module header. */
+/**
+ * Builds every requested platform; see the module header. The build holds a lease from the
+ * start (cache.ts, content/leases.ts): what it resolves, reuses or makes is kept from a
+ * concurrent `prune` or `rmi` until it returns.
+ */
 export async function build(opts: BuildOptions): Promise<BuildOutput> {
+  const releaseLease = await holdBuildLease(resolve(opts.root ?? stateRoot(opts.env ?? process.env)));
+  try {
+    return await buildLeased(opts);
+  } finally {
+    await releaseLease();
+  }
+}
+
+async function buildLeased(opts: BuildOptions): Promise<BuildOutput> {
   const env = opts.env ?? process.env;
   const root = resolve(opts.root ?? stateRoot(env));
   const file = opts.dockerfileName ?? 'Dockerfile';
@@ -346,8 +359,6 @@ export async function build(opts: BuildOptions): Promise<BuildOutput> {
       },
     });
 
-  // Prune keeps what this build makes or reuses while the lease is held (cache.ts).
-  const releaseLease = await holdBuildLease(root);
   // The engine's temp dirs hold secrets: a kill leaves a marker for the next command of any
   // kind to remove them, with the containers and mounts (exec/reap.ts).
   const releaseHold = await holdProcessState(root);
@@ -384,7 +395,6 @@ export async function build(opts: BuildOptions): Promise<BuildOutput> {
     // own cleanup (containers, mounts) before removing what is left.
     await solver.idle();
     await engine.close();
-    await releaseLease();
     releaseHold();
   }
 }

@@ -22,18 +22,23 @@
  * removes every other record not in use; `--all` removes everything not in use.
  *
  * In use, never removed: parents of active snapshots (a running build step, a `run` container,
- * a read-only view), snapshots mounted in this mount namespace, and anything a running build
- * created or reused since it started. A build holds a lease (`holdBuildLease`,
- * `<root>/build/leases/<pid>-<rand>`) for its whole run and marks each cache hit and base image
- * it uses (`markUsed`, the mtime of `<root>/build/cache-used/<snapshot id>` = "last used").
- * Leases are taken under `<root>/build/prune.lock`, which prune holds throughout, so a build
- * starting during a prune waits for it. Snapshots are removed children first, and a snapshot
- * any kept snapshot stacks on is kept.
+ * a read-only view), snapshots mounted in this mount namespace, and snapshots a running
+ * operation leases (content/leases.ts): a build holds a lease (`holdBuildLease`) for its whole
+ * run, a `run` and a `pull` for theirs, and every snapshot key such a process looks up is
+ * leased before it looks (snapshot/overlay.ts), so a cache hit, a base image layer or a layer
+ * being exported stays. A lease of a process that died no longer counts. While a build holds
+ * a lease, cache mounts and the context memo are in use too. A build marks each cache hit and
+ * base image it uses (`markUsed`, the mtime of `<root>/build/cache-used/<snapshot id>` = "last
+ * used"). Each removal is decided and made (a rename) under the store's GC lock, which lease
+ * writes wait on, so nothing leased meanwhile is removed; the files are deleted after. Prunes
+ * are serialised by `<root>/build/prune.lock`. Snapshots are removed children first, and a
+ * snapshot any kept snapshot stacks on is kept.
  */
 import { randomBytes } from 'node:crypto';
-import { lstat, mkdir, readdir, readFile, rm, stat, unlink, utimes, writeFile } from 'node:fs/promises';
+import { lstat, mkdir, readdir, readFile, rename, rm, stat, utimes, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { type ContentStore, stateRoot } from '../content/index.js';
+import { heldLease, type LiveLeases, readLeases, takeLease, withGcLock } from '../content/leases.js';
 import {
   type Descriptor,
   isIndexType,
@@ -43,7 +48,7 @@ import {
 } from '../oci/index.js';
 import { chainIds, Snapshotter, snapshotId } from '../snapshot/index.js';
 import { PolyarchError } from '../util/errors.js';
-import { acquireLock, pidAlive } from '../util/lock.js';
+import { acquireLock } from '../util/lock.js';
 
 export type CacheRecordType = 'regular' | 'source.image' | 'source.local' | 'container' | 'exec.cachemount';
 
@@ -87,21 +92,26 @@ export interface PruneOptions extends CacheOptions {
 export interface PruneResult {
   removed: CacheRecord[];
   bytes: number;
+  /** Records the prune would have removed but a running operation uses (leases it). */
+  kept: CacheRecord[];
 }
 
-/** How long a build waits for a prune in progress. Default 30 min: a prune of a big cache is slow. */
+/** How long a prune waits for another prune. Default 30 min: a prune of a big cache is slow. */
 const PRUNE_LOCK_WAIT_MS = 30 * 60_000;
-/** Lease start slack: file times and `Date.now()` may differ by the filesystem's granularity. */
-const LEASE_SLACK_MS = 2000;
 
 const rootOf = (o: CacheOptions): string => o.root ?? stateRoot(o.env);
 const usedDir = (root: string): string => join(root, 'build', 'cache-used');
-const leaseDir = (root: string): string => join(root, 'build', 'leases');
+/** The store whose leases name this root's snapshots (storeDir of the same environment). */
+const storeOf = (root: string): string => join(root, 'store');
 const mountsDir = (root: string): string => join(root, 'build', 'cache-mounts');
 const contextMemo = (root: string): string => join(root, 'build', 'context-index.json');
 
-/** Records that build steps reused `keys` now (their "last used" time). Errors are ignored. */
+/**
+ * Records that build steps reused `keys` now (their "last used" time), and leases them when
+ * this process holds a lease. Errors of the marks are ignored.
+ */
 export async function markUsed(root: string, keys: readonly string[]): Promise<void> {
+  await heldLease(storeOf(root))?.protectSnapshots(keys);
   const dir = usedDir(root);
   await mkdir(dir, { recursive: true }).catch(() => undefined);
   const now = new Date();
@@ -120,44 +130,13 @@ async function lastUsed(root: string, key: string): Promise<Date | undefined> {
 }
 
 /**
- * Declares a build running until the returned release is called: prune then keeps what the
- * build makes or reuses. Waits while a prune runs.
+ * Declares a build running until the returned release is called (this process's lease on
+ * `<root>/store`, content/leases.ts): prune then keeps what the build leases, and its cache
+ * mounts. Never waits for a prune to finish, only for a GC lock that is held briefly.
  */
 export async function holdBuildLease(root: string): Promise<() => Promise<void>> {
-  const dir = leaseDir(root);
-  await mkdir(dir, { recursive: true });
-  const path = join(dir, `${process.pid}-${randomBytes(4).toString('hex')}`);
-  const release = await acquireLock(join(root, 'build', 'prune.lock'), { timeoutMs: PRUNE_LOCK_WAIT_MS });
-  try {
-    await writeFile(path, JSON.stringify({ pid: process.pid, start: Date.now() }));
-  } finally {
-    await release();
-  }
-  return () => unlink(path).catch(() => undefined);
-}
-
-/** Start times (ms) of live build leases; leases of dead processes are removed when `sweep`. */
-async function liveLeases(root: string, sweep: boolean): Promise<number[]> {
-  const dir = leaseDir(root);
-  let names: string[];
-  try {
-    names = await readdir(dir);
-  } catch {
-    return [];
-  }
-  const out: number[] = [];
-  for (const name of names) {
-    const p = join(dir, name);
-    try {
-      const l = JSON.parse(await readFile(p, 'utf8')) as { pid: number; start: number };
-      if (pidAlive(l.pid)) out.push(l.start);
-      else if (sweep) await unlink(p).catch(() => undefined);
-    } catch {
-      // Being written (or damaged): count it as a build starting now.
-      out.push(Date.now());
-    }
-  }
-  return out;
+  const h = await takeLease(storeOf(root), 'build');
+  return () => h.release();
 }
 
 /** Chain ids of every image manifest reachable from the store's index (what `run` would unpack). */
@@ -214,15 +193,22 @@ interface Survey {
   records: CacheRecord[];
   /** Keys of snapshots that must stay (in use, or stacked on by something that is). */
   pinned: Set<string>;
+  /** Keys of records in use only because a running operation leases them. */
+  leasedOnly: Set<string>;
 }
+
+/** Whether a live lease keeps `key`: it names it, or a lease could not be read. */
+const leasedKey = (l: LiveLeases, key: string): boolean => l.unreadable || l.snapshots.has(key);
+/** Whether live leases keep cache mounts and the context memo: a build runs. */
+const building = (l: LiveLeases): boolean => l.unreadable || l.kinds.has('build');
 
 async function survey(opts: CacheOptions, sweepLeases: boolean): Promise<Survey> {
   const root = rootOf(opts);
   const snapshotter = await Snapshotter.open({ root });
   const snaps = await snapshotter.list();
   const shared = opts.store ? await storeChainIds(opts.store) : new Set<string>();
-  const leases = await liveLeases(root, sweepLeases);
-  const since = leases.length > 0 ? Math.min(...leases) - LEASE_SLACK_MS : Number.POSITIVE_INFINITY;
+  const leases = await readLeases(storeOf(root), { sweep: sweepLeases });
+  const leasedOnly = new Set<string>();
   const mountinfo = await readFile('/proc/self/mountinfo', 'utf8');
   const pinned = new Set<string>();
   for (const s of snaps)
@@ -235,8 +221,9 @@ async function survey(opts: CacheOptions, sweepLeases: boolean): Promise<Survey>
     if (s.kind !== 'committed') continue;
     const createdAt = new Date(s.created);
     const used = await lastUsed(root, s.key);
-    const recent = Math.max(createdAt.getTime(), used?.getTime() ?? 0) >= since;
+    const leased = leasedKey(leases, s.key);
     const mounted = mountedIn(mountinfo, snapshotter, s.id);
+    if (leased && !pinned.has(s.key) && !mounted) leasedOnly.add(s.key);
     const size = await snapshotter.usage(s.key).then(
       (u) => u.size,
       () => 0,
@@ -248,12 +235,17 @@ async function survey(opts: CacheOptions, sweepLeases: boolean): Promise<Survey>
       size,
       createdAt,
       lastUsedAt: used,
-      inUse: pinned.has(s.key) || mounted || recent,
+      inUse: pinned.has(s.key) || mounted || leased,
       shared: shared.has(s.key),
       parents: s.parents,
     });
   }
-  for (const r of records) if (r.inUse) for (const p of [r.key, ...r.parents]) pinned.add(p);
+  for (const r of records)
+    if (r.inUse && !leasedOnly.has(r.key)) for (const p of [r.key, ...r.parents]) pinned.add(p);
+  // What a lease keeps stacks on what it names: leased too, for the count of kept records.
+  for (const r of records)
+    if (leasedOnly.has(r.key)) for (const p of r.parents) if (!pinned.has(p)) leasedOnly.add(p);
+  for (const r of records) if (leasedOnly.has(r.key)) r.inUse = true;
   const mdir = mountsDir(root);
   for (const name of await readdir(mdir).catch(() => [] as string[])) {
     if (name.endsWith('.lock')) continue;
@@ -267,10 +259,11 @@ async function survey(opts: CacheOptions, sweepLeases: boolean): Promise<Survey>
       size: await dirUsage(p),
       createdAt: st.birthtime.getTime() > 0 ? st.birthtime : st.ctime,
       lastUsedAt: st.mtime,
-      inUse: leases.length > 0,
+      inUse: building(leases),
       shared: false,
       parents: [],
     });
+    if (building(leases)) leasedOnly.add(`cache-mount:${name}`);
   }
   const memo = await stat(contextMemo(root)).catch(() => undefined);
   if (memo)
@@ -281,11 +274,12 @@ async function survey(opts: CacheOptions, sweepLeases: boolean): Promise<Survey>
       size: memo.blocks * 512,
       createdAt: memo.birthtime.getTime() > 0 ? memo.birthtime : memo.ctime,
       lastUsedAt: memo.mtime,
-      inUse: leases.length > 0,
+      inUse: building(leases),
       shared: false,
       parents: [],
     });
-  return { records, pinned };
+  if (memo && building(leases)) leasedOnly.add('context-index');
+  return { records, pinned, leasedOnly };
 }
 
 /** Every build cache record, most recently used first. */
@@ -329,7 +323,8 @@ export function selectPrunable(records: readonly CacheRecord[], opts: PruneOptio
 
 /**
  * Removes build cache records per `opts` (see the module header), children first; also drops
- * "last used" marks of snapshots that are gone. Runs under the prune lock.
+ * "last used" marks of snapshots that are gone. Records a running operation leases are kept
+ * and returned as `kept`.
  */
 export async function pruneCache(opts: PruneOptions = {}): Promise<PruneResult> {
   const root = rootOf(opts);
@@ -341,29 +336,42 @@ export async function pruneCache(opts: PruneOptions = {}): Promise<PruneResult> 
     const s = await survey(opts, true);
     // All records, so keep-storage counts the whole cache; pinned ones are never chosen.
     const chosen = selectPrunable(s.records, opts).filter((r) => !s.pinned.has(r.key));
+    // What would go but for the leases of running operations.
+    const unleased = s.records.map((r) => (s.leasedOnly.has(r.key) ? { ...r, inUse: false } : r));
+    const kept = selectPrunable(unleased, opts).filter(
+      (r) => s.leasedOnly.has(r.key) && !s.pinned.has(r.key),
+    );
     // Children (longer chains) first.
     chosen.sort((a, b) => b.parents.length - a.parents.length);
     const removed: CacheRecord[] = [];
     for (const r of chosen) {
-      if (r.type === 'exec.cachemount' || r.type === 'source.local') {
-        // Re-check right before removing: a build may have started (it waits on our lock only
-        // when taking its lease, so none can have since; this guards a lease read as damaged).
-        if ((await liveLeases(root, false)).length > 0) continue;
-        if (r.type === 'source.local') await rm(contextMemo(root), { force: true });
-        else {
+      // Decided and hidden (renamed) under the GC lock: a lease taken meanwhile waits for it,
+      // then finds the record gone; one taken before is seen here. Deleted after the lock.
+      const outcome = await withGcLock(storeOf(root), async (live) => {
+        if (r.type === 'exec.cachemount' || r.type === 'source.local') {
+          if (building(live)) return 'leased';
+          if (r.type === 'source.local') {
+            await rm(contextMemo(root), { force: true });
+            return async () => undefined;
+          }
           const name = r.key.slice('cache-mount:'.length);
-          await rm(join(mountsDir(root), name), { recursive: true, force: true });
+          const gone = await detachDir(root, join(mountsDir(root), name));
           await rm(join(mountsDir(root), `${name}.lock`), { force: true });
+          return gone;
         }
-      } else {
-        if (!(await stillUnused(snapshotter, root, r))) continue;
-        await snapshotter.remove(r.key);
+        if (leasedKey(live, r.key)) return 'leased';
+        if (!(await stillUnused(snapshotter, root, r))) return 'used';
+        return snapshotter.detach(r.key);
+      });
+      if (outcome === 'leased') kept.push({ ...r, inUse: true });
+      if (typeof outcome !== 'function') continue;
+      await outcome();
+      if (r.type !== 'exec.cachemount' && r.type !== 'source.local')
         await rm(join(usedDir(root), r.id), { force: true });
-      }
       removed.push(r);
     }
     await sweepUsedMarks(root, snapshotter);
-    return { removed, bytes: removed.reduce((n, r) => n + r.size, 0) };
+    return { removed, bytes: removed.reduce((n, r) => n + r.size, 0), kept };
   } finally {
     await release();
   }
@@ -376,6 +384,23 @@ export async function pruneCache(opts: PruneOptions = {}): Promise<PruneResult> 
  */
 function mountedIn(mountinfo: string, snapshotter: Snapshotter, id: string): boolean {
   return mountinfo.includes(`${snapshotter.dir}/${id}/fs`);
+}
+
+/**
+ * Moves `dir` out of view into `<root>/build/tmp/<pid>-rm-<rand>` (swept by later builds if
+ * this process dies) and returns the deletion of it.
+ */
+async function detachDir(root: string, dir: string): Promise<() => Promise<void>> {
+  const base = join(root, 'build', 'tmp');
+  await mkdir(base, { recursive: true });
+  const aside = join(base, `${process.pid}-rm-${randomBytes(4).toString('hex')}`);
+  try {
+    await rename(dir, aside);
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code === 'ENOENT') return async () => undefined;
+    throw err;
+  }
+  return () => rm(aside, { recursive: true, force: true });
 }
 
 /** The last look before removing a snapshot: not reused since the survey, not mounted, no active child. */

@@ -49,13 +49,18 @@ function platformOf(d: Descriptor): Platform | undefined {
   return d.platform as Platform | undefined;
 }
 
-/** The image for `platform` from what the store holds under `name`, or undefined when incomplete. */
+/**
+ * The image for `platform` from what the store holds under `name` (or at `rootDesc`, what a
+ * pull just stored: the name may be gone again, removed by a concurrent rmi, while the build's
+ * lease keeps the content), or undefined when incomplete.
+ */
 async function fromStore(
   store: ContentStore,
   name: string,
   platform: Platform,
+  rootDesc?: Descriptor,
 ): Promise<ResolvedImage | { missing: string } | undefined> {
-  const root = await store.resolve(name);
+  const root = rootDesc ?? (await store.resolve(name));
   if (!root) return undefined;
   let manifestDesc: Descriptor = root;
   if (isIndexType(root.mediaType)) {
@@ -137,13 +142,13 @@ export async function resolveImage(
   // Loaded only to pull: the registry client (undici) costs tens of ms to load, and a base
   // image already in the store never needs it.
   const { pull: pullImage } = await import('../image/pull.js');
-  await pullImage(name, {
+  const pulled = await pullImage(name, {
     store: opts.store,
     platforms: [formatPlatform(platform)],
     ...(opts.env ? { env: opts.env } : {}),
     ...(opts.warn ? { warn: opts.warn } : {}),
   });
-  const got = await fromStore(opts.store, name, platform);
+  const got = await fromStore(opts.store, name, platform, pulled.descriptor);
   if (got && 'name' in got) return got;
   throw new PolyarchError(
     'NOT_FOUND',

@@ -178,8 +178,10 @@ export interface DiskUsage {
   blobs: number;
   bytes: number;
   refs: RefUsage[];
-  /** Blobs no ref reaches: what `prune` would free. */
+  /** Blobs no ref reaches: what `prune` would free, but for those in `inUse`. */
   unreferenced: { blobs: number; bytes: number };
+  /** Of the unreferenced blobs, those a running pull, build or run leases (prune keeps them). */
+  inUse: { blobs: number; bytes: number };
 }
 
 export async function diskUsage(store: ContentStore): Promise<DiskUsage> {
@@ -202,11 +204,14 @@ export async function diskUsage(store: ContentStore): Promise<DiskUsage> {
     exclusiveBytes: digests.filter((d) => owners.get(d) === 1).reduce((n, d) => n + sizes.get(d)!, 0),
   }));
   const loose = all.filter((b) => !referenced.has(b.digest));
+  const leased = await store.inUse();
+  const held = loose.filter((b) => leased.has(b.digest));
   return {
     blobs: all.length,
     bytes: all.reduce((n, b) => n + b.size, 0),
     refs,
     unreferenced: { blobs: loose.length, bytes: loose.reduce((n, b) => n + b.size, 0) },
+    inUse: { blobs: held.length, bytes: held.reduce((n, b) => n + b.size, 0) },
   };
 }
 

@@ -7,3 +7,4 @@ export * from './images.js';
 export * from './paths.js';
 export * from './refname.js';
 export * from './store.js';
+export * from './leases.js';

@@ -378,7 +378,7 @@ test('gc keeps what refs reach (even with a platform missing) and removes the re
   assert.equal(rows[0]!.size, amdChildren[0]!.size + amdChildren[1]!.size);
 
   const res = await store.gc([{ mediaType: 'application/octet-stream', ...kept }]);
-  assert.deepEqual(res, { removed: 1, bytes: loose.size });
+  assert.deepEqual(res, { removed: 1, bytes: loose.size, kept: 0, keptBytes: 0 });
   assert.equal(await store.has(loose.digest), false);
   for (const d of [index, amd, ...amdChildren, kept]) assert.ok(await store.has(d.digest), d.digest);
 

@@ -7,21 +7,24 @@
  *   const { digest, size } = await store.ingest(stream, { digest: expected, size });  // verified
  *   await store.tag('docker.io/library/busybox:latest', indexDescriptor);
  *   const desc = await store.resolve('docker.io/library/busybox:latest');
- *   await store.gc();                                    // drops blobs no ref reaches
+ *   await store.gc();                        // drops blobs no ref reaches and no running operation leases
+ *   const lease = await store.lease('pull'); // …until lease.release(), what this process uses stays
  *
  * Guarantees, between processes as well as within one:
  * - A blob appears under blobs/ only after its digest and size were verified: it is written
  *   to a temp file under ingest/ (named <pid>-<random>), hashed while it streams, fsynced,
  *   checked, then renamed into place (and the directory fsynced). Two writers of the same
  *   blob both succeed and leave one correct file.
- * - Temp files of writers that died (their pid is gone) are removed on open() and gc().
+ * - Temp files of writers that died (their pid is gone) are removed on open() and gc();
+ *   a live writer's are never touched.
  * - index.json is replaced atomically (temp + fsync + rename) under a lock file, so
  *   concurrent tag/untag lose nothing and readers never see a partial file.
- *
- * Known limit: gc() does not know about blobs another process has ingested but not yet
- * tagged; run it when no pull/build is writing (the `graceMs` option narrows the window).
+ * - gc() keeps what running operations lease (leases.ts): a process holding a lease on this
+ *   store (`store.lease('pull')`) leases every blob before it looks at it (size, has,
+ *   readBlob, openRead) and before a commit puts it in place, so a blob it found stays until
+ *   it is done, and one it wrote stays until it is tagged.
  */
-import { createHash, type Hash, randomBytes } from 'node:crypto';
+import { createHash, randomBytes } from 'node:crypto';
 import {
   type FileHandle,
   link,
@@ -53,6 +56,8 @@ import {
 import { errorMessage, PolyarchError } from '../util/errors.js';
 import { fsyncDir } from '../util/fs.js';
 import { acquireLock, formatOwner, ownerAlive, parseOwner, selfOwner } from '../util/lock.js';
+import { IngestWriter, whatOf } from './ingest.js';
+import { heldLease, type LeaseHandle, type LeaseKind, readLeases, takeLease, withGcLock } from './leases.js';
 
 /** The annotation containerd uses for the full image name in an OCI layout's index.json. */
 export const CONTAINERD_NAME_ANNOTATION = 'io.containerd.image.name';
@@ -97,6 +102,9 @@ export interface GcOptions {
 export interface GcResult {
   removed: number;
   bytes: number;
+  /** Unreferenced blobs kept because a running operation leases them. */
+  kept: number;
+  keptBytes: number;
 }
 
 export interface NamedRef {
@@ -109,6 +117,8 @@ const UNJUDGED_TEMP_MAX_AGE_MS = 24 * 3600 * 1000;
 const READ_CHUNK = 1 << 20;
 /** readBlob is for documents; anything larger is streamed (openRead) so memory stays bounded. */
 const MAX_READ_BLOB = 64 << 20;
+/** Leased blobs up to this size are read to see whether they are image documents (gc follows those). */
+const LEASED_DOC_MAX = 4 << 20;
 
 // OCI image layout's grammar for org.opencontainers.image.ref.name.
 const REF_NAME_RE =
@@ -264,8 +274,27 @@ export class ContentStore {
     return (await this.size(d)) !== undefined;
   }
 
-  /** The size of a blob present in the store, else undefined. */
+  /**
+   * Takes (or joins) this process's lease on the store (leases.ts): until it is released, what
+   * this process looks at or writes here is kept from gc() in every process.
+   */
+  lease(kind: LeaseKind): Promise<LeaseHandle> {
+    return takeLease(this.dir, kind);
+  }
+
+  /** Leases `digests` when this process holds a lease on the store; else nothing to do. */
+  async protect(digests: readonly Digest[]): Promise<void> {
+    await heldLease(this.dir)?.protectContent(digests);
+  }
+
+  /** The size of a blob present in the store, else undefined (leased first, see the header). */
   async size(d: Digest): Promise<number | undefined> {
+    parseDigest(d);
+    await this.protect([d]);
+    return this.#size(d);
+  }
+
+  async #size(d: Digest): Promise<number | undefined> {
     try {
       const st = await stat(this.blobPath(d));
       return st.isFile() ? st.size : undefined;
@@ -281,7 +310,28 @@ export class ContentStore {
 
   /** Reads a small blob (manifest, config) whole and checks its digest. */
   async readBlob(d: Digest): Promise<Buffer> {
-    const size = await this.size(d);
+    const lease = heldLease(this.dir);
+    if (!lease) return this.#readBlob(d);
+    await lease.protectContent([d]);
+    const data = await this.#readBlob(d);
+    // What a leased image document reaches is kept with it (gc follows it): no lease writes.
+    if (data.length <= LEASED_DOC_MAX && data[0] === 0x7b) {
+      try {
+        const doc = parseImageDocument(data, `blob ${d}`);
+        lease.cover(
+          doc.kind === 'index'
+            ? doc.index.manifests.map((m) => m.digest)
+            : [doc.manifest.config.digest, ...doc.manifest.layers.map((l) => l.digest)],
+        );
+      } catch {
+        // Not an image document (a config): nothing below it.
+      }
+    }
+    return data;
+  }
+
+  async #readBlob(d: Digest): Promise<Buffer> {
+    const size = await this.#size(d);
     if (size === undefined) throw this.#notFound(d);
     if (size > MAX_READ_BLOB)
       throw new PolyarchError(
@@ -308,8 +358,10 @@ export class ContentStore {
   openRead(d: Digest, start = 0): Readable {
     const path = this.blobPath(d);
     const notFound = () => this.#notFound(d);
+    const protect = () => this.protect([d]);
     async function* chunks(): AsyncGenerator<Buffer> {
       let fh: FileHandle;
+      await protect();
       try {
         fh = await open(path, 'r');
       } catch (err) {
@@ -420,8 +472,10 @@ export class ContentStore {
   /** @internal Moves a verified temp file to its blob path. */
   async _commitTemp(tmp: string, info: BlobInfo): Promise<void> {
     const final = this.blobPath(info.digest);
+    // Leased before it appears (or is found), so gc() never takes it from under the writer.
+    await this.protect([info.digest]);
     // A blob already there with the right size was verified by whoever wrote it.
-    if ((await this.size(info.digest)) === info.size) {
+    if ((await this.#size(info.digest)) === info.size) {
       await unlink(tmp).catch(() => {});
       return;
     }
@@ -578,45 +632,92 @@ export class ContentStore {
    */
   async children(desc: Descriptor): Promise<Descriptor[]> {
     if (!isIndexType(desc.mediaType) && !isManifestType(desc.mediaType)) return [];
-    if (!(await this.has(desc.digest))) return [];
-    const doc = parseImageDocument(await this.readBlob(desc.digest), `${desc.mediaType} ${desc.digest}`);
+    await this.protect([desc.digest]);
+    return this.#children(desc);
+  }
+
+  /** children() without leasing: for gc(), which runs under the lock lease writes wait on. */
+  async #children(desc: Descriptor): Promise<Descriptor[]> {
+    if (!isIndexType(desc.mediaType) && !isManifestType(desc.mediaType)) return [];
+    if ((await this.#size(desc.digest)) === undefined) return [];
+    const doc = parseImageDocument(await this.#readBlob(desc.digest), `${desc.mediaType} ${desc.digest}`);
     if (doc.kind === 'index') return [...doc.index.manifests];
     return [doc.manifest.config, ...doc.manifest.layers];
   }
 
   /** Every digest reachable from `roots` (including the roots). */
   async reachable(roots: Descriptor[]): Promise<Set<Digest>> {
+    return this.#reachable(roots, (d) => this.children(d));
+  }
+
+  async #reachable(
+    roots: Descriptor[],
+    children: (d: Descriptor) => Promise<Descriptor[]>,
+  ): Promise<Set<Digest>> {
     const seen = new Set<Digest>();
     const stack = [...roots];
     while (stack.length > 0) {
       const d = stack.pop()!;
       if (seen.has(d.digest)) continue;
       seen.add(d.digest);
-      stack.push(...(await this.children(d)));
+      stack.push(...(await children(d)));
     }
     return seen;
   }
 
-  /** Removes blobs not reachable from index.json (nor from `keep`) and temp files of dead writers. */
+  /**
+   * Removes blobs not reachable from index.json, from `keep` or from what a running operation
+   * leases (leases.ts), and temp files of dead writers. Leased blobs that are image documents
+   * keep what they reach too. Runs under the store's GC lock (no lease changes meanwhile) and
+   * the index lock (no ref changes).
+   */
   async gc(keep: Descriptor[] = [], opts: GcOptions = {}): Promise<GcResult> {
-    let result: GcResult = { removed: 0, bytes: 0 };
-    // Holding the index lock keeps refs from changing while we mark and sweep.
-    const release = await acquireLock(`${this.#indexPath()}.lock`, {
-      timeoutMs: this.#opts.lockTimeoutMs,
+    const result = await withGcLock(this.dir, async (leases) => {
+      const release = await acquireLock(`${this.#indexPath()}.lock`, {
+        timeoutMs: this.#opts.lockTimeoutMs,
+      });
+      try {
+        const idx = await this.readIndex();
+        const children = (d: Descriptor) => this.#children(d);
+        const live = await this.#reachable([...idx.manifests, ...keep], children);
+        const leased = await this.#reachable(await this.#leasedRoots(leases.content), children);
+        return await this.#sweep(live, leased, leases.unreadable, opts.graceMs ?? 0);
+      } finally {
+        await release();
+      }
     });
-    try {
-      const idx = await this.readIndex();
-      const live = await this.reachable([...idx.manifests, ...keep]);
-      result = await this.#sweep(live, opts.graceMs ?? 0);
-    } finally {
-      await release();
-    }
     await this.cleanIngest();
     return result;
   }
 
-  async #sweep(live: Set<Digest>, graceMs: number): Promise<GcResult> {
-    const result: GcResult = { removed: 0, bytes: 0 };
+  /** Blobs running operations lease, with what leased image documents reach: what gc() keeps for them. */
+  async inUse(): Promise<Set<Digest>> {
+    const live = await readLeases(this.dir);
+    return this.#reachable(await this.#leasedRoots(live.content), (d) => this.#children(d));
+  }
+
+  /** Leased digests as descriptors; those that are image documents get their media type, so their children count. */
+  async #leasedRoots(digests: Iterable<string>): Promise<Descriptor[]> {
+    const out: Descriptor[] = [];
+    for (const d of digests) {
+      if (!isDigest(d)) continue;
+      const size = await this.#size(d);
+      let mediaType = 'application/octet-stream';
+      // Absent now, it is still leased: it may be committed before the sweep reaches it.
+      if (size !== undefined && size <= LEASED_DOC_MAX && (await firstByte(this.blobPath(d))) === 0x7b) {
+        try {
+          mediaType = parseImageDocument(await readFile(this.blobPath(d)), `blob ${d}`).mediaType;
+        } catch {
+          // Not an image document (a config, a layer): nothing below it.
+        }
+      }
+      out.push({ mediaType, digest: d, size: size ?? 0 });
+    }
+    return out;
+  }
+
+  async #sweep(live: Set<Digest>, leased: Set<Digest>, keepAll: boolean, graceMs: number): Promise<GcResult> {
+    const result: GcResult = { removed: 0, bytes: 0, kept: 0, keptBytes: 0 };
     const blobs = join(this.dir, 'blobs');
     for (const alg of await readdir(blobs).catch(() => [] as string[])) {
       const names = await readdir(join(blobs, alg)).catch(() => [] as string[]);
@@ -627,6 +728,11 @@ export class ContentStore {
         const st = await stat(path).catch(() => undefined);
         if (!st?.isFile()) continue;
         if (graceMs > 0 && Date.now() - st.mtimeMs < graceMs) continue;
+        if (keepAll || leased.has(d)) {
+          result.kept++;
+          result.keptBytes += st.size;
+          continue;
+        }
         try {
           await unlink(path);
           result.removed++;
@@ -655,98 +761,17 @@ export class ContentStore {
   }
 }
 
-function whatOf(expect: IngestExpect): string {
-  return expect.what ?? (expect.digest ? `blob ${expect.digest}` : 'blob');
-}
-
-class IngestWriter implements BlobWriter {
-  readonly #store: ContentStore;
-  readonly #fh: FileHandle;
-  readonly #path: string;
-  readonly #expect: IngestExpect;
-  readonly #hash: Hash;
-  readonly #alg: string;
-  #offset = 0;
-  #closed = false;
-
-  constructor(store: ContentStore, fh: FileHandle, path: string, expect: IngestExpect) {
-    this.#store = store;
-    this.#fh = fh;
-    this.#path = path;
-    this.#expect = expect;
-    this.#alg = expect.digest ? digestAlgorithm(expect.digest) : 'sha256';
-    this.#hash = createHash(this.#alg);
-  }
-
-  get offset(): number {
-    return this.#offset;
-  }
-
-  async write(chunk: Uint8Array): Promise<void> {
-    if (this.#closed)
-      throw new PolyarchError('INTERNAL', `write to a finished writer for ${whatOf(this.#expect)}`);
-    const limit = this.#expect.size;
-    if (limit !== undefined && this.#offset + chunk.length > limit) {
-      // Fail early: a blob that outgrows its descriptor will never verify.
-      await this.abort();
-      throw new PolyarchError(
-        'SIZE_MISMATCH',
-        `size mismatch writing ${whatOf(this.#expect)}: expected ${limit} bytes, got more than ${limit}`,
-      );
-    }
-    this.#hash.update(chunk);
-    let done = 0;
-    try {
-      while (done < chunk.length) {
-        const { bytesWritten } = await this.#fh.write(chunk, done, chunk.length - done);
-        done += bytesWritten;
-      }
-    } catch (err) {
-      await this.abort();
-      throw ioError(`cannot write ${whatOf(this.#expect)} to ${this.#path}`, err);
-    }
-    this.#offset += chunk.length;
-  }
-
-  async commit(): Promise<BlobInfo> {
-    if (this.#closed)
-      throw new PolyarchError('INTERNAL', `commit of a finished writer for ${whatOf(this.#expect)}`);
-    this.#closed = true;
-    try {
-      await this.#fh.sync();
-    } catch (err) {
-      await this.#fh.close().catch(() => {});
-      await unlink(this.#path).catch(() => {});
-      throw ioError(`cannot sync ${this.#path}`, err);
-    }
-    await this.#fh.close();
-    const size = this.#offset;
-    const digest = `${this.#alg}:${this.#hash.digest('hex')}` as Digest;
-    const { digest: wantDigest, size: wantSize } = this.#expect;
-    let mismatch: PolyarchError | undefined;
-    if (wantSize !== undefined && size !== wantSize)
-      mismatch = new PolyarchError(
-        'SIZE_MISMATCH',
-        `size mismatch writing ${whatOf(this.#expect)}: expected ${wantSize} bytes, got ${size}`,
-      );
-    else if (wantDigest !== undefined && digest !== wantDigest)
-      mismatch = new PolyarchError(
-        'DIGEST_MISMATCH',
-        `digest mismatch writing ${whatOf(this.#expect)}: expected ${wantDigest}, got ${digest}`,
-      );
-    if (mismatch) {
-      await unlink(this.#path).catch(() => {});
-      throw mismatch;
-    }
-    await this.#store._commitTemp(this.#path, { digest, size });
-    return { digest, size };
-  }
-
-  async abort(): Promise<void> {
-    if (!this.#closed) {
-      this.#closed = true;
-      await this.#fh.close().catch(() => {});
-    }
-    await unlink(this.#path).catch(() => {});
+/** The first byte of a file (`{` for JSON documents), or undefined. */
+async function firstByte(path: string): Promise<number | undefined> {
+  let fh: FileHandle | undefined;
+  try {
+    fh = await open(path, 'r');
+    const buf = Buffer.alloc(1);
+    const { bytesRead } = await fh.read(buf, 0, 1, 0);
+    return bytesRead === 1 ? buf[0] : undefined;
+  } catch {
+    return undefined;
+  } finally {
+    await fh?.close();
   }
 }

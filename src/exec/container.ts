@@ -34,6 +34,8 @@
  * container's changes; nothing lists or removes those yet but the snapshotter itself.
  */
 import { performance } from 'node:perf_hooks';
+import { join, resolve } from 'node:path';
+import { type LeaseHandle, takeLease } from '../content/leases.js';
 import { ContentStore } from '../content/store.js';
 import { stateRoot, storeDir } from '../content/paths.js';
 import { lookupRef } from '../content/images.js';
@@ -259,7 +261,7 @@ export async function resolveImage(
   const doPull = async (platforms: string[] | undefined, all: boolean) => {
     // Loaded only when needed: the registry client (undici) costs ~0.2 s of start-up.
     const { pull } = await import('../image/pull.js');
-    await pull(ref, {
+    return pull(ref, {
       store,
       ...(platforms ? { platforms } : {}),
       all,
@@ -283,10 +285,10 @@ export async function resolveImage(
   if (found === undefined) {
     if (policy === 'never')
       throw new PolyarchError('NOT_FOUND', `image ${ref} is not in the local store (and --pull=never)`);
-    await doPull(opts.platforms, Boolean(opts.all));
-    found = await lookup();
-    if (found === undefined)
-      throw new PolyarchError('INTERNAL', `image ${ref} is not in the store after pulling`);
+    // What the pull stored, even if a concurrent rmi has removed the name again (the lease
+    // keeps the content).
+    const pulled = await doPull(opts.platforms, Boolean(opts.all));
+    found = { name: pulled.name, descriptor: pulled.descriptor };
   }
   const what = found.name;
   let variants = await selectVariants(store, found.descriptor, opts, what);
@@ -298,8 +300,8 @@ export async function resolveImage(
         'NOT_FOUND',
         `image ${what}: ${missing.join(', ')} is not in the local store (and --pull=never)`,
       );
-    await doPull(missing, false);
-    found = (await lookup()) ?? found;
+    const pulled = await doPull(missing, false);
+    found = (await lookup()) ?? { name: pulled.name, descriptor: pulled.descriptor };
     variants = await selectVariants(store, found.descriptor, opts, what);
   }
   return { name: found.name, variants };
@@ -377,8 +379,27 @@ async function couldNotStart<T>(step: () => Promise<T>): Promise<T> {
   }
 }
 
-/** Run `opts.args` in the image, once per chosen platform. See the module header. */
+/**
+ * Run `opts.args` in the image, once per chosen platform. See the module header. A lease
+ * (content/leases.ts) keeps what the run resolves and unpacks from `prune` and `rmi` until it
+ * returns.
+ */
 export async function runImage(opts: RunImageOptions): Promise<RunImageResult> {
+  const env = opts.processEnv ?? process.env;
+  const root = resolve(opts.root ?? stateRoot(env));
+  const store = opts.store ?? (await ContentStore.open(storeDir(env)));
+  // Blobs are leased on the store, snapshots on the state root's store: one lease when they are the same.
+  const dirs = [...new Set([resolve(store.dir), join(root, 'store')])];
+  const leases: LeaseHandle[] = [];
+  try {
+    for (const d of dirs) leases.push(await takeLease(d, 'run'));
+    return await runLeased({ ...opts, root, store });
+  } finally {
+    for (const l of leases) await l.release();
+  }
+}
+
+async function runLeased(opts: RunImageOptions): Promise<RunImageResult> {
   const env = opts.processEnv ?? process.env;
   const root = opts.root ?? stateRoot(env);
   if (opts.platforms?.length && opts.allPlatforms)

@@ -329,7 +329,17 @@ async function dockerEntries(
 }
 
 /** Writes the archive; returns what was saved. */
+/** saveArchive, holding a lease (content/leases.ts) so a concurrent rmi or prune keeps what it uses. */
 export async function saveArchive(opts: SaveOptions): Promise<SavedImage[]> {
+  const lease = await opts.store.lease('save');
+  try {
+    return await saveArchiveLeased(opts);
+  } finally {
+    await lease.release();
+  }
+}
+
+async function saveArchiveLeased(opts: SaveOptions): Promise<SavedImage[]> {
   const format = opts.format ?? 'oci';
   if (format !== 'oci' && format !== 'docker')
     throw new PolyarchError('USAGE', `invalid format "${format}": use oci or docker`, { exitCode: 2 });
@@ -645,7 +655,17 @@ class Loader {
 }
 
 /** Reads an archive into the store and tags its names; see the module comment for the guarantees. */
+/** loadArchive, holding a lease (content/leases.ts) so a concurrent rmi or prune keeps what it uses. */
 export async function loadArchive(opts: LoadOptions): Promise<LoadResult> {
+  const lease = await opts.store.lease('load');
+  try {
+    return await loadArchiveLeased(opts);
+  } finally {
+    await lease.release();
+  }
+}
+
+async function loadArchiveLeased(opts: LoadOptions): Promise<LoadResult> {
   const what = typeof opts.input === 'string' ? opts.input : 'stdin';
   const warn = opts.warn ?? (() => {});
   let input: Readable;

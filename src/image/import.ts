@@ -248,7 +248,17 @@ async function mergeInto(
   return { root: await store.writeJson(index, MediaType.OciIndex), replaced };
 }
 
+/** importImage, holding a lease (content/leases.ts) so a concurrent rmi or prune keeps what it uses. */
 export async function importImage(opts: ImportOptions): Promise<ImportResult> {
+  const lease = await opts.store.lease('import');
+  try {
+    return await importImageLeased(opts);
+  } finally {
+    await lease.release();
+  }
+}
+
+async function importImageLeased(opts: ImportOptions): Promise<ImportResult> {
   const { store } = opts;
   // Check every input before reading the source, so a typo costs nothing.
   const ref = parseReference(opts.ref);

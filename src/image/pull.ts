@@ -9,7 +9,9 @@
  * selected platforms' manifests, configs and layers are fetched (plus attestation manifests
  * that refer to them). Default platform: the host's, with containerd's fall-backs (amd64
  * also takes 386). The root is tagged only after everything it needs is stored, and the
- * registry is asked for the root manifest before anything is written.
+ * registry is asked for the root manifest before anything is written. The pull holds a lease
+ * on the store (content/leases.ts) from its first look at the store until the root is tagged,
+ * so a concurrent `rmi` or `prune` keeps the blobs it found or wrote.
  */
 import { type Descriptor, type Digest, parseImageConfig, parseImageDocument } from '../oci/index.js';
 import type { RegistryClient } from '../registry/client.js';
@@ -99,6 +101,17 @@ async function pullWith(
   const rootDesc: Descriptor = { mediaType: doc.mediaType, digest: root.digest, size: root.bytes.length };
   return new Step(pw, `pull:${name}`, `pulling ${name}`).run(async (step) => {
     const store = typeof opts.store === 'function' ? await opts.store() : opts.store;
+    const lease = await store.lease('pull');
+    try {
+      return await fetchAndTag(store, step);
+    } finally {
+      await lease.release();
+    }
+  });
+
+  async function fetchAndTag(store: ContentStore, step: Step): Promise<PullResult> {
+    // Everything the pull will look at or write, leased at once (one lease write).
+    await store.protect([...blobs.keys(), ...childDocs.map((c) => c.desc.digest), root.digest]);
     await mapLimit([...blobs.values()], limit, async (desc) => {
       if ((await store.size(desc.digest)) === desc.size) {
         step.done(`exists ${desc.digest}`, desc.size);
@@ -129,7 +142,7 @@ async function pullWith(
     await store.writeBlob(root.bytes, { digest: root.digest, size: root.bytes.length });
     await store.tag(name, rootDesc);
     return { name, descriptor: rootDesc, platforms: fetched };
-  });
+  }
 }
 
 /** The manifest walk: the root, the chosen children and the blobs they need; writes nothing.

@@ -13,7 +13,7 @@
  */
 import { createReadStream } from 'node:fs';
 import { Readable } from 'node:stream';
-import type { ContentStore } from '../content/index.js';
+import type { ContentStore, LeaseHandle } from '../content/index.js';
 import {
   type Descriptor,
   type Digest,
@@ -96,7 +96,10 @@ export async function push(refInput: string, opts: PushOptions): Promise<PushRes
   const name = formatReference(targetRef);
   const client =
     opts.client ?? (await openClient({ env: opts.env, ...(opts.warn ? { warn: opts.warn } : {}) }));
+  let lease: LeaseHandle | undefined;
   try {
+    // A lease (content/leases.ts) keeps what the push reads from a concurrent rmi or prune.
+    lease = await opts.store.lease('push');
     const local = await resolveLocal(opts.store, refInput);
     if (!local) throw new PolyarchError('NOT_FOUND', `no image named "${refInput}" in the local store`);
     // The repository on the target's registry each source name is in, if it is there.
@@ -122,6 +125,7 @@ export async function push(refInput: string, opts: PushOptions): Promise<PushRes
   } catch (err) {
     throw withContext(`pushing ${name}`, err);
   } finally {
+    await lease?.release();
     if (!opts.client) await client.close();
   }
 }

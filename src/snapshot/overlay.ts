@@ -25,11 +25,16 @@
  * `open()` sweeps temp dirs of dead processes. Creating the same key from two processes is
  * serialised by a lock file (`<id>.lock`, holding the owner's pid; stale locks of dead processes
  * are broken): the second waits, then reuses the first's result.
+ *
+ * Leases (content/leases.ts): while this process holds a lease on the state root's store
+ * (`<root>/store`), every key it looks up (stat, has, create, prepare's parents, commit, paths)
+ * is leased first, so `prune` (build/cache.ts) keeps the snapshots a running build or run uses.
  */
 import { createHash, randomBytes } from 'node:crypto';
 import { existsSync } from 'node:fs';
 import { lstat, mkdir, readdir, readFile, rename, rm, writeFile } from 'node:fs/promises';
 import { join, resolve } from 'node:path';
+import { heldLease } from '../content/leases.js';
 import { runShort } from '../util/commands.js';
 import { mapLimit } from '../util/concurrency.js';
 import { errorMessage, PolyarchError } from '../util/errors.js';
@@ -226,16 +231,19 @@ export class ActiveSnapshot {
 export class Snapshotter {
   /** `<root>/snapshots`. */
   readonly dir: string;
+  /** `<root>/store`, whose leases name snapshots too. */
+  readonly storeDir: string;
 
-  private constructor(dir: string) {
+  private constructor(dir: string, storeDir: string) {
     this.dir = dir;
+    this.storeDir = storeDir;
   }
 
   /** Open (creating if needed) the snapshot store and sweep temp dirs of dead processes. */
   static async open(opts: SnapshotterOptions): Promise<Snapshotter> {
     const dir = join(resolve(opts.root), 'snapshots');
     await mkdir(dir, { recursive: true });
-    const s = new Snapshotter(dir);
+    const s = new Snapshotter(dir, join(resolve(opts.root), 'store'));
     await s.sweep();
     return s;
   }
@@ -267,8 +275,19 @@ export class Snapshotter {
     };
   }
 
-  /** The snapshot stored under `key`, if any. */
+  /** Leases `keys` when this process holds a lease on the store (see the header); else nothing to do. */
+  async protect(keys: readonly string[]): Promise<void> {
+    await heldLease(this.storeDir)?.protectSnapshots(keys);
+  }
+
+  /** The snapshot stored under `key`, if any (leased first, see the header). */
   async stat(key: string): Promise<SnapshotInfo | undefined> {
+    snapshotId(key);
+    await this.protect([key]);
+    return this.#stat(key);
+  }
+
+  async #stat(key: string): Promise<SnapshotInfo | undefined> {
     const id = snapshotId(key);
     const meta = await this.readMeta(id);
     if (meta === undefined) return undefined;
@@ -466,20 +485,33 @@ export class Snapshotter {
    * temp name, so it disappears from view atomically. Missing keys are not an error.
    */
   async remove(key: string): Promise<void> {
-    const info = await this.stat(key);
-    if (info === undefined) return;
-    await this.removeId(info.id);
+    await (await this.detach(key))();
+  }
+
+  /**
+   * The first half of remove(): the snapshot disappears from view now (one rename); the
+   * returned function deletes its files. For prune, which decides and renames under the GC
+   * lock and deletes after. A missing key returns a no-op.
+   */
+  async detach(key: string): Promise<() => Promise<void>> {
+    const info = await this.#stat(key);
+    if (info === undefined) return async () => undefined;
+    return this.detachId(info.id);
   }
 
   private async removeId(id: string): Promise<void> {
+    await (await this.detachId(id))();
+  }
+
+  private async detachId(id: string): Promise<() => Promise<void>> {
     const tmp = join(this.dir, `tmp-${process.pid}-rm-${randomBytes(6).toString('hex')}`);
     try {
       await rename(join(this.dir, id), tmp);
     } catch (err) {
-      if ((err as NodeJS.ErrnoException).code === 'ENOENT') return;
+      if ((err as NodeJS.ErrnoException).code === 'ENOENT') return async () => undefined;
       throw err;
     }
-    await rm(tmp, { recursive: true, force: true });
+    return () => rm(tmp, { recursive: true, force: true });
   }
 
   /**
@@ -502,7 +534,7 @@ export class Snapshotter {
 
   /** Bytes and inodes a snapshot's own directory uses (its layer, or its upper dir). */
   async usage(key: string): Promise<{ size: number; inodes: number }> {
-    const info = await this.stat(key);
+    const info = await this.#stat(key);
     if (info === undefined) throw new PolyarchError('NOT_FOUND', `snapshot "${key}" does not exist`);
     let size = 0;
     let inodes = 0;

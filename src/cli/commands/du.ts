@@ -2,7 +2,8 @@
  * `polyarch du [--verbose] [--format table|json]`: disk usage, like `docker buildx du` for the
  * build cache (one row per record: ID, RECLAIMABLE, SIZE, LAST ACCESSED, then `Shared:`,
  * `Private:`, `Reclaimable:`, `Total:`) followed by the local store: per image name the blobs it
- * reaches (SIZE) and what removing only that name would free (EXCLUSIVE), then its totals.
+ * reaches (SIZE) and what removing only that name would free (EXCLUSIVE), then its totals
+ * (`Unreferenced:` says how many of those blobs running operations use: prune keeps them).
  */
 import type { Command } from 'commander';
 import type { CacheRecord } from '../../build/index.js';
@@ -104,7 +105,10 @@ export function register(program: Command, ctx: CliContext): void {
       ctx.out.write(
         formatTable([
           ['Store:', store.dir],
-          ['Unreferenced:', `${usage.unreferenced.blobs} blobs, ${humanSize(usage.unreferenced.bytes)}`],
+          [
+            'Unreferenced:',
+            `${usage.unreferenced.blobs} blobs, ${humanSize(usage.unreferenced.bytes)}${usage.inUse.blobs > 0 ? ` (${usage.inUse.blobs} in use by running operations)` : ''}`,
+          ],
           ['Total:', `${usage.blobs} blobs, ${humanSize(usage.bytes)}`],
         ]),
       );

@@ -4,7 +4,10 @@
  * build step results and base layers no stored image needs; `--all` also shared base layers,
  * kept `run` containers and `RUN --mount=type=cache` dirs), printing the removed records and
  * `Total:`; then, as before, garbage-collect blobs of the local store that no image name reaches,
- * and drop layer memo entries (src/build/export/layers.ts) whose blob went with them.
+ * and drop layer memo entries (src/build/export/layers.ts) whose blob went with them. What a
+ * running pull, build or run leases (src/content/leases.ts) is kept, and the output says so:
+ * `Kept N build cache records in use by running operations`, `Kept N blobs in use by running
+ * operations`.
  */
 import type { Command } from 'commander';
 import type { CliContext } from '../context.js';
@@ -59,11 +62,17 @@ export function register(program: Command, ctx: CliContext): void {
       if (r.removed.length > 0)
         ctx.out.write(`${formatCacheRecords(r.removed, flags.verbose ?? false)}${flags.verbose ? '\n' : ''}`);
       ctx.out.write(formatTable([['Total:', humanSize(r.bytes)]]));
-      const { removed, bytes } = await store.gc();
+      if (r.kept.length > 0)
+        ctx.out.write(
+          `Kept ${r.kept.length} build cache records in use by running operations (${humanSize(r.kept.reduce((n, k) => n + k.size, 0))})\n`,
+        );
+      const { removed, bytes, kept, keptBytes } = await store.gc();
       const { LayerMemo } = await import('../../build/export/layers.js');
       const { stateRoot } = await import('../../content/index.js');
       const memo = await LayerMemo.open(stateRoot(ctx.env));
       await memo.prune((d) => store.has(d));
       ctx.out.write(`Deleted blobs: ${removed}\nTotal reclaimed space: ${humanSize(bytes)}\n`);
+      if (kept > 0)
+        ctx.out.write(`Kept ${kept} blobs in use by running operations (${humanSize(keptBytes)})\n`);
     });
 }
