@@ -59,6 +59,7 @@ import {
   type PlatformSpec,
   parsePlatform,
   runsHere,
+  uniquePlatforms,
 } from '../platform/index.js';
 import type { ProgressSink } from '../progress/index.js';
 import { formatReference, parseReference } from '../oci/reference.js';
@@ -236,7 +237,9 @@ async function buildLeased(opts: BuildOptions): Promise<BuildOutput> {
     ...(opts.signal ? { signal: opts.signal } : {}),
   });
   const pw = solver.progress;
-  const multi = (opts.platforms?.length ?? 1) > 1;
+  // `--platform linux/arm64,linux/aarch64` (or one platform given 100 times) is one platform.
+  const platforms = opts.platforms && uniquePlatforms(opts.platforms);
+  const multi = (platforms?.length ?? 1) > 1;
 
   const def = pw.vertex({
     digest: 'internal:definition',
@@ -245,7 +248,7 @@ async function buildLeased(opts: BuildOptions): Promise<BuildOutput> {
   def.start();
   const planOpts = {
     file,
-    ...(opts.platforms?.length ? { platforms: opts.platforms } : {}),
+    ...(platforms?.length ? { platforms } : {}),
     ...(opts.buildArgs ? { buildArgs: opts.buildArgs } : {}),
     ...(opts.target !== undefined ? { target: opts.target } : {}),
   };
@@ -377,6 +380,9 @@ async function buildLeased(opts: BuildOptions): Promise<BuildOutput> {
   });
   try {
     await engine.preload();
+    // Dependencies first (the plan's order): each stage's graph then finds the ones it builds
+    // on made, so a chain of thousands of stages is not as deep a chain of calls.
+    for (const p of plan.platforms) for (const s of p.stages) engine.stageGraph(p, s);
     const targets = plan.platforms.map((p) => engine.stageGraph(p, p.stages[p.stages.length - 1]!));
     solver.announce(targets.map((t) => t.final));
     const epoch = epochFrom(opts);
@@ -1315,15 +1321,33 @@ class Engine {
     g: StageGraph,
     times: { epoch?: string; now: string },
   ): Promise<{ history: HistoryEntry[]; newest?: string }> {
+    // The stages this one is built FROM, walked in a loop (a chain may be thousands long),
+    // then each one's entries on top of its base's, innermost first.
+    const chain = [g];
+    for (let s = g; s.stage.base.type === 'stage'; ) {
+      s = this.stageGraph(pp, this.#depStage(pp, s.stage.base));
+      chain.push(s);
+    }
+    let below: { history: HistoryEntry[]; newest?: string } | undefined;
+    for (let k = chain.length - 1; k >= 0; k--)
+      below = await this.#stageHistory(chain[k]!, chain[k + 1], below, times);
+    return below!;
+  }
+
+  /** One stage's history given its base stage's (`dep`, `below`), or its base image's. */
+  async #stageHistory(
+    g: StageGraph,
+    dep: StageGraph | undefined,
+    below: { history: HistoryEntry[]; newest?: string } | undefined,
+    times: { epoch?: string; now: string },
+  ): Promise<{ history: HistoryEntry[]; newest?: string }> {
     let base: HistoryEntry[];
     let newest: string | undefined;
     // The time a config-only instruction gets: that of the state it applies to.
     let last: string | undefined;
-    if (g.stage.base.type === 'stage') {
-      const dep = this.stageGraph(pp, this.#depStage(pp, g.stage.base));
-      const h = await this.#history(pp, dep, times);
-      base = h.history;
-      newest = h.newest;
+    if (dep && below) {
+      base = below.history;
+      newest = below.newest;
       last = (await this.#d.solver.solve(dep.final)).created;
     } else {
       base = g.baseHistory.map((h) => ({ ...h }));

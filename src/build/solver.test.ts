@@ -137,3 +137,37 @@ test('hidden vertices have no progress line and are skipped in inputs', async ()
 test('maxParallelism must be a positive integer', () => {
   assert.throws(() => new Solver({ maxParallelism: 0 }), /invalid max parallelism 0/);
 });
+
+test('a chain of 50,000 vertices solves and announces without recursing as deep', async () => {
+  const rec = new ProgressRecorder();
+  const s = new Solver({ progress: rec });
+  let v = s.vertex<number>({
+    digest: 'v0',
+    name: 'v0',
+    inputs: [],
+    run: async () => ({ value: 0, cached: false }),
+  });
+  for (let i = 1; i < 50_000; i++)
+    v = s.vertex<number>({
+      digest: `v${i}`,
+      name: `v${i}`,
+      inputs: [v],
+      hidden: i % 2 === 0,
+      run: async ([x]) => ({ value: (x as number) + 1, cached: false }),
+    });
+  s.announce([v]);
+  assert.equal(await s.solve(v), 49_999);
+  assert.equal(rec.vertexes().length, 25_001, 'every visible vertex announced');
+  // A vertex on the same chain asked for afterwards is the one already solved.
+  assert.equal(
+    await s.solve(
+      s.vertex<number>({
+        digest: 'v7',
+        name: '',
+        inputs: [],
+        run: async () => ({ value: -1, cached: false }),
+      }),
+    ),
+    7,
+  );
+});

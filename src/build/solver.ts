@@ -104,14 +104,7 @@ export class Solver {
 
   /** Tell progress about every visible vertex reachable from `roots`, before any runs. */
   announce(roots: SolverVertex<unknown>[]): void {
-    const seen = new Set<string>();
-    const visit = (v: SolverVertex<unknown>) => {
-      if (seen.has(v.digest)) return;
-      seen.add(v.digest);
-      for (const i of v.inputs) visit(i);
-      if (!v.hidden) this.#pw.vertex(this.#info(v));
-    };
-    for (const r of roots) visit(r);
+    for (const v of postOrder(roots, () => false)) if (!v.hidden) this.#pw.vertex(this.#info(v));
   }
 
   #info(v: SolverVertex<unknown>) {
@@ -119,16 +112,19 @@ export class Solver {
   }
 
   solve<T>(v: SolverVertex<T>): Promise<T> {
-    let p = this.#results.get(v.digest) as Promise<T> | undefined;
-    if (!p) {
-      p = this.#solve(v);
+    const have = this.#results.get(v.digest) as Promise<T> | undefined;
+    if (have) return have;
+    // Inputs not started yet start first, deepest first: each then finds its own inputs started,
+    // so a chain of thousands of steps is not as deep a chain of calls.
+    for (const u of postOrder([v], (x) => this.#results.has(x.digest))) {
+      const p = this.#solve(u);
       // Abort the siblings at the first failure; the error itself reaches the caller.
       p.catch((err) => {
         if (!this.#abort.signal.aborted) this.#abort.abort(err);
       });
-      this.#results.set(v.digest, p);
+      this.#results.set(u.digest, p);
     }
-    return p;
+    return this.#results.get(v.digest) as Promise<T>;
   }
 
   async #solve<T>(v: SolverVertex<T>): Promise<T> {
@@ -157,6 +153,37 @@ export class Solver {
       throw err;
     }
   }
+}
+
+/**
+ * The vertices reachable from `roots`, each after its inputs (depth first, inputs in order),
+ * once per digest; `skip` ones and what is reachable only through them are left out. An
+ * explicit stack: no recursion however long the chain.
+ */
+function postOrder(
+  roots: readonly SolverVertex<unknown>[],
+  skip: (v: SolverVertex<unknown>) => boolean,
+): SolverVertex<unknown>[] {
+  const out: SolverVertex<unknown>[] = [];
+  const seen = new Set<string>();
+  const stack: Array<{ v: SolverVertex<unknown>; next: number }> = [];
+  const enter = (v: SolverVertex<unknown>) => {
+    if (seen.has(v.digest) || skip(v)) return;
+    seen.add(v.digest);
+    stack.push({ v, next: 0 });
+  };
+  for (const r of roots) {
+    enter(r);
+    while (stack.length > 0) {
+      const top = stack[stack.length - 1]!;
+      if (top.next < top.v.inputs.length) enter(top.v.inputs[top.next++]!);
+      else {
+        stack.pop();
+        out.push(top.v);
+      }
+    }
+  }
+  return out;
 }
 
 /** Inputs as progress shows them: hidden vertices are skipped through to their own inputs. */

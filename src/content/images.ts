@@ -15,6 +15,7 @@ import {
   type PlatformSpec,
   parseImageConfig,
   parseImageDocument,
+  walkIndex,
 } from '../oci/index.js';
 import { PolyarchError } from '../util/errors.js';
 import { familiarName, normalizeName } from './refname.js';
@@ -102,20 +103,30 @@ interface PlatformManifest {
   size: number;
 }
 
-/** The platform manifests under `desc` that are present in the store, with their sizes. */
+/**
+ * The platform manifests under `desc` that are present in the store, with their sizes; nested
+ * indexes are descended into (bounded: oci/nested.ts).
+ */
 async function platformManifests(store: ContentStore, desc: Descriptor): Promise<PlatformManifest[]> {
   if (!(await store.has(desc.digest))) return [];
-  if (isIndexType(desc.mediaType)) {
-    const out: PlatformManifest[] = [];
-    for (const child of await store.children(desc)) {
-      if (isAttestation(child)) continue;
-      for (const pm of await platformManifests(store, child)) {
-        if (child.platform && isManifestType(child.mediaType)) pm.platform = formatPlatform(child.platform);
-        out.push(pm);
-      }
-    }
-    return out;
+  if (!isIndexType(desc.mediaType)) return manifestRow(store, desc);
+  const what = `index ${desc.digest}`;
+  const walk = await walkIndex(
+    await store.children(desc),
+    async (d) => ((await store.has(d.digest)) ? store.children(d) : undefined),
+    what,
+    { rootDigest: desc.digest },
+  );
+  const out: PlatformManifest[] = [];
+  for (const { descriptor: child } of walk.leaves) {
+    if (isAttestation(child) || !(await store.has(child.digest))) continue;
+    out.push(...(await manifestRow(store, child)));
   }
+  return out;
+}
+
+/** A manifest's row: its platform (the descriptor's, else its config's) and size. */
+async function manifestRow(store: ContentStore, desc: Descriptor): Promise<PlatformManifest[]> {
   if (!isManifestType(desc.mediaType)) return [];
   const doc = parseImageDocument(await store.readBlob(desc.digest), `manifest ${desc.digest}`);
   if (doc.kind !== 'manifest') return [];

@@ -323,6 +323,24 @@ describe('stage graph', () => {
       /Dockerfile:2: cannot copy from stage "y", it needs to be defined before current stage "x"/,
     );
   });
+  test('a chain of 30,000 stages plans (no recursion as deep as the chain)', () => {
+    const lines = ['FROM busybox AS s0'];
+    for (let i = 1; i < 30_000; i++) lines.push(`FROM s${i - 1} AS s${i}`, `ENV N=${i}`);
+    const plan = planBuild(`${lines.join('\n')}\n`, { platforms: [AMD64] });
+    const stages = plan.platforms[0]!.stages;
+    assert.equal(stages.length, 30_000);
+    assert.equal(stages[0]!.name, 's0');
+    assert.deepEqual(stages[29_999]!.dependsOn, [29_998]);
+  });
+  test('platforms that normalise to one are planned once, in first-seen order', () => {
+    const plan = planBuild('FROM a\n', {
+      platforms: [ARM64, P('linux/arm64/v8'), P('linux/aarch64'), AMD64, ARM64, AMD64],
+    });
+    assert.deepEqual(
+      plan.platforms.map((p) => p.platformArgs.TARGETPLATFORM),
+      ['linux/arm64', 'linux/amd64'],
+    );
+  });
   test('a cycle is reported as such', () => {
     const df = 'FROM a AS x\nCOPY --from=y / /\nFROM b AS y\nCOPY --from=x / /\n';
     assert.throws(

@@ -67,6 +67,7 @@ import {
   normalizePlatform,
   type PlatformSpec as Platform,
   parsePlatform,
+  uniquePlatforms,
 } from '../platform/index.js';
 import { type EnvLike, type LexOptions, processWord, ShellError } from './shell.js';
 
@@ -902,7 +903,9 @@ function planPlatform(
   }
   const order: number[] = [];
   const mark = new Map<number, 'visiting' | 'done'>();
-  const visit = (i: number, from?: DispatchedStage): void => {
+  // Depth first with an explicit stack: a chain of thousands of stages is no deeper a call.
+  const stack: Array<{ i: number; next: number }> = [];
+  const enter = (i: number, from?: DispatchedStage): void => {
     const st = mark.get(i);
     if (st === 'done') return;
     const d = dispatched[i]!;
@@ -915,11 +918,20 @@ function planPlatform(
       });
     }
     mark.set(i, 'visiting');
-    for (const dep of d.stage.dependsOn) visit(dep, d);
-    mark.set(i, 'done');
-    order.push(i);
+    stack.push({ i, next: 0 });
   };
-  visit(targetIdx);
+  enter(targetIdx);
+  while (stack.length > 0) {
+    const top = stack[stack.length - 1]!;
+    const d = dispatched[top.i]!;
+    if (top.next < d.stage.dependsOn.length) {
+      enter(d.stage.dependsOn[top.next++]!, d);
+      continue;
+    }
+    stack.pop();
+    mark.set(top.i, 'done');
+    order.push(top.i);
+  }
   // No cycle: now the first failing stage (in Dockerfile order, as BuildKit dispatches) fails.
   for (const i of [...order].sort((x, y) => x - y)) {
     const d = dispatched[i]!;
@@ -1512,7 +1524,7 @@ export function planBuild(source: string | ParsedDockerfile, opts: PlanOptions =
   try {
     decls = structure(parsed);
     syntaxChecks(parsed, decls, ctx);
-    const targets = opts.platforms?.length ? opts.platforms : [buildPlatform];
+    const targets = opts.platforms?.length ? uniquePlatforms(opts.platforms) : [buildPlatform];
     platforms = targets.map((t) => planPlatform(decls, t, buildPlatform, opts, ctx));
   } catch (err) {
     // `--check` shows the warnings found before the error, as buildx does.

@@ -5,7 +5,14 @@
  */
 import assert from 'node:assert/strict';
 import { describe, test } from 'node:test';
-import { patternToRegex, processWord, processWords, reversePattern, ShellError } from './shell.js';
+import {
+  MAX_EXPANSION_DEPTH,
+  patternToRegex,
+  processWord,
+  processWords,
+  reversePattern,
+  ShellError,
+} from './shell.js';
 
 const ENV = { PWD: '/home', SHELL: 'bash', KOREAN: '한국어', NULL: '' };
 const ERR = Symbol('error');
@@ -211,6 +218,24 @@ describe('error messages', () => {
   });
   test('missing brace', () => {
     assert.throws(() => processWord('${X:-a', {}), /missing '}'/);
+  });
+  const nested = (n: number, open = '${a:-', close = '}') => `${open.repeat(n)}x${close.repeat(n)}`;
+  test(`\${…} nests up to ${MAX_EXPANSION_DEPTH} levels, in quotes and patterns too`, () => {
+    assert.equal(processWord(nested(MAX_EXPANSION_DEPTH), {}).result, 'x');
+    assert.equal(processWord(nested(MAX_EXPANSION_DEPTH, '"${a:-', '}"'), {}).result, 'x');
+    assert.equal(processWord(nested(MAX_EXPANSION_DEPTH, '${a/', '/y}'), {}).result, 'y');
+  });
+  test('deeper nesting is one clear error naming the start of the word, never a stack overflow', () => {
+    for (const w of [nested(MAX_EXPANSION_DEPTH + 1), nested(10_000), nested(100_000, '"${a:-', '}"')])
+      assert.throws(
+        () => processWord(w, {}),
+        (e: Error) =>
+          e instanceof ShellError &&
+          /^failed to process "(\\")?\$\{a:-.+…": \$\{…\} nested more than 1000 levels deep$/.test(
+            e.message,
+          ) &&
+          e.message.length < 300,
+      );
   });
 });
 

@@ -99,6 +99,9 @@ class Words {
   }
 }
 
+/** `${…}` nested in `${…}` deeper than this is an error (each level is a native call frame). */
+export const MAX_EXPANSION_DEPTH = 1000;
+
 /** One expansion at a time; reused (like BuildKit's Lex.shellWord) to spare allocations. */
 class ShellWord {
   private pos = 0;
@@ -107,6 +110,7 @@ class ShellWord {
   private env: ReadonlyMap<string, string> = new Map();
   private opts: Required<LexOptions> = DEFAULT_OPTS;
   private wantWords = false;
+  private depth = 0;
   matched: Set<string> | undefined;
   unmatched: Set<string> | undefined;
   /** Words of the last top-level run, when wanted. */
@@ -118,6 +122,7 @@ class ShellWord {
     this.env = env;
     this.opts = opts;
     this.wantWords = wantWords;
+    this.depth = 0;
     this.rawEscapes = opts.rawEscapes;
     this.matched = undefined;
     this.unmatched = undefined;
@@ -288,6 +293,18 @@ class ShellWord {
       if (value === undefined && this.opts.skipUnsetEnv) return `$${name}`;
       return value ?? '';
     }
+    if (this.depth >= MAX_EXPANSION_DEPTH)
+      throw new ShellError(`\${…} nested more than ${MAX_EXPANSION_DEPTH} levels deep`);
+    this.depth++;
+    try {
+      return this.processBraces();
+    } finally {
+      this.depth--;
+    }
+  }
+
+  /** `${…}`, at its `{`. */
+  private processBraces(): string {
     this.next();
     const first = this.peek();
     if (first === EOF) throw new ShellError("syntax error: missing '}'");
@@ -517,8 +534,13 @@ function expand(word: string, env: EnvLike, opts: LexOptions, wantWords: boolean
       unmatched,
     };
   } catch (err) {
+    // A word thousands of characters long is named by its start only.
+    const shown = word.length > 200 ? `${word.slice(0, 200)}…` : word;
     if (err instanceof ShellError)
-      throw new ShellError(`failed to process ${JSON.stringify(word)}: ${err.message}`);
+      throw new ShellError(`failed to process ${JSON.stringify(shown)}: ${err.message}`);
+    // A native stack too small even for the nesting allowed: still one clear error.
+    if (err instanceof RangeError && /call stack/.test(err.message))
+      throw new ShellError(`failed to process ${JSON.stringify(shown)}: \${…} nested too deep`);
     throw err;
   }
 }

@@ -41,7 +41,13 @@ import { stateRoot, storeDir } from '../content/paths.js';
 import { lookupRef } from '../content/images.js';
 import { normalizeName } from '../content/refname.js';
 import type { Descriptor, ImageConfig } from '../oci/index.js';
-import { isIndexType, isManifestType, parseImageConfig, parseImageDocument } from '../oci/index.js';
+import {
+  isIndexType,
+  isManifestType,
+  parseImageConfig,
+  parseImageDocument,
+  walkIndex,
+} from '../oci/index.js';
 import {
   bestMatch,
   describePlatforms,
@@ -160,8 +166,46 @@ function descriptorPlatform(d: Descriptor): PlatformSpec | undefined {
   );
 }
 
-function platformsOfIndex(entries: Descriptor[]): Descriptor[] {
-  return entries.filter((d) => !isAttestation(d) && d.platform !== undefined && isManifestType(d.mediaType));
+/**
+ * The platform manifests of an index, descending into nested indexes (bounded, see
+ * oci/nested.ts); `missing` counts the nested indexes not in the store.
+ */
+async function platformsOfIndex(
+  store: ContentStore,
+  root: Descriptor,
+  entries: Descriptor[],
+  what: string,
+): Promise<{ entries: Descriptor[]; missing: number }> {
+  const walk = await walkIndex(
+    entries,
+    async (d) => {
+      if (!(await store.has(d.digest))) return undefined;
+      const doc = parseImageDocument(
+        await store.readBlob(d.digest),
+        `index ${d.digest} of ${what}`,
+        d.mediaType,
+      );
+      if (doc.kind !== 'index')
+        throw new PolyarchError('INVALID_MANIFEST', `${what}: ${d.digest} is not an index`);
+      return doc.index.manifests;
+    },
+    what,
+    { rootDigest: root.digest },
+  );
+  return {
+    entries: walk.leaves
+      .map((l) => l.descriptor)
+      .filter((d) => !isAttestation(d) && d.platform !== undefined && isManifestType(d.mediaType)),
+    missing: walk.missing.length,
+  };
+}
+
+/** Whether `root` is an index with nested indexes the store does not hold (pulled partially). */
+async function lacksNestedIndexes(store: ContentStore, root: Descriptor, what: string): Promise<boolean> {
+  if (!isIndexType(root.mediaType) || !(await store.has(root.digest))) return false;
+  const doc = parseImageDocument(await store.readBlob(root.digest), `index of ${what}`, root.mediaType);
+  if (doc.kind !== 'index') return false;
+  return (await platformsOfIndex(store, root, doc.index.manifests, what)).missing > 0;
 }
 
 /**
@@ -178,7 +222,7 @@ export async function selectVariants(
   if (isIndexType(root.mediaType)) {
     const doc = parseImageDocument(await store.readBlob(root.digest), `index of ${what}`, root.mediaType);
     if (doc.kind !== 'index') throw new PolyarchError('INVALID_MANIFEST', `${what}: expected an index`);
-    const entries = platformsOfIndex(doc.index.manifests);
+    const { entries } = await platformsOfIndex(store, root, doc.index.manifests, what);
     const has = describePlatforms(entries.map((d) => descriptorPlatform(d)!));
     const variant = (d: Descriptor): ImageVariant => ({
       platform: formatPlatform(normalizePlatform(descriptorPlatform(d)!)), // linux/arm64, not …/v8
@@ -291,7 +335,21 @@ export async function resolveImage(
     found = { name: pulled.name, descriptor: pulled.descriptor };
   }
   const what = found.name;
-  let variants = await selectVariants(store, found.descriptor, opts, what);
+  let variants: ImageVariant[];
+  try {
+    variants = await selectVariants(store, found.descriptor, opts, what);
+  } catch (err) {
+    // A platform under a nested index this store does not hold yet: pull it.
+    if (
+      !(err instanceof PolyarchError && err.code === 'NOT_FOUND') ||
+      policy === 'never' ||
+      !(await lacksNestedIndexes(store, found.descriptor, what))
+    )
+      throw err;
+    await doPull(opts.platforms, Boolean(opts.all));
+    found = (await lookup()) ?? found;
+    variants = await selectVariants(store, found.descriptor, opts, what);
+  }
   const missing: string[] = [];
   for (const v of variants) if (!(await complete(store, v.manifest))) missing.push(v.platform);
   if (missing.length > 0) {

@@ -13,7 +13,13 @@
  * on the store (content/leases.ts) from its first look at the store until the root is tagged,
  * so a concurrent `rmi` or `prune` keeps the blobs it found or wrote.
  */
-import { type Descriptor, type Digest, parseImageConfig, parseImageDocument } from '../oci/index.js';
+import {
+  type Descriptor,
+  type Digest,
+  parseImageConfig,
+  parseImageDocument,
+  walkIndex,
+} from '../oci/index.js';
 import type { RegistryClient } from '../registry/client.js';
 import { RegistryError } from '../registry/errors.js';
 import { mapLimit } from '../util/concurrency.js';
@@ -166,11 +172,33 @@ async function resolveImage(
   });
   const doc = parseImageDocument(root.bytes, `manifest ${name}`, root.mediaType);
 
-  // Manifests to fetch (digest → descriptor), then blobs, deduplicated.
+  // Manifests to fetch (digest → descriptor), then blobs, deduplicated. Nested indexes are
+  // fetched while choosing (bounded depth: oci/nested.ts); those above a chosen manifest are stored.
   let manifests: Descriptor[] = [];
   const fetched: string[] = [];
+  const nestedDocs = new Map<Digest, { desc: Descriptor; bytes: Buffer }>();
   if (doc.kind === 'index') {
-    const entries = doc.index.manifests;
+    const walk = await walkIndex(
+      doc.index.manifests,
+      async (d) => {
+        const m = await client.getManifest(withDigest({ domain: ref.domain, path: ref.path }, d.digest));
+        const child = parseImageDocument(
+          m.bytes,
+          `manifest ${ref.domain}/${ref.path}@${d.digest}`,
+          m.mediaType,
+        );
+        if (child.kind !== 'index')
+          throw new PolyarchError(
+            'INVALID_MANIFEST',
+            `${ref.domain}/${ref.path}@${d.digest} is not an index`,
+          );
+        nestedDocs.set(d.digest, { desc: d, bytes: m.bytes });
+        return child.index.manifests;
+      },
+      name,
+      { rootDigest: root.digest },
+    );
+    const entries = walk.leaves.map((l) => l.descriptor);
     if (opts.all) manifests = entries;
     else {
       const chosen = new Set<Descriptor>();
@@ -203,6 +231,12 @@ async function resolveImage(
       }
       manifests = entries.filter((d) => chosen.has(d));
     }
+    // The nested indexes above what is fetched (all of them with `all`).
+    if (!opts.all) {
+      const keep = new Set(manifests);
+      const above = new Set(walk.leaves.filter((l) => keep.has(l.descriptor)).flatMap((l) => l.parents));
+      for (const [digest, n] of nestedDocs) if (!above.has(n.desc)) nestedDocs.delete(digest);
+    }
     for (const d of manifests)
       if (!isAttestation(d) && d.platform)
         fetched.push(formatPlatform(normalizePlatform(descriptorPlatform(d)!)));
@@ -220,16 +254,20 @@ async function resolveImage(
       `manifest ${ref.domain}/${ref.path}@${desc.digest}`,
       m.mediaType,
     );
-    if (child.kind === 'index') {
-      await mapLimit(child.index.manifests, limit, collect);
-    } else {
-      blobs.set(child.manifest.config.digest, child.manifest.config);
-      for (const l of child.manifest.layers) if (!l.urls?.length) blobs.set(l.digest, l);
-    }
+    if (child.kind === 'index')
+      throw new PolyarchError(
+        'INVALID_MANIFEST',
+        `${ref.domain}/${ref.path}@${desc.digest} is an index, but its descriptor says ${desc.mediaType}`,
+      );
+    blobs.set(child.manifest.config.digest, child.manifest.config);
+    for (const l of child.manifest.layers) if (!l.urls?.length) blobs.set(l.digest, l);
     childDocs.push({ desc, bytes: m.bytes });
   };
-  if (doc.kind === 'index') await mapLimit(manifests, limit, collect);
-  else {
+  if (doc.kind === 'index') {
+    await mapLimit(manifests, limit, collect);
+    // Visited outermost first: reversed, each nested index is written after what it lists.
+    for (const n of [...nestedDocs.values()].reverse()) childDocs.push(n);
+  } else {
     blobs.set(doc.manifest.config.digest, doc.manifest.config);
     for (const l of doc.manifest.layers) if (!l.urls?.length) blobs.set(l.digest, l);
   }

@@ -392,6 +392,21 @@ export function parsePlatformList(
   return out;
 }
 
+/**
+ * `list` without the platforms that normalise to one seen earlier (`linux/arm64`,
+ * `linux/arm64/v8` and `linux/aarch64` are one), first-seen order kept: what buildx does to
+ * `--platform` before it builds.
+ */
+export function uniquePlatforms<T extends PlatformLike>(list: readonly T[]): T[] {
+  const seen = new Set<string>();
+  return list.filter((p) => {
+    const key = formatPlatformAll(normalizePlatform(p));
+    if (seen.has(key)) return false;
+    seen.add(key);
+    return true;
+  });
+}
+
 /** The OCI JSON form (`os.version`, `os.features` keys), with empty fields left out. */
 export function toOciPlatform(p: PlatformLike): OciPlatform {
   const s = toSpec(p);
