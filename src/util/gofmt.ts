@@ -364,3 +364,29 @@ export function tabwrite(text: string, opts: TabwriterOptions = {}): string {
   format(0, lines.length);
   return out.join('\n');
 }
+
+// ---------------------------------------------------------------------------------------
+// Times
+
+/** go-units HumanDuration: `5 days`, `About an hour`, `Less than a second`. */
+export function humanDuration(ms: number): string {
+  const seconds = Math.trunc(ms / 1000);
+  if (seconds < 1) return 'Less than a second';
+  if (seconds === 1) return '1 second';
+  if (seconds < 60) return `${seconds} seconds`;
+  const minutes = Math.trunc(ms / 60_000);
+  if (minutes === 1) return 'About a minute';
+  if (minutes < 60) return `${minutes} minutes`;
+  const hours = Math.trunc(ms / 3_600_000 + 0.5);
+  if (hours === 1) return 'About an hour';
+  if (hours < 48) return `${hours} hours`;
+  if (hours < 24 * 7 * 2) return `${Math.trunc(hours / 24)} days`;
+  if (hours < 24 * 30 * 2) return `${Math.trunc(hours / 24 / 7)} weeks`;
+  if (hours < 24 * 365 * 2) return `${Math.trunc(hours / 24 / 30)} months`;
+  return `${Math.trunc(ms / 3_600_000 / 24 / 365)} years`;
+}
+
+/** Go's time.Time.String() of whole seconds, in UTC: `2021-03-04 02:24:42 +0000 UTC`. */
+export function goTimeString(d: Date): string {
+  return `${d.toISOString().slice(0, 19).replace('T', ' ')} +0000 UTC`;
+}
