@@ -55,6 +55,11 @@ const outputs: Array<[string, string, string]> = [
     '{{range $k, $v := .Labels}}{{$k}}={{$v}}{{end}}',
     'com.example.version=1.0',
   ],
+  [
+    'range over an untyped object (a JSON map) goes in key order',
+    '{{range $k, $v := .Nested.Manifest}}{{$k}} {{end}}',
+    'digest manifests mediaType ',
+  ],
   ['range else', '{{range .Empty}}x{{else}}none{{end}}', 'none'],
   ['range over nil runs else', '{{range .Nil}}x{{else}}nil{{end}}', 'nil'],
   ['range over an int', '{{range 3}}{{.}}{{end}}', '012'],
@@ -176,9 +181,9 @@ const errors: Array<[string, string, RegExp | string]> = [
     'template: :1:2: executing "" at <join>: error calling join: expected slice, got string',
   ],
   [
-    'range over a struct',
-    '{{range .Nested}}{{end}}',
-    /^template: :1:2: executing "" at <.Nested>: range can't iterate over/,
+    'range over a typed struct',
+    '{{range .}}{{end}}',
+    /^template: :1:2: executing "" at <.>: range can't iterate over/,
   ],
   [
     'arguments to a field',

@@ -22,7 +22,7 @@
  * Columns count from 0 within the line, as Go's do.
  */
 import { PolyarchError } from './errors.js';
-import { goTypeName, isPlainObject, printValue, sortedKeys, tabwrite } from './gofmt.js';
+import { GO_TYPE, goTypeName, isPlainObject, printValue, sortedKeys, tabwrite } from './gofmt.js';
 import {
   BUILTINS,
   HEADER_FUNCS,
@@ -653,6 +653,11 @@ class Exec {
     else if (typeof value === 'number' && Number.isInteger(value))
       items = Array.from({ length: Math.max(0, value) }, (_, i) => [i, i]);
     else if (value === undefined || value === null) items = [];
+    else if (isPlainObject(value) && !(GO_TYPE in value))
+      // An untyped object is JSON's map (labels, annotations): its entries in key order.
+      items = Object.keys(value)
+        .sort()
+        .map((k) => [k, value[k]]);
     else this.error(n.pos, pipeString(n.pipe), `range can't iterate over ${printValue(value)}`);
     if (items.length === 0) {
       if (n.elseList) this.walk(dot, n.elseList);
