@@ -236,8 +236,9 @@ export async function imageTree(store: ContentStore, views: ImageView[]): Promis
   for (const d of await store.untagged()) descriptors.set(d.digest, d);
   const out: TreeImage[] = [];
   for (const [id, rows] of byId) {
+    // RepoTags only: an image named by digest alone shows as <untagged>, as in docker.
     const names = [
-      ...new Set(rows.filter((r) => !isDangling(r)).map((r) => `${r.repository}:${r.tag}`)),
+      ...new Set(rows.filter((r) => r.tag !== '<none>').map((r) => `${r.repository}:${r.tag}`)),
     ].sort();
     const perManifest = new Map(rows.map((r) => [r.manifestDigest, r]));
     const desc = descriptors.get(id);
