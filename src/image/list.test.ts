@@ -49,6 +49,11 @@ test('filters: reference (any), dangling, platform; bad ones are usage errors', 
   assert.deepEqual(pick('platform=linux/arm64'), ['busybox:latest']);
   assert.deepEqual(pick('platform=linux/arm'), ['localhost:5000/app:1']);
   assert.deepEqual(pick('platform=linux/amd64', 'reference=busybox'), ['busybox:uclibc']);
+  assert.deepEqual(pick('reference=busybox,platform=linux/amd64,linux/arm/v7'), ['busybox:uclibc']);
+  assert.deepEqual(pick('platform=linux/amd64,linux/arm/v7', 'dangling=false'), [
+    'busybox:uclibc',
+    'localhost:5000/app:1',
+  ]);
   for (const [f, msg] of [
     ['color=red', /unknown filter "color"/],
     ['dangling=maybe', /dangling takes true or false/],

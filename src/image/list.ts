@@ -129,10 +129,11 @@ export interface ImageFilters {
   platform: string[];
 }
 
-/** Parses `--filter KEY=VALUE` flags; an unknown key or bad value is bad usage. */
+/** Parses `--filter KEY=VALUE[,KEY=VALUE]` flags; an unknown key or bad value is bad usage. */
 export function parseImageFilters(flags: readonly string[]): ImageFilters {
   const f: ImageFilters = { reference: [], dangling: undefined, platform: [] };
-  for (const flag of flags) {
+  // `reference=a*,dangling=false` is two filters; `platform=linux/amd64,linux/arm64` two platforms.
+  for (const flag of flags.flatMap((x) => x.split(/,(?=\s*[A-Za-z]+=)/))) {
     const eq = flag.indexOf('=');
     if (eq <= 0)
       throw new UsageError(`invalid --filter "${flag}": bad format of filter (expected name=value)`);
@@ -146,7 +147,8 @@ export function parseImageFilters(flags: readonly string[]): ImageFilters {
       else throw new UsageError(`invalid --filter "${flag}": dangling takes true or false`);
     } else if (key === 'platform') {
       try {
-        f.platform.push(formatPlatform(parsePlatform(value, { normalize: true })));
+        for (const p of value.split(',').filter(Boolean))
+          f.platform.push(formatPlatform(parsePlatform(p.trim(), { normalize: true })));
       } catch (err) {
         throw new UsageError(`invalid --filter "${flag}": ${errorMessage(err)}`);
       }
