@@ -1,7 +1,9 @@
 /**
  * `polyarch images [REPOSITORY[:TAG]]` (also `polyarch image ls`): one row per image and
- * platform in the local store, like `docker images` with a PLATFORM column. Also exports
- * the table and size formatting the other store commands (du, prune, rmi) print with.
+ * platform in the local store, like `docker images` with a PLATFORM column; `--format` takes
+ * docker's templates and field names (util/template.ts), `--filter` reference/dangling/
+ * platform, `--tree` docker 28's tree view. Also exports the table and size formatting the
+ * other store commands (du, prune, rmi) print with.
  */
 import { join } from 'node:path';
 import type { Command } from 'commander';
@@ -143,7 +145,7 @@ export function formatTree(images: readonly TreeImage[]): string {
 }
 
 async function action(ctx: CliContext, filter: string | undefined, opts: ImagesOptions): Promise<void> {
-  const format = opts.format ?? 'table';
+  const format = opts.format || 'table';
   if (opts.tree) {
     const clash = opts.quiet
       ? '--quiet'
@@ -151,7 +153,7 @@ async function action(ctx: CliContext, filter: string | undefined, opts: ImagesO
         ? '--no-trunc'
         : opts.digests
           ? '--digests'
-          : opts.format !== undefined
+          : opts.format
             ? '--format'
             : undefined;
     if (clash) throw new UsageError(`${clash} is not yet supported with --tree`);
