@@ -6,7 +6,8 @@
 import assert from 'node:assert/strict';
 import { describe, test } from 'node:test';
 import { GO_JSON, GO_STRING, GO_TYPE, RawJson, goJson, sprintf, tabwrite } from './gofmt.js';
-import { TemplateError, formatRows, parseTemplate, templateText } from './template.js';
+import { formatRows, templateText } from './formatter.js';
+import { TemplateError, parseTemplate } from './template.js';
 
 const image = {
   [GO_TYPE]: '*formatter.imageContext',

@@ -10,7 +10,7 @@ import type { Command } from 'commander';
 import type { ImageView, TreeImage } from '../../image/list.js';
 import { UsageError } from '../../util/errors.js';
 import { GO_JSON, GO_TYPE, goJson, goTimeString, humanDuration, RawJson } from '../../util/gofmt.js';
-import { formatRows } from '../../util/template.js';
+import { formatRows } from '../../util/formatter.js';
 import type { CliContext } from '../context.js';
 
 /** Docker's human sizes (go-units HumanSizeWithPrecision(n, 3)): decimal units, 3 significant digits. */

@@ -16,7 +16,7 @@ export function register(program: Command, ctx: CliContext): void {
       'table',
     )
     .action(async (flags: { trunc?: boolean; format: string }) => {
-      const { formatRows } = await import('../../util/template.js');
+      const { formatRows } = await import('../../util/formatter.js');
       const custom = flags.format !== 'table' && flags.format !== 'json';
       // A bad template fails before any builder is asked.
       if (custom) formatRows(flags.format, []);
