@@ -193,7 +193,25 @@ describe('builder instances through the CLI', { concurrency: false }, () => {
       architecture: hostPlatform().architecture,
       os: 'linux',
     });
-    assert.equal(run(['ls', '--format', 'yaml']).status, 2);
+    // Go templates with buildx's fields: a row per builder, then one per node.
+    assert.equal(
+      ok(['ls', '--format', '{{.Name}}|{{.DriverEndpoint}}|{{.Status}}|{{.Builder.Current}}']),
+      'far|ssh||false\nfar0|ssh://ci@arm1|error|false\npower|ssh://ci@p9:2222|error|false\n' +
+        'default|local||true\ndefault|default|running|true\n',
+    );
+    const table = run(['ls', '--format', 'table {{.Name}}\t{{.Status}}']);
+    assert.equal(table.status, 0, table.stderr);
+    assert.match(
+      table.stdout,
+      /^NAME\/NODE +STATUS\nfar +\n \\_ far0 +error\n \\_ power +error\ndefault\* +\n \\_ default +running\n$/,
+    );
+    assert.match(table.stderr, /^\nFailed to get status for far \(far0\): /);
+    const bad = run(['ls', '--format', '{{.Name}} {{.Nodes}}']);
+    assert.equal(bad.status, 1);
+    assert.equal(
+      bad.stderr,
+      `ERROR: template parsing error: template: :1:12: executing "" at <.Nodes>: can't evaluate field Nodes in type *commands.lsContext\n`,
+    );
     // --all-inactive removes builders with no running node, never default.
     const rm = run(['rm', '--all-inactive']);
     assert.equal(rm.status, 0, rm.stderr);

@@ -8,6 +8,7 @@
 import { formatNodePlatforms, platformLabels } from './builders.js';
 import { formatPlatform as formatPlatformLabel, toOciPlatform } from '../platform/index.js';
 import type { Builder, NodeState } from './types.js';
+import { GO_JSON, GO_TYPE } from '../util/gofmt.js';
 
 /**
  * Aligns columns like docker's formatter tabwriter (min width 10, padding 3). The last
@@ -178,4 +179,65 @@ export function builderJson(
         : { Error: s.error ? oneLine(s.error) : 'no answer' }),
     })),
   };
+}
+
+/** Column titles of `ls --format 'table …'` (buildx's lsContext header). */
+export const LS_HEADER: Readonly<Record<string, string>> = {
+  Name: 'NAME/NODE',
+  DriverEndpoint: 'DRIVER/ENDPOINT',
+  LastActivity: 'LAST ACTIVITY',
+  Status: 'STATUS',
+  Buildkit: 'BUILDKIT',
+  Platforms: 'PLATFORMS',
+};
+
+export interface LsRowOptions {
+  /** A `table …` format: node rows get buildx's ` \_ ` indent, the current builder its `*`. */
+  table: boolean;
+  /** Every platform instead of the grouped summary (tables only). Default false. */
+  noTrunc?: boolean;
+}
+
+/**
+ * The rows buildx ls runs a `--format` template on (`*commands.lsContext`): one per builder
+ * then one per node, with Name, DriverEndpoint, LastActivity (RFC 3339, builder rows),
+ * Status, Buildkit, Platforms, Error, and Builder (the `ls --format json` object).
+ */
+export function lsRows(
+  builders: readonly Builder[],
+  current: string,
+  states: ReadonlyMap<string, readonly NodeState[]>,
+  opts: LsRowOptions,
+): Record<string, unknown>[] {
+  const rows: Record<string, unknown>[] = [];
+  const indent = (s: string) => (opts.table ? ` \\_ ${s}` : s);
+  for (const b of builders) {
+    const nodes = states.get(b.name) ?? [];
+    const builder = builderJson(b, nodes, b.name === current);
+    const base = { [GO_TYPE]: '*commands.lsContext', Builder: builder, [GO_JSON]: () => builder };
+    rows.push({
+      ...base,
+      Name: b.name === current && opts.table ? `${b.name}*` : b.name,
+      DriverEndpoint: b.driver,
+      LastActivity: b.lastActivity ? new Date(b.lastActivity).toISOString().replace(/\.\d+Z$/, 'Z') : '',
+      Status: '',
+      Buildkit: '',
+      Platforms: '',
+      Error: '',
+    });
+    for (const s of nodes) {
+      const labels = s.info ? platformLabels(s.node, s.info.platforms) : [];
+      rows.push({
+        ...base,
+        Name: indent(s.node.name),
+        DriverEndpoint: indent(s.node.endpoint),
+        LastActivity: '',
+        Status: s.error || !s.info ? 'error' : s.info.status,
+        Buildkit: s.info?.version ?? '',
+        Platforms: opts.table && !opts.noTrunc ? truncatePlatforms(labels) : labels.join(', '),
+        Error: s.error ? oneLine(s.error) : s.info ? '' : 'no answer',
+      });
+    }
+  }
+  return rows;
 }

@@ -38,6 +38,9 @@ export interface ImageRow {
   manifestDigest: Digest | undefined;
   /** Compressed size of config plus layers of that platform. */
   size: number;
+  /** The platform manifest's config and layer descriptors (absent when it is not in the store). */
+  config?: Descriptor;
+  layers?: Descriptor[];
 }
 
 export interface LookupOptions {
@@ -101,6 +104,8 @@ interface PlatformManifest {
   descriptor: Descriptor;
   platform: string;
   size: number;
+  config: Descriptor;
+  layers: Descriptor[];
 }
 
 /**
@@ -137,7 +142,7 @@ async function manifestRow(store: ContentStore, desc: Descriptor): Promise<Platf
     platform = formatPlatform(cfg);
   }
   const size = m.config.size + m.layers.reduce((n, l) => n + l.size, 0);
-  return [{ descriptor: desc, platform, size }];
+  return [{ descriptor: desc, platform, size, config: m.config, layers: m.layers }];
 }
 
 /** Whether a `lookupRefs` result is an untagged image (named by its own digest). */
@@ -171,7 +176,14 @@ export async function listImages(store: ContentStore, opts: ListOptions = {}): P
     const pms = await platformManifests(store, descriptor);
     if (pms.length === 0) rows.push({ ...base, platform: '-', manifestDigest: undefined, size: 0 });
     for (const pm of pms)
-      rows.push({ ...base, platform: pm.platform, manifestDigest: pm.descriptor.digest, size: pm.size });
+      rows.push({
+        ...base,
+        platform: pm.platform,
+        manifestDigest: pm.descriptor.digest,
+        size: pm.size,
+        config: pm.config,
+        layers: pm.layers,
+      });
   }
   return rows;
 }

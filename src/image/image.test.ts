@@ -57,6 +57,16 @@ test('templates: json and fields, Go-style HTML escapes', () => {
   assert.equal(renderTemplate('{{.Name}}', data), 'r');
   assert.equal(renderTemplate('{{ .Manifest.Digest }}/{{.Manifest.Size}}', data), 'sha256:x/3');
   assert.equal(renderTemplate('{{json .Manifest.Annotations}}', data), '{\n  "a": "\\u003cb\\u003e"\n}');
-  assert.throws(() => renderTemplate('{{.Nope}}', data), /no field "Nope"/);
-  assert.throws(() => renderTemplate('{{range .Manifest}}', data), /unsupported action/);
+  assert.throws(
+    () => renderTemplate('{{.Nope}}', data),
+    /^TemplateError: template: :1:2: executing "" at <.Nope>: can't evaluate field Nope in type struct$/,
+  );
+  assert.throws(
+    () => renderTemplate('{{range .Manifest}}', data),
+    /^TemplateError: template: :1:19: unexpected EOF$/,
+  );
+  assert.equal(
+    renderTemplate('{{range $k, $v := .Manifest.Annotations}}{{$k}}={{$v}}{{end}}', data),
+    'a=<b>',
+  );
 });

@@ -11,6 +11,7 @@ export * from './changes.js';
 export * from './create.js';
 export * from './import.js';
 export * from './inspect.js';
+export * from './list.js';
 export * from './pull.js';
 export * from './push.js';
 export { DEFAULT_CONCURRENCY, isAttestation, openClient } from './remote.js';

@@ -12,6 +12,8 @@ import { isIndexType, parseImageConfig, parseImageDocument } from '../oci/index.
 import type { FetchedManifest, RegistryClient } from '../registry/client.js';
 import { formatReference, parseReference, type Reference, withDigest } from '../oci/reference.js';
 import { UsageError } from '../util/errors.js';
+import { GO_JSON, GO_STRING, GO_TYPE, goJson as marshal } from '../util/gofmt.js';
+import { parseTemplate } from '../util/template.js';
 import { descriptorPlatform, isAttestation, openClient, withContext } from './remote.js';
 import { formatPlatform } from '../platform/index.js';
 
@@ -26,16 +28,20 @@ export interface InspectOptions {
 
 /** Returns what to print (text ends with a newline, except --raw which is the exact bytes). */
 export async function inspectImage(input: string, opts: InspectOptions = {}): Promise<string | Buffer> {
+  if (opts.raw && opts.format) throw new UsageError('--format and --raw cannot be used together');
   const ref = parseReference(input);
+  // A bad template fails before any network traffic.
+  const tmpl = opts.format && opts.format !== 'json' ? parseTemplate(opts.format, BUILDX_FUNCS) : undefined;
   const client = opts.client ?? (await openClient({ env: opts.env }));
   try {
     const root = await client.getManifest(ref);
     if (opts.raw) return root.bytes;
     const format = opts.format ?? '';
-    if (format === '' || format.startsWith('{{.Manifest')) return human(ref, root);
+    // buildx: no format, or exactly {{.Manifest}}, is the human view.
+    if (format === '' || /^\{\{\s*\.Manifest\s*\}\}$/.test(format.trim())) return human(ref, root);
     const data = await templateData(input, ref, root, client);
     if (format === 'json') return `${goJson(data)}\n`;
-    return `${renderTemplate(format, data)}\n`;
+    return `${tmpl!.execute(data)}\n`;
   } catch (err) {
     throw withContext(`inspecting ${formatReference(ref)}`, err);
   } finally {
@@ -109,10 +115,58 @@ function goImage(c: ImageConfig): Record<string, unknown> {
   return o;
 }
 
-interface TemplateData {
-  name: string;
-  manifest: unknown;
-  image?: unknown;
+/** buildx's template functions: its `json` is json.MarshalIndent(v, "", "  "). */
+const BUILDX_FUNCS = { funcs: { json: (v: unknown) => goJson(v) } };
+
+/**
+ * buildx's template input (imagetools.tplInput, or tplInputs for several platforms): Name
+ * (the reference as typed), Manifest, Image (a map by platform when there are several),
+ * SBOM and Provenance (empty: attestations are not decoded yet). `{{json .}}` gives
+ * `name`, `manifest`, `image` as buildx's JSON tags do.
+ */
+function templateInput(
+  name: string,
+  manifest: unknown,
+  image: unknown,
+  several: boolean,
+): Record<string, unknown> {
+  return {
+    [GO_TYPE]: several ? 'imagetools.tplInputs' : 'imagetools.tplInput',
+    Name: name,
+    Manifest: manifest,
+    Image: image,
+    SBOM: () => (several ? new Map() : {}),
+    Provenance: () => (several ? new Map() : {}),
+    [GO_JSON]: () => ({ name, manifest, image }),
+  };
+}
+
+/**
+ * A descriptor whose platform looks like buildx's *ocispecs.Platform to a template: every
+ * Go field present (`.Platform.Variant` is "" when unset), printed as Go prints the struct
+ * (`{arm64 linux  [] v8}`), marshalled as the registry sent it.
+ */
+function goPlatformDescriptor(d: Descriptor): Descriptor {
+  if (!d.platform) return d;
+  const p = d.platform;
+  const platform = {
+    architecture: p.architecture,
+    os: p.os,
+    'os.version': p['os.version'] ?? '',
+    'os.features': p['os.features'] ?? [],
+    variant: p.variant ?? '',
+  };
+  for (const [key, value] of [
+    [GO_TYPE, 'v1.Platform'],
+    [GO_JSON, () => p],
+    [
+      GO_STRING,
+      () =>
+        `{${platform.architecture} ${platform.os} ${platform['os.version']} [${platform['os.features'].join(' ')}] ${platform.variant}}`,
+    ],
+  ] as const)
+    Object.defineProperty(platform, key, { value });
+  return { ...d, platform } as Descriptor;
 }
 
 async function configOf(ref: Reference, d: Descriptor, client: RegistryClient): Promise<ImageConfig> {
@@ -128,7 +182,7 @@ async function templateData(
   ref: Reference,
   root: FetchedManifest,
   client: RegistryClient,
-): Promise<TemplateData> {
+): Promise<Record<string, unknown>> {
   const doc = parseImageDocument(root.bytes, `manifest ${formatReference(ref)}`, root.mediaType);
   if (doc.kind === 'index') {
     const manifest = {
@@ -136,55 +190,37 @@ async function templateData(
       ...(doc.mediaType && isIndexType(doc.mediaType) ? { mediaType: doc.mediaType } : {}),
       digest: root.digest,
       size: root.bytes.length,
-      manifests: doc.index.manifests,
+      manifests: doc.index.manifests.map(goPlatformDescriptor),
       ...(doc.index.annotations ? { annotations: doc.index.annotations } : {}),
     };
-    const images: Record<string, unknown> = {};
+    const images = new Map<string, unknown>();
     for (const d of doc.index.manifests) {
       if (isAttestation(d) || !d.platform) continue;
-      images[formatPlatform(descriptorPlatform(d)!)] = goImage(await configOf(ref, d, client));
+      images.set(formatPlatform(descriptorPlatform(d)!), goImage(await configOf(ref, d, client)));
     }
-    const entries = Object.values(images);
-    // buildx: a map when the index has several platforms, the config itself when one.
-    return { name, manifest, image: entries.length === 1 ? entries[0] : images };
+    // buildx: a map (keys sorted, as Go marshals maps) when the index has several platforms,
+    // the config itself when one.
+    if (images.size === 1) return templateInput(name, manifest, [...images.values()][0], false);
+    return templateInput(name, manifest, images, true);
   }
   const manifest = { mediaType: doc.mediaType, digest: root.digest, size: root.bytes.length };
   const bytes = await client.fetchConfig(ref, doc.manifest.config);
-  return { name, manifest, image: goImage(parseImageConfig(bytes, `config ${doc.manifest.config.digest}`)) };
+  return templateInput(
+    name,
+    manifest,
+    goImage(parseImageConfig(bytes, `config ${doc.manifest.config.digest}`)),
+    false,
+  );
 }
 
 /** JSON as Go's json.MarshalIndent(v, "", "  ") writes it (HTML-safe escapes included). */
 function goJson(v: unknown): string {
-  return JSON.stringify(v, null, 2).replace(/[<>&]/g, (c) => `\\u00${c.charCodeAt(0).toString(16)}`);
+  return marshal(v, { indent: '  ' });
 }
 
-/** Looks up `.A.B` in the data: Go field names match JSON keys case-insensitively. */
-function lookup(data: unknown, path: string, format: string): unknown {
-  let v: unknown = data;
-  if (path === '.') return v;
-  for (const part of path.slice(1).split('.')) {
-    if (v === null || typeof v !== 'object')
-      throw new UsageError(`template "${format}": cannot read .${part}`);
-    const o = v as Record<string, unknown>;
-    const key = Object.keys(o).find((k) => k.toLowerCase() === part.toLowerCase());
-    if (key === undefined) throw new UsageError(`template "${format}": no field "${part}"`);
-    v = o[key];
-  }
-  return v;
-}
-
+/** Runs a buildx template on `data` (its `json` is indented, as buildx's). */
 export function renderTemplate(format: string, data: unknown): string {
-  return format.replace(/\{\{-?\s*(.*?)\s*-?\}\}/g, (_m, expr: string) => {
-    const j = /^json\s+(\.[\w.]*)$/.exec(expr);
-    if (j) return goJson(lookup(data, j[1]!, format));
-    if (/^\.[\w.]*$/.test(expr)) {
-      const v = lookup(data, expr, format);
-      return typeof v === 'object' && v !== null ? JSON.stringify(v) : String(v ?? '<no value>');
-    }
-    throw new UsageError(
-      `template "${format}": unsupported action {{${expr}}} (supported: {{.Field}}, {{json .Field}})`,
-    );
-  });
+  return parseTemplate(format, BUILDX_FUNCS).execute(data);
 }
 
 /** docker manifest inspect: the manifest (or list) indented with tabs; --verbose adds Ref/Descriptor/Raw. */

@@ -10,12 +10,17 @@ export function register(program: Command, ctx: CliContext): void {
     .command('ls')
     .description('List builder instances')
     .option('--no-trunc', "Don't truncate output (list every platform)")
-    .option('--format <format>', 'Output format: table or json (one object per builder and line)', 'table')
+    .option(
+      '--format <format>',
+      "'table', 'json' (one object per builder and line), or a Go template (buildx's fields: .Name .DriverEndpoint .Status .Buildkit .Platforms .LastActivity .Error .Builder)",
+      'table',
+    )
     .action(async (flags: { trunc?: boolean; format: string }) => {
-      const { UsageError } = await import('../../util/errors.js');
-      if (flags.format !== 'table' && flags.format !== 'json')
-        throw new UsageError(`invalid --format "${flags.format}": use table or json`);
-      const { builderJson, formatBuilderTable, listBuilders, nodeStates } = await import(
+      const { formatRows } = await import('../../util/formatter.js');
+      const custom = flags.format !== 'table' && flags.format !== 'json';
+      // A bad template fails before any builder is asked.
+      if (custom) formatRows(flags.format, []);
+      const { builderJson, formatBuilderTable, listBuilders, lsRows, LS_HEADER, nodeStates } = await import(
         '../../builder/index.js'
       );
       const broken: string[] = [];
@@ -26,6 +31,22 @@ export function register(program: Command, ctx: CliContext): void {
       const states = new Map(
         await Promise.all(builders.map(async (b) => [b.name, await nodeStates(b)] as const)),
       );
+      if (custom) {
+        const table = flags.format.startsWith('table');
+        const rows = lsRows(builders, current, states, { table, noTrunc: flags.trunc === false });
+        ctx.out.write(formatRows(flags.format, rows, { header: LS_HEADER }));
+        const failed = [...states].flatMap(([name, ns]) =>
+          ns
+            .filter((s) => s.error || !s.info)
+            .map(
+              (s) =>
+                `Failed to get status for ${name} (${s.node.name}): ${s.error?.message.split('\n')[0] ?? 'no answer'}`,
+            ),
+        );
+        const notes = [...broken, ...(table ? failed : [])];
+        if (notes.length > 0) ctx.err.write(`\n${notes.map((n) => `${n}\n`).join('')}`);
+        return;
+      }
       if (flags.format === 'json') {
         for (const b of builders)
           ctx.out.write(`${JSON.stringify(builderJson(b, states.get(b.name) ?? [], b.name === current))}\n`);
