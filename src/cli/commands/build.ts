@@ -327,7 +327,28 @@ async function runBuild(context: string, flags: BuildFlags, ctx: CliContext): Pr
   let fileName = 'Dockerfile';
   const cleanup: (() => Promise<void>)[] = [];
   try {
-    if (context === '-') {
+    // A git repository or an http(s) URL: fetched into a directory the build reads as usual.
+    const { prepareRemoteContext } = await import('../../build/remote/index.js');
+    const { stateRoot: stateRootOf } = await import('../../content/index.js');
+    const remote = await prepareRemoteContext(context, {
+      stateRoot: stateRootOf(ctx.env),
+      env: ctx.env,
+      secrets,
+      buildArgs,
+    });
+    if (remote) {
+      cleanup.push(remote.cleanup);
+      contextDir = remote.dir;
+    }
+    // The Dockerfile's path inside a remote context, resolved there (a link in a repository
+    // must not name a file of this machine); -f names a local file when there is one.
+    let inContext: string | undefined;
+    if (remote) {
+      const { resolveInRoot } = await import('../../util/rootpath.js');
+      const local = flags.file !== undefined && (await fsp.stat(flags.file).catch(() => undefined));
+      if (flags.file !== '-' && !local)
+        inContext = resolveInRoot(remote.dir, flags.file ?? 'Dockerfile').host;
+    } else if (context === '-') {
       if (flags.file === '-')
         throw new UsageError('cannot read both the context and the Dockerfile from stdin');
       tmpContext = await fsp.mkdtemp(join(os.tmpdir(), 'polyarch-context-'));
@@ -343,7 +364,7 @@ async function runBuild(context: string, flags: BuildFlags, ctx: CliContext): Pr
     }
     if (flags.file === '-') text = await readStdin();
     else {
-      const path = flags.file ?? join(contextDir, 'Dockerfile');
+      const path = inContext ?? flags.file ?? join(contextDir, 'Dockerfile');
       dockerfilePath = isAbsolute(path) ? path : resolve(path);
       fileName = path.split('/').pop() || 'Dockerfile';
       try {
