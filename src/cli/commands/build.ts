@@ -54,7 +54,11 @@ export function register(program: Command, ctx: CliContext): void {
   program
     .command('build')
     .description('Build an image from a Dockerfile, for one or more platforms')
-    .argument('[context]', 'build context: a directory or - (a tar on stdin)', '.')
+    .argument(
+      '[context]',
+      'build context: a directory, - (a tar on stdin), a git URL (#ref:subdir) or an https URL',
+      '.',
+    )
     .option('--platform <list>', 'target platforms, comma-separated (default: the host)', list)
     .option('-t, --tag <name>', 'name and optionally a tag (name:tag); repeatable', collect, [])
     .option('-f, --file <path>', 'Dockerfile (default: CONTEXT/Dockerfile; - reads stdin)')
