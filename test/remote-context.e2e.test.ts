@@ -224,8 +224,8 @@ describe('git contexts over http', async () => {
       sub.stderr,
       new RegExp(`^ERROR: unable to prepare context: path "nope" not found in ${url}#main:nope`),
     );
-    const escape = await polyarch(['build', `${url}#main:../..`]);
-    assert.equal(escape.status, 2);
+    const outside = await polyarch(['build', `${url}#main:../..`]);
+    assert.equal(outside.status, 2);
   });
 });
 

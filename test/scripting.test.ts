@@ -116,7 +116,7 @@ describe('build', () => {
 
   test('a buildx flag polyarch lacks is named as such, not "did you mean" another', () => {
     for (const [args, flag] of [
-      [['build', '--ssh', 'default', '.'], '--ssh'],
+      [['build', '--add-host', 'a:127.0.0.1', '.'], '--add-host'],
       [['build', '--build-context=x=.', '.'], '--build-context'],
       [['run', '-p', '80:80', 'busybox'], '-p'],
       [['run', '--name', 'x', 'busybox'], '--name'],

@@ -72,6 +72,7 @@ import { copyTree, mkdirAll, type Owner, resolveSource } from './fsops.js';
 import { type ResolvedImage, resolveImage, unpackImage } from './image.js';
 import type { BuildResult, PlatformResult, ResultLayer } from './result.js';
 import { Solver, type SolverVertex, type VertexContext, type VertexResult } from './solver.js';
+import { type SshSource, SshForwarder } from './ssh.js';
 
 export interface SecretSource {
   id: string;
@@ -99,6 +100,8 @@ export interface BuildOptions {
   /** Always resolve base images from the registry. Default false. */
   pull?: boolean;
   secrets?: SecretSource[];
+  /** `--ssh`: agents (or key files) `RUN --mount=type=ssh` forwards, by id. */
+  ssh?: SshSource[];
   /** `--label`s, set on every platform's image config over the Dockerfile's LABELs. */
   labels?: Record<string, string>;
   /** RUN network: `default` (= host) or `none`; default `default`. */
@@ -457,6 +460,7 @@ class Engine {
   #context: Promise<BuildContext> | undefined;
   readonly #tmpDir: string;
   readonly #cleanups = new Set<() => Promise<void>>();
+  #ssh: SshForwarder | undefined;
 
   constructor(d: EngineDeps) {
     this.#d = d;
@@ -465,6 +469,7 @@ class Engine {
 
   async close(): Promise<void> {
     for (const c of [...this.#cleanups]) await c().catch(() => undefined);
+    await this.#ssh?.close().catch(() => undefined);
     await rm(this.#tmpDir, { recursive: true, force: true }).catch(() => undefined);
     if (this.#context) await (await this.#context.catch(() => undefined))?.save().catch(() => undefined);
   }
@@ -999,7 +1004,35 @@ class Engine {
             mounts.push({ type: 'bind', source: f, destination: m.target, readonly: true });
             if (m.env) extraEnv.push(`${m.env}=${secret.toString('utf8')}`);
           } else if (m.type === 'ssh') {
-            if (m.required) throw new PolyarchError('UNSUPPORTED', 'RUN --mount=type=ssh is not supported');
+            const id = m.id ?? 'default';
+            this.#ssh ??= new SshForwarder(this.#d.opts.ssh ?? [], this.#d.env);
+            if (!this.#ssh.has(id)) {
+              if (m.required)
+                throw new PolyarchError(
+                  'NOT_FOUND',
+                  `no SSH key "${id}" forwarded from the client (use --ssh ${id})`,
+                );
+              this.#d.opts.warn?.(
+                `RUN --mount=type=ssh: no SSH agent forwarded for id "${id}" (--ssh ${id}): the step runs without one`,
+              );
+              continue;
+            }
+            const dir = await this.#tmp('ssh');
+            await chmod(dir, 0o711);
+            const sock = await this.#ssh.socket(id, {
+              dir,
+              mode: m.mode ?? 0o600,
+              uid: m.uid ?? 0,
+              gid: m.gid ?? 0,
+            });
+            releases.push(async () => {
+              await sock.close();
+              await rm(dir, { recursive: true, force: true });
+            });
+            mounts.push({ type: 'bind', source: sock.path, destination: m.target, readonly: true });
+            // BuildKit: the first ssh mount is the step's agent.
+            if (!extraEnv.some((e) => e.startsWith('SSH_AUTH_SOCK=')))
+              extraEnv.push(`SSH_AUTH_SOCK=${m.target}`);
           }
         }
         if (cmd.script) {

@@ -15,7 +15,6 @@ const BUILD = [
   '--no-cache-filter',
   '--print',
   '--shm-size',
-  '--ssh',
   '--ulimit',
   '--debug',
   '--invoke',

@@ -39,6 +39,7 @@ export interface BuildFlags {
   sbom?: string;
   attest: string[];
   call?: string;
+  ssh: string[];
 }
 
 const collect = (v: string, prev: string[]) => [...prev, v];
@@ -85,6 +86,12 @@ export function register(program: Command, ctx: CliContext): void {
     .option(
       '--secret <spec>',
       'secret for RUN --mount=type=secret (id=X,src=PATH|env=VAR); repeatable',
+      collect,
+      [],
+    )
+    .option(
+      '--ssh <spec>',
+      'SSH agent or keys for RUN --mount=type=ssh (default|ID[=SOCKET|KEY[,KEY]]); repeatable',
       collect,
       [],
     )
@@ -287,6 +294,8 @@ async function runBuild(context: string, flags: BuildFlags, ctx: CliContext): Pr
   if (!['default', 'host', 'none'].includes(network))
     throw new UsageError(`invalid --network "${network}": expected default, host or none`);
   const secrets = flags.secret.map((s) => parseSecret(s, ctx.env));
+  const { parseSshSpec } = await import('../../build/ssh.js');
+  const ssh = flags.ssh.map(parseSshSpec);
   const buildArgs = parseBuildArgs(flags.buildArg, ctx.env);
   const labels: Record<string, string> = {};
   for (const l of flags.label) {
@@ -437,6 +446,7 @@ async function runBuild(context: string, flags: BuildFlags, ctx: CliContext): Pr
         noCache: flags.cache === false,
         pull: flags.pull ?? false,
         secrets,
+        ssh,
         labels,
         network: network as 'default' | 'host' | 'none',
         ...(maxParallelism !== undefined ? { maxParallelism } : {}),
