@@ -107,7 +107,7 @@ describe('build', () => {
 
   test('--help says only what is true', () => {
     const help = ok(polyarch(['build', '--help'])).stdout;
-    assert.match(help, /a git URL \(#ref:subdir\) or an https URL/);
+    assert.match(help, /a\s+git\s+URL\s+\(#ref:subdir\)\s+or\s+an\s+https\s+URL/);
     for (const flag of ['--cache-from', '--cache-to', '--annotation'])
       assert.match(help, new RegExp(`${flag} [^\\n]*\\n?[^\\n]*not supported yet`), flag);
     for (const flag of ['--quiet', '--provenance', '--sbom', '--attest', '--call'])

@@ -466,7 +466,8 @@ async function runBuild(context: string, flags: BuildFlags, ctx: CliContext): Pr
       if (outputs.length > 0) {
         exp.checkOutputs(result, outputs);
         const resp = await exp.exportBuild(result, outputs, await (early ?? exportCtx()));
-        imageId = resp.digest;
+        // buildx prints the image exporters' ID; a local or tar output has none.
+        if (outputs.some((o) => ['image', 'registry', 'oci', 'docker'].includes(o.type))) imageId = resp.digest;
         await exp.writeBuildFiles(resp, {
           ...(flags.metadataFile ? { metadataFile: flags.metadataFile } : {}),
           ...(flags.iidfile ? { iidFile: flags.iidfile } : {}),
