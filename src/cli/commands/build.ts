@@ -467,7 +467,8 @@ async function runBuild(context: string, flags: BuildFlags, ctx: CliContext): Pr
         exp.checkOutputs(result, outputs);
         const resp = await exp.exportBuild(result, outputs, await (early ?? exportCtx()));
         // buildx prints the image exporters' ID; a local or tar output has none.
-        if (outputs.some((o) => ['image', 'registry', 'oci', 'docker'].includes(o.type))) imageId = resp.digest;
+        if (outputs.some((o) => ['image', 'registry', 'oci', 'docker'].includes(o.type)))
+          imageId = resp.digest;
         await exp.writeBuildFiles(resp, {
           ...(flags.metadataFile ? { metadataFile: flags.metadataFile } : {}),
           ...(flags.iidfile ? { iidFile: flags.iidfile } : {}),
