@@ -323,7 +323,7 @@ describe('operations on a real store', () => {
     [
       'unknown driver',
       { name: 'x', driver: 'kubernetes' },
-      /^unknown driver "kubernetes": want one of local, ssh$/,
+      /^unknown driver "kubernetes": want one of local, remote, ssh$/,
       1,
     ],
     [

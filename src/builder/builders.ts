@@ -20,6 +20,7 @@ import {
 import { PolyarchError, UsageError } from '../util/errors.js';
 import { driverFor, mergePlatforms } from './driver.js';
 import { generateName } from './names.js';
+import { checkRemoteDriverOpts } from './remote/driver.js';
 import { BuilderStore, validateName } from './store.js';
 import {
   type Builder,
@@ -47,8 +48,10 @@ export interface CreateOptions extends StoreOptions {
   append?: boolean;
   /** Node name. Default: `<builder><index>`. Naming an existing node changes that node. */
   node?: string;
-  /** The node's endpoint. Default: the driver's (`local`); the ssh driver requires one. */
+  /** The node's endpoint. Default: the driver's (`local`); remote and ssh require one. */
   endpoint?: string;
+  /** `--driver-opt` key=value pairs (remote: cacert, cert, key, servername). */
+  driverOpts?: Readonly<Record<string, string>>;
   /** Make the builder the current one. */
   use?: boolean;
   /** Reach every node after saving (an unreachable node fails the call; the builder stays). */
@@ -120,8 +123,17 @@ export async function createBuilder(opts: CreateOptions = {}): Promise<Builder> 
       const names = new Set(nodes.map((n) => n.name));
       for (let i = nodes.length; nodeName === undefined || names.has(nodeName); i++) nodeName = `${name}${i}`;
     }
+    const driverOpts =
+      opts.driverOpts && Object.keys(opts.driverOpts).length > 0
+        ? driverName === 'local'
+          ? (() => {
+              throw new UsageError('the local driver takes no --driver-opt');
+            })()
+          : checkRemoteDriverOpts(opts.driverOpts)
+        : undefined;
     const node: BuilderNode = {
       ...old,
+      ...(driverOpts ? { driverOpts } : {}),
       name: nodeName,
       endpoint,
       // Changing a node without --platform keeps its pinned platforms (buildx does too).

@@ -9,8 +9,12 @@
  */
 import type { Platform } from '../platform/index.js';
 
-/** Drivers polyarch knows. `local` runs here; `ssh` is declared for remote native nodes. */
-export const DRIVER_NAMES = ['local', 'ssh'] as const;
+/**
+ * Drivers polyarch knows. `local` runs here; `remote` is a buildkitd reached at
+ * unix://, tcp:// (mutual TLS) or ssh:// (src/builder/remote); `ssh` (a polyarch engine on a
+ * remote host) is declared, not implemented.
+ */
+export const DRIVER_NAMES = ['local', 'remote', 'ssh'] as const;
 export type DriverName = (typeof DRIVER_NAMES)[number];
 
 export function isDriverName(s: string): s is DriverName {
@@ -23,7 +27,7 @@ export const DEFAULT_BUILDER = 'default';
 export interface BuilderNode {
   /** Unique within its builder; defaults to `<builder><index>` like buildx. */
   readonly name: string;
-  /** `local` for the local driver; `ssh://[user@]host[:port]` for the ssh driver. */
+  /** `local` for the local driver; `unix://`, `tcp://` or `ssh://` for remote and ssh. */
   readonly endpoint: string;
   /** Platforms pinned with `--platform`, normalised, in the order given. */
   readonly platforms: readonly Platform[];

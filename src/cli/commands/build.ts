@@ -232,11 +232,9 @@ async function runBuild(context: string, flags: BuildFlags, ctx: CliContext): Pr
   // the local driver's; remote (ssh) nodes are not driven from here yet.
   const { resolveBuilder, touchBuilder } = await import('../../builder/index.js');
   const builder = await resolveBuilder(flags.builder, { env: ctx.env });
+  // Remote (BuildKit) nodes: src/cli/commands/build-remote.ts.
   if (builder.driver !== 'local')
-    throw new PolyarchError(
-      'UNSUPPORTED',
-      `builder ${builder.name} uses the ${builder.driver} driver: building on remote nodes is not supported yet; use a local builder`,
-    );
+    return (await import('./build-remote.js')).runRemoteBuild(context, flags, ctx, builder);
 
   // Outputs are resolved before anything is built, so a bad -o fails fast.
   const { outputs, warning } = exp.resolveOutputs({

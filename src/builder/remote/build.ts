@@ -1,0 +1,407 @@
+/**
+ * A build on a remote builder: BuildKit's own `dockerfile.v0` frontend on each node, the
+ * platforms spread over the nodes (schedule.ts), the nodes in parallel.
+ *
+ *   const r = await remoteBuild(builder, { contextDir, dockerfileName: 'Dockerfile',
+ *     platforms, buildArgs, labels, secrets, outputs, progress, env, warn });
+ *   r.metadata   // buildx's --metadata-file JSON, plus polyarch.build.nodes: platform → node
+ *
+ * Outputs: a push goes through the node's image exporter. With several nodes each node
+ * pushes by digest only (no tag) and polyarch makes the one index and pushes it to each
+ * name once, so no node ever writes a tag and concurrent builds cannot lose each other's
+ * entries. `--load`/`type=image` comes back as an OCI tar over the session and is loaded
+ * into the local store (several nodes: one index over all of them); `type=oci|docker|tar`
+ * is streamed to a temporary file renamed into place when the build succeeded.
+ */
+import { randomBytes } from 'node:crypto';
+import { mkdtemp, readFile, rename, rm, unlink, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { basename, dirname, join, resolve } from 'node:path';
+import { createWriteStream } from 'node:fs';
+import { PassThrough, type Writable } from 'node:stream';
+import { BuildSession } from '../../buildkit/index.js';
+import type { OutputSpec } from '../../build/export/index.js';
+import { ContentStore, storeDir } from '../../content/index.js';
+import { createIndex, loadArchive } from '../../image/index.js';
+import { type Descriptor, MediaType, parseImageConfig, parseImageDocument } from '../../oci/index.js';
+import { parseReference, repositoryName } from '../../oci/reference.js';
+import { formatPlatform, type Platform, toOciPlatform } from '../../platform/index.js';
+import type { ProgressSink } from '../../progress/index.js';
+import { errorMessage, PolyarchError } from '../../util/errors.js';
+import type { Builder } from '../types.js';
+import { type ConnectedNode, connectNode } from './driver.js';
+import { mapStatus } from './progress.js';
+import { type Candidate, schedule, type Unreachable } from './schedule.js';
+
+export interface RemoteBuildRequest {
+  contextDir: string;
+  /** The Dockerfile on disk; or `dockerfileText` (read from stdin). */
+  dockerfilePath?: string;
+  dockerfileText?: string;
+  dockerfileName: string;
+  /** Default: the first reachable node's own platform. */
+  platforms?: readonly Platform[];
+  buildArgs: Readonly<Record<string, string>>;
+  target?: string;
+  labels: Readonly<Record<string, string>>;
+  noCache?: boolean;
+  pull?: boolean;
+  network?: 'default' | 'host' | 'none';
+  secrets: ReadonlyArray<{ id: string; src?: string; env?: string }>;
+  outputs: readonly OutputSpec[];
+  progress: ProgressSink;
+  signal?: AbortSignal;
+  env?: NodeJS.ProcessEnv;
+  warn?: (message: string) => void;
+}
+
+export interface RemoteBuildResult {
+  /** Root digest of the image output (index or manifest), if any. */
+  digest?: string;
+  metadata: Record<string, unknown>;
+  /** Platform → node that built it. */
+  nodes: Record<string, string>;
+}
+
+interface NodeJob {
+  n: ConnectedNode;
+  platforms: Platform[];
+  ref: string;
+  /** Exporter index → where its bytes go. */
+  sinks: Map<string, Writable>;
+  /** What to do with client-side outputs once the solve succeeded. */
+  finish: Array<() => Promise<void>>;
+  abort: Array<() => Promise<void>>;
+  loaded?: Promise<Descriptor | undefined>;
+  response?: Record<string, string>;
+}
+
+async function readSecrets(req: RemoteBuildRequest): Promise<Map<string, Buffer>> {
+  const env = req.env ?? process.env;
+  const out = new Map<string, Buffer>();
+  for (const s of req.secrets) {
+    if (s.env !== undefined) {
+      const v = env[s.env];
+      if (v === undefined)
+        throw new PolyarchError('NOT_FOUND', `secret ${s.id}: environment variable ${s.env} is not set`);
+      out.set(s.id, Buffer.from(v));
+    } else if (s.src !== undefined) {
+      try {
+        out.set(s.id, await readFile(s.src));
+      } catch (err) {
+        throw new PolyarchError(
+          'NOT_FOUND',
+          `secret ${s.id}: reading ${s.src}: ${(err as NodeJS.ErrnoException).code ?? errorMessage(err)}`,
+        );
+      }
+    }
+  }
+  return out;
+}
+
+function frontendAttrs(
+  req: RemoteBuildRequest,
+  platforms: readonly Platform[],
+  multi: boolean,
+): Record<string, string> {
+  const a: Record<string, string> = {
+    filename: req.dockerfileName,
+    platform: platforms.map((p) => formatPlatform(p)).join(','),
+  };
+  if (multi) a['multi-platform'] = 'true';
+  if (req.target) a.target = req.target;
+  for (const [k, v] of Object.entries(req.buildArgs)) a[`build-arg:${k}`] = v;
+  for (const [k, v] of Object.entries(req.labels)) a[`label:${k}`] = v;
+  if (req.noCache) a['no-cache'] = '';
+  if (req.pull) a['image-resolve-mode'] = 'pull';
+  if (req.network === 'none' || req.network === 'host') a['force-network-mode'] = req.network;
+  return a;
+}
+
+function imageAttrs(o: OutputSpec): Record<string, string> {
+  const a: Record<string, string> = {};
+  a['oci-mediatypes'] = String(o.ociMediaTypes);
+  if (o.compression) a.compression = o.compression;
+  if (o.compressionLevel !== undefined) a['compression-level'] = String(o.compressionLevel);
+  return a;
+}
+
+/** A temp file beside `dest`, renamed into place by `finish`, removed by `abort`. */
+function fileSink(dest: string, job: NodeJob): Writable {
+  const abs = resolve(dest);
+  const tmp = join(dirname(abs), `.${basename(abs)}.${randomBytes(4).toString('hex')}.tmp`);
+  const ws = createWriteStream(tmp);
+  const closed = new Promise<void>((res) => ws.once('close', () => res()));
+  job.finish.push(async () => {
+    await closed;
+    await rename(tmp, abs);
+  });
+  job.abort.push(async () => {
+    ws.destroy();
+    await closed;
+    await unlink(tmp).catch(() => {});
+  });
+  return ws;
+}
+
+/** The exporters for one node, and the client-side ends of those that come back. */
+function exportersFor(
+  job: NodeJob,
+  outputs: readonly OutputSpec[],
+  multiNode: boolean,
+  store: () => Promise<ContentStore>,
+): Array<{ type: string; attrs: Record<string, string> }> {
+  const ex: Array<{ type: string; attrs: Record<string, string> }> = [];
+  for (const o of outputs) {
+    if (o.type === 'local')
+      throw new PolyarchError(
+        'UNSUPPORTED',
+        `output ${o.raw}: type=local is not supported on remote builders yet`,
+      );
+    if ((o.type === 'image' || o.type === 'registry') && o.push) {
+      if (o.names.length === 0)
+        throw new PolyarchError('INVALID_ARGUMENT', `output ${o.raw}: a push needs a name (-t or name=)`);
+      const attrs = imageAttrs(o);
+      attrs.push = 'true';
+      if (multiNode || o.pushByDigest) {
+        // Repository only: polyarch writes the tags once all nodes are done.
+        attrs.name = [...new Set(o.names.map((n) => repositoryName(parseReference(n))))].join(',');
+        attrs['push-by-digest'] = 'true';
+      } else attrs.name = o.names.join(',');
+      ex.push({ type: 'image', attrs });
+    }
+    if ((o.type === 'image' && o.store) || o.type === 'oci' || o.type === 'docker' || o.type === 'tar') {
+      if (o.type !== 'image' && multiNode)
+        throw new PolyarchError(
+          'UNSUPPORTED',
+          `output ${o.raw}: type=${o.type} needs every platform on one node (this build uses several)`,
+        );
+      const id = String(ex.length);
+      if (o.type === 'image') {
+        ex.push({ type: 'oci', attrs: { ...imageAttrs(o), tar: 'true' } });
+        const pipe = new PassThrough({ highWaterMark: 1 << 20 });
+        job.sinks.set(id, pipe);
+        job.loaded = (async () => {
+          const r = await loadArchive({ store: await store(), input: pipe });
+          return r.images[0]?.descriptor;
+        })();
+        job.loaded.catch(() => {});
+        job.abort.push(async () => {
+          pipe.destroy(new PolyarchError('ABORTED', 'build failed'));
+          await job.loaded?.catch(() => {});
+        });
+      } else {
+        if (!o.dest) throw new PolyarchError('INVALID_ARGUMENT', `output ${o.raw}: dest is required`);
+        const attrs: Record<string, string> = o.type === 'tar' ? {} : { ...imageAttrs(o), tar: 'true' };
+        if (o.type !== 'tar' && o.names.length) attrs.name = o.names.join(',');
+        ex.push({ type: o.type, attrs });
+        job.sinks.set(id, fileSink(o.dest, job));
+      }
+    }
+  }
+  return ex;
+}
+
+function decodeDescriptor(b64: string | undefined): Record<string, unknown> | undefined {
+  if (!b64) return undefined;
+  try {
+    return JSON.parse(Buffer.from(b64, 'base64').toString('utf8')) as Record<string, unknown>;
+  } catch {
+    return undefined;
+  }
+}
+
+/** The manifests under `root` in the store, each with its platform. */
+async function manifestsOf(store: ContentStore, root: Descriptor): Promise<Descriptor[]> {
+  const doc = parseImageDocument(await store.readBlob(root.digest), `image ${root.digest}`, root.mediaType);
+  if (doc.kind === 'index') return [...doc.index.manifests];
+  const cfg = parseImageConfig(await store.readBlob(doc.manifest.config.digest), `config of ${root.digest}`);
+  const platform = toOciPlatform({
+    os: cfg.os,
+    architecture: cfg.architecture,
+    ...(cfg.variant ? { variant: cfg.variant } : {}),
+  });
+  return [{ mediaType: root.mediaType, digest: root.digest, size: root.size, platform }];
+}
+
+export async function remoteBuild(builder: Builder, req: RemoteBuildRequest): Promise<RemoteBuildResult> {
+  const warn = req.warn ?? (() => {});
+  const env = req.env ?? process.env;
+  const secrets = await readSecrets(req);
+  const settled = await Promise.allSettled(builder.nodes.map((node) => connectNode(node)));
+  const connected: ConnectedNode[] = [];
+  const unreachable: Unreachable[] = [];
+  settled.forEach((s, i) => {
+    if (s.status === 'fulfilled') connected.push(s.value);
+    else unreachable.push({ name: builder.nodes[i]!.name, reason: errorMessage(s.reason) });
+  });
+  let tmpDockerfileDir: string | undefined;
+  try {
+    if (connected.length === 0) {
+      const first = settled.find((s) => s.status === 'rejected') as PromiseRejectedResult;
+      throw first.reason;
+    }
+    for (const u of unreachable)
+      warn(`${u.reason}; its platforms go to the other nodes of builder ${builder.name}`);
+    const platforms = req.platforms?.length
+      ? [...req.platforms]
+      : [connected[0]!.native ?? connected[0]!.platforms[0]!];
+    const candidates: Candidate[] = connected.map((n) => ({
+      name: n.node.name,
+      pinned: n.node.platforms,
+      ...(n.native ? { native: n.native } : {}),
+      platforms: n.platforms,
+    }));
+    const plan = schedule(platforms, candidates, unreachable);
+    const multiNode = plan.size > 1;
+    const multiPlatform = platforms.length > 1;
+
+    let dockerfileDir = req.dockerfilePath ? dirname(req.dockerfilePath) : req.contextDir;
+    let dockerfileName = req.dockerfilePath ? basename(req.dockerfilePath) : req.dockerfileName;
+    if (req.dockerfileText !== undefined) {
+      tmpDockerfileDir = await mkdtemp(join(tmpdir(), 'polyarch-dockerfile-'));
+      await writeFile(join(tmpDockerfileDir, 'Dockerfile'), req.dockerfileText);
+      dockerfileDir = tmpDockerfileDir;
+      dockerfileName = 'Dockerfile';
+    }
+    let storePromise: Promise<ContentStore> | undefined;
+    const store = () => (storePromise ??= ContentStore.open(storeDir(env)));
+    const jobs: NodeJob[] = connected
+      .filter((n) => plan.has(n.node.name))
+      .map((n) => ({
+        n,
+        platforms: plan.get(n.node.name)!,
+        ref: randomBytes(13).toString('hex').slice(0, 25),
+        sinks: new Map(),
+        finish: [],
+        abort: [],
+      }));
+    const abort = new AbortController();
+    const onAbort = () => abort.abort(req.signal?.reason);
+    req.signal?.addEventListener('abort', onAbort, { once: true });
+    try {
+      await Promise.all(
+        jobs.map(async (job) => {
+          const exporters = exportersFor(job, req.outputs, multiNode, store);
+          const session = new BuildSession({
+            dirs: { context: req.contextDir, dockerfile: dockerfileDir },
+            secrets,
+            env,
+            name: `polyarch ${builder.name}/${job.n.node.name}`,
+            output: (id) =>
+              job.sinks.get(id) ?? (job.sinks.size === 1 ? [...job.sinks.values()][0] : undefined),
+          });
+          session.attach(job.n.client.channel);
+          try {
+            job.response = await job.n.client.solve(
+              {
+                ref: job.ref,
+                frontend: 'dockerfile.v0',
+                frontendAttrs: {
+                  ...frontendAttrs(req, job.platforms, multiPlatform),
+                  filename: dockerfileName,
+                },
+                exporters,
+                ...(req.network === 'host' ? { entitlements: ['network.host'] } : {}),
+              },
+              {
+                session,
+                signal: abort.signal,
+                onStatus: (s) => {
+                  try {
+                    req.progress.write(mapStatus(s, multiNode ? job.n.node.name : undefined));
+                  } catch {
+                    // Progress never breaks the build.
+                  }
+                },
+              },
+            );
+          } catch (err) {
+            abort.abort(err);
+            if (req.signal?.aborted) throw req.signal.reason;
+            throw new PolyarchError(
+              (err as PolyarchError).code ?? 'IO',
+              `node ${job.n.node.name} (${job.n.node.endpoint}): ${errorMessage(err).replace(/^Solve: /, '')}`,
+              { cause: err },
+            );
+          } finally {
+            session.close();
+          }
+        }),
+      );
+      for (const job of jobs) for (const f of job.finish) await f();
+    } catch (err) {
+      for (const job of jobs) for (const a of job.abort) await a().catch(() => {});
+      throw err;
+    } finally {
+      req.signal?.removeEventListener('abort', onAbort);
+    }
+    return await finishOutputs(builder, req, jobs, multiNode, store);
+  } finally {
+    for (const n of connected) n.client.close();
+    if (tmpDockerfileDir) await rm(tmpDockerfileDir, { recursive: true, force: true });
+  }
+}
+
+async function finishOutputs(
+  builder: Builder,
+  req: RemoteBuildRequest,
+  jobs: NodeJob[],
+  multiNode: boolean,
+  store: () => Promise<ContentStore>,
+): Promise<RemoteBuildResult> {
+  const env = req.env ?? process.env;
+  const nodes: Record<string, string> = {};
+  for (const j of jobs) for (const p of j.platforms) nodes[formatPlatform(p)] = j.n.node.name;
+  const md: Record<string, unknown> = {};
+  md['buildx.build.ref'] = `${builder.name}/${jobs[0]!.n.node.name}/${jobs[0]!.ref}`;
+  let digest: string | undefined;
+  let descriptor: Record<string, unknown> | undefined;
+  const first = jobs[0]!.response ?? {};
+  const names = [...new Set(req.outputs.flatMap((o) => o.names))];
+  const push = req.outputs.find((o) => (o.type === 'image' || o.type === 'registry') && o.push);
+  if (!multiNode) {
+    digest = first['containerimage.digest'];
+    descriptor = decodeDescriptor(first['containerimage.descriptor']);
+    if (first['containerimage.config.digest'])
+      md['containerimage.config.digest'] = first['containerimage.config.digest'];
+  } else if (push && !push.pushByDigest) {
+    // One index over every node's manifests, pushed once to each name.
+    const repo = repositoryName(parseReference(push.names[0]!));
+    const sources = jobs.map((j) => {
+      const d = j.response?.['containerimage.digest'];
+      if (!d) throw new PolyarchError('IO', `node ${j.n.node.name}: the daemon returned no image digest`);
+      return `${repo}@${d}`;
+    });
+    const r = await createIndex({ sources, tags: push.names, env });
+    digest = r.digest;
+    descriptor = { mediaType: r.index.mediaType, digest: r.digest, size: r.bytes.length };
+  }
+  // Loaded images: tag them, several nodes' merged into one index first.
+  const loads = jobs.filter((j) => j.loaded);
+  if (loads.length > 0) {
+    const s = await store();
+    const roots = (await Promise.all(loads.map((j) => j.loaded!))).filter(
+      (d): d is Descriptor => d !== undefined,
+    );
+    let root: Descriptor | undefined = roots[0];
+    if (roots.length > 1) {
+      const manifests = (await Promise.all(roots.map((r) => manifestsOf(s, r)))).flat();
+      root = await s.writeJson(
+        { schemaVersion: 2, mediaType: MediaType.OciIndex, manifests },
+        MediaType.OciIndex,
+      );
+    }
+    const storeOut = req.outputs.find((o) => o.type === 'image' && o.store);
+    if (root) for (const n of storeOut?.names ?? []) await s.tag(n, root);
+    if (root && (!digest || multiNode)) {
+      digest ??= root.digest;
+      descriptor ??= { mediaType: root.mediaType, digest: root.digest, size: root.size };
+    }
+  }
+  if (descriptor) md['containerimage.descriptor'] = descriptor;
+  if (digest) md['containerimage.digest'] = digest;
+  if (names.length > 0 && digest) md['image.name'] = names.join(',');
+  md['polyarch.build.nodes'] = nodes;
+  return { ...(digest ? { digest } : {}), metadata: md, nodes };
+}

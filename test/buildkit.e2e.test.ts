@@ -1,0 +1,349 @@
+/**
+ * The remote (BuildKit) driver end to end against real buildkitd v0.23 daemons: one on a
+ * unix socket (this machine's amd64 worker), one on tcp with mutual TLS faking a native
+ * arm64 node (`--oci-worker-platform linux/arm64`). A builder of both nodes builds for three
+ * platforms, pushes one index, loads into the local store, honours .dockerignore and keeps
+ * a --secret out of every layer; a node that is down moves its platforms; bad endpoints
+ * and certificates are one-line errors.
+ *
+ * Skips (one line) when no buildkitd can be found: see test/env/buildkit.ts.
+ */
+import assert from 'node:assert/strict';
+import { createHash } from 'node:crypto';
+import { type SpawnSyncReturns, spawnSync } from 'node:child_process';
+import { mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { dirname, join, resolve } from 'node:path';
+import { gunzipSync } from 'node:zlib';
+import { after, before, describe, test } from 'node:test';
+import { fileURLToPath } from 'node:url';
+import { type Buildkitd, buildkitSkipReason, makeCerts, startBuildkitd } from './env/buildkit.js';
+import { testEnv } from './env/index.js';
+import { freePort } from './env/proc.js';
+
+const skip = await buildkitSkipReason();
+const repo = resolve(dirname(fileURLToPath(import.meta.url)), '..', '..');
+const bin = join(repo, 'bin', 'polyarch');
+
+describe('remote BuildKit builders', { skip: skip ?? false, concurrency: false }, () => {
+  let dir: string;
+  let amd: Buildkitd;
+  let arm: Buildkitd;
+  let env: NodeJS.ProcessEnv;
+  let reg: string;
+  let ctxDir: string;
+  const SECRET = `s3cr3t-${process.pid}-${Date.now()}`;
+
+  const run = (args: string[], extra: NodeJS.ProcessEnv = {}): SpawnSyncReturns<string> =>
+    spawnSync(bin, args, { encoding: 'utf8', env: { ...env, ...extra }, timeout: 120_000 });
+  const ok = (args: string[]): string => {
+    const r = run(args);
+    assert.equal(r.status, 0, `polyarch ${args.join(' ')}:\n${r.stderr}`);
+    return r.stdout;
+  };
+  const skopeo = (args: string[]) => {
+    const r = spawnSync('skopeo', args, { encoding: 'utf8' });
+    assert.equal(r.status, 0, r.stderr);
+    return r.stdout;
+  };
+
+  before(async () => {
+    const t = testEnv();
+    reg = t.registry;
+    dir = mkdtempSync(join(tmpdir(), 'polyarch-buildkit-'));
+    const registries = [t.registry, t.registryBasic, t.registryToken];
+    [amd, arm] = await Promise.all([
+      startBuildkitd({ dir: join(dir, 'amd'), registries, mirror: t.registry }),
+      startBuildkitd({
+        dir: join(dir, 'arm'),
+        registries,
+        mirror: t.registry,
+        tls: true,
+        platform: 'linux/arm64',
+      }),
+    ]);
+    mkdirSync(join(dir, 'docker'));
+    writeFileSync(join(dir, 'docker', 'config.json'), '{}');
+    env = {
+      ...process.env,
+      POLYARCH_ROOT: join(dir, 'root'),
+      POLYARCH_CONFIG: t.config,
+      DOCKER_CONFIG: join(dir, 'docker'),
+      POLYARCH_BUILDER: '',
+      BUILDX_BUILDER: '',
+      POLYARCH_PROGRESS: 'plain',
+    };
+    ctxDir = join(dir, 'ctx');
+    mkdirSync(join(ctxDir, 'src'), { recursive: true });
+    writeFileSync(
+      join(ctxDir, 'Dockerfile'),
+      [
+        'FROM busybox',
+        'ARG TARGETPLATFORM',
+        'ARG BUILDPLATFORM',
+        'RUN --mount=type=secret,id=tok,required=true sha256sum /run/secrets/tok | cut -c1-64 > /secret.sha256 && echo "$(uname -m) $TARGETPLATFORM $BUILDPLATFORM" > /built',
+        'WORKDIR /app',
+        'COPY . .',
+        'CMD ["cat", "/built"]',
+        '',
+      ].join('\n'),
+    );
+    writeFileSync(join(ctxDir, 'src', 'keep.txt'), 'kept\n');
+    writeFileSync(join(ctxDir, 'ignored.txt'), 'must not be sent\n');
+    writeFileSync(join(ctxDir, '.dockerignore'), 'ignored.txt\n');
+    writeFileSync(join(dir, 'tok'), SECRET);
+    const tls = arm.tls!;
+    ok([
+      'create',
+      '--name',
+      'bk',
+      '--driver',
+      'remote',
+      '--node',
+      'amd',
+      '--platform',
+      'linux/amd64',
+      amd.endpoint,
+    ]);
+    ok([
+      'create',
+      '--name',
+      'bk',
+      '--append',
+      '--node',
+      'arm',
+      '--platform',
+      'linux/arm64,linux/arm/v7',
+      '--driver-opt',
+      `cacert=${tls.cacert},cert=${tls.cert},key=${tls.key},servername=${tls.servername}`,
+      arm.endpoint,
+    ]);
+  });
+
+  after(async () => {
+    await Promise.all([amd?.stop(), arm?.stop()]);
+    if (dir) rmSync(dir, { recursive: true, force: true });
+  });
+
+  test('ls and inspect --bootstrap show both nodes like buildx', () => {
+    const ls = ok(['ls', '--no-trunc']).split('\n');
+    const i = ls.findIndex((l) => l.startsWith('bk '));
+    assert.match(ls[i]!, /^bk +remote$/);
+    assert.match(
+      ls[i + 1]!,
+      new RegExp(
+        ` \\\\_ amd +\\\\_ ${amd.endpoint.replace(/[/.]/g, '\\$&')} +running +v0\\.23\\.2 +linux/amd64\\*, `,
+      ),
+    );
+    assert.match(
+      ls[i + 2]!,
+      / \\_ arm +\\_ tcp:\/\/127\.0\.0\.1:\d+ +running +v0\.23\.2 +linux\/arm64\*, linux\/arm\/v7\*, /,
+    );
+    const insp = ok(['inspect', '--bootstrap', 'bk']);
+    assert.match(insp, /Name: +bk\nDriver: +remote\n/);
+    assert.match(
+      insp,
+      /Name: +arm\nEndpoint: +tcp:\/\/127\.0\.0\.1:\d+\n(?:.*\n)*?Status: +running\nBuildKit version: +v0\.23\.2\nPlatforms: +linux\/arm64\*, linux\/arm\/v7\*, /,
+    );
+  });
+
+  test('three platforms on two nodes, --push: one index, each platform built on its node', () => {
+    const ref = `${reg}/bk-e2e/classic:1`;
+    const md = join(dir, 'md.json');
+    const r = run([
+      'build',
+      '--builder',
+      'bk',
+      '--platform',
+      'linux/amd64,linux/arm64,linux/arm/v7',
+      '--push',
+      '-t',
+      ref,
+      '--secret',
+      `id=tok,src=${join(dir, 'tok')}`,
+      '--metadata-file',
+      md,
+      ctxDir,
+    ]);
+    assert.equal(r.status, 0, r.stderr);
+    // Progress names each vertex's node.
+    assert.match(r.stderr, /\[amd\] \[linux\/amd64 stage-0 1\/4\] FROM/);
+    assert.match(r.stderr, /\[arm\] \[linux\/arm64 stage-0 1\/4\] FROM/);
+    assert.ok(!r.stderr.includes(SECRET), 'the secret is in the progress output');
+    const meta = JSON.parse(readFileSync(md, 'utf8'));
+    assert.deepEqual(meta['polyarch.build.nodes'], {
+      'linux/amd64': 'amd',
+      'linux/arm64': 'arm',
+      'linux/arm/v7': 'arm',
+    });
+    const index = JSON.parse(skopeo(['inspect', '--raw', '--tls-verify=false', `docker://${ref}`]));
+    const plats = index.manifests.map(
+      (m: { platform: { os: string; architecture: string; variant?: string } }) =>
+        [m.platform.os, m.platform.architecture, m.platform.variant].filter(Boolean).join('/'),
+    );
+    assert.deepEqual(plats.sort(), ['linux/amd64', 'linux/arm/v7', 'linux/arm64']);
+    assert.equal(
+      meta['containerimage.digest'],
+      skopeo(['inspect', '--format', '{{.Digest}}', '--tls-verify=false', `docker://${ref}`]).trim(),
+    );
+    // BUILDPLATFORM is the platform of the node that built it: amd's, or arm's fake native arm64.
+    for (const [p, arch, node] of [
+      ['linux/amd64', 'x86_64', 'linux/amd64'],
+      ['linux/arm64', 'aarch64', 'linux/arm64'],
+      ['linux/arm/v7', 'armv7l', 'linux/arm64'],
+    ] as const) {
+      assert.equal(ok(['run', '--rm', '--platform', p, ref]), `${arch} ${p} ${node}\n`);
+      // .dockerignore honoured; the context is in /app.
+      assert.equal(
+        ok(['run', '--rm', '--platform', p, ref, 'sh', '-c', 'cd /app && ls -A | sort | tr "\\n" " "']),
+        '.dockerignore Dockerfile src ',
+      );
+    }
+    // The secret reached RUN (its hash was recorded) and is in no layer.
+    const sha = createHash('sha256').update(SECRET).digest('hex');
+    assert.equal(ok(['run', '--rm', '--platform', 'linux/arm64', ref, 'cat', '/secret.sha256']), `${sha}\n`);
+    const layout = join(dir, 'layout');
+    skopeo(['copy', '--all', '--src-tls-verify=false', `docker://${ref}`, `oci:${layout}:x`]);
+    for (const f of readdirSync(join(layout, 'blobs', 'sha256'))) {
+      const b = readFileSync(join(layout, 'blobs', 'sha256', f));
+      const text = b[0] === 0x1f && b[1] === 0x8b ? gunzipSync(b) : b;
+      assert.ok(!text.includes(SECRET), `blob ${f} holds the secret`);
+    }
+  });
+
+  test('--load brings a two-node, two-platform image into the local store', () => {
+    const r = run([
+      'build',
+      '--builder',
+      'bk',
+      '--platform',
+      'linux/amd64,linux/arm64',
+      '--load',
+      '-t',
+      'bk-load:1',
+      '--secret',
+      `id=tok,src=${join(dir, 'tok')}`,
+      '--iidfile',
+      join(dir, 'iid'),
+      ctxDir,
+    ]);
+    assert.equal(r.status, 0, r.stderr);
+    const images = ok(['images']);
+    assert.match(images, /bk-load +1 .*linux\/amd64/);
+    assert.match(images, /bk-load +1 .*linux\/arm64/);
+    assert.match(readFileSync(join(dir, 'iid'), 'utf8'), /^sha256:[0-9a-f]{64}$/);
+    assert.equal(
+      ok(['run', '--rm', '--pull', 'never', '--platform', 'linux/arm64', 'bk-load:1']),
+      'aarch64 linux/arm64 linux/arm64\n',
+    );
+  });
+
+  test('type=oci from one node gives a layout archive skopeo reads', () => {
+    const out = join(dir, 'out.tar');
+    const r = run([
+      'build',
+      '--builder',
+      'bk',
+      '--platform',
+      'linux/arm/v7',
+      '-o',
+      `type=oci,dest=${out}`,
+      '--secret',
+      `id=tok,src=${join(dir, 'tok')}`,
+      ctxDir,
+    ]);
+    assert.equal(r.status, 0, r.stderr);
+    const cfg = JSON.parse(skopeo(['inspect', '--config', `oci-archive:${out}`]));
+    assert.equal(cfg.architecture, 'arm');
+    assert.equal(cfg.variant, 'v7');
+  });
+
+  test('a node that is down: a warning, its platforms go to the other node', async () => {
+    const dead = `tcp://127.0.0.1:${await freePort()}`;
+    ok([
+      'create',
+      '--name',
+      'half',
+      '--driver',
+      'remote',
+      '--node',
+      'gone',
+      '--platform',
+      'linux/arm64',
+      dead,
+    ]);
+    ok(['create', '--name', 'half', '--append', '--node', 'live', amd.endpoint]);
+    const r = run([
+      'build',
+      '--builder',
+      'half',
+      '--platform',
+      'linux/arm64',
+      '--secret',
+      `id=tok,src=${join(dir, 'tok')}`,
+      '--metadata-file',
+      join(dir, 'half.json'),
+      ctxDir,
+    ]);
+    assert.equal(r.status, 0, r.stderr);
+    assert.match(
+      r.stderr,
+      /WARNING: node gone \(tcp:\/\/127\.0\.0\.1:\d+\): connecting to .*; its platforms go to the other nodes of builder half\n/,
+    );
+    assert.deepEqual(JSON.parse(readFileSync(join(dir, 'half.json'), 'utf8'))['polyarch.build.nodes'], {
+      'linux/arm64': 'live',
+    });
+    // No node can build windows/amd64: an error before anything runs, naming the nodes tried.
+    const w = run(['build', '--builder', 'half', '--platform', 'windows/amd64', ctxDir]);
+    assert.equal(w.status, 1);
+    assert.match(
+      w.stderr,
+      /\nERROR: no node can build platform windows\/amd64: tried live \(.*\); gone \(unreachable: .*\)\n$/,
+    );
+  });
+
+  test('unreachable endpoint and wrong TLS certificate: one-line errors naming the node, exit 1', async () => {
+    const dead = `tcp://127.0.0.1:${await freePort()}`;
+    ok(['create', '--name', 'down', '--driver', 'remote', dead]);
+    const r = run(['build', '--builder', 'down', ctxDir]);
+    assert.equal(r.status, 1);
+    assert.match(
+      r.stderr,
+      new RegExp(
+        `^ERROR: node down0 \\(${dead.replace(/[/.]/g, '\\$&')}\\): connecting to .*ECONNREFUSED.*\n$`,
+      ),
+    );
+    // A client certificate from another CA.
+    const other = await makeCerts(join(dir, 'other'));
+    ok([
+      'create',
+      '--name',
+      'badtls',
+      '--driver',
+      'remote',
+      '--driver-opt',
+      `cacert=${arm.tls!.cacert},cert=${other.client.cert},key=${other.client.key},servername=${arm.tls!.servername}`,
+      arm.endpoint,
+    ]);
+    const t = run(['build', '--builder', 'badtls', ctxDir]);
+    assert.equal(t.status, 1);
+    assert.match(t.stderr, /^ERROR: node badtls0 \(tcp:\/\/127\.0\.0\.1:\d+\): .+\n$/);
+    // The server's certificate checked against the wrong CA.
+    ok([
+      'create',
+      '--name',
+      'badca',
+      '--driver',
+      'remote',
+      '--driver-opt',
+      `cacert=${other.client.cacert},cert=${arm.tls!.cert},key=${arm.tls!.key},servername=${arm.tls!.servername}`,
+      arm.endpoint,
+    ]);
+    const c = run(['build', '--builder', 'badca', ctxDir]);
+    assert.equal(c.status, 1);
+    assert.match(
+      c.stderr,
+      /^ERROR: node badca0 \(tcp:\/\/127\.0\.0\.1:\d+\): connecting to .*certificate.*\n$/,
+    );
+  });
+});
