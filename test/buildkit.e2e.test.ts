@@ -10,18 +10,29 @@
  */
 import assert from 'node:assert/strict';
 import { createHash } from 'node:crypto';
-import { type SpawnSyncReturns, spawnSync } from 'node:child_process';
+import { type SpawnSyncReturns, spawn, spawnSync } from 'node:child_process';
 import { mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
 import { gunzipSync } from 'node:zlib';
 import { after, before, describe, test } from 'node:test';
 import { fileURLToPath } from 'node:url';
-import { type Buildkitd, buildkitSkipReason, makeCerts, startBuildkitd } from './env/buildkit.js';
+import { createServer, connect, type Socket } from 'node:net';
+import {
+  type Buildkitd,
+  buildkitSkipReason,
+  makeCerts,
+  type Sshd,
+  sshdSkipReason,
+  startBuildkitd,
+  startSshd,
+} from './env/buildkit.js';
 import { testEnv } from './env/index.js';
 import { freePort } from './env/proc.js';
 
 const skip = await buildkitSkipReason();
+const sshSkip = skip ?? sshdSkipReason();
+if (skip) console.log(`# skipping the BuildKit e2e tests: ${skip}`);
 const repo = resolve(dirname(fileURLToPath(import.meta.url)), '..', '..');
 const bin = join(repo, 'bin', 'polyarch');
 
@@ -327,7 +338,10 @@ describe('remote BuildKit builders', { skip: skip ?? false, concurrency: false }
     ]);
     const t = run(['build', '--builder', 'badtls', ctxDir]);
     assert.equal(t.status, 1);
-    assert.match(t.stderr, /^ERROR: node badtls0 \(tcp:\/\/127\.0\.0\.1:\d+\): .+\n$/);
+    assert.match(
+      t.stderr,
+      /^ERROR: node badtls0 \(tcp:\/\/127\.0\.0\.1:\d+\): connecting to .*: TLS handshake failed: .*unknown ca.*\n$/,
+    );
     // The server's certificate checked against the wrong CA.
     ok([
       'create',
@@ -345,5 +359,116 @@ describe('remote BuildKit builders', { skip: skip ?? false, concurrency: false }
       c.stderr,
       /^ERROR: node badca0 \(tcp:\/\/127\.0\.0\.1:\d+\): connecting to .*certificate.*\n$/,
     );
+  });
+
+  test('a base image on an htpasswd registry is pulled with config.json credentials, via the session', () => {
+    const t = testEnv();
+    const c = join(dir, 'basic-ctx');
+    mkdirSync(c, { recursive: true });
+    writeFileSync(join(c, 'Dockerfile'), `FROM ${t.registryBasic}/library/busybox\nRUN echo ok > /ok\n`);
+    const out = join(dir, 'basic.tar');
+    const args = ['build', '--builder', 'bk', '--platform', 'linux/amd64', '-o', `type=tar,dest=${out}`, c];
+    // Without credentials the daemon is refused.
+    const denied = run(args);
+    assert.equal(denied.status, 1);
+    assert.match(denied.stderr, /\nERROR: node amd .*(401|[Uu]nauthorized|authoriz)/);
+    const cfg = join(dir, 'docker-basic');
+    mkdirSync(cfg, { recursive: true });
+    const auth = Buffer.from(`${t.user}:${t.password}`).toString('base64');
+    writeFileSync(join(cfg, 'config.json'), JSON.stringify({ auths: { [t.registryBasic]: { auth } } }));
+    const r = run(args, { DOCKER_CONFIG: cfg });
+    assert.equal(r.status, 0, r.stderr);
+    assert.ok(!r.stderr.includes(t.password), 'the password is in the output');
+    const list = spawnSync('tar', ['tf', out], { encoding: 'utf8' }).stdout.split('\n');
+    assert.ok(list.includes('ok') && list.includes('bin/busybox'), list.slice(0, 5).join(' '));
+  });
+
+  test('a daemon that drops the connection mid-build: one-line error naming the node, nothing stored', async () => {
+    // A TCP proxy to the amd daemon's socket, cut while RUN sleeps.
+    const socks = new Set<Socket>();
+    const proxy = createServer((down) => {
+      const up = connect(amd.endpoint.slice('unix://'.length));
+      socks.add(down).add(up);
+      down.pipe(up).pipe(down);
+      const drop = () => {
+        down.destroy();
+        up.destroy();
+      };
+      down.on('error', drop).on('close', drop);
+      up.on('error', drop).on('close', drop);
+    });
+    await new Promise<void>((res) => proxy.listen(0, '127.0.0.1', () => res()));
+    const port = (proxy.address() as { port: number }).port;
+    try {
+      ok(['create', '--name', 'cut', '--driver', 'remote', `tcp://127.0.0.1:${port}`]);
+      const c = join(dir, 'cut-ctx');
+      mkdirSync(c, { recursive: true });
+      writeFileSync(join(c, 'Dockerfile'), `FROM busybox\nRUN echo start-${Date.now()} && sleep 20\n`);
+      const child = spawn(bin, ['build', '--builder', 'cut', '--load', '-t', 'halfway:1', c], { env });
+      let stderr = '';
+      child.stderr.on('data', (d: Buffer) => {
+        stderr += d.toString();
+      });
+      const exit = new Promise<number | null>((res) => child.once('exit', (code) => res(code)));
+      const t0 = Date.now();
+      while (!stderr.includes('sleep 20') && Date.now() - t0 < 30_000)
+        await new Promise((r) => setTimeout(r, 100));
+      await new Promise((r) => setTimeout(r, 500));
+      for (const s of socks) s.destroy();
+      const code = await exit;
+      assert.equal(code, 1, stderr);
+      const lines = stderr.trimEnd().split('\n');
+      assert.match(lines.at(-1)!, /^ERROR: node cut0 \(tcp:\/\/127\.0\.0\.1:\d+\): .+$/);
+      assert.ok(Date.now() - t0 < 15_000, 'the build waited for the RUN step instead of failing');
+      assert.doesNotMatch(ok(['images']), /halfway/);
+    } finally {
+      proxy.close();
+      for (const s of socks) s.destroy();
+    }
+  });
+
+  describe('ssh:// endpoints', { skip: sshSkip ?? false }, () => {
+    let sshd: Sshd;
+    let sshEnv: NodeJS.ProcessEnv;
+    before(async () => {
+      sshd = await startSshd(join(dir, 'sshd'));
+      sshEnv = { PATH: `${sshd.pathDir}:${process.env.PATH}` };
+    });
+    after(() => sshd?.stop());
+
+    test('a node reached through system ssh and buildctl dial-stdio builds and loads', () => {
+      const ep = `ssh://root@127.0.0.1:${sshd.port}${amd.endpoint.slice('unix://'.length)}`;
+      ok(['create', '--name', 'viassh', '--driver', 'remote', ep]);
+      const insp = run(['inspect', '--bootstrap', 'viassh'], sshEnv);
+      assert.equal(insp.status, 0, insp.stderr);
+      assert.match(insp.stdout, /Status: +running\nBuildKit version: +v0\.23\.2\nPlatforms: +linux\/amd64, /);
+      const r = run(
+        [
+          'build',
+          '--builder',
+          'viassh',
+          '--load',
+          '-t',
+          'viassh:1',
+          '--secret',
+          `id=tok,src=${join(dir, 'tok')}`,
+          ctxDir,
+        ],
+        sshEnv,
+      );
+      assert.equal(r.status, 0, r.stderr);
+      assert.equal(ok(['run', '--rm', '--pull', 'never', 'viassh:1']), 'x86_64 linux/amd64 linux/amd64\n');
+    });
+
+    test('an ssh host that refuses: one-line error naming the node, exit 1', async () => {
+      const ep = `ssh://root@127.0.0.1:${await freePort()}`;
+      ok(['create', '--name', 'nossh', '--driver', 'remote', ep]);
+      const r = run(['build', '--builder', 'nossh', ctxDir], sshEnv);
+      assert.equal(r.status, 1);
+      assert.match(
+        r.stderr,
+        /^ERROR: node nossh0 \(ssh:\/\/root@127\.0\.0\.1:\d+\): .*ssh exited \(255\): .*Connection refused\n$/,
+      );
+    });
   });
 });

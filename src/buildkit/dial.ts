@@ -82,24 +82,46 @@ export function sshArgs(ep: Extract<Endpoint, { kind: 'ssh' }>): string[] {
   return args;
 }
 
-function sshStream(ep: Extract<Endpoint, { kind: 'ssh' }>, sshBin: string): Duplex {
+/** The ssh child's stdio as one stream; `sshError` says why ssh ended once it has. */
+function sshStream(ep: Extract<Endpoint, { kind: 'ssh' }>, sshBin: string): Duplex & { sshError?: Error } {
   const child = spawn(sshBin, sshArgs(ep), { stdio: ['pipe', 'pipe', 'pipe'] });
   let stderr = '';
   child.stderr.on('data', (d: Buffer) => {
     stderr = (stderr + d.toString('utf8')).slice(-2000);
   });
-  const duplex = Duplex.from({ readable: child.stdout, writable: child.stdin });
-  const onExit = (code: number | null, sig: string | null) => {
+  const duplex: Duplex & { sshError?: Error } = Duplex.from({
+    readable: child.stdout,
+    writable: child.stdin,
+  });
+  child.on('exit', (code, sig) => {
     const last = stderr.trim().split('\n').pop()?.trim();
-    duplex.destroy(new PolyarchError('UNAVAILABLE', `ssh exited (${code ?? sig})${last ? `: ${last}` : ''}`));
-  };
-  child.on('exit', onExit);
-  child.on('error', (err) => duplex.destroy(new PolyarchError('UNAVAILABLE', `running ssh: ${err.message}`)));
+    duplex.sshError = new PolyarchError(
+      'UNAVAILABLE',
+      `ssh exited (${code ?? sig})${last ? `: ${last}` : ''}`,
+    );
+    duplex.destroy(duplex.sshError);
+  });
+  child.on('error', (err) => {
+    duplex.sshError = new PolyarchError('UNAVAILABLE', `running ssh: ${err.message}`);
+    duplex.destroy(duplex.sshError);
+  });
   duplex.on('close', () => {
-    child.off('exit', onExit);
     if (child.exitCode === null) child.kill();
   });
   return duplex;
+}
+
+/**
+ * OpenSSL's `80DC…:error:0A000418:SSL routines:ssl3_read_bytes:tlsv1 alert unknown
+ * ca:../deps/…/rec_layer_s3.c:1601:SSL alert number 48` → `TLS handshake refused by the
+ * server: tlsv1 alert unknown ca (SSL alert 48)`; other messages are kept, on one line.
+ */
+export function tidyTlsMessage(msg: string): string {
+  const m = /^[0-9A-F]+:error:[0-9A-F]+:SSL routines:[^:]*:([^:]+):[^:]*:\d+:?(.*)$/s.exec(msg.trim());
+  if (!m) return msg.trim().split('\n')[0]!;
+  const alert = /SSL alert number (\d+)/.exec(m[2] ?? '');
+  const reason = m[1]!.trim();
+  return `TLS handshake failed: ${reason}${alert ? ` (SSL alert ${alert[1]})` : ''}`;
 }
 
 export interface DialOptions {
@@ -154,7 +176,11 @@ export async function dial(endpoint: string, opts: DialOptions = {}): Promise<ht
     const fail = (err: Error) => {
       clearTimeout(timer);
       socket.destroy();
-      reject(new PolyarchError('UNAVAILABLE', `connecting to ${endpoint}: ${err.message}`, { cause: err }));
+      reject(
+        new PolyarchError('UNAVAILABLE', `connecting to ${endpoint}: ${tidyTlsMessage(err.message)}`, {
+          cause: err,
+        }),
+      );
     };
     socket.once('error', fail);
     const ok = () => {
@@ -180,12 +206,26 @@ export async function dial(endpoint: string, opts: DialOptions = {}): Promise<ht
         ),
       );
     }, timeoutMs);
-    session.once('error', (err) => {
+    const fail = (err: Error) => {
       clearTimeout(timer);
       session.destroy();
-      reject(new PolyarchError('UNAVAILABLE', `connecting to ${endpoint}: ${err.message}`, { cause: err }));
-    });
+      reject(
+        new PolyarchError('UNAVAILABLE', `connecting to ${endpoint}: ${tidyTlsMessage(err.message)}`, {
+          cause: err,
+        }),
+      );
+    };
+    // The transport may fail on its own (ssh exiting) without the session noticing; ssh's
+    // exit status and message follow its pipes' errors: give them a moment to win.
+    const transportFail = (err: Error) =>
+      setTimeout(() => fail((socket as { sshError?: Error }).sshError ?? err), 200);
+    socket.once('error', transportFail);
+    const onClose = () => transportFail(new Error('the connection closed during the HTTP/2 handshake'));
+    socket.once('close', onClose);
+    session.once('error', transportFail);
     session.once('remoteSettings', () => {
+      socket.off('error', transportFail);
+      socket.off('close', onClose);
       clearTimeout(timer);
       session.setLocalWindowSize(WINDOW);
       resolve();

@@ -264,3 +264,99 @@ export async function startBuildkitd(opts: BuildkitdOptions): Promise<Buildkitd>
     },
   };
 }
+
+export interface Sshd {
+  port: number;
+  /** A directory to put first on PATH: its `ssh` runs the system one with this server's key and config. */
+  pathDir: string;
+  stop(): Promise<void>;
+}
+
+/** Why an sshd cannot be started here, or undefined. */
+export function sshdSkipReason(): string | undefined {
+  if (!existsSync('/usr/sbin/sshd')) return 'no /usr/sbin/sshd (Debian openssh-server)';
+  if (!onPath('ssh')) return 'no ssh client';
+  return undefined;
+}
+
+/**
+ * An sshd on 127.0.0.1:PORT for root with a key made here, whose sessions have the BuildKit
+ * binaries on PATH (so `ssh host buildctl dial-stdio` works, as on a real remote host).
+ */
+export async function startSshd(dir: string): Promise<Sshd> {
+  const b = await buildkitBins();
+  if (typeof b === 'string') throw new Error(b);
+  await mkdir(dir, { recursive: true });
+  await mkdir('/run/sshd', { recursive: true });
+  const p = (n: string) => join(dir, n);
+  await run('ssh-keygen', ['-q', '-t', 'ed25519', '-N', '', '-f', p('host_key')]);
+  await run('ssh-keygen', ['-q', '-t', 'ed25519', '-N', '', '-f', p('client_key')]);
+  const { readFile, chmod } = await import('node:fs/promises');
+  await writeFile(p('authorized_keys'), await readFile(p('client_key.pub')));
+  const port = await freePort();
+  await writeFile(
+    p('sshd_config'),
+    [
+      `Port ${port}`,
+      'ListenAddress 127.0.0.1',
+      `HostKey ${p('host_key')}`,
+      `AuthorizedKeysFile ${p('authorized_keys')}`,
+      `PidFile ${p('sshd.pid')}`,
+      'PermitRootLogin prohibit-password',
+      'PasswordAuthentication no',
+      'KbdInteractiveAuthentication no',
+      'UsePAM no',
+      'StrictModes no',
+      `SetEnv PATH=${dirname(b.buildctl)}:/usr/local/bin:/usr/bin:/bin`,
+      '',
+    ].join('\n'),
+  );
+  await writeFile(
+    p('ssh_config'),
+    [
+      'Host *',
+      `  IdentityFile ${p('client_key')}`,
+      '  IdentitiesOnly yes',
+      '  StrictHostKeyChecking no',
+      '  UserKnownHostsFile /dev/null',
+      '  LogLevel ERROR',
+      '  BatchMode yes',
+      '',
+    ].join('\n'),
+  );
+  const pathDir = p('bin');
+  await mkdir(pathDir, { recursive: true });
+  await writeFile(join(pathDir, 'ssh'), `#!/bin/sh\nexec /usr/bin/ssh -F ${p('ssh_config')} "$@"\n`);
+  await chmod(join(pathDir, 'ssh'), 0o755);
+  const child = spawn('/usr/sbin/sshd', ['-D', '-e', '-f', p('sshd_config')], {
+    stdio: ['ignore', 'ignore', 'pipe'],
+  });
+  let stderr = '';
+  child.stderr?.on('data', (d: Buffer) => {
+    stderr = (stderr + d.toString()).slice(-4000);
+  });
+  const exited = new Promise<void>((res) => child.once('exit', () => res()));
+  const deadline = Date.now() + 10_000;
+  for (;;) {
+    if (child.exitCode !== null) throw new Error(`sshd exited (${child.exitCode}): ${stderr.trim()}`);
+    const r = spawnSync(join(pathDir, 'ssh'), ['-p', String(port), 'root@127.0.0.1', 'true'], {
+      timeout: 5000,
+    });
+    if (r.status === 0) break;
+    if (Date.now() > deadline) {
+      child.kill('SIGKILL');
+      throw new Error(`sshd on ${port} did not let the test key in: ${stderr.trim()} ${r.stderr}`);
+    }
+    await sleep(100);
+  }
+  return {
+    port,
+    pathDir,
+    async stop() {
+      if (child.exitCode === null) {
+        child.kill('SIGTERM');
+        await exited;
+      }
+    },
+  };
+}
