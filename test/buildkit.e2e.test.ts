@@ -12,7 +12,7 @@ import assert from 'node:assert/strict';
 import { createHash } from 'node:crypto';
 import { type SpawnSyncReturns, spawn, spawnSync } from 'node:child_process';
 import { mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { hostname, tmpdir } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
 import { gunzipSync } from 'node:zlib';
 import { after, before, describe, test } from 'node:test';
@@ -20,6 +20,7 @@ import { fileURLToPath } from 'node:url';
 import { createServer, connect, type Socket } from 'node:net';
 import {
   type Buildkitd,
+  buildkitBins,
   buildkitSkipReason,
   makeCerts,
   type Sshd,
@@ -43,6 +44,7 @@ describe('remote BuildKit builders', { skip: skip ?? false, concurrency: false }
   let env: NodeJS.ProcessEnv;
   let reg: string;
   let ctxDir: string;
+  let buildctl: string;
   const SECRET = `s3cr3t-${process.pid}-${Date.now()}`;
 
   const run = (args: string[], extra: NodeJS.ProcessEnv = {}): SpawnSyncReturns<string> =>
@@ -61,6 +63,7 @@ describe('remote BuildKit builders', { skip: skip ?? false, concurrency: false }
   before(async () => {
     const t = testEnv();
     reg = t.registry;
+    buildctl = ((await buildkitBins()) as { buildctl: string }).buildctl;
     dir = mkdtempSync(join(tmpdir(), 'polyarch-buildkit-'));
     const registries = [t.registry, t.registryBasic, t.registryToken];
     [amd, arm] = await Promise.all([
@@ -151,10 +154,64 @@ describe('remote BuildKit builders', { skip: skip ?? false, concurrency: false }
       / \\_ arm +\\_ tcp:\/\/127\.0\.0\.1:\d+ +running +v0\.23\.2 +linux\/arm64\*, linux\/arm\/v7\*, /,
     );
     const insp = ok(['inspect', '--bootstrap', 'bk']);
-    assert.match(insp, /Name: +bk\nDriver: +remote\n/);
+    // The arm node's platforms as buildctl reports them (pinned first, marked *).
+    const t = arm.tls!;
+    const workers = JSON.parse(
+      spawnSync(
+        buildctl,
+        [
+          '--addr',
+          arm.endpoint,
+          '--tlscacert',
+          t.cacert,
+          '--tlscert',
+          t.cert,
+          '--tlskey',
+          t.key,
+          '--tlsservername',
+          t.servername,
+          'debug',
+          'workers',
+          '--format',
+          '{{json .}}',
+        ],
+        { encoding: 'utf8' },
+      ).stdout,
+    ) as Array<{ platforms: Array<{ os: string; architecture: string; variant?: string }> }>;
+    const detected = workers[0]!.platforms.map((p) =>
+      [p.os, p.architecture, p.variant].filter(Boolean).join('/'),
+    );
+    assert.equal(detected[0], 'linux/arm64');
+    const platforms = [
+      'linux/arm64*',
+      'linux/arm/v7*',
+      ...detected.filter((p) => p !== 'linux/arm64' && p !== 'linux/arm/v7'),
+    ].join(', ');
+    const armBlock = insp.slice(insp.indexOf('Name:             arm\n'));
+    assert.equal(
+      armBlock.slice(0, armBlock.indexOf('GC Policy rule#1:')),
+      'Name:             arm\n' +
+        `Endpoint:         ${arm.endpoint}\n` +
+        `Driver Options:   cacert="${t.cacert}" cert="${t.cert}" key="${t.key}" servername="${t.servername}"\n` +
+        'Status:           running\n' +
+        'BuildKit version: v0.23.2\n' +
+        `Platforms:        ${platforms}\n` +
+        'Labels:\n' +
+        ' org.mobyproject.buildkit.worker.executor:         oci\n' +
+        ` org.mobyproject.buildkit.worker.hostname:         ${hostname()}\n` +
+        ' org.mobyproject.buildkit.worker.network:          host\n' +
+        ' org.mobyproject.buildkit.worker.oci.process-mode: sandbox\n' +
+        ' org.mobyproject.buildkit.worker.selinux.enabled:  false\n' +
+        ' org.mobyproject.buildkit.worker.snapshotter:      overlayfs\n' +
+        'GC Policy rule#0:\n' +
+        ' All:            false\n' +
+        ' Filters:        type==source.local,type==exec.cachemount,type==source.git.checkout\n' +
+        ' Keep Duration:  48h0m0s\n' +
+        ' Max Used Space: 488.3MiB\n',
+    );
     assert.match(
       insp,
-      /Name: +arm\nEndpoint: +tcp:\/\/127\.0\.0\.1:\d+\n(?:.*\n)*?Status: +running\nBuildKit version: +v0\.23\.2\nPlatforms: +linux\/arm64\*, linux\/arm\/v7\*, /,
+      /^Name: {10}bk\nDriver: {8}remote\nLast Activity: .* \+0000 UTC\n\nNodes:\nName: {13}amd\n/,
     );
   });
 

@@ -57,6 +57,22 @@ export interface NodeInfo {
   readonly platforms: readonly Platform[];
   /** The node's build engine version, e.g. `polyarch/v0.1.0`; empty until it was reached. */
   readonly version: string;
+  /** The worker's labels (BuildKit nodes), shown by inspect. */
+  readonly labels?: Readonly<Record<string, string>>;
+  /** The worker's garbage-collection rules (BuildKit nodes), shown by inspect. */
+  readonly gcPolicy?: readonly GcRule[];
+}
+
+/** One BuildKit GC policy rule (WorkerRecord.GCPolicy). */
+export interface GcRule {
+  readonly all: boolean;
+  readonly filters: readonly string[];
+  /** Nanoseconds. */
+  readonly keepDuration: number;
+  /** Bytes; 0 = unset. */
+  readonly reservedSpace: number;
+  readonly maxUsedSpace: number;
+  readonly minFreeSpace: number;
 }
 
 /** A node with its driver's answer, or the error the driver gave instead. */

@@ -34,6 +34,14 @@ export interface WorkerInfo {
   labels: Record<string, string>;
   /** The worker's native platform first, then the ones it emulates. */
   platforms: Platform[];
+  gcPolicy: Array<{
+    all: boolean;
+    filters: string[];
+    keepDuration: number;
+    reservedSpace: number;
+    maxUsedSpace: number;
+    minFreeSpace: number;
+  }>;
 }
 
 export interface BuildkitVersionInfo {
@@ -97,6 +105,14 @@ export class BuildkitClient {
       id: w.id,
       labels: w.labels,
       platforms: (w.platforms as Message[]).map(toPlatform),
+      gcPolicy: (w.gcPolicy as Message[]).map((g) => ({
+        all: g.all,
+        filters: g.filters,
+        keepDuration: g.keepDuration,
+        reservedSpace: g.reservedSpace,
+        maxUsedSpace: g.maxUsedSpace,
+        minFreeSpace: g.minFreeSpace,
+      })),
     }));
   }
 

@@ -103,10 +103,19 @@ export const BuildkitVersion = msg({
   version: [2, 'string'],
   revision: [3, 'string'],
 });
+export const GCPolicy = msg({
+  all: [1, 'bool'],
+  keepDuration: [2, 'int64'],
+  reservedSpace: [3, 'int64'],
+  filters: [4, 'string', 'repeated'],
+  maxUsedSpace: [5, 'int64'],
+  minFreeSpace: [6, 'int64'],
+});
 export const WorkerRecord = msg({
   id: [1, 'string'],
   labels: [2, 'map'],
   platforms: [3, Platform, 'repeated'],
+  gcPolicy: [4, GCPolicy, 'repeated'],
   buildkitVersion: [5, BuildkitVersion],
 });
 export const ListWorkersRequest = msg({ filter: [1, 'string', 'repeated'] });

@@ -94,7 +94,14 @@ export const remoteDriver: Driver = {
   async info(node): Promise<NodeInfo> {
     const n = await connectNode(node);
     n.client.close();
-    return { status: 'running', platforms: n.platforms, version: n.version };
+    const w = n.workers[0]!;
+    return {
+      status: 'running',
+      platforms: n.platforms,
+      version: n.version,
+      ...(Object.keys(w.labels).length > 0 ? { labels: w.labels } : {}),
+      ...(w.gcPolicy.length > 0 ? { gcPolicy: w.gcPolicy } : {}),
+    };
   },
   bootstrap(node) {
     return this.info(node);
