@@ -187,7 +187,11 @@ export class BuildkitClient {
         req,
         opts.signal ? { signal: opts.signal } : {},
       );
-      await Promise.race([statusDone, new Promise((res) => setTimeout(res, 2000))]);
+      // The last status batches follow the answer closely; do not wait long for a slow stream.
+      let timer: NodeJS.Timeout | undefined;
+      await Promise.race([statusDone, new Promise((res) => (timer = setTimeout(res, 2000)))]);
+      clearTimeout(timer);
+      status.cancel();
       return r.exporterResponse as Record<string, string>;
     } catch (err) {
       status.cancel();

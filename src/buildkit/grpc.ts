@@ -54,20 +54,45 @@ export function frame(payload: Buffer): Buffer {
 
 /** Splits a byte stream into gRPC message payloads. */
 export class Deframer {
-  private buf: Buffer = Buffer.alloc(0);
+  /** Received bytes not yet handed out; joined only once a whole message is there. */
+  private chunks: Buffer[] = [];
+  private size = 0;
+  /** Length of the message being received, once its header is in. */
+  private need = -1;
 
   push(chunk: Buffer, onMessage: (payload: Buffer) => void): void {
-    this.buf = this.buf.length === 0 ? chunk : Buffer.concat([this.buf, chunk]);
-    while (this.buf.length >= 5) {
-      if (this.buf[0] !== 0) throw new PolyarchError('UNSUPPORTED', 'gRPC: compressed message received');
-      const n = this.buf.readUInt32BE(1);
-      if (n > MAX_MESSAGE)
-        throw new PolyarchError('IO', `gRPC: message of ${n} bytes is over the 16 MiB limit`);
-      if (this.buf.length < 5 + n) return;
-      const payload = this.buf.subarray(5, 5 + n);
-      this.buf = this.buf.subarray(5 + n);
+    this.chunks.push(chunk);
+    this.size += chunk.length;
+    for (;;) {
+      if (this.need < 0) {
+        if (this.size < 5) return;
+        const head = this.take(5);
+        if (head[0] !== 0) throw new PolyarchError('UNSUPPORTED', 'gRPC: compressed message received');
+        this.need = head.readUInt32BE(1);
+        if (this.need > MAX_MESSAGE)
+          throw new PolyarchError('IO', `gRPC: message of ${this.need} bytes is over the 16 MiB limit`);
+      }
+      if (this.size < this.need) return;
+      const payload = this.take(this.need);
+      this.need = -1;
       onMessage(payload);
     }
+  }
+
+  private take(n: number): Buffer {
+    const first = this.chunks[0];
+    let out: Buffer;
+    if (first && first.length >= n) {
+      out = first.subarray(0, n);
+      if (first.length === n) this.chunks.shift();
+      else this.chunks[0] = first.subarray(n);
+    } else {
+      const all = Buffer.concat(this.chunks, this.size);
+      out = all.subarray(0, n);
+      this.chunks = all.length > n ? [all.subarray(n)] : [];
+    }
+    this.size -= n;
+    return out;
   }
 }
 

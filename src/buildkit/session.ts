@@ -56,11 +56,19 @@ export interface SessionOptions {
   output?: (exporterId: string) => Writable | undefined;
   /** A name shown in the daemon's logs. */
   name?: string;
+  /**
+   * Keys the daemon's copy of the local dirs: the same key on the next build lets it ask
+   * only for what changed. Default: random (a full transfer).
+   */
+  sharedKey?: string;
 }
 
 class ServiceError extends Error {
   grpcCode = Status.NOT_FOUND;
 }
+
+/** Largest tunnel message polyarch sends (BuildKit accepts 16 MiB). */
+const TUNNEL_MESSAGE = 4 << 20;
 
 function metaOne(call: ServerCall, key: string): string | undefined {
   return call.metadata.get(key)?.[0];
@@ -74,7 +82,7 @@ function metaList(call: ServerCall, key: string): string[] {
 
 export class BuildSession {
   readonly id = randomBytes(16).toString('hex');
-  readonly sharedKey = randomBytes(16).toString('hex');
+  readonly sharedKey: string;
   private server: http2.Http2Server | undefined;
   private call: ClientCall<Message, Message> | undefined;
   private tunnel: Duplex | undefined;
@@ -84,6 +92,7 @@ export class BuildSession {
   private readonly handlers: Map<string, Handler>;
 
   constructor(private readonly opts: SessionOptions) {
+    this.sharedKey = opts.sharedKey ?? randomBytes(16).toString('hex');
     this.handlers = new Map<string, Handler>([
       ['/grpc.health.v1.Health/Check', (c) => this.health(c)],
       ['/moby.filesync.v1.FileSync/DiffCopy', (c) => this.fileSync(c)],
@@ -111,6 +120,25 @@ export class BuildSession {
       read() {},
       write(chunk: Buffer, _enc, cb) {
         call.write({ data: chunk }).then(() => cb(), cb);
+      },
+      // HTTP/2 frames queued while the last message waited for the stream go as one message
+      // (up to TUNNEL_MESSAGE), not one gRPC message per frame.
+      writev(chunks, cb) {
+        const parts: Buffer[] = [];
+        let cur: Buffer[] = [];
+        let size = 0;
+        for (const { chunk } of chunks) {
+          const b = chunk as Buffer;
+          if (size + b.length > TUNNEL_MESSAGE && cur.length > 0) {
+            parts.push(Buffer.concat(cur, size));
+            cur = [];
+            size = 0;
+          }
+          cur.push(b);
+          size += b.length;
+        }
+        if (cur.length > 0) parts.push(Buffer.concat(cur, size));
+        parts.reduce((p, data) => p.then(() => call.write({ data })), Promise.resolve()).then(() => cb(), cb);
       },
       final(cb) {
         call.end();

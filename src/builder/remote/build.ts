@@ -13,16 +13,15 @@
  * into the local store (several nodes: one index over all of them); `type=oci|docker|tar`
  * is streamed to a temporary file renamed into place when the build succeeded.
  */
-import { randomBytes } from 'node:crypto';
+import { createHash, randomBytes } from 'node:crypto';
 import { mkdtemp, readFile, rename, rm, unlink, writeFile } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
+import { hostname, tmpdir } from 'node:os';
 import { basename, dirname, join, resolve } from 'node:path';
 import { createWriteStream } from 'node:fs';
 import { PassThrough, type Writable } from 'node:stream';
 import { BuildSession } from '../../buildkit/index.js';
 import type { OutputSpec } from '../../build/export/index.js';
-import { ContentStore, storeDir } from '../../content/index.js';
-import { createIndex, loadArchive } from '../../image/index.js';
+import type { ContentStore } from '../../content/index.js';
 import { type Descriptor, MediaType, parseImageConfig, parseImageDocument } from '../../oci/index.js';
 import { parseReference, repositoryName } from '../../oci/reference.js';
 import { formatPlatform, type Platform, toOciPlatform } from '../../platform/index.js';
@@ -182,6 +181,7 @@ function exportersFor(
         const pipe = new PassThrough({ highWaterMark: 1 << 20 });
         job.sinks.set(id, pipe);
         job.loaded = (async () => {
+          const { loadArchive } = await import('../../image/archive.js');
           const r = await loadArchive({ store: await store(), input: pipe });
           return r.images[0]?.descriptor;
         })();
@@ -265,7 +265,9 @@ export async function remoteBuild(builder: Builder, req: RemoteBuildRequest): Pr
       dockerfileName = 'Dockerfile';
     }
     let storePromise: Promise<ContentStore> | undefined;
-    const store = () => (storePromise ??= ContentStore.open(storeDir(env)));
+    // The local store and image modules are loaded only for outputs that need them.
+    const store = () =>
+      (storePromise ??= import('../../content/index.js').then((c) => c.ContentStore.open(c.storeDir(env))));
     const jobs: NodeJob[] = connected
       .filter((n) => plan.has(n.node.name))
       .map((n) => ({
@@ -288,6 +290,11 @@ export async function remoteBuild(builder: Builder, req: RemoteBuildRequest): Pr
             secrets,
             env,
             name: `polyarch ${builder.name}/${job.n.node.name}`,
+            // Stable per machine and context (as buildx's): a rebuild sends only what changed.
+            sharedKey: createHash('sha256')
+              .update(`${hostname()}\0${req.contextDir}`)
+              .digest('hex')
+              .slice(0, 32),
             output: (id) =>
               job.sinks.get(id) ?? (job.sinks.size === 1 ? [...job.sinks.values()][0] : undefined),
           });
@@ -373,6 +380,7 @@ async function finishOutputs(
       if (!d) throw new PolyarchError('IO', `node ${j.n.node.name}: the daemon returned no image digest`);
       return `${repo}@${d}`;
     });
+    const { createIndex } = await import('../../image/create.js');
     const r = await createIndex({ sources, tags: push.names, env });
     digest = r.digest;
     descriptor = { mediaType: r.index.mediaType, digest: r.digest, size: r.bytes.length };

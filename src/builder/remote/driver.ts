@@ -8,7 +8,8 @@
  *   n.client.close();
  */
 import { isAbsolute, resolve } from 'node:path';
-import { BuildkitClient, parseEndpoint, type TlsOptions, type WorkerInfo } from '../../buildkit/index.js';
+import type { BuildkitClient, WorkerInfo } from '../../buildkit/client.js';
+import { parseEndpoint, type TlsOptions } from '../../buildkit/dial.js';
 import type { Platform } from '../../platform/index.js';
 import { errorMessage, PolyarchError, UsageError } from '../../util/errors.js';
 import type { Driver } from '../driver.js';
@@ -60,6 +61,8 @@ export async function connectNode(
 ): Promise<ConnectedNode> {
   let client: BuildkitClient | undefined;
   try {
+    // Loaded here, not with the builder module: local builds never need it.
+    const { BuildkitClient } = await import('../../buildkit/client.js');
     client = await BuildkitClient.connect(node.endpoint, {
       tls: tlsOptions(node),
       ...(opts.timeoutMs !== undefined ? { timeoutMs: opts.timeoutMs } : {}),

@@ -17,6 +17,13 @@ async function readStdin(): Promise<string> {
   return Buffer.concat(chunks).toString('utf8');
 }
 
+/** The builder `build` would use (see resolveBuilder), when it is not the local driver's. */
+export async function remoteBuilder(name: string | undefined, ctx: CliContext): Promise<Builder | undefined> {
+  const { resolveBuilder } = await import('../../builder/builders.js');
+  const b = await resolveBuilder(name, { env: ctx.env });
+  return b.driver === 'local' ? undefined : b;
+}
+
 export async function runRemoteBuild(
   context: string,
   flags: BuildFlags,

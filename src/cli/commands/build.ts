@@ -179,6 +179,9 @@ async function readStdinBuffer(): Promise<Buffer> {
 }
 
 async function runBuild(context: string, flags: BuildFlags, ctx: CliContext): Promise<number> {
+  // A builder with BuildKit nodes: src/cli/commands/build-remote.ts (before any local probes).
+  const remote = await (await import('./build-remote.js')).remoteBuilder(flags.builder, ctx);
+  if (remote) return (await import('./build-remote.js')).runRemoteBuild(context, flags, ctx, remote);
   const plat = await import('../../platform/index.js');
   let platforms: ReturnType<typeof plat.parsePlatform>[] | undefined;
   try {
@@ -229,12 +232,9 @@ async function runBuild(context: string, flags: BuildFlags, ctx: CliContext): Pr
     ctx.err.write('WARNING: --annotation is not supported yet: no annotations are added\n');
 
   // The builder instance (`--builder`, $POLYARCH_BUILDER, the current one): this engine is
-  // the local driver's; remote (ssh) nodes are not driven from here yet.
+  // the local driver's (remote builders went to build-remote.ts above).
   const { resolveBuilder, touchBuilder } = await import('../../builder/index.js');
   const builder = await resolveBuilder(flags.builder, { env: ctx.env });
-  // Remote (BuildKit) nodes: src/cli/commands/build-remote.ts.
-  if (builder.driver !== 'local')
-    return (await import('./build-remote.js')).runRemoteBuild(context, flags, ctx, builder);
 
   // Outputs are resolved before anything is built, so a bad -o fails fast.
   const { outputs, warning } = exp.resolveOutputs({
