@@ -12,6 +12,7 @@ import {
   BuilderStore,
   builderPlatforms,
   createBuilder,
+  leaveBuilder,
   decodeBuilder,
   defaultBuilder,
   ENGINE_VERSION,
@@ -362,6 +363,36 @@ describe('operations on a real store', () => {
     const [s] = await nodeStates(b);
     assert.equal(s!.info!.status, 'running');
     assert.equal(s!.info!.version, ENGINE_VERSION);
+  });
+
+  test('remote nodes: endpoints and driver options are checked, --leave removes a node', async () => {
+    await assert.rejects(
+      createBuilder({ env, name: 'bk', driver: 'remote', endpoint: 'http://x:1' }),
+      /invalid endpoint "http:\/\/x:1": want unix:\/\/\/path, tcp:\/\/host:port or ssh:/,
+    );
+    await assert.rejects(
+      createBuilder({ env, name: 'bk', driver: 'remote', endpoint: 'tcp://h:1', driverOpts: { image: 'x' } }),
+      /invalid driver option "image" for the remote driver/,
+    );
+    const b = await createBuilder({
+      env,
+      name: 'bk',
+      driver: 'remote',
+      endpoint: 'tcp://h:1234',
+      driverOpts: { cacert: 'ca.pem', servername: 'bk.test' },
+    });
+    assert.deepEqual(b.nodes[0]!.driverOpts, {
+      cacert: join(process.cwd(), 'ca.pem'),
+      servername: 'bk.test',
+    });
+    await createBuilder({ env, name: 'bk', append: true, endpoint: 'unix:///run/bk.sock' });
+    const left = await leaveBuilder('bk', 'bk0', { env });
+    assert.deepEqual(
+      left.nodes.map((n) => n.name),
+      ['bk1'],
+    );
+    await assert.rejects(leaveBuilder('bk', 'bk0', { env }), /node bk0 not found in builder "bk"/);
+    await assert.rejects(leaveBuilder('bk', 'bk1', { env }), /last node of builder "bk"/);
   });
 
   test('the ssh driver says it is not implemented instead of pretending', async () => {

@@ -156,6 +156,38 @@ export async function createBuilder(opts: CreateOptions = {}): Promise<Builder> 
   return builder;
 }
 
+/**
+ * Removes node `node` from builder `name` (buildx `create --leave --node`). The last node
+ * cannot leave: remove the builder instead.
+ */
+export async function leaveBuilder(
+  name: string,
+  node: string,
+  opts: StoreOptions & { now?: Date } = {},
+): Promise<Builder> {
+  if (name === DEFAULT_BUILDER) throw new UsageError('default is a reserved name and cannot be changed');
+  validateName(name);
+  const store = BuilderStore.open(opts.env);
+  return store.withLock(async () => {
+    const b = await store.get(name);
+    if (!b) throw notFound(name);
+    if (!b.nodes.some((n) => n.name === node))
+      throw new PolyarchError('NOT_FOUND', `node ${node} not found in builder "${name}"`);
+    if (b.nodes.length === 1)
+      throw new PolyarchError(
+        'INVALID_ARGUMENT',
+        `node ${node} is the last node of builder "${name}": remove the builder instead (polyarch rm ${name})`,
+      );
+    const next: Builder = {
+      ...b,
+      nodes: b.nodes.filter((n) => n.name !== node),
+      lastActivity: (opts.now ?? new Date()).toISOString(),
+    };
+    await store.put(next);
+    return next;
+  });
+}
+
 /** Makes `name` the current builder (it must exist; `default` always does). */
 export async function useBuilder(name: string, opts: StoreOptions = {}): Promise<Builder> {
   const store = BuilderStore.open(opts.env);

@@ -12,6 +12,7 @@ interface CreateFlags {
   driverOpt?: string[];
   platform?: string[];
   append?: boolean;
+  leave?: boolean;
   node?: string;
   use?: boolean;
   bootstrap?: boolean;
@@ -52,11 +53,21 @@ export function register(program: Command, ctx: CliContext): void {
       collect,
     )
     .option('--append', 'Append a node to the builder instead of changing it')
+    .option('--leave', 'Remove a node from the builder (with --name and --node)')
     .option('--node <name>', 'Create or modify the node with this name')
     .option('--use', 'Set the current builder instance')
     .option('--bootstrap', 'Boot the builder after creation')
     .action(async (endpoint: string | undefined, flags: CreateFlags) => {
-      const { createBuilder } = await import('../../builder/index.js');
+      const { createBuilder, leaveBuilder } = await import('../../builder/index.js');
+      if (flags.leave) {
+        if (flags.name === undefined || flags.node === undefined)
+          throw new UsageError('--leave requires --name and --node');
+        if (flags.append || endpoint !== undefined)
+          throw new UsageError('--leave takes no endpoint and cannot be combined with --append');
+        const b = await leaveBuilder(flags.name, flags.node, { env: ctx.env });
+        ctx.out.write(`${b.name}\n`);
+        return;
+      }
       const b = await createBuilder({
         env: ctx.env,
         ...(flags.name !== undefined ? { name: flags.name } : {}),
