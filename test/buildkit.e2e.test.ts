@@ -306,6 +306,24 @@ describe('remote BuildKit builders', { skip: skip ?? false, concurrency: false }
     );
   });
 
+  test('DiskUsage and Prune through the library client', async () => {
+    const { BuildkitClient } = await import('../src/buildkit/index.js');
+    const c = await BuildkitClient.connect(arm.endpoint, { tls: arm.tls! });
+    try {
+      const before = await c.diskUsage();
+      assert.ok(
+        before.length > 0 && before.every((r) => r.id && r.size >= 0),
+        'no cache records after builds',
+      );
+      const removed = await c.prune({ all: true });
+      assert.ok(removed.length > 0, 'prune removed nothing');
+      const left = await c.diskUsage();
+      assert.ok(left.length < before.length, `${left.length} records left of ${before.length}`);
+    } finally {
+      c.close();
+    }
+  });
+
   test('type=oci from one node gives a layout archive skopeo reads', () => {
     const out = join(dir, 'out.tar');
     const r = run([

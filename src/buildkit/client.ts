@@ -15,6 +15,8 @@ import { Channel, GrpcError, Status } from './grpc.js';
 import {
   DiskUsageRequest,
   DiskUsageResponse,
+  PruneRequest,
+  UsageRecord as UsageRecordMessage,
   InfoRequest,
   InfoResponse,
   ListWorkersRequest,
@@ -79,6 +81,18 @@ function toPlatform(p: Message): Platform {
   });
 }
 
+function usageRecord(u: Message): UsageRecord {
+  return {
+    id: u.id,
+    size: u.size,
+    inUse: u.inUse,
+    mutable: u.mutable,
+    shared: u.shared,
+    description: u.description,
+    recordType: u.recordType,
+  };
+}
+
 export class BuildkitClient {
   private constructor(
     readonly endpoint: string,
@@ -133,15 +147,21 @@ export class BuildkitClient {
     const r = await this.channel.unary(`${CONTROL}/DiskUsage`, DiskUsageRequest, DiskUsageResponse, {
       filter,
     });
-    return (r.record as Message[]).map((u) => ({
-      id: u.id,
-      size: u.size,
-      inUse: u.inUse,
-      mutable: u.mutable,
-      shared: u.shared,
-      description: u.description,
-      recordType: u.recordType,
-    }));
+    return (r.record as Message[]).map(usageRecord);
+  }
+
+  /** Prunes the build cache (buildctl prune); resolves to the records removed. */
+  async prune(
+    opts: { all?: boolean; filter?: string[]; keepDurationNs?: number } = {},
+  ): Promise<UsageRecord[]> {
+    const call = this.channel.serverStream(`${CONTROL}/Prune`, PruneRequest, UsageRecordMessage, {
+      all: opts.all ?? false,
+      filter: opts.filter ?? [],
+      ...(opts.keepDurationNs ? { keepDuration: opts.keepDurationNs } : {}),
+    });
+    const out: UsageRecord[] = [];
+    for await (const u of call) out.push(usageRecord(u));
+    return out;
   }
 
   /**
