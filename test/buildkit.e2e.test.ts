@@ -11,7 +11,7 @@
 import assert from 'node:assert/strict';
 import { createHash } from 'node:crypto';
 import { type SpawnSyncReturns, spawn, spawnSync } from 'node:child_process';
-import { mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { lstatSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { hostname, tmpdir } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
 import { gunzipSync } from 'node:zlib';
@@ -303,6 +303,51 @@ describe('remote BuildKit builders', { skip: skip ?? false, concurrency: false }
     assert.equal(
       ok(['run', '--rm', '--pull', 'never', '--platform', 'linux/arm64', 'bk-load:1']),
       'aarch64 linux/arm64 linux/arm64\n',
+    );
+  });
+
+  test('type=local: one node writes the rootfs, two nodes one subdirectory per platform', () => {
+    const one = join(dir, 'local-one');
+    let r = run([
+      'build',
+      '--builder',
+      'bk',
+      '--platform',
+      'linux/arm64',
+      '-o',
+      `type=local,dest=${one}`,
+      '--secret',
+      `id=tok,src=${join(dir, 'tok')}`,
+      ctxDir,
+    ]);
+    assert.equal(r.status, 0, r.stderr);
+    assert.equal(readFileSync(join(one, 'built'), 'utf8'), 'aarch64 linux/arm64 linux/arm64\n');
+    assert.equal(readFileSync(join(one, 'app', 'src', 'keep.txt'), 'utf8'), 'kept\n');
+    assert.ok(lstatSync(join(one, 'bin', 'sh')).isSymbolicLink());
+    assert.equal(lstatSync(join(one, 'tmp')).mode & 0o7777, 0o1777);
+    const two = join(dir, 'local-two');
+    r = run([
+      'build',
+      '--builder',
+      'bk',
+      '--platform',
+      'linux/amd64,linux/arm/v7',
+      '-o',
+      `type=local,dest=${two}`,
+      '--secret',
+      `id=tok,src=${join(dir, 'tok')}`,
+      ctxDir,
+    ]);
+    assert.equal(r.status, 0, r.stderr);
+    assert.deepEqual(readdirSync(two).sort(), ['linux_amd64', 'linux_arm_v7']);
+    assert.equal(readFileSync(join(two, 'linux_amd64', 'built'), 'utf8'), 'x86_64 linux/amd64 linux/amd64\n');
+    assert.equal(
+      readFileSync(join(two, 'linux_arm_v7', 'built'), 'utf8'),
+      'armv7l linux/arm/v7 linux/arm64\n',
+    );
+    assert.deepEqual(
+      readdirSync(dir).filter((n) => n.endsWith('.tmp')),
+      [],
     );
   });
 

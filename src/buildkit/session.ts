@@ -18,7 +18,7 @@
  */
 import { randomBytes } from 'node:crypto';
 import * as http2 from 'node:http2';
-import { Duplex, type Writable } from 'node:stream';
+import { Duplex, Stream, type Writable } from 'node:stream';
 import { getCredentials } from '../registry/credentials.js';
 import { PolyarchError } from '../util/errors.js';
 import {
@@ -31,6 +31,7 @@ import {
   WINDOW,
 } from './grpc.js';
 import { sendEntries, walkContext } from './filesync.js';
+import { receiveTree } from './receive.js';
 import {
   BytesMessage,
   CredentialsRequest,
@@ -51,9 +52,10 @@ export interface SessionOptions {
   env?: NodeJS.ProcessEnv;
   /**
    * Where the exporter with this id (its index in SolveRequest.exporters) writes what it
-   * returns to the client. The session ends the stream when the daemon is done.
+   * returns to the client: a stream for tar outputs (the session ends it when the daemon is
+   * done), or `{ dir }`, an empty directory, for the `local` exporter's files.
    */
-  output?: (exporterId: string) => Writable | undefined;
+  output?: (exporterId: string) => Writable | { dir: string } | undefined;
   /** A name shown in the daemon's logs. */
   name?: string;
   /**
@@ -200,8 +202,13 @@ export class BuildSession {
 
   private async fileSend(call: ServerCall): Promise<void> {
     const id = metaOne(call, 'buildkit-attachable-exporter-id') ?? '0';
-    const sink = this.opts.output?.(id);
-    if (!sink) throw new ServiceError(`no output is waiting for exporter ${id}`);
+    const target = this.opts.output?.(id);
+    if (!target) throw new ServiceError(`no output is waiting for exporter ${id}`);
+    if ('dir' in target && !(target instanceof Stream)) {
+      await receiveTree(call, target.dir);
+      return;
+    }
+    const sink = target as Writable;
     try {
       for (;;) {
         const m = await call.read(BytesMessage);

@@ -14,10 +14,10 @@
  * is streamed to a temporary file renamed into place when the build succeeded.
  */
 import { createHash, randomBytes } from 'node:crypto';
-import { mkdtemp, readFile, rename, rm, unlink, writeFile } from 'node:fs/promises';
+import { mkdir, mkdtemp, readdir, readFile, rename, rm, unlink, writeFile } from 'node:fs/promises';
 import { hostname, tmpdir } from 'node:os';
 import { basename, dirname, join, resolve } from 'node:path';
-import { createWriteStream } from 'node:fs';
+import { createWriteStream, mkdirSync } from 'node:fs';
 import { PassThrough, type Writable } from 'node:stream';
 import { BuildSession } from '../../buildkit/index.js';
 import type { OutputSpec } from '../../build/export/index.js';
@@ -66,8 +66,8 @@ interface NodeJob {
   n: ConnectedNode;
   platforms: Platform[];
   ref: string;
-  /** Exporter index → where its bytes go. */
-  sinks: Map<string, Writable>;
+  /** Exporter index → where its bytes (or, for type=local, its files) go. */
+  sinks: Map<string, Writable | { dir: string }>;
   /** What to do with client-side outputs once the solve succeeded. */
   finish: Array<() => Promise<void>>;
   abort: Array<() => Promise<void>>;
@@ -143,6 +143,27 @@ function fileSink(dest: string, job: NodeJob): Writable {
   return ws;
 }
 
+/**
+ * type=local: files land in a temporary directory beside `dest`; on success each top-level
+ * entry is moved into `dest` (made if missing), replacing one of the same name, as buildx
+ * writes into an existing directory. Several nodes each bring their platforms' subdirectories.
+ */
+function dirSink(dest: string, job: NodeJob): { dir: string } {
+  const abs = resolve(dest);
+  const tmp = join(dirname(abs), `.${basename(abs)}.${randomBytes(4).toString('hex')}.tmp`);
+  mkdirSync(tmp, { recursive: true, mode: 0o700 });
+  job.finish.push(async () => {
+    await mkdir(abs, { recursive: true });
+    for (const name of await readdir(tmp)) {
+      await rm(join(abs, name), { recursive: true, force: true });
+      await rename(join(tmp, name), join(abs, name));
+    }
+    await rm(tmp, { recursive: true, force: true });
+  });
+  job.abort.push(() => rm(tmp, { recursive: true, force: true }));
+  return { dir: tmp };
+}
+
 /** The exporters for one node, and the client-side ends of those that come back. */
 function exportersFor(
   job: NodeJob,
@@ -152,11 +173,12 @@ function exportersFor(
 ): Array<{ type: string; attrs: Record<string, string> }> {
   const ex: Array<{ type: string; attrs: Record<string, string> }> = [];
   for (const o of outputs) {
-    if (o.type === 'local')
-      throw new PolyarchError(
-        'UNSUPPORTED',
-        `output ${o.raw}: type=local is not supported on remote builders yet`,
-      );
+    if (o.type === 'local') {
+      if (!o.dest) throw new PolyarchError('INVALID_ARGUMENT', `output ${o.raw}: dest is required`);
+      job.sinks.set(String(ex.length), dirSink(o.dest, job));
+      ex.push({ type: 'local', attrs: {} });
+      continue;
+    }
     if ((o.type === 'image' || o.type === 'registry') && o.push) {
       if (o.names.length === 0)
         throw new PolyarchError('INVALID_ARGUMENT', `output ${o.raw}: a push needs a name (-t or name=)`);
