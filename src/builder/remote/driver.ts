@@ -2,7 +2,8 @@
  * The `remote` driver (buildx's name and options): a node is a buildkitd polyarch reaches
  * at `unix:///path`, `tcp://host:port` (mutual TLS with `--driver-opt
  * cacert=…,cert=…,key=…,servername=…`) or `ssh://[user@]host[:port][/socket]`. Nothing is
- * started: `bootstrap` is `info`, which asks the daemon (ListWorkers, Info).
+ * started: `bootstrap` asks the daemon (ListWorkers, Info) and fails when it cannot be
+ * reached; `info` reports such a node `inactive`, as buildx does.
  *
  *   const n = await connectNode(node);   // { client, workers, version, native, platforms }
  *   n.client.close();
@@ -94,7 +95,16 @@ export const remoteDriver: Driver = {
     parseEndpoint(endpoint);
     return endpoint;
   },
+  // buildx's remote driver: a daemon that cannot be reached is `inactive`, not an error;
+  // bootstrap (inspect --bootstrap, create --bootstrap) fails with the reason.
   async info(node): Promise<NodeInfo> {
+    try {
+      return await this.bootstrap(node);
+    } catch {
+      return { status: 'inactive', platforms: node.platforms, version: '' };
+    }
+  },
+  async bootstrap(node): Promise<NodeInfo> {
     const n = await connectNode(node);
     n.client.close();
     const w = n.workers[0]!;
@@ -105,9 +115,6 @@ export const remoteDriver: Driver = {
       ...(Object.keys(w.labels).length > 0 ? { labels: w.labels } : {}),
       ...(w.gcPolicy.length > 0 ? { gcPolicy: w.gcPolicy } : {}),
     };
-  },
-  bootstrap(node) {
-    return this.info(node);
   },
 };
 
