@@ -369,6 +369,52 @@ describe('remote BuildKit builders', { skip: skip ?? false, concurrency: false }
     }
   });
 
+  test('type=oci from two nodes: one layout with every platform; tar=false gives a directory', () => {
+    const out = join(dir, 'two.tar');
+    const r = run([
+      'build',
+      '--builder',
+      'bk',
+      '--platform',
+      'linux/amd64,linux/arm64',
+      '-o',
+      `type=oci,dest=${out}`,
+      '-t',
+      'two:1',
+      '--iidfile',
+      join(dir, 'two.iid'),
+      '--secret',
+      `id=tok,src=${join(dir, 'tok')}`,
+      ctxDir,
+    ]);
+    assert.equal(r.status, 0, r.stderr);
+    const index = JSON.parse(skopeo(['inspect', '--raw', `oci-archive:${out}`]));
+    assert.deepEqual(
+      index.manifests.map((m: { platform: { architecture: string } }) => m.platform.architecture).sort(),
+      ['amd64', 'arm64'],
+    );
+    const layoutDir = join(dir, 'two-layout');
+    const d = run([
+      'build',
+      '--builder',
+      'bk',
+      '--platform',
+      'linux/arm64',
+      '-o',
+      `type=oci,dest=${layoutDir},tar=false`,
+      '--secret',
+      `id=tok,src=${join(dir, 'tok')}`,
+      ctxDir,
+    ]);
+    assert.equal(d.status, 0, d.stderr);
+    const cfg = JSON.parse(skopeo(['inspect', '--config', `oci:${layoutDir}`]));
+    assert.equal(cfg.architecture, 'arm64');
+    assert.deepEqual(
+      readdirSync(dir).filter((n) => n.endsWith('.tmp')),
+      [],
+    );
+  });
+
   test('type=oci from one node gives a layout archive skopeo reads', () => {
     const out = join(dir, 'out.tar');
     const r = run([
@@ -545,6 +591,27 @@ describe('remote BuildKit builders', { skip: skip ?? false, concurrency: false }
       proxy.close();
       for (const s of socks) s.destroy();
     }
+  });
+
+  test('SIGINT cancels the remote build: exit 130 at once, the daemon stops the step', async () => {
+    const c = join(dir, 'int-ctx');
+    mkdirSync(c, { recursive: true });
+    writeFileSync(join(c, 'Dockerfile'), `FROM busybox\nRUN echo int-${Date.now()} && sleep 30\n`);
+    const child = spawn(bin, ['build', '--builder', 'bk', '--platform', 'linux/amd64', c], { env });
+    let stderr = '';
+    child.stderr.on('data', (d: Buffer) => {
+      stderr += d.toString();
+    });
+    const exit = new Promise<number | null>((res) => child.once('exit', (code) => res(code)));
+    const t0 = Date.now();
+    while (!stderr.includes('sleep 30') && Date.now() - t0 < 30_000)
+      await new Promise((r) => setTimeout(r, 100));
+    await new Promise((r) => setTimeout(r, 300));
+    const t1 = Date.now();
+    child.kill('SIGINT');
+    assert.equal(await exit, 130, stderr);
+    assert.ok(Date.now() - t1 < 5000, 'the CLI did not stop promptly');
+    assert.match(stderr, /ERROR: build canceled by SIGINT\n$/);
   });
 
   describe('ssh:// endpoints', { skip: sshSkip ?? false }, () => {

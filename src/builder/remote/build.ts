@@ -165,11 +165,56 @@ function dirSink(dest: string, job: NodeJob): { dir: string } {
 }
 
 /** The exporters for one node, and the client-side ends of those that come back. */
+/**
+ * A type=oci output from several nodes (or as a layout directory): each node's OCI tar is
+ * loaded into a temporary store, and once all are in, one index over every node's manifests
+ * is written as the layout (tar or directory) at dest.
+ */
+interface OciMerge {
+  spec: OutputSpec;
+  dir: string;
+  store: Promise<ContentStore>;
+  roots: Promise<Descriptor | undefined>[];
+}
+
+function ociMerge(merges: Map<OutputSpec, OciMerge>, o: OutputSpec): OciMerge {
+  let m = merges.get(o);
+  if (!m) {
+    const abs = resolve(o.dest!);
+    const dir = join(dirname(abs), `.${basename(abs)}.${randomBytes(4).toString('hex')}.store.tmp`);
+    const store = import('../../content/index.js').then((c) => c.ContentStore.open(dir));
+    store.catch(() => {});
+    m = { spec: o, dir, store, roots: [] };
+    merges.set(o, m);
+  }
+  return m;
+}
+
+/** Streams an OCI tar the daemon sends into `store`; resolves to its root. */
+function loadInto(
+  job: NodeJob,
+  store: () => Promise<ContentStore>,
+): { pipe: PassThrough; root: Promise<Descriptor | undefined> } {
+  const pipe = new PassThrough({ highWaterMark: 1 << 20 });
+  const root = (async () => {
+    const { loadArchive } = await import('../../image/archive.js');
+    const r = await loadArchive({ store: await store(), input: pipe });
+    return r.images[0]?.descriptor;
+  })();
+  root.catch(() => {});
+  job.abort.push(async () => {
+    pipe.destroy(new PolyarchError('ABORTED', 'build failed'));
+    await root.catch(() => {});
+  });
+  return { pipe, root };
+}
+
 function exportersFor(
   job: NodeJob,
   outputs: readonly OutputSpec[],
   multiNode: boolean,
   store: () => Promise<ContentStore>,
+  merges: Map<OutputSpec, OciMerge>,
 ): Array<{ type: string; attrs: Record<string, string> }> {
   const ex: Array<{ type: string; attrs: Record<string, string> }> = [];
   for (const o of outputs) {
@@ -192,26 +237,24 @@ function exportersFor(
       ex.push({ type: 'image', attrs });
     }
     if ((o.type === 'image' && o.store) || o.type === 'oci' || o.type === 'docker' || o.type === 'tar') {
-      if (o.type !== 'image' && multiNode)
+      if ((o.type === 'docker' || o.type === 'tar') && multiNode)
         throw new PolyarchError(
           'UNSUPPORTED',
-          `output ${o.raw}: type=${o.type} needs every platform on one node (this build uses several)`,
+          `output ${o.raw}: type=${o.type} needs every platform on one node (this build uses several; type=oci can combine them)`,
         );
       const id = String(ex.length);
       if (o.type === 'image') {
         ex.push({ type: 'oci', attrs: { ...imageAttrs(o), tar: 'true' } });
-        const pipe = new PassThrough({ highWaterMark: 1 << 20 });
+        const { pipe, root } = loadInto(job, store);
         job.sinks.set(id, pipe);
-        job.loaded = (async () => {
-          const { loadArchive } = await import('../../image/archive.js');
-          const r = await loadArchive({ store: await store(), input: pipe });
-          return r.images[0]?.descriptor;
-        })();
-        job.loaded.catch(() => {});
-        job.abort.push(async () => {
-          pipe.destroy(new PolyarchError('ABORTED', 'build failed'));
-          await job.loaded?.catch(() => {});
-        });
+        job.loaded = root;
+      } else if (o.type === 'oci' && (multiNode || !o.tar)) {
+        if (!o.dest) throw new PolyarchError('INVALID_ARGUMENT', `output ${o.raw}: dest is required`);
+        const m = ociMerge(merges, o);
+        ex.push({ type: 'oci', attrs: { ...imageAttrs(o), tar: 'true' } });
+        const { pipe, root } = loadInto(job, () => m.store);
+        job.sinks.set(id, pipe);
+        m.roots.push(root);
       } else {
         if (!o.dest) throw new PolyarchError('INVALID_ARGUMENT', `output ${o.raw}: dest is required`);
         const attrs: Record<string, string> = o.type === 'tar' ? {} : { ...imageAttrs(o), tar: 'true' };
@@ -300,13 +343,15 @@ export async function remoteBuild(builder: Builder, req: RemoteBuildRequest): Pr
         finish: [],
         abort: [],
       }));
+    const merges = new Map<OutputSpec, OciMerge>();
+    const merged: Descriptor[] = [];
     const abort = new AbortController();
     const onAbort = () => abort.abort(req.signal?.reason);
     req.signal?.addEventListener('abort', onAbort, { once: true });
     try {
       await Promise.all(
         jobs.map(async (job) => {
-          const exporters = exportersFor(job, req.outputs, multiNode, store);
+          const exporters = exportersFor(job, req.outputs, multiNode, store, merges);
           const session = new BuildSession({
             dirs: { context: req.contextDir, dockerfile: dockerfileDir },
             secrets,
@@ -359,17 +404,40 @@ export async function remoteBuild(builder: Builder, req: RemoteBuildRequest): Pr
         }),
       );
       for (const job of jobs) for (const f of job.finish) await f();
+      for (const m of merges.values()) merged.push(await writeMerged(m));
     } catch (err) {
       for (const job of jobs) for (const a of job.abort) await a().catch(() => {});
       throw err;
     } finally {
       req.signal?.removeEventListener('abort', onAbort);
+      for (const m of merges.values()) await rm(m.dir, { recursive: true, force: true });
     }
-    return await finishOutputs(builder, req, jobs, multiNode, store);
+    return await finishOutputs(builder, req, jobs, multiNode, store, merged[0]);
   } finally {
     for (const n of connected) n.client.close();
     if (tmpDockerfileDir) await rm(tmpDockerfileDir, { recursive: true, force: true });
   }
+}
+
+/** One layout at the output's dest over every node's manifests. */
+async function writeMerged(m: OciMerge): Promise<Descriptor> {
+  const store = await m.store;
+  const roots = (await Promise.all(m.roots)).filter((d): d is Descriptor => d !== undefined);
+  if (roots.length === 0) throw new PolyarchError('IO', `output ${m.spec.raw}: the daemons sent no image`);
+  const root =
+    roots.length === 1
+      ? roots[0]!
+      : await store.writeJson(
+          {
+            schemaVersion: 2,
+            mediaType: MediaType.OciIndex,
+            manifests: (await Promise.all(roots.map((r) => manifestsOf(store, r)))).flat(),
+          },
+          MediaType.OciIndex,
+        );
+  const { writeOciArchive } = await import('../../build/export/archive.js');
+  await writeOciArchive({ store, root, names: m.spec.names, dest: resolve(m.spec.dest!), tar: m.spec.tar });
+  return root;
 }
 
 async function finishOutputs(
@@ -378,6 +446,7 @@ async function finishOutputs(
   jobs: NodeJob[],
   multiNode: boolean,
   store: () => Promise<ContentStore>,
+  merged?: Descriptor,
 ): Promise<RemoteBuildResult> {
   const env = req.env ?? process.env;
   const nodes: Record<string, string> = {};
@@ -428,6 +497,10 @@ async function finishOutputs(
       digest ??= root.digest;
       descriptor ??= { mediaType: root.mediaType, digest: root.digest, size: root.size };
     }
+  }
+  if (!digest && merged) {
+    digest = merged.digest;
+    descriptor = { mediaType: merged.mediaType, digest: merged.digest, size: merged.size };
   }
   if (descriptor) md['containerimage.descriptor'] = descriptor;
   if (digest) md['containerimage.digest'] = digest;
