@@ -263,9 +263,14 @@ export class Channel {
 
 // --- server side -----------------------------------------------------------------------
 
+/** Messages a server call holds before it stops reading from the peer. */
+const QUEUE_LIMIT = 8 << 20;
+
 /** One incoming call: read messages, write messages; the handler's return ends it OK. */
 export class ServerCall {
   private readonly queue: Buffer[] = [];
+  /** Bytes in `queue`; above QUEUE_LIMIT the stream is paused (HTTP/2 flow control holds the peer). */
+  private queued = 0;
   private waiting: (() => void) | undefined;
   private ended = false;
   private started = false;
@@ -280,8 +285,10 @@ export class ServerCall {
       try {
         deframer.push(chunk, (p) => {
           this.queue.push(p);
+          this.queued += p.length;
           this.wake();
         });
+        if (this.queued > QUEUE_LIMIT) stream.pause();
       } catch {
         stream.close();
       }
@@ -310,7 +317,12 @@ export class ServerCall {
   /** The next request message, undefined once the peer half-closed. */
   async read(schema: Schema): Promise<Message | undefined> {
     for (;;) {
-      if (this.queue.length > 0) return decode(schema, this.queue.shift()!);
+      if (this.queue.length > 0) {
+        const p = this.queue.shift()!;
+        this.queued -= p.length;
+        if (this.queued <= QUEUE_LIMIT / 2 && this.stream.isPaused()) this.stream.resume();
+        return decode(schema, p);
+      }
       if (this.ended) return undefined;
       await new Promise<void>((res) => {
         this.waiting = res;

@@ -216,8 +216,14 @@ export class BuildSession {
         const data = m.data as Buffer;
         if (data.length > 0 && !sink.write(data))
           await new Promise<void>((res, rej) => {
-            sink.once('drain', res);
-            sink.once('error', rej);
+            const done = (err?: Error) => {
+              sink.off('drain', done);
+              sink.off('error', done);
+              if (err) rej(err);
+              else res();
+            };
+            sink.on('drain', done);
+            sink.on('error', done);
           });
       }
       if (call.closed) throw new PolyarchError('IO', `the daemon stopped sending exporter ${id}'s output`);
