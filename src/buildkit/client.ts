@@ -215,8 +215,18 @@ export class BuildkitClient {
       return r.exporterResponse as Record<string, string>;
     } catch (err) {
       status.cancel();
+      if (err instanceof GrpcError && err.grpcCode === Status.UNAVAILABLE && !opts.signal?.aborted)
+        throw new PolyarchError(
+          'UNAVAILABLE',
+          `lost the connection to the daemon during the build (${err.details})`,
+          {
+            cause: err,
+          },
+        );
       if (opts.session.error && err instanceof GrpcError)
-        throw new PolyarchError('IO', `${err.message} (${opts.session.error.message})`, { cause: err });
+        throw new PolyarchError('IO', `${err.message} (build session: ${opts.session.error.message})`, {
+          cause: err,
+        });
       throw err;
     }
   }
