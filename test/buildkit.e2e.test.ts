@@ -11,7 +11,16 @@
 import assert from 'node:assert/strict';
 import { createHash } from 'node:crypto';
 import { type SpawnSyncReturns, spawn, spawnSync } from 'node:child_process';
-import { lstatSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import {
+  existsSync,
+  lstatSync,
+  mkdirSync,
+  mkdtempSync,
+  readdirSync,
+  readFileSync,
+  rmSync,
+  writeFileSync,
+} from 'node:fs';
 import { hostname, tmpdir } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
 import { gunzipSync } from 'node:zlib';
@@ -587,6 +596,10 @@ describe('remote BuildKit builders', { skip: skip ?? false, concurrency: false }
       assert.match(lines.at(-1)!, /^ERROR: node cut0 \(tcp:\/\/127\.0\.0\.1:\d+\): .+$/);
       assert.ok(Date.now() - t0 < 15_000, 'the build waited for the RUN step instead of failing');
       assert.doesNotMatch(ok(['images']), /halfway/);
+      // Nothing half-written in the local store either.
+      const ingest = join(dir, 'root', 'store', 'ingest');
+      if (existsSync(ingest)) assert.deepEqual(readdirSync(ingest), []);
+      assert.match(lines.at(-1)!, /lost the connection to the daemon during the build/);
     } finally {
       proxy.close();
       for (const s of socks) s.destroy();
