@@ -7,6 +7,7 @@ import { after, before, describe, test } from 'node:test';
 import { GO_MODE, goFileMode, walkContext } from './filesync.js';
 import { parseEndpoint, sshArgs } from './dial.js';
 import { Packet, SolveRequest, StatusResponse } from './messages.js';
+import { Deframer, frame } from './grpc.js';
 import { decode, encode } from './proto.js';
 
 describe('protobuf codec', () => {
@@ -49,6 +50,28 @@ describe('protobuf codec', () => {
 
   test('a truncated message is an error, not garbage', () => {
     assert.throws(() => decode(SolveRequest, Buffer.from([0x0a, 0x05, 0x61])), /malformed protobuf/);
+  });
+});
+
+describe('gRPC framing', () => {
+  test('messages split across chunks at every byte, and several in one chunk, come out whole', () => {
+    const msgs = [Buffer.alloc(0), Buffer.from('a'), Buffer.alloc(70_000, 7), Buffer.from('last')];
+    const wire = Buffer.concat(msgs.map((m) => frame(m)));
+    for (const step of [1, 3, 5, 4096, wire.length]) {
+      const d = new Deframer();
+      const got: Buffer[] = [];
+      for (let i = 0; i < wire.length; i += step)
+        d.push(wire.subarray(i, i + step), (p) => got.push(Buffer.from(p)));
+      assert.deepEqual(got, msgs, `chunks of ${step}`);
+    }
+  });
+
+  test('compressed or oversized messages are refused', () => {
+    assert.throws(() => new Deframer().push(Buffer.from([1, 0, 0, 0, 0]), () => {}), /compressed/);
+    assert.throws(
+      () => new Deframer().push(Buffer.from([0, 0xff, 0, 0, 0]), () => {}),
+      /over the 16 MiB limit/,
+    );
   });
 });
 
