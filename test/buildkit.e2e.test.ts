@@ -288,6 +288,61 @@ describe('remote BuildKit builders', { skip: skip ?? false, concurrency: false }
     }
   });
 
+  test('a builder mixing this machine and a BuildKit node: one index, each platform on its node', () => {
+    ok(['create', '--name', 'mix', '--node', 'here', '--platform', 'linux/amd64']);
+    const tls = arm.tls!;
+    ok([
+      'create',
+      '--name',
+      'mix',
+      '--append',
+      '--driver',
+      'remote',
+      '--node',
+      'arm',
+      '--platform',
+      'linux/arm64',
+      '--driver-opt',
+      `cacert=${tls.cacert},cert=${tls.cert},key=${tls.key},servername=${tls.servername}`,
+      arm.endpoint,
+    ]);
+    const ls = ok(['ls']);
+    assert.match(ls, /\n \\_ here +\\_ local +running +polyarch\/v[\d.]+ +linux\/amd64\*/);
+    assert.match(ls, /\n \\_ arm +\\_ tcp:\/\/127\.0\.0\.1:\d+ +running +v0\.23\.2 +linux\/arm64\*/);
+    const ref = `${reg}/bk-e2e/mixed:1`;
+    const md = join(dir, 'mix.json');
+    const r = run([
+      'build',
+      '--builder',
+      'mix',
+      '--platform',
+      'linux/amd64,linux/arm64',
+      '--push',
+      '-t',
+      ref,
+      '--secret',
+      `id=tok,src=${join(dir, 'tok')}`,
+      '--metadata-file',
+      md,
+      ctxDir,
+    ]);
+    assert.equal(r.status, 0, r.stderr);
+    // The local engine names a lone platform's steps without it, as BuildKit does for one platform.
+    assert.match(r.stderr, /\[here\] \[(?:linux\/amd64 )?1\/4\] FROM/);
+    assert.match(r.stderr, /\[arm\] \[linux\/arm64 /);
+    assert.deepEqual(JSON.parse(readFileSync(md, 'utf8'))['polyarch.build.nodes'], {
+      'linux/amd64': 'here',
+      'linux/arm64': 'arm',
+    });
+    const index = JSON.parse(skopeo(['inspect', '--raw', '--tls-verify=false', `docker://${ref}`]));
+    assert.deepEqual(
+      index.manifests.map((m: { platform: { architecture: string } }) => m.platform.architecture).sort(),
+      ['amd64', 'arm64'],
+    );
+    assert.equal(ok(['run', '--rm', '--platform', 'linux/amd64', ref]), 'x86_64 linux/amd64 linux/amd64\n');
+    assert.equal(ok(['run', '--rm', '--platform', 'linux/arm64', ref]), 'aarch64 linux/arm64 linux/arm64\n');
+  });
+
   test('--load brings a two-node, two-platform image into the local store', () => {
     const r = run([
       'build',

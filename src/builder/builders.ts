@@ -30,6 +30,7 @@ import {
   type DriverName,
   isDriverName,
   type NodeState,
+  nodeDriver,
 } from './types.js';
 
 export interface StoreOptions {
@@ -98,16 +99,20 @@ export async function createBuilder(opts: CreateOptions = {}): Promise<Builder> 
         'ALREADY_EXISTS',
         `existing instance for "${name}" but no append mode, specify the node name to make changes for existing instances`,
       );
-    const driverName = wantDriver ?? existing?.driver ?? 'local';
-    if (existing && existing.driver !== driverName)
+    const nodes = [...(existing?.nodes ?? [])];
+    const index = opts.node === undefined ? -1 : nodes.findIndex((n) => n.name === opts.node);
+    const old = index >= 0 ? nodes[index] : undefined;
+    const driverName =
+      wantDriver ?? (old && existing ? nodeDriver(existing, old) : undefined) ?? existing?.driver ?? 'local';
+    // This machine's engine and BuildKit nodes may share a builder; ssh nodes may not (yet).
+    const mixable = (a: DriverName, b: DriverName) =>
+      (a === 'local' && b === 'remote') || (a === 'remote' && b === 'local');
+    if (existing && existing.driver !== driverName && !mixable(existing.driver, driverName))
       throw new PolyarchError(
         'INVALID_ARGUMENT',
         `builder "${name}" uses the ${existing.driver} driver: cannot add a node with the ${driverName} driver`,
       );
     const driver = driverFor(driverName);
-    const nodes = [...(existing?.nodes ?? [])];
-    const index = opts.node === undefined ? -1 : nodes.findIndex((n) => n.name === opts.node);
-    const old = index >= 0 ? nodes[index] : undefined;
     const rawEndpoint = opts.endpoint ?? old?.endpoint ?? driver.defaultEndpoint;
     if (rawEndpoint === undefined)
       throw new UsageError(`the ${driverName} driver needs an endpoint argument, e.g. ssh://user@host`);
@@ -131,9 +136,11 @@ export async function createBuilder(opts: CreateOptions = {}): Promise<Builder> 
             })()
           : checkRemoteDriverOpts(opts.driverOpts)
         : undefined;
+    const { driver: _oldDriver, ...oldRest } = old ?? {};
     const node: BuilderNode = {
-      ...old,
+      ...oldRest,
       ...(driverOpts ? { driverOpts } : {}),
+      ...(existing && existing.driver !== driverName ? { driver: driverName } : {}),
       name: nodeName,
       endpoint,
       // Changing a node without --platform keeps its pinned platforms (buildx does too).
@@ -143,7 +150,7 @@ export async function createBuilder(opts: CreateOptions = {}): Promise<Builder> 
     else nodes.push(node);
     const b: Builder = {
       name,
-      driver: driverName,
+      driver: existing?.driver ?? driverName,
       nodes,
       dynamic: false,
       lastActivity: (opts.now ?? new Date()).toISOString(),
@@ -258,9 +265,9 @@ export async function resolveBuilder(name?: string, opts: StoreOptions = {}): Pr
 
 /** Asks each node's driver for its state (`bootstrap` starts nodes first), in parallel; errors are kept per node. */
 export async function nodeStates(b: Builder, opts: { bootstrap?: boolean } = {}): Promise<NodeState[]> {
-  const driver = driverFor(b.driver);
   return Promise.all(
     b.nodes.map(async (node): Promise<NodeState> => {
+      const driver = driverFor(nodeDriver(b, node));
       try {
         return { node, info: await (opts.bootstrap ? driver.bootstrap(node) : driver.info(node)) };
       } catch (err) {

@@ -35,6 +35,21 @@ export interface BuilderNode {
   readonly flags?: readonly string[];
   /** Driver options (buildx `--driver-opt`). */
   readonly driverOpts?: Readonly<Record<string, string>>;
+  /**
+   * This node's driver when it differs from its builder's: a builder may mix this machine's
+   * engine (`local`) and BuildKit nodes (`remote`). Absent: the builder's driver.
+   */
+  readonly driver?: DriverName;
+}
+
+/** The driver that reaches `node` of `b`. */
+export function nodeDriver(b: Pick<Builder, 'driver'>, node: BuilderNode): DriverName {
+  return node.driver ?? b.driver;
+}
+
+/** Whether any node of `b` is not this machine's engine (its builds go to src/builder/remote). */
+export function hasRemoteNodes(b: Builder): boolean {
+  return b.nodes.some((n) => nodeDriver(b, n) !== 'local');
 }
 
 export interface Builder {

@@ -24,10 +24,12 @@ import type { OutputSpec } from '../../build/export/index.js';
 import type { ContentStore } from '../../content/index.js';
 import { type Descriptor, MediaType, parseImageConfig, parseImageDocument } from '../../oci/index.js';
 import { parseReference, repositoryName } from '../../oci/reference.js';
-import { formatPlatform, type Platform, toOciPlatform } from '../../platform/index.js';
+import { formatPlatform, hostPlatform, type Platform, toOciPlatform } from '../../platform/index.js';
 import type { ProgressSink } from '../../progress/index.js';
 import { errorMessage, PolyarchError } from '../../util/errors.js';
-import type { Builder } from '../types.js';
+import { localDriver } from '../driver.js';
+import { type Builder, type BuilderNode, nodeDriver } from '../types.js';
+import { buildOnLocalNode, type LocalNodeResult } from './local-node.js';
 import { type ConnectedNode, connectNode } from './driver.js';
 import { mapStatus } from './progress.js';
 import { type Candidate, schedule, type Unreachable } from './schedule.js';
@@ -60,6 +62,13 @@ export interface RemoteBuildResult {
   metadata: Record<string, unknown>;
   /** Platform → node that built it. */
   nodes: Record<string, string>;
+}
+
+/** Platforms given to this machine's engine, and what it produced. */
+interface LocalJob {
+  node: BuilderNode;
+  platforms: Platform[];
+  result?: LocalNodeResult;
 }
 
 interface NodeJob {
@@ -293,32 +302,52 @@ export async function remoteBuild(builder: Builder, req: RemoteBuildRequest): Pr
   const warn = req.warn ?? (() => {});
   const env = req.env ?? process.env;
   const secrets = await readSecrets(req);
-  const settled = await Promise.allSettled(builder.nodes.map((node) => connectNode(node)));
+  // This machine's engine may be a node too (a builder mixing local and BuildKit nodes).
+  const localNodes = builder.nodes.filter((n) => nodeDriver(builder, n) === 'local');
+  const remoteNodes = builder.nodes.filter((n) => nodeDriver(builder, n) !== 'local');
+  const [settled, local] = await Promise.all([
+    Promise.allSettled(remoteNodes.map((node) => connectNode(node))),
+    Promise.all(localNodes.map(async (node) => ({ node, info: await localDriver.info(node) }))),
+  ]);
   const connected: ConnectedNode[] = [];
   const unreachable: Unreachable[] = [];
   settled.forEach((s, i) => {
     if (s.status === 'fulfilled') connected.push(s.value);
-    else unreachable.push({ name: builder.nodes[i]!.name, reason: errorMessage(s.reason) });
+    else unreachable.push({ name: remoteNodes[i]!.name, reason: errorMessage(s.reason) });
   });
   let tmpDockerfileDir: string | undefined;
   try {
-    if (connected.length === 0) {
+    if (connected.length === 0 && local.length === 0) {
       const first = settled.find((s) => s.status === 'rejected') as PromiseRejectedResult;
       throw first.reason;
     }
     for (const u of unreachable)
       warn(`${u.reason}; its platforms go to the other nodes of builder ${builder.name}`);
+    const candidates: Candidate[] = builder.nodes.flatMap((node): Candidate[] => {
+      const c = connected.find((n) => n.node === node);
+      if (c)
+        return [
+          {
+            name: node.name,
+            pinned: node.platforms,
+            ...(c.native ? { native: c.native } : {}),
+            platforms: c.platforms,
+          },
+        ];
+      const l = local.find((n) => n.node === node);
+      return l
+        ? [{ name: node.name, pinned: node.platforms, native: hostPlatform(), platforms: l.info.platforms }]
+        : [];
+    });
     const platforms = req.platforms?.length
       ? [...req.platforms]
-      : [connected[0]!.native ?? connected[0]!.platforms[0]!];
-    const candidates: Candidate[] = connected.map((n) => ({
-      name: n.node.name,
-      pinned: n.node.platforms,
-      ...(n.native ? { native: n.native } : {}),
-      platforms: n.platforms,
-    }));
+      : [candidates[0]!.native ?? candidates[0]!.platforms[0]!];
     const plan = schedule(platforms, candidates, unreachable);
-    const multiNode = plan.size > 1;
+    const localJobs: LocalJob[] = local
+      .filter((l) => plan.has(l.node.name))
+      .map((l) => ({ node: l.node, platforms: plan.get(l.node.name)! }));
+    // Local nodes' results are always merged here: pushed by digest, stored untagged.
+    const multiNode = plan.size > 1 || localJobs.length > 0;
     const multiPlatform = platforms.length > 1;
 
     let dockerfileDir = req.dockerfilePath ? dirname(req.dockerfilePath) : req.contextDir;
@@ -349,8 +378,21 @@ export async function remoteBuild(builder: Builder, req: RemoteBuildRequest): Pr
     const onAbort = () => abort.abort(req.signal?.reason);
     req.signal?.addEventListener('abort', onAbort, { once: true });
     try {
-      await Promise.all(
-        jobs.map(async (job) => {
+      const localRuns = localJobs.map(async (lj) => {
+        try {
+          lj.result = await buildOnLocalNode(lj.node, req, lj.platforms, {
+            progress: req.progress,
+            signal: abort.signal,
+          });
+        } catch (err) {
+          abort.abort(err);
+          if (req.signal?.aborted) throw req.signal.reason;
+          throw err;
+        }
+      });
+      await Promise.all([
+        ...localRuns,
+        ...jobs.map(async (job) => {
           const exporters = exportersFor(job, req.outputs, multiNode, store, merges);
           const session = new BuildSession({
             dirs: { context: req.contextDir, dockerfile: dockerfileDir },
@@ -402,7 +444,7 @@ export async function remoteBuild(builder: Builder, req: RemoteBuildRequest): Pr
             session.close();
           }
         }),
-      );
+      ]);
       for (const job of jobs) for (const f of job.finish) await f();
       for (const m of merges.values()) merged.push(await writeMerged(m));
     } catch (err) {
@@ -412,7 +454,7 @@ export async function remoteBuild(builder: Builder, req: RemoteBuildRequest): Pr
       req.signal?.removeEventListener('abort', onAbort);
       for (const m of merges.values()) await rm(m.dir, { recursive: true, force: true });
     }
-    return await finishOutputs(builder, req, jobs, multiNode, store, merged[0]);
+    return await finishOutputs(builder, req, jobs, localJobs, multiNode, store, merged[0]);
   } finally {
     for (const n of connected) n.client.close();
     if (tmpDockerfileDir) await rm(tmpDockerfileDir, { recursive: true, force: true });
@@ -444,18 +486,20 @@ async function finishOutputs(
   builder: Builder,
   req: RemoteBuildRequest,
   jobs: NodeJob[],
+  localJobs: LocalJob[],
   multiNode: boolean,
   store: () => Promise<ContentStore>,
   merged?: Descriptor,
 ): Promise<RemoteBuildResult> {
   const env = req.env ?? process.env;
   const nodes: Record<string, string> = {};
-  for (const j of jobs) for (const p of j.platforms) nodes[formatPlatform(p)] = j.n.node.name;
+  for (const j of [...jobs.map((j) => ({ node: j.n.node, platforms: j.platforms })), ...localJobs])
+    for (const p of j.platforms) nodes[formatPlatform(p)] = j.node.name;
   const md: Record<string, unknown> = {};
-  md['buildx.build.ref'] = `${builder.name}/${jobs[0]!.n.node.name}/${jobs[0]!.ref}`;
+  if (jobs[0]) md['buildx.build.ref'] = `${builder.name}/${jobs[0].n.node.name}/${jobs[0].ref}`;
   let digest: string | undefined;
   let descriptor: Record<string, unknown> | undefined;
-  const first = jobs[0]!.response ?? {};
+  const first = jobs[0]?.response ?? {};
   const names = [...new Set(req.outputs.flatMap((o) => o.names))];
   const push = req.outputs.find((o) => (o.type === 'image' || o.type === 'registry') && o.push);
   if (!multiNode) {
@@ -471,6 +515,11 @@ async function finishOutputs(
       if (!d) throw new PolyarchError('IO', `node ${j.n.node.name}: the daemon returned no image digest`);
       return `${repo}@${d}`;
     });
+    for (const l of localJobs) {
+      if (!l.result?.pushed)
+        throw new PolyarchError('IO', `node ${l.node.name}: the local build pushed no image`);
+      sources.push(`${repo}@${l.result.pushed}`);
+    }
     const { createIndex } = await import('../../image/create.js');
     const r = await createIndex({ sources, tags: push.names, env });
     digest = r.digest;
@@ -478,11 +527,13 @@ async function finishOutputs(
   }
   // Loaded images: tag them, several nodes' merged into one index first.
   const loads = jobs.filter((j) => j.loaded);
-  if (loads.length > 0) {
+  const localStored = localJobs.flatMap((l) => (l.result?.stored ? [l.result.stored] : []));
+  if (loads.length > 0 || localStored.length > 0) {
     const s = await store();
-    const roots = (await Promise.all(loads.map((j) => j.loaded!))).filter(
-      (d): d is Descriptor => d !== undefined,
-    );
+    const roots = [
+      ...(await Promise.all(loads.map((j) => j.loaded!))).filter((d): d is Descriptor => d !== undefined),
+      ...localStored,
+    ];
     let root: Descriptor | undefined = roots[0];
     if (roots.length > 1) {
       const manifests = (await Promise.all(roots.map((r) => manifestsOf(s, r)))).flat();

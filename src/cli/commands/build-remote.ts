@@ -17,11 +17,14 @@ async function readStdin(): Promise<string> {
   return Buffer.concat(chunks).toString('utf8');
 }
 
-/** The builder `build` would use (see resolveBuilder), when it is not the local driver's. */
+/** The builder `build` would use (see resolveBuilder), when any of its nodes is a BuildKit one. */
 export async function remoteBuilder(name: string | undefined, ctx: CliContext): Promise<Builder | undefined> {
-  const { resolveBuilder } = await import('../../builder/builders.js');
+  const [{ resolveBuilder }, { hasRemoteNodes }] = await Promise.all([
+    import('../../builder/builders.js'),
+    import('../../builder/types.js'),
+  ]);
   const b = await resolveBuilder(name, { env: ctx.env });
-  return b.driver === 'local' ? undefined : b;
+  return hasRemoteNodes(b) ? b : undefined;
 }
 
 export async function runRemoteBuild(
