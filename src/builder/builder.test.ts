@@ -12,7 +12,9 @@ import {
   BuilderStore,
   builderPlatforms,
   createBuilder,
+  hasRemoteNodes,
   leaveBuilder,
+  nodeDriver,
   decodeBuilder,
   defaultBuilder,
   ENGINE_VERSION,
@@ -393,6 +395,36 @@ describe('operations on a real store', () => {
     );
     await assert.rejects(leaveBuilder('bk', 'bk0', { env }), /node bk0 not found in builder "bk"/);
     await assert.rejects(leaveBuilder('bk', 'bk1', { env }), /last node of builder "bk"/);
+  });
+
+  test('a builder may mix local and remote nodes (each keeps its driver), not ssh ones', async () => {
+    const b0 = await createBuilder({ env, name: 'mixed' });
+    assert.equal(hasRemoteNodes(b0), false);
+    const b = await createBuilder({
+      env,
+      name: 'mixed',
+      append: true,
+      driver: 'remote',
+      endpoint: 'tcp://h:1',
+    });
+    assert.equal(b.driver, 'local');
+    assert.deepEqual(
+      b.nodes.map((n) => [n.name, nodeDriver(b, n)]),
+      [
+        ['mixed0', 'local'],
+        ['mixed1', 'remote'],
+      ],
+    );
+    assert.equal(hasRemoteNodes(b), true);
+    const stored = decodeBuilder(encodeBuilder(b), 'mixed');
+    assert.equal(nodeDriver(stored, stored.nodes[1]!), 'remote');
+    // Changing the remote node without --driver keeps its driver.
+    const c = await createBuilder({ env, name: 'mixed', node: 'mixed1', platforms: ['linux/arm64'] });
+    assert.equal(nodeDriver(c, c.nodes[1]!), 'remote');
+    await assert.rejects(
+      createBuilder({ env, name: 'mixed', append: true, driver: 'ssh', endpoint: 'ssh://h' }),
+      /uses the local driver: cannot add a node with the ssh driver/,
+    );
   });
 
   test('the ssh driver says it is not implemented instead of pretending', async () => {
