@@ -415,6 +415,57 @@ describe('remote BuildKit builders', { skip: skip ?? false, concurrency: false }
     );
   });
 
+  test('--cache-to/--cache-from through a registry, and --annotation on the index and manifests', () => {
+    const c = join(dir, 'cache-ctx');
+    mkdirSync(c, { recursive: true });
+    writeFileSync(join(c, 'Dockerfile'), `FROM busybox\nRUN echo cache-${Date.now()} > /stamp\n`);
+    const cache = `${reg}/bk-e2e/cache:1`;
+    let r = run([
+      'build',
+      '--builder',
+      'bk',
+      '--platform',
+      'linux/amd64',
+      '--cache-to',
+      `type=registry,ref=${cache},mode=max`,
+      c,
+    ]);
+    assert.equal(r.status, 0, r.stderr);
+    // Forget the daemon's own cache: only the registry can make the RUN a cache hit now.
+    spawnSync(buildctl, ['--addr', amd.endpoint, 'prune', '--all']);
+    r = run(['build', '--builder', 'bk', '--platform', 'linux/amd64', '--cache-from', cache, c]);
+    assert.equal(r.status, 0, r.stderr);
+    assert.match(r.stderr, /RUN echo cache-\d+ > \/stamp\n#\d+ CACHED/);
+    const ref = `${reg}/bk-e2e/annotated:1`;
+    r = run([
+      'build',
+      '--builder',
+      'bk',
+      '--platform',
+      'linux/arm64,linux/arm/v7',
+      '--push',
+      '-t',
+      ref,
+      '--annotation',
+      'org.opencontainers.image.title=polyarch',
+      '--annotation',
+      'index:org.example.idx=yes',
+      c,
+    ]);
+    assert.equal(r.status, 0, r.stderr);
+    const index = JSON.parse(skopeo(['inspect', '--raw', '--tls-verify=false', `docker://${ref}`]));
+    assert.equal(index.annotations?.['org.example.idx'], 'yes');
+    const m = JSON.parse(
+      skopeo([
+        'inspect',
+        '--raw',
+        '--tls-verify=false',
+        `docker://${reg}/bk-e2e/annotated@${index.manifests[0].digest}`,
+      ]),
+    );
+    assert.equal(m.annotations?.['org.opencontainers.image.title'], 'polyarch');
+  });
+
   test('DiskUsage and Prune through the library client', async () => {
     const { BuildkitClient } = await import('../src/buildkit/index.js');
     const c = await BuildkitClient.connect(arm.endpoint, { tls: arm.tls! });

@@ -26,7 +26,7 @@ import { type Descriptor, MediaType, parseImageConfig, parseImageDocument } from
 import { parseReference, repositoryName } from '../../oci/reference.js';
 import { formatPlatform, hostPlatform, type Platform, toOciPlatform } from '../../platform/index.js';
 import type { ProgressSink } from '../../progress/index.js';
-import { errorMessage, PolyarchError } from '../../util/errors.js';
+import { errorMessage, PolyarchError, UsageError } from '../../util/errors.js';
 import { localDriver } from '../driver.js';
 import { type Builder, type BuilderNode, nodeDriver } from '../types.js';
 import { buildOnLocalNode, type LocalNodeResult } from './local-node.js';
@@ -49,6 +49,11 @@ export interface RemoteBuildRequest {
   pull?: boolean;
   network?: 'default' | 'host' | 'none';
   secrets: ReadonlyArray<{ id: string; src?: string; env?: string }>;
+  /** `--cache-from` / `--cache-to` specs (`type=registry,ref=…[,mode=max]`; a bare ref is a registry one). */
+  cacheFrom?: readonly string[];
+  cacheTo?: readonly string[];
+  /** `--annotation [index:|manifest:|manifest-descriptor:|index-descriptor:][\[platform\]]key=value`. */
+  annotations?: readonly string[];
   outputs: readonly OutputSpec[];
   progress: ProgressSink;
   signal?: AbortSignal;
@@ -107,6 +112,42 @@ async function readSecrets(req: RemoteBuildRequest): Promise<Map<string, Buffer>
   return out;
 }
 
+/** A cache spec as BuildKit takes it: `type=registry,ref=r/x:cache,mode=max` → { type, attrs }. */
+export function parseCacheSpec(spec: string, flag: string): { type: string; attrs: Record<string, string> } {
+  if (!spec.includes('=')) return { type: 'registry', attrs: { ref: spec } };
+  const attrs: Record<string, string> = {};
+  let type = '';
+  for (const part of spec.split(',')) {
+    const eq = part.indexOf('=');
+    if (eq <= 0) throw new UsageError(`invalid ${flag} "${spec}": expected key=value pairs`);
+    const k = part.slice(0, eq).trim();
+    if (k === 'type') type = part.slice(eq + 1);
+    else attrs[k] = part.slice(eq + 1);
+  }
+  if (!type) throw new UsageError(`invalid ${flag} "${spec}": type is required`);
+  if (type === 'local')
+    throw new UsageError(
+      `${flag} "${spec}": type=local is not supported on remote builders (use registry or inline)`,
+    );
+  return { type, attrs };
+}
+
+/**
+ * `--annotation` → image exporter attributes (buildx's): `k=v` → `annotation.k`,
+ * `index:k=v` → `annotation-index.k`, `manifest[linux/arm64]:k=v` → `annotation-manifest[linux/arm64].k`.
+ */
+export function annotationAttrs(list: readonly string[]): Record<string, string> {
+  const out: Record<string, string> = {};
+  for (const a of list) {
+    const eq = a.indexOf('=');
+    if (eq <= 0) throw new UsageError(`invalid --annotation "${a}": expected [type:]key=value`);
+    const key = a.slice(0, eq);
+    const m = /^(index|manifest|manifest-descriptor|index-descriptor)(\[[^\]]+\])?:(.+)$/.exec(key);
+    out[m ? `annotation-${m[1]}${m[2] ?? ''}.${m[3]}` : `annotation.${key}`] = a.slice(eq + 1);
+  }
+  return out;
+}
+
 function frontendAttrs(
   req: RemoteBuildRequest,
   platforms: readonly Platform[],
@@ -123,11 +164,15 @@ function frontendAttrs(
   if (req.noCache) a['no-cache'] = '';
   if (req.pull) a['image-resolve-mode'] = 'pull';
   if (req.network === 'none' || req.network === 'host') a['force-network-mode'] = req.network;
+  // The frontend reads the cache sources from its own attribute too (client/solve.go).
+  const imports = (req.cacheFrom ?? []).map((c) => parseCacheSpec(c, '--cache-from'));
+  if (imports.length > 0)
+    a['cache-imports'] = JSON.stringify(imports.map((i) => ({ Type: i.type, Attrs: i.attrs })));
   return a;
 }
 
-function imageAttrs(o: OutputSpec): Record<string, string> {
-  const a: Record<string, string> = {};
+function imageAttrs(o: OutputSpec, annotations: Readonly<Record<string, string>>): Record<string, string> {
+  const a: Record<string, string> = { ...annotations };
   a['oci-mediatypes'] = String(o.ociMediaTypes);
   if (o.compression) a.compression = o.compression;
   if (o.compressionLevel !== undefined) a['compression-level'] = String(o.compressionLevel);
@@ -224,6 +269,7 @@ function exportersFor(
   multiNode: boolean,
   store: () => Promise<ContentStore>,
   merges: Map<OutputSpec, OciMerge>,
+  annotations: Readonly<Record<string, string>>,
 ): Array<{ type: string; attrs: Record<string, string> }> {
   const ex: Array<{ type: string; attrs: Record<string, string> }> = [];
   for (const o of outputs) {
@@ -236,7 +282,7 @@ function exportersFor(
     if ((o.type === 'image' || o.type === 'registry') && o.push) {
       if (o.names.length === 0)
         throw new PolyarchError('INVALID_ARGUMENT', `output ${o.raw}: a push needs a name (-t or name=)`);
-      const attrs = imageAttrs(o);
+      const attrs = imageAttrs(o, annotations);
       attrs.push = 'true';
       if (multiNode || o.pushByDigest) {
         // Repository only: polyarch writes the tags once all nodes are done.
@@ -253,20 +299,21 @@ function exportersFor(
         );
       const id = String(ex.length);
       if (o.type === 'image') {
-        ex.push({ type: 'oci', attrs: { ...imageAttrs(o), tar: 'true' } });
+        ex.push({ type: 'oci', attrs: { ...imageAttrs(o, annotations), tar: 'true' } });
         const { pipe, root } = loadInto(job, store);
         job.sinks.set(id, pipe);
         job.loaded = root;
       } else if (o.type === 'oci' && (multiNode || !o.tar)) {
         if (!o.dest) throw new PolyarchError('INVALID_ARGUMENT', `output ${o.raw}: dest is required`);
         const m = ociMerge(merges, o);
-        ex.push({ type: 'oci', attrs: { ...imageAttrs(o), tar: 'true' } });
+        ex.push({ type: 'oci', attrs: { ...imageAttrs(o, annotations), tar: 'true' } });
         const { pipe, root } = loadInto(job, () => m.store);
         job.sinks.set(id, pipe);
         m.roots.push(root);
       } else {
         if (!o.dest) throw new PolyarchError('INVALID_ARGUMENT', `output ${o.raw}: dest is required`);
-        const attrs: Record<string, string> = o.type === 'tar' ? {} : { ...imageAttrs(o), tar: 'true' };
+        const attrs: Record<string, string> =
+          o.type === 'tar' ? {} : { ...imageAttrs(o, annotations), tar: 'true' };
         if (o.type !== 'tar' && o.names.length) attrs.name = o.names.join(',');
         ex.push({ type: o.type, attrs });
         job.sinks.set(id, fileSink(o.dest, job));
@@ -372,6 +419,8 @@ export async function remoteBuild(builder: Builder, req: RemoteBuildRequest): Pr
         finish: [],
         abort: [],
       }));
+    const cacheImports = (req.cacheFrom ?? []).map((c) => parseCacheSpec(c, '--cache-from'));
+    const cacheExports = (req.cacheTo ?? []).map((c) => parseCacheSpec(c, '--cache-to'));
     const merges = new Map<OutputSpec, OciMerge>();
     const merged: Descriptor[] = [];
     const abort = new AbortController();
@@ -393,7 +442,14 @@ export async function remoteBuild(builder: Builder, req: RemoteBuildRequest): Pr
       await Promise.all([
         ...localRuns,
         ...jobs.map(async (job) => {
-          const exporters = exportersFor(job, req.outputs, multiNode, store, merges);
+          const exporters = exportersFor(
+            job,
+            req.outputs,
+            multiNode,
+            store,
+            merges,
+            annotationAttrs(req.annotations ?? []),
+          );
           const session = new BuildSession({
             dirs: { context: req.contextDir, dockerfile: dockerfileDir },
             secrets,
@@ -418,6 +474,8 @@ export async function remoteBuild(builder: Builder, req: RemoteBuildRequest): Pr
                   filename: dockerfileName,
                 },
                 exporters,
+                cacheImports,
+                cacheExports,
                 ...(req.network === 'host' ? { entitlements: ['network.host'] } : {}),
               },
               {
@@ -521,7 +579,8 @@ async function finishOutputs(
       sources.push(`${repo}@${l.result.pushed}`);
     }
     const { createIndex } = await import('../../image/create.js');
-    const r = await createIndex({ sources, tags: push.names, env });
+    const indexAnnotations = (req.annotations ?? []).filter((a) => a.startsWith('index:'));
+    const r = await createIndex({ sources, tags: push.names, env, annotations: indexAnnotations });
     digest = r.digest;
     descriptor = { mediaType: r.index.mediaType, digest: r.digest, size: r.bytes.length };
   }

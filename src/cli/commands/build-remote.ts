@@ -56,10 +56,6 @@ export async function runRemoteBuild(
     if (eq <= 0) throw new UsageError(`invalid --label "${l}": expected key=value`);
     labels[l.slice(0, eq)] = l.slice(eq + 1);
   }
-  if (flags.cacheFrom.length > 0 || flags.cacheTo.length > 0)
-    ctx.err.write('WARNING: --cache-from/--cache-to are not supported yet on remote builders\n');
-  if (flags.annotation.length > 0)
-    ctx.err.write('WARNING: --annotation is not supported yet: no annotations are added\n');
   const { outputs, warning } = exp.resolveOutputs({
     output: flags.output,
     ...(flags.push ? { push: true } : {}),
@@ -109,6 +105,9 @@ export async function runRemoteBuild(
       pull: flags.pull ?? false,
       network: network as 'default' | 'host' | 'none',
       secrets: flags.secret.map((s) => parseSecret(s, ctx.env)),
+      cacheFrom: flags.cacheFrom,
+      cacheTo: flags.cacheTo,
+      annotations: flags.annotation,
       outputs,
       progress: renderer,
       signal: abort.signal,
