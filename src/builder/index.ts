@@ -1,6 +1,6 @@
 /**
  * Builder instances (buildx create/use/ls/inspect/rm): the model (`types.ts`), the store
- * under `<stateRoot>/builders` (`store.ts`), drivers (`driver.ts`: local now, ssh declared),
+ * under `<stateRoot>/builders` (`store.ts`), drivers (`driver.ts`: local, remote, ssh declared),
  * operations (`builders.ts`), buildx's text layouts (`format.ts`) and the remote (BuildKit)
  * driver with its builds (`remote/`).
  *
