@@ -209,6 +209,77 @@ describe('formatting', () => {
       'Name:   far\nDriver: ssh\n\nNodes:\nName:     far0\nEndpoint: ssh://u@host\nError:    cannot reach\n',
     );
   });
+
+  test('inspect text of a BuildKit node: driver options, labels and GC rules as buildx lays them out', () => {
+    const node = {
+      name: 'bk0',
+      endpoint: 'tcp://10.0.0.2:1234',
+      platforms: parsePlatformList(['linux/arm64']),
+      driverOpts: { cacert: '/c/ca.pem', servername: 'bk' },
+    };
+    const b: Builder = { name: 'bk', driver: 'remote', nodes: [node] };
+    const text = formatBuilderInspect(b, [
+      {
+        node,
+        info: {
+          status: 'running',
+          version: 'v0.23.2',
+          platforms: parsePlatformList(['linux/arm64', 'linux/amd64']),
+          labels: {
+            'org.mobyproject.buildkit.worker.snapshotter': 'overlayfs',
+            'org.mobyproject.buildkit.worker.executor': 'oci',
+          },
+          gcPolicy: [
+            {
+              all: false,
+              filters: ['type==source.local,type==exec.cachemount'],
+              keepDuration: 172_800e9,
+              reservedSpace: 0,
+              maxUsedSpace: 512e6,
+              minFreeSpace: 0,
+            },
+            {
+              all: true,
+              filters: [],
+              keepDuration: 0,
+              reservedSpace: 10e9,
+              maxUsedSpace: 100e9,
+              minFreeSpace: 51e9,
+            },
+          ],
+        },
+      },
+    ]);
+    assert.equal(
+      text,
+      [
+        'Name:   bk',
+        'Driver: remote',
+        '',
+        'Nodes:',
+        'Name:             bk0',
+        'Endpoint:         tcp://10.0.0.2:1234',
+        'Driver Options:   cacert="/c/ca.pem" servername="bk"',
+        'Status:           running',
+        'BuildKit version: v0.23.2',
+        'Platforms:        linux/arm64*, linux/amd64',
+        'Labels:',
+        ' org.mobyproject.buildkit.worker.executor:    oci',
+        ' org.mobyproject.buildkit.worker.snapshotter: overlayfs',
+        'GC Policy rule#0:',
+        ' All:            false',
+        ' Filters:        type==source.local,type==exec.cachemount',
+        ' Keep Duration:  48h0m0s',
+        ' Max Used Space: 488.3MiB',
+        'GC Policy rule#1:',
+        ' All:            true',
+        ' Reserved Space: 9.313GiB',
+        ' Max Used Space: 93.13GiB',
+        ' Min Free Space: 47.5GiB',
+        '',
+      ].join('\n'),
+    );
+  });
 });
 
 test('generateName avoids taken names and reads as adjective_noun', () => {
