@@ -44,8 +44,16 @@ async function fromDir(dir: string): Promise<BuildkitBins | string> {
   if (existsSync(join(dir, 'install'))) {
     const dest = join(testCacheDir(), 'buildkit');
     if (!existsSync(join(dest, 'buildkitd'))) {
-      await mkdir(dest, { recursive: true });
-      await run(join(dir, 'install'), [dest]);
+      // Unpacked beside the cache entry and renamed into place: an interrupted install leaves
+      // no half-written binaries for the next run to trust.
+      const tmp = `${dest}.${process.pid}.tmp`;
+      await mkdir(tmp, { recursive: true });
+      await run(join(dir, 'install'), [tmp]);
+      const { rename, rm } = await import('node:fs/promises');
+      await rename(tmp, dest).catch(async (err) => {
+        await rm(tmp, { recursive: true, force: true });
+        if (!existsSync(join(dest, 'buildkitd'))) throw err;
+      });
     }
     return { buildkitd: join(dest, 'buildkitd'), buildctl: join(dest, 'buildctl') };
   }
