@@ -506,6 +506,8 @@ export async function remoteBuild(builder: Builder, req: RemoteBuildRequest): Pr
       for (const job of jobs) for (const f of job.finish) await f();
       for (const m of merges.values()) merged.push(await writeMerged(m));
     } catch (err) {
+      // Whatever still runs (other nodes, the local engine) stops too.
+      abort.abort(err);
       for (const job of jobs) for (const a of job.abort) await a().catch(() => {});
       throw err;
     } finally {
