@@ -426,6 +426,7 @@ export async function remoteBuild(builder: Builder, req: RemoteBuildRequest): Pr
     const abort = new AbortController();
     const onAbort = () => abort.abort(req.signal?.reason);
     req.signal?.addEventListener('abort', onAbort, { once: true });
+    let runs: Promise<unknown>[] = [];
     try {
       const localRuns = localJobs.map(async (lj) => {
         try {
@@ -439,7 +440,7 @@ export async function remoteBuild(builder: Builder, req: RemoteBuildRequest): Pr
           throw err;
         }
       });
-      await Promise.all([
+      runs = [
         ...localRuns,
         ...jobs.map(async (job) => {
           const exporters = exportersFor(
@@ -502,12 +503,15 @@ export async function remoteBuild(builder: Builder, req: RemoteBuildRequest): Pr
             session.close();
           }
         }),
-      ]);
+      ];
+      await Promise.all(runs);
       for (const job of jobs) for (const f of job.finish) await f();
       for (const m of merges.values()) merged.push(await writeMerged(m));
     } catch (err) {
-      // Whatever still runs (other nodes, the local engine) stops too.
+      // Whatever still runs (other nodes, the local engine) stops too, and is waited for, so
+      // nothing is left mounted or half-written when this returns.
       abort.abort(err);
+      await Promise.allSettled(runs);
       for (const job of jobs) for (const a of job.abort) await a().catch(() => {});
       throw err;
     } finally {
