@@ -349,6 +349,12 @@ export async function remoteBuild(builder: Builder, req: RemoteBuildRequest): Pr
   const warn = req.warn ?? (() => {});
   const env = req.env ?? process.env;
   const secrets = await readSecrets(req);
+  const ssh = builder.nodes.find((n) => nodeDriver(builder, n) === 'ssh');
+  if (ssh)
+    throw new PolyarchError(
+      'NOT_IMPLEMENTED',
+      `node ${ssh.name} (${ssh.endpoint}): the ssh driver cannot build yet (not implemented); for a buildkitd reached over ssh use --driver remote ${ssh.endpoint}`,
+    );
   // This machine's engine may be a node too (a builder mixing local and BuildKit nodes).
   const localNodes = builder.nodes.filter((n) => nodeDriver(builder, n) === 'local');
   const remoteNodes = builder.nodes.filter((n) => nodeDriver(builder, n) !== 'local');
