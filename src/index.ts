@@ -60,6 +60,9 @@ export { runImage } from './exec/container.js';
 export { binfmtStatus, installEmulators, uninstallEmulators } from './exec/binfmt.js';
 // Builder instances.
 export { createBuilder, listBuilders, removeBuilder, resolveBuilder, useBuilder } from './builder/index.js';
+// Builds on BuildKit nodes (the remote driver) and the BuildKit client itself.
+export { type RemoteBuildRequest, type RemoteBuildResult, remoteBuild } from './builder/remote/build.js';
+export { BuildkitClient, BuildSession } from './buildkit/index.js';
 // Compose projects.
 export { buildServices, loadProject } from './compose/index.js';
 // Progress as data.

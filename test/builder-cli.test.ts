@@ -228,7 +228,7 @@ describe('builder instances through the CLI', { concurrency: false }, () => {
       'unknown driver',
       ['create', '--driver', 'kubernetes'],
       1,
-      'ERROR: unknown driver "kubernetes": want one of local, ssh\n',
+      'ERROR: unknown driver "kubernetes": want one of local, remote, ssh\n',
     ],
     [
       'bad platform',

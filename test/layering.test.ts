@@ -21,6 +21,7 @@ const RANKS: Record<string, number> = {
   image: 5,
   dockerfile: 5,
   snapshot: 6,
+  buildkit: 6,
   exec: 7,
   build: 8,
   builder: 9,

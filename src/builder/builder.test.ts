@@ -12,6 +12,9 @@ import {
   BuilderStore,
   builderPlatforms,
   createBuilder,
+  hasRemoteNodes,
+  leaveBuilder,
+  nodeDriver,
   decodeBuilder,
   defaultBuilder,
   ENGINE_VERSION,
@@ -206,6 +209,77 @@ describe('formatting', () => {
       'Name:   far\nDriver: ssh\n\nNodes:\nName:     far0\nEndpoint: ssh://u@host\nError:    cannot reach\n',
     );
   });
+
+  test('inspect text of a BuildKit node: driver options, labels and GC rules as buildx lays them out', () => {
+    const node = {
+      name: 'bk0',
+      endpoint: 'tcp://10.0.0.2:1234',
+      platforms: parsePlatformList(['linux/arm64']),
+      driverOpts: { cacert: '/c/ca.pem', servername: 'bk' },
+    };
+    const b: Builder = { name: 'bk', driver: 'remote', nodes: [node] };
+    const text = formatBuilderInspect(b, [
+      {
+        node,
+        info: {
+          status: 'running',
+          version: 'v0.23.2',
+          platforms: parsePlatformList(['linux/arm64', 'linux/amd64']),
+          labels: {
+            'org.mobyproject.buildkit.worker.snapshotter': 'overlayfs',
+            'org.mobyproject.buildkit.worker.executor': 'oci',
+          },
+          gcPolicy: [
+            {
+              all: false,
+              filters: ['type==source.local,type==exec.cachemount'],
+              keepDuration: 172_800e9,
+              reservedSpace: 0,
+              maxUsedSpace: 512e6,
+              minFreeSpace: 0,
+            },
+            {
+              all: true,
+              filters: [],
+              keepDuration: 0,
+              reservedSpace: 10e9,
+              maxUsedSpace: 100e9,
+              minFreeSpace: 51e9,
+            },
+          ],
+        },
+      },
+    ]);
+    assert.equal(
+      text,
+      [
+        'Name:   bk',
+        'Driver: remote',
+        '',
+        'Nodes:',
+        'Name:             bk0',
+        'Endpoint:         tcp://10.0.0.2:1234',
+        'Driver Options:   cacert="/c/ca.pem" servername="bk"',
+        'Status:           running',
+        'BuildKit version: v0.23.2',
+        'Platforms:        linux/arm64*, linux/amd64',
+        'Labels:',
+        ' org.mobyproject.buildkit.worker.executor:    oci',
+        ' org.mobyproject.buildkit.worker.snapshotter: overlayfs',
+        'GC Policy rule#0:',
+        ' All:            false',
+        ' Filters:        type==source.local,type==exec.cachemount',
+        ' Keep Duration:  48h0m0s',
+        ' Max Used Space: 488.3MiB',
+        'GC Policy rule#1:',
+        ' All:            true',
+        ' Reserved Space: 9.313GiB',
+        ' Max Used Space: 93.13GiB',
+        ' Min Free Space: 47.5GiB',
+        '',
+      ].join('\n'),
+    );
+  });
 });
 
 test('generateName avoids taken names and reads as adjective_noun', () => {
@@ -323,7 +397,7 @@ describe('operations on a real store', () => {
     [
       'unknown driver',
       { name: 'x', driver: 'kubernetes' },
-      /^unknown driver "kubernetes": want one of local, ssh$/,
+      /^unknown driver "kubernetes": want one of local, remote, ssh$/,
       1,
     ],
     [
@@ -362,6 +436,66 @@ describe('operations on a real store', () => {
     const [s] = await nodeStates(b);
     assert.equal(s!.info!.status, 'running');
     assert.equal(s!.info!.version, ENGINE_VERSION);
+  });
+
+  test('remote nodes: endpoints and driver options are checked, --leave removes a node', async () => {
+    await assert.rejects(
+      createBuilder({ env, name: 'bk', driver: 'remote', endpoint: 'http://x:1' }),
+      /invalid endpoint "http:\/\/x:1": want unix:\/\/\/path, tcp:\/\/host:port or ssh:/,
+    );
+    await assert.rejects(
+      createBuilder({ env, name: 'bk', driver: 'remote', endpoint: 'tcp://h:1', driverOpts: { image: 'x' } }),
+      /invalid driver option "image" for the remote driver/,
+    );
+    const b = await createBuilder({
+      env,
+      name: 'bk',
+      driver: 'remote',
+      endpoint: 'tcp://h:1234',
+      driverOpts: { cacert: 'ca.pem', servername: 'bk.test' },
+    });
+    assert.deepEqual(b.nodes[0]!.driverOpts, {
+      cacert: join(process.cwd(), 'ca.pem'),
+      servername: 'bk.test',
+    });
+    await createBuilder({ env, name: 'bk', append: true, endpoint: 'unix:///run/bk.sock' });
+    const left = await leaveBuilder('bk', 'bk0', { env });
+    assert.deepEqual(
+      left.nodes.map((n) => n.name),
+      ['bk1'],
+    );
+    await assert.rejects(leaveBuilder('bk', 'bk0', { env }), /node bk0 not found in builder "bk"/);
+    await assert.rejects(leaveBuilder('bk', 'bk1', { env }), /last node of builder "bk"/);
+  });
+
+  test('a builder may mix local and remote nodes (each keeps its driver), not ssh ones', async () => {
+    const b0 = await createBuilder({ env, name: 'mixed' });
+    assert.equal(hasRemoteNodes(b0), false);
+    const b = await createBuilder({
+      env,
+      name: 'mixed',
+      append: true,
+      driver: 'remote',
+      endpoint: 'tcp://h:1',
+    });
+    assert.equal(b.driver, 'local');
+    assert.deepEqual(
+      b.nodes.map((n) => [n.name, nodeDriver(b, n)]),
+      [
+        ['mixed0', 'local'],
+        ['mixed1', 'remote'],
+      ],
+    );
+    assert.equal(hasRemoteNodes(b), true);
+    const stored = decodeBuilder(encodeBuilder(b), 'mixed');
+    assert.equal(nodeDriver(stored, stored.nodes[1]!), 'remote');
+    // Changing the remote node without --driver keeps its driver.
+    const c = await createBuilder({ env, name: 'mixed', node: 'mixed1', platforms: ['linux/arm64'] });
+    assert.equal(nodeDriver(c, c.nodes[1]!), 'remote');
+    await assert.rejects(
+      createBuilder({ env, name: 'mixed', append: true, driver: 'ssh', endpoint: 'ssh://h' }),
+      /uses the local driver: cannot add a node with the ssh driver/,
+    );
   });
 
   test('the ssh driver says it is not implemented instead of pretending', async () => {

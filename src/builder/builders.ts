@@ -20,6 +20,7 @@ import {
 import { PolyarchError, UsageError } from '../util/errors.js';
 import { driverFor, mergePlatforms } from './driver.js';
 import { generateName } from './names.js';
+import { checkRemoteDriverOpts } from './remote/driver.js';
 import { BuilderStore, validateName } from './store.js';
 import {
   type Builder,
@@ -29,6 +30,7 @@ import {
   type DriverName,
   isDriverName,
   type NodeState,
+  nodeDriver,
 } from './types.js';
 
 export interface StoreOptions {
@@ -47,8 +49,10 @@ export interface CreateOptions extends StoreOptions {
   append?: boolean;
   /** Node name. Default: `<builder><index>`. Naming an existing node changes that node. */
   node?: string;
-  /** The node's endpoint. Default: the driver's (`local`); the ssh driver requires one. */
+  /** The node's endpoint. Default: the driver's (`local`); remote and ssh require one. */
   endpoint?: string;
+  /** `--driver-opt` key=value pairs (remote: cacert, cert, key, servername). */
+  driverOpts?: Readonly<Record<string, string>>;
   /** Make the builder the current one. */
   use?: boolean;
   /** Reach every node after saving (an unreachable node fails the call; the builder stays). */
@@ -95,16 +99,20 @@ export async function createBuilder(opts: CreateOptions = {}): Promise<Builder> 
         'ALREADY_EXISTS',
         `existing instance for "${name}" but no append mode, specify the node name to make changes for existing instances`,
       );
-    const driverName = wantDriver ?? existing?.driver ?? 'local';
-    if (existing && existing.driver !== driverName)
+    const nodes = [...(existing?.nodes ?? [])];
+    const index = opts.node === undefined ? -1 : nodes.findIndex((n) => n.name === opts.node);
+    const old = index >= 0 ? nodes[index] : undefined;
+    const driverName =
+      wantDriver ?? (old && existing ? nodeDriver(existing, old) : undefined) ?? existing?.driver ?? 'local';
+    // This machine's engine and BuildKit nodes may share a builder; ssh nodes may not (yet).
+    const mixable = (a: DriverName, b: DriverName) =>
+      (a === 'local' && b === 'remote') || (a === 'remote' && b === 'local');
+    if (existing && existing.driver !== driverName && !mixable(existing.driver, driverName))
       throw new PolyarchError(
         'INVALID_ARGUMENT',
         `builder "${name}" uses the ${existing.driver} driver: cannot add a node with the ${driverName} driver`,
       );
     const driver = driverFor(driverName);
-    const nodes = [...(existing?.nodes ?? [])];
-    const index = opts.node === undefined ? -1 : nodes.findIndex((n) => n.name === opts.node);
-    const old = index >= 0 ? nodes[index] : undefined;
     const rawEndpoint = opts.endpoint ?? old?.endpoint ?? driver.defaultEndpoint;
     if (rawEndpoint === undefined)
       throw new UsageError(`the ${driverName} driver needs an endpoint argument, e.g. ssh://user@host`);
@@ -120,8 +128,19 @@ export async function createBuilder(opts: CreateOptions = {}): Promise<Builder> 
       const names = new Set(nodes.map((n) => n.name));
       for (let i = nodes.length; nodeName === undefined || names.has(nodeName); i++) nodeName = `${name}${i}`;
     }
+    const driverOpts =
+      opts.driverOpts && Object.keys(opts.driverOpts).length > 0
+        ? driverName === 'local'
+          ? (() => {
+              throw new UsageError('the local driver takes no --driver-opt');
+            })()
+          : checkRemoteDriverOpts(opts.driverOpts)
+        : undefined;
+    const { driver: _oldDriver, ...oldRest } = old ?? {};
     const node: BuilderNode = {
-      ...old,
+      ...oldRest,
+      ...(driverOpts ? { driverOpts } : {}),
+      ...(existing && existing.driver !== driverName ? { driver: driverName } : {}),
       name: nodeName,
       endpoint,
       // Changing a node without --platform keeps its pinned platforms (buildx does too).
@@ -131,7 +150,7 @@ export async function createBuilder(opts: CreateOptions = {}): Promise<Builder> 
     else nodes.push(node);
     const b: Builder = {
       name,
-      driver: driverName,
+      driver: existing?.driver ?? driverName,
       nodes,
       dynamic: false,
       lastActivity: (opts.now ?? new Date()).toISOString(),
@@ -142,6 +161,38 @@ export async function createBuilder(opts: CreateOptions = {}): Promise<Builder> 
   });
   if (opts.bootstrap) await bootstrapBuilder(builder);
   return builder;
+}
+
+/**
+ * Removes node `node` from builder `name` (buildx `create --leave --node`). The last node
+ * cannot leave: remove the builder instead.
+ */
+export async function leaveBuilder(
+  name: string,
+  node: string,
+  opts: StoreOptions & { now?: Date } = {},
+): Promise<Builder> {
+  if (name === DEFAULT_BUILDER) throw new UsageError('default is a reserved name and cannot be changed');
+  validateName(name);
+  const store = BuilderStore.open(opts.env);
+  return store.withLock(async () => {
+    const b = await store.get(name);
+    if (!b) throw notFound(name);
+    if (!b.nodes.some((n) => n.name === node))
+      throw new PolyarchError('NOT_FOUND', `node ${node} not found in builder "${name}"`);
+    if (b.nodes.length === 1)
+      throw new PolyarchError(
+        'INVALID_ARGUMENT',
+        `node ${node} is the last node of builder "${name}": remove the builder instead (polyarch rm ${name})`,
+      );
+    const next: Builder = {
+      ...b,
+      nodes: b.nodes.filter((n) => n.name !== node),
+      lastActivity: (opts.now ?? new Date()).toISOString(),
+    };
+    await store.put(next);
+    return next;
+  });
 }
 
 /** Makes `name` the current builder (it must exist; `default` always does). */
@@ -214,9 +265,9 @@ export async function resolveBuilder(name?: string, opts: StoreOptions = {}): Pr
 
 /** Asks each node's driver for its state (`bootstrap` starts nodes first), in parallel; errors are kept per node. */
 export async function nodeStates(b: Builder, opts: { bootstrap?: boolean } = {}): Promise<NodeState[]> {
-  const driver = driverFor(b.driver);
   return Promise.all(
     b.nodes.map(async (node): Promise<NodeState> => {
+      const driver = driverFor(nodeDriver(b, node));
       try {
         return { node, info: await (opts.bootstrap ? driver.bootstrap(node) : driver.info(node)) };
       } catch (err) {

@@ -7,13 +7,16 @@
  *
  * The `local` driver is this machine: always running, and it builds for its native
  * platforms plus every platform a working QEMU emulator covers (`executablePlatforms`).
- * The `ssh` driver (remote native nodes reached with system `ssh`) is declared so builders
- * can be created and stored with it, but reaching a node is not implemented yet: its
- * `info` and `bootstrap` fail with a NOT_IMPLEMENTED error rather than pretend.
+ * The `remote` driver (src/builder/remote) is a buildkitd reached over unix://, tcp:// (mutual
+ * TLS) or ssh:// (system `ssh` running `buildctl dial-stdio`, as buildx does). The separate
+ * `ssh` driver (a polyarch engine on the remote host) is declared so builders can be created
+ * and stored with it, but reaching a node is not implemented yet: its `info` and `bootstrap`
+ * fail with a NOT_IMPLEMENTED error rather than pretend; `--driver remote ssh://...` works.
  */
 import { executablePlatforms, formatPlatform, hostPlatform, type Platform } from '../platform/index.js';
 import { PolyarchError, UsageError } from '../util/errors.js';
 import { VERSION } from '../version.js';
+import { remoteDriver } from './remote/driver.js';
 import type { BuilderNode, DriverName, NodeInfo } from './types.js';
 
 export interface Driver {
@@ -96,8 +99,7 @@ export const sshDriver: Driver = {
   },
 };
 
-const DRIVERS: Record<DriverName, Driver> = { local: localDriver, ssh: sshDriver };
-
 export function driverFor(name: DriverName): Driver {
-  return DRIVERS[name];
+  // Looked up per call: remote/driver.ts imports this module's types.
+  return name === 'local' ? localDriver : name === 'ssh' ? sshDriver : remoteDriver;
 }

@@ -26,10 +26,38 @@ export function alignTable(rows: readonly (readonly string[])[]): string {
     .join('');
 }
 
-/** `label:` cells padded to the longest plus one (buildx's tabwriter with padding 1), one block. */
-function alignFields(fields: readonly (readonly [string, string])[]): string {
+/**
+ * `label:` cells padded to the longest plus one (buildx's tabwriter with padding 1), one
+ * block; `indent` is buildx's empty first cell (`\tkey:\tvalue` lines).
+ */
+function alignFields(fields: readonly (readonly [string, string])[], indent = ''): string {
   const width = Math.max(...fields.map(([k]) => k.length + 1)) + 1;
-  return fields.map(([k, v]) => `${`${k}:`.padEnd(width)}${v}`.trimEnd() + '\n').join('');
+  return fields.map(([k, v]) => `${indent}${`${k}:`.padEnd(width)}${v}`.trimEnd() + '\n').join('');
+}
+
+/** Go's time.Duration String() for whole or fractional seconds: `48h0m0s`, `1m30s`, `0s`. */
+export function goDuration(ns: number): string {
+  if (ns <= 0) return '0s';
+  if (ns < 1e9) return ns < 1e3 ? `${ns}ns` : ns < 1e6 ? `${ns / 1e3}µs` : `${ns / 1e6}ms`;
+  const totalS = ns / 1e9;
+  const h = Math.floor(totalS / 3600);
+  const m = Math.floor((totalS - h * 3600) / 60);
+  const s = Number((totalS - h * 3600 - m * 60).toFixed(9));
+  if (h > 0) return `${h}h${m}m${s}s`;
+  if (m > 0) return `${m}m${s}s`;
+  return `${s}s`;
+}
+
+/** docker/go-units BytesSize: binary units, 4 significant digits (`488.3MiB`, `1.863GiB`). */
+export function bytesSize(n: number): string {
+  const units = ['B', 'KiB', 'MiB', 'GiB', 'TiB', 'PiB', 'EiB', 'ZiB', 'YiB'];
+  let i = 0;
+  let v = n;
+  while (v >= 1024 && i < units.length - 1) {
+    v /= 1024;
+    i++;
+  }
+  return `${Number(v.toPrecision(4))}${units[i]}`;
 }
 
 /** Go's time.Time String() in UTC without fractions: `2026-11-22 05:07:23 +0000 UTC`. */
@@ -144,7 +172,24 @@ export function formatBuilderInspect(b: Builder, states: readonly NodeState[]): 
       const platforms = formatNodePlatforms(s.node, s.info.platforms);
       if (platforms) f.push(['Platforms', platforms]);
     }
-    return alignFields(f);
+    let text = alignFields(f);
+    // buildx's tabwriter: each indented list is its own column block, one blank first cell.
+    const labels = Object.keys(s.info?.labels ?? {}).sort();
+    if (labels.length > 0)
+      text += `Labels:\n${alignFields(
+        labels.map((k) => [k, s.info!.labels![k]!] as const),
+        ' ',
+      )}`;
+    (s.info?.gcPolicy ?? []).forEach((r, i) => {
+      const g: [string, string][] = [['All', String(r.all)]];
+      if (r.filters.length > 0) g.push(['Filters', r.filters.join(' ')]);
+      if (r.keepDuration > 0) g.push(['Keep Duration', goDuration(r.keepDuration)]);
+      if (r.reservedSpace > 0) g.push(['Reserved Space', bytesSize(r.reservedSpace)]);
+      if (r.maxUsedSpace > 0) g.push(['Max Used Space', bytesSize(r.maxUsedSpace)]);
+      if (r.minFreeSpace > 0) g.push(['Min Free Space', bytesSize(r.minFreeSpace)]);
+      text += `GC Policy rule#${i}:\n${alignFields(g, ' ')}`;
+    });
+    return text;
   });
   return `${alignFields(head)}\nNodes:\n${blocks.join('\n')}`;
 }

@@ -1,7 +1,8 @@
 /**
  * Builder instances (buildx create/use/ls/inspect/rm): the model (`types.ts`), the store
- * under `<stateRoot>/builders` (`store.ts`), drivers (`driver.ts`: local now, ssh declared),
- * operations (`builders.ts`) and buildx's text layouts (`format.ts`).
+ * under `<stateRoot>/builders` (`store.ts`), drivers (`driver.ts`: local, remote, ssh declared),
+ * operations (`builders.ts`), buildx's text layouts (`format.ts`) and the remote (BuildKit)
+ * driver with its builds (`remote/`).
  *
  *   import { resolveBuilder, builderPlatforms } from '../builder/index.js';
  *   const b = await resolveBuilder(flags.builder);
@@ -13,3 +14,4 @@ export * from './format.js';
 export * from './names.js';
 export * from './store.js';
 export * from './types.js';
+export * from './remote/index.js';

@@ -55,6 +55,7 @@ interface StoredBuilder {
     platforms: string[];
     flags?: string[];
     driverOpts?: Record<string, string>;
+    driver?: string;
   }[];
   dynamic?: boolean;
   lastActivity?: string;
@@ -70,6 +71,7 @@ export function encodeBuilder(b: Builder): string {
       platforms: n.platforms.map((p) => formatPlatform(p)),
       ...(n.flags && n.flags.length > 0 ? { flags: [...n.flags] } : {}),
       ...(n.driverOpts && Object.keys(n.driverOpts).length > 0 ? { driverOpts: { ...n.driverOpts } } : {}),
+      ...(n.driver ? { driver: n.driver } : {}),
     })),
     dynamic: false,
     ...(b.lastActivity ? { lastActivity: b.lastActivity } : {}),
@@ -108,6 +110,7 @@ export function decodeBuilder(text: string, file: string): Builder {
       platforms,
       ...(Array.isArray(n.flags) ? { flags: n.flags.map(String) } : {}),
       ...(n.driverOpts && typeof n.driverOpts === 'object' ? { driverOpts: { ...n.driverOpts } } : {}),
+      ...(typeof n.driver === 'string' && isDriverName(n.driver) ? { driver: n.driver } : {}),
     };
   });
   return {

@@ -9,8 +9,12 @@
  */
 import type { Platform } from '../platform/index.js';
 
-/** Drivers polyarch knows. `local` runs here; `ssh` is declared for remote native nodes. */
-export const DRIVER_NAMES = ['local', 'ssh'] as const;
+/**
+ * Drivers polyarch knows. `local` runs here; `remote` is a buildkitd reached at
+ * unix://, tcp:// (mutual TLS) or ssh:// (src/builder/remote); `ssh` (a polyarch engine on a
+ * remote host) is declared, not implemented.
+ */
+export const DRIVER_NAMES = ['local', 'remote', 'ssh'] as const;
 export type DriverName = (typeof DRIVER_NAMES)[number];
 
 export function isDriverName(s: string): s is DriverName {
@@ -23,7 +27,7 @@ export const DEFAULT_BUILDER = 'default';
 export interface BuilderNode {
   /** Unique within its builder; defaults to `<builder><index>` like buildx. */
   readonly name: string;
-  /** `local` for the local driver; `ssh://[user@]host[:port]` for the ssh driver. */
+  /** `local` for the local driver; `unix://`, `tcp://` or `ssh://` for remote and ssh. */
   readonly endpoint: string;
   /** Platforms pinned with `--platform`, normalised, in the order given. */
   readonly platforms: readonly Platform[];
@@ -31,6 +35,21 @@ export interface BuilderNode {
   readonly flags?: readonly string[];
   /** Driver options (buildx `--driver-opt`). */
   readonly driverOpts?: Readonly<Record<string, string>>;
+  /**
+   * This node's driver when it differs from its builder's: a builder may mix this machine's
+   * engine (`local`) and BuildKit nodes (`remote`). Absent: the builder's driver.
+   */
+  readonly driver?: DriverName;
+}
+
+/** The driver that reaches `node` of `b`. */
+export function nodeDriver(b: Pick<Builder, 'driver'>, node: BuilderNode): DriverName {
+  return node.driver ?? b.driver;
+}
+
+/** Whether any node of `b` is not this machine's engine (its builds go to src/builder/remote). */
+export function hasRemoteNodes(b: Builder): boolean {
+  return b.nodes.some((n) => nodeDriver(b, n) !== 'local');
 }
 
 export interface Builder {
@@ -53,6 +72,22 @@ export interface NodeInfo {
   readonly platforms: readonly Platform[];
   /** The node's build engine version, e.g. `polyarch/v0.1.0`; empty until it was reached. */
   readonly version: string;
+  /** The worker's labels (BuildKit nodes), shown by inspect. */
+  readonly labels?: Readonly<Record<string, string>>;
+  /** The worker's garbage-collection rules (BuildKit nodes), shown by inspect. */
+  readonly gcPolicy?: readonly GcRule[];
+}
+
+/** One BuildKit GC policy rule (WorkerRecord.GCPolicy). */
+export interface GcRule {
+  readonly all: boolean;
+  readonly filters: readonly string[];
+  /** Nanoseconds. */
+  readonly keepDuration: number;
+  /** Bytes; 0 = unset. */
+  readonly reservedSpace: number;
+  readonly maxUsedSpace: number;
+  readonly minFreeSpace: number;
 }
 
 /** A node with its driver's answer, or the error the driver gave instead. */

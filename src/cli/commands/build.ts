@@ -261,6 +261,9 @@ async function readStdinBuffer(): Promise<Buffer> {
 }
 
 async function runBuild(context: string, flags: BuildFlags, ctx: CliContext): Promise<number> {
+  // A builder with BuildKit nodes: src/cli/commands/build-remote.ts (before any local probes).
+  const remote = await (await import('./build-remote.js')).remoteBuilder(flags.builder, ctx);
+  if (remote) return (await import('./build-remote.js')).runRemoteBuild(context, flags, ctx, remote);
   const plat = await import('../../platform/index.js');
   let platforms: ReturnType<typeof plat.parsePlatform>[] | undefined;
   try {
@@ -313,14 +316,9 @@ async function runBuild(context: string, flags: BuildFlags, ctx: CliContext): Pr
     ctx.err.write('WARNING: --annotation is not supported yet: no annotations are added\n');
 
   // The builder instance (`--builder`, $POLYARCH_BUILDER, the current one): this engine is
-  // the local driver's; remote (ssh) nodes are not driven from here yet.
+  // the local driver's (remote builders went to build-remote.ts above).
   const { resolveBuilder, touchBuilder } = await import('../../builder/index.js');
   const builder = await resolveBuilder(flags.builder, { env: ctx.env });
-  if (builder.driver !== 'local')
-    throw new PolyarchError(
-      'UNSUPPORTED',
-      `builder ${builder.name} uses the ${builder.driver} driver: building on remote nodes is not supported yet; use a local builder`,
-    );
 
   // Outputs are resolved before anything is built, so a bad -o fails fast — and a dest of `/`
   // or the state root is refused before anything could be written there.
