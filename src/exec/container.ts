@@ -57,6 +57,16 @@ import { Snapshotter } from '../snapshot/overlay.js';
 import { unpackImage } from '../snapshot/unpack.js';
 import { errorMessage, PolyarchError, UsageError } from '../util/errors.js';
 import { checkExecutable, newContainerId, runContainer } from './runc.js';
+import { startDetached } from './detach.js';
+import {
+  assignHostPorts,
+  type ContainerNetwork,
+  containerNetwork,
+  exposedPorts,
+  type NetworkMode,
+  type PortMapping,
+  planPorts,
+} from './network.js';
 import type { MountRequest } from './spec.js';
 
 export type PullPolicy = 'always' | 'missing' | 'never';
@@ -78,8 +88,18 @@ export interface RunImageOptions {
   env?: string[];
   workingDir?: string;
   user?: string;
-  /** Default `host`. */
-  network?: 'host' | 'none';
+  /** Default `bridge`: a network namespace per container (network.ts). */
+  network?: NetworkMode;
+  /** `-p` mappings (bridge only); `hostPort: 0` takes a free port. */
+  publish?: PortMapping[];
+  /** `-P`: also publish every port the image exposes, on free host ports. */
+  publishAll?: boolean;
+  /** `-d`: start each container under its own monitor and return (detach.ts). */
+  detach?: boolean;
+  /** `--name` of a detached container (a matrix adds `-<os>-<arch>[-<variant>]`). */
+  name?: string;
+  /** Called with a platform's published ports, before its container runs. */
+  onPublish?: (platform: string, ports: PortMapping[]) => void;
   mounts?: MountRequest[];
   /** Allocate a terminal (single platform, inherited stdio only). Default false. */
   terminal?: boolean;
@@ -376,6 +396,26 @@ async function couldNotStart<T>(step: () => Promise<T>): Promise<T> {
   }
 }
 
+/** The runtime spec options of a run (`bridge` joins its namespace through editSpec). */
+function runSpec(
+  opts: RunImageOptions,
+  config: NonNullable<ImageConfig['config']>,
+  mode: NetworkMode,
+  terminal: boolean,
+) {
+  return {
+    config,
+    ...(opts.args?.length ? { args: opts.args } : {}),
+    ...(opts.entrypoint !== undefined ? { entrypoint: [opts.entrypoint] } : {}),
+    ...(opts.env ? { env: opts.env } : {}),
+    ...(opts.workingDir ? { workingDir: opts.workingDir } : {}),
+    ...(opts.user !== undefined ? { user: opts.user } : {}),
+    network: mode === 'none' ? ('none' as const) : ('host' as const),
+    ...(opts.mounts ? { mounts: opts.mounts } : {}),
+    terminal,
+  };
+}
+
 /** Run `opts.args` in the image, once per chosen platform. See the module header. */
 export async function runImage(opts: RunImageOptions): Promise<RunImageResult> {
   const env = opts.processEnv ?? process.env;
@@ -423,6 +463,7 @@ export async function runImage(opts: RunImageOptions): Promise<RunImageResult> {
 
   const runOne = async (v: ImageVariant): Promise<PlatformRun> => {
     const id = newContainerId();
+    let net: ContainerNetwork | undefined;
     const started = performance.now();
     const prefix = `${v.platform} | `;
     const o = matrix ? linePrefixer(prefix, out) : undefined;
@@ -436,6 +477,46 @@ export async function runImage(opts: RunImageOptions): Promise<RunImageResult> {
         manifest: v.manifest,
         what: `${name} (${v.platform})`,
       });
+      // ---- networks and detached containers (network.ts, detach.ts) ----
+      const mode = opts.network ?? 'bridge';
+      const ports = await couldNotStart(() =>
+        assignHostPorts(
+          planPorts(
+            opts.publish ?? [],
+            opts.publishAll ? exposedPorts(config.config?.ExposedPorts) : [],
+            variants.indexOf(v),
+            Boolean(opts.detach || opts.parallel),
+          ),
+        ),
+      );
+      if (opts.detach) {
+        const suffix = matrix ? `-${v.platform.replaceAll('/', '-')}` : '';
+        const rec = await couldNotStart(() =>
+          startDetached({
+            root,
+            ...(opts.name !== undefined ? { name: `${opts.name}${suffix}` } : {}),
+            image: opts.image,
+            manifestDigest: v.manifest.digest,
+            platform: v.platform,
+            chain,
+            imageConfig: config.config,
+            spec: runSpec(opts, config.config ?? {}, mode, false),
+            network: mode,
+            ports,
+            autoRemove: Boolean(opts.rm),
+          }),
+        );
+        opts.onPublish?.(v.platform, rec.Polyarch.Launch.ports);
+        return {
+          platform: v.platform,
+          exitCode: 0,
+          durationMs: performance.now() - started,
+          containerId: rec.Id,
+        };
+      }
+      net = await couldNotStart(() => containerNetwork(root, id, mode, ports));
+      if (net.ports.length > 0) opts.onPublish?.(v.platform, net.ports);
+      // ---- end of networks ----
       const active = await snaps.prepare(key, chain);
       prepared = true;
       opts.onStart?.(v.platform);
@@ -445,16 +526,11 @@ export async function runImage(opts: RunImageOptions): Promise<RunImageResult> {
         rootfs: active,
         platform: v.platform,
         spec: {
-          config: config.config ?? {},
-          ...(opts.args?.length ? { args: opts.args } : {}),
-          ...(opts.entrypoint !== undefined ? { entrypoint: [opts.entrypoint] } : {}),
-          ...(opts.env ? { env: opts.env } : {}),
-          ...(opts.workingDir ? { workingDir: opts.workingDir } : {}),
-          ...(opts.user !== undefined ? { user: opts.user } : {}),
-          network: opts.network ?? 'host',
-          ...(opts.mounts ? { mounts: opts.mounts } : {}),
-          terminal: Boolean(opts.terminal && !matrix),
+          ...runSpec(opts, config.config ?? {}, mode, Boolean(opts.terminal && !matrix)),
+          ...(mode === 'bridge' ? { hostname: id.slice(-12) } : {}),
         },
+        ...(net.resolvConf !== undefined ? { resolvConf: net.resolvConf } : {}),
+        ...(net.editSpec ? { editSpec: net.editSpec } : {}),
         stdin,
         stdout: inheritOutput ? 'inherit' : o ? (b) => o.push(b) : out,
         stderr: inheritOutput ? 'inherit' : e ? (b) => e.push(b) : err,
@@ -484,6 +560,7 @@ export async function runImage(opts: RunImageOptions): Promise<RunImageResult> {
     } finally {
       o?.flush();
       e?.flush();
+      await net?.release();
       if (prepared) {
         if (opts.rm) await snaps.remove(key);
         else await snaps.commit(key, `container:${id}`);
