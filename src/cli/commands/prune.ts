@@ -53,15 +53,20 @@ export function register(program: Command, ctx: CliContext): void {
         } catch (err) {
           throw new UsageError(`invalid --keep-storage: ${errorMessage(err)}`);
         }
-      const { ContentStore, storeDir } = await import('../../content/index.js');
+      const { ContentStore, storeDir, stateRoot } = await import('../../content/index.js');
       const store = await ContentStore.open(storeDir(ctx.env));
+      if (program.name() === 'polyarch') {
+        // Top-level prune also removes stopped containers (`builder prune` is the cache only).
+        const { pruneContainers } = await import('../../exec/containers.js');
+        const gone = await pruneContainers(stateRoot(ctx.env));
+        if (gone.length > 0) ctx.out.write(`Deleted Containers:\n${gone.map((id) => `${id}\n`).join('')}\n`);
+      }
       const r = await pruneCache({ env: ctx.env, store, all: flags.all ?? false, untilMs, keepBytes });
       if (r.removed.length > 0)
         ctx.out.write(`${formatCacheRecords(r.removed, flags.verbose ?? false)}${flags.verbose ? '\n' : ''}`);
       ctx.out.write(formatTable([['Total:', humanSize(r.bytes)]]));
       const { removed, bytes } = await store.gc();
       const { LayerMemo } = await import('../../build/export/layers.js');
-      const { stateRoot } = await import('../../content/index.js');
       const memo = await LayerMemo.open(stateRoot(ctx.env));
       await memo.prune((d) => store.has(d));
       ctx.out.write(`Deleted blobs: ${removed}\nTotal reclaimed space: ${humanSize(bytes)}\n`);
