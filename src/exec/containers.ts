@@ -28,7 +28,7 @@ import { promisify } from 'node:util';
 import { Snapshotter, unmountPath } from '../snapshot/overlay.js';
 import { PolyarchError } from '../util/errors.js';
 import { writeFileAtomic } from '../util/fs.js';
-import { formatPort, type NetworkMode, type PortMapping, teardownNetwork } from './network.js';
+import { formatPort, type NetworkMode, type PortMapping, pidRunning, teardownNetwork } from './network.js';
 import type { SpecOptions } from './spec.js';
 
 const execFileP = promisify(execFile);
@@ -185,20 +185,10 @@ async function readRecords(root: string): Promise<ContainerRecord[]> {
   return recs.filter((r): r is ContainerRecord => r !== undefined);
 }
 
-function pidAlive(pid: number): boolean {
-  if (!(pid > 0)) return false;
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch (err) {
-    return (err as NodeJS.ErrnoException).code === 'EPERM';
-  }
-}
-
 /** Whether `pid` is still this container's monitor (not a reused pid). */
 async function monitorAlive(rec: ContainerRecord): Promise<boolean> {
   const pid = rec.Polyarch.MonitorPid;
-  if (!pidAlive(pid)) return false;
+  if (!pidRunning(pid)) return false;
   const cmd = await readFile(`/proc/${pid}/cmdline`, 'utf8').catch(() => '');
   return cmd.includes(rec.Id);
 }
@@ -210,7 +200,7 @@ async function runcInitPid(root: string, id: string): Promise<number | undefined
       init_process_pid?: number;
     };
     const pid = st.init_process_pid ?? 0;
-    return pidAlive(pid) ? pid : undefined;
+    return pidRunning(pid) ? pid : undefined;
   } catch {
     return undefined;
   }
@@ -410,6 +400,8 @@ export async function removeContainer(
     if (!(await waitExited(root, rec.Id, 15_000)))
       throw new PolyarchError('TIMEOUT', `container ${rec.Id.slice(0, 12)} did not stop`);
   }
+  // The monitor records the exit as its last step: let it end before its files go.
+  for (let i = 0; i < 100 && (await monitorAlive(rec)); i++) await new Promise((r) => setTimeout(r, 20));
   await releaseDead(root, rec.Id); // normally nothing is left; after a crash, whatever is
   const snaps = await Snapshotter.open({ root });
   await snaps.remove(`container:${rec.Id}`);

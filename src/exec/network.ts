@@ -26,6 +26,7 @@
  * container is gone.
  */
 import { execFile } from 'node:child_process';
+import { readFileSync } from 'node:fs';
 import { mkdir, readdir, readFile, rm } from 'node:fs/promises';
 import { createServer } from 'node:net';
 import { join } from 'node:path';
@@ -144,6 +145,33 @@ async function freePort(ip: string | undefined, proto: Proto): Promise<number> {
   });
 }
 
+/** Fails (exit 125) when `p`'s host port cannot be bound now. */
+async function checkFree(p: PortMapping): Promise<void> {
+  const fail = (err: unknown) => {
+    throw new PolyarchError(
+      'START_FAILED',
+      `connecting the container's network: host port ${formatPort(p).replace(/->.*$/, '')}/${p.proto} is not free: ${(err as NodeJS.ErrnoException).code ?? errorMessage(err)}`,
+      { cause: err, exitCode: 125 },
+    );
+  };
+  if (p.proto === 'udp') {
+    const { createSocket } = await import('node:dgram');
+    const s = createSocket(p.hostIp?.includes(':') ? 'udp6' : 'udp4');
+    await new Promise<void>((res, rej) => {
+      s.once('error', rej);
+      s.bind(p.hostPort, p.hostIp ?? '0.0.0.0', () => s.close(() => res()));
+    }).catch(fail);
+    return;
+  }
+  const srv = createServer();
+  await new Promise<void>((res, rej) => {
+    srv.once('error', rej);
+    srv.listen({ port: p.hostPort, host: p.hostIp ?? '0.0.0.0', exclusive: true }, () =>
+      srv.close(() => res()),
+    );
+  }).catch(fail);
+}
+
 /** The mappings with every `hostPort: 0` replaced by a port free now. */
 export async function assignHostPorts(ports: readonly PortMapping[]): Promise<PortMapping[]> {
   return Promise.all(
@@ -204,6 +232,9 @@ export async function setupNetwork(opts: {
   const name = netnsName(opts.id);
   const netnsPath = join(NETNS_DIR, name);
   const pid = pidFile(opts.root, opts.id);
+  // pasta binds IPv4 and IPv6 and fails only when it can bind neither: a port taken on IPv4
+  // alone would be silently shadowed, so check each one here first.
+  for (const p of opts.ports) await checkFree(p);
   await mkdir(join(opts.root, 'net'), { recursive: true, mode: 0o700 });
   await teardownNetwork(opts.root, opts.id); // a leftover of the same id would make `add` fail
   try {
@@ -264,24 +295,34 @@ function stderrOf(err: unknown): string {
   return text || errorMessage(err);
 }
 
-function pidAlive(pid: number): boolean {
+/**
+ * Whether process `pid` still runs: a zombie (exited, not yet reaped — daemons such as pasta and
+ * the monitors are reaped by whatever pid 1 is here, whenever it gets to it) does not.
+ */
+export function pidRunning(pid: number): boolean {
+  if (!(pid > 0)) return false;
   try {
     process.kill(pid, 0);
-    return true;
   } catch (err) {
-    return (err as NodeJS.ErrnoException).code === 'EPERM';
+    if ((err as NodeJS.ErrnoException).code !== 'EPERM') return false;
+  }
+  try {
+    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+    return !/^[ZX]/.test(stat.slice(stat.lastIndexOf(')') + 2));
+  } catch {
+    return false;
   }
 }
 
 /** Stop pasta and delete the netns of container `id`; idempotent. */
 export async function teardownNetwork(root: string, id: string): Promise<void> {
   const pid = Number(await readFile(pidFile(root, id), 'utf8').catch(() => '0'));
-  if (pid > 0 && pidAlive(pid)) {
+  if (pid > 0 && pidRunning(pid)) {
     const cmd = await readFile(`/proc/${pid}/cmdline`, 'utf8').catch(() => '');
     if (cmd.includes(netnsName(id))) {
       process.kill(pid, 'SIGTERM');
-      for (let i = 0; i < 40 && pidAlive(pid); i++) await new Promise((r) => setTimeout(r, 25));
-      if (pidAlive(pid)) process.kill(pid, 'SIGKILL');
+      for (let i = 0; i < 40 && pidRunning(pid); i++) await new Promise((r) => setTimeout(r, 25));
+      if (pidRunning(pid)) process.kill(pid, 'SIGKILL');
     }
   }
   await rm(pidFile(root, id), { force: true });

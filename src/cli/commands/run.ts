@@ -97,6 +97,7 @@ export function register(program: Command, ctx: CliContext): void {
           { exitCode: 125 },
         );
       const publish = o.publish.map(parsePublish);
+      if (o.name !== undefined) (await import('../../exec/containers.js')).checkName(o.name);
       if (network !== 'bridge' && (publish.length > 0 || o.publishAll))
         throw new PolyarchError('INVALID_ARGUMENT', `-p/-P need --network bridge (not ${network})`, {
           exitCode: 125,
@@ -114,6 +115,15 @@ export function register(program: Command, ctx: CliContext): void {
       } catch (err) {
         throw new UsageError(errorMessage(err));
       }
+      if (
+        (publish.length > 0 || o.publishAll) &&
+        !o.detach &&
+        !o.parallel &&
+        (o.allPlatforms || (platforms?.length ?? 0) > 1)
+      )
+        ctx.err.write(
+          'note: the platforms run one after the other, each publishing the same host ports in turn\n',
+        );
       const env = [...(await readEnvFiles(o.envFile)), ...o.env].flatMap((kv) => {
         if (kv.includes('=')) return [kv];
         const v = ctx.env[kv]; // docker: a bare K takes the caller's value, or is dropped
