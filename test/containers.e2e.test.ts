@@ -248,6 +248,72 @@ describe('a detached server published on a host port', () => {
   });
 });
 
+describe('lifecycle', () => {
+  test('logs -f follows until the container exits; --tail; -t', () => {
+    const id = ok([
+      'run',
+      '-d',
+      '--platform',
+      'linux/arm64',
+      env.busybox,
+      'sh',
+      '-c',
+      'for i in 1 2 3; do echo $i; sleep 0.3; done; echo oops >&2; exit 3',
+    ]).stdout.trim();
+    const f = ok(['logs', '-f', id]);
+    assert.equal(f.stdout, '1\n2\n3\n', 'every line, and logs -f returned when the container ended');
+    assert.equal(f.stderr, 'oops\n');
+    assert.equal(ok(['logs', '--tail', '2', id]).stdout, '3\n');
+    assert.match(ok(['logs', '-t', '--tail', '1', id]).stderr, /^\d{4}-\d\d-\d\dT[\d:.]+Z oops\n$/);
+    assert.equal(ok(['wait', id]).stdout, '3\n');
+    assert.equal(inspect(id).State.ExitCode, 3);
+    ok(['rm', id]);
+  });
+
+  test('run -d --rm: the container is gone once it exits', async () => {
+    const id = ok([
+      'run',
+      '-d',
+      '--rm',
+      '--platform',
+      'linux/arm64',
+      env.busybox,
+      'sleep',
+      '0.5',
+    ]).stdout.trim();
+    assert.match(ok(['ps', '-a', '-q', '--no-trunc']).stdout, new RegExp(`^${id}$`, 'm'));
+    await waitFor('the container to be removed', () => !existsSync(join(root, 'containers', id)));
+    assert.doesNotMatch(ok(['ps', '-a', '-q', '--no-trunc']).stdout, new RegExp(id));
+    await assertGone(id, []);
+  });
+
+  test("-P publishes the image's exposed ports on free host ports", async () => {
+    const ctxDir = join(root, 'exposed');
+    await mkdir(ctxDir);
+    await writeFile(
+      join(ctxDir, 'Dockerfile'),
+      `FROM ${env.busybox}\nEXPOSE 80\nCMD ["httpd", "-f", "-p", "80", "-h", "/www"]\n`,
+    );
+    ok(['build', '-q', '--platform', 'linux/arm64', '-t', 'localhost/exposed:1', ctxDir]);
+    const r = ok([
+      'run',
+      '-d',
+      '-P',
+      '--platform',
+      'linux/arm64',
+      '-v',
+      `${www}:/www:ro`,
+      'localhost/exposed:1',
+    ]);
+    const m = /^published 0\.0\.0\.0:(\d+)->80\/tcp$/m.exec(r.stderr);
+    assert.ok(m, r.stderr);
+    assert.equal(await curl(Number(m[1])), 'hello from a container\n');
+    const id = r.stdout.trim();
+    assert.deepEqual(Object.keys(inspect(id).NetworkSettings.Ports), ['80/tcp']);
+    ok(['rm', '-f', id]);
+  });
+});
+
 describe('crashes', () => {
   test('kill -9 of the CLI while it starts a container: ps still shows it, stop works', async () => {
     const cli = spawn(
