@@ -23,6 +23,14 @@
  * table printed at the end. A container that cannot start counts as failed with Docker's code
  * (125, or 126/127 when the command cannot be executed / is not found).
  *
+ * Networks (network.ts): `bridge` (the default, as docker's) gives each container its own
+ * network namespace connected by pasta, with `publish` (`-p`) and `publishAll` (`-P`) ports;
+ * `host` and `none` as before. In a matrix, platforms run one after the other publish the same
+ * host ports in turn; run together (`parallel`, `detach`) the first takes the ports asked for
+ * and the others free ones (`onPublish` says which). `detach` (`-d`) hands each container to
+ * its own monitor process (detach.ts, monitor.ts) and returns once it runs: `results[].containerId`
+ * is then the 64-hex id that `ps`/`logs`/`stop`/`rm` (containers.ts) take.
+ *
  * Signals: SIGINT/SIGTERM received while a container runs are forwarded to it (runc.ts) and
  * polyarch ends with the container's exit code, as `docker run` does; a matrix then starts no
  * further platform. Received while nothing runs (pulling, unpacking), they end polyarch.

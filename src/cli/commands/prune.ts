@@ -1,6 +1,7 @@
 /**
- * `polyarch prune [-a] [--filter until=DURATION] [--keep-storage SIZE] [-f] [--verbose]`: like
- * `docker buildx prune`, remove build cache records not in use (src/build/cache.ts: by default
+ * `polyarch prune [-a] [--filter until=DURATION] [--keep-storage SIZE] [-f] [--verbose]`: first
+ * (top level only, not `builder prune`) remove stopped containers, printing `Deleted Containers:`
+ * as `docker container prune`; then, like `docker buildx prune`, remove build cache records not in use (src/build/cache.ts: by default
  * build step results and base layers no stored image needs; `--all` also shared base layers,
  * kept `run` containers and `RUN --mount=type=cache` dirs), printing the removed records and
  * `Total:`; then, as before, garbage-collect blobs of the local store that no image name reaches,

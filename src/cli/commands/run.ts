@@ -79,6 +79,9 @@ export function register(program: Command, ctx: CliContext): void {
         'found). A matrix run prefixes each output line with its platform, prints a PLATFORM EXIT\n' +
         "DURATION table and exits 1 if any platform failed. Without --rm the container's changes are\n" +
         'kept as the snapshot "container:<id>" in the state root.\n\n' +
+        'With -d the container runs in the background under its own small monitor process; run\n' +
+        'prints its full ID (one per platform of a matrix, named NAME-<os>-<arch> with --name) and\n' +
+        'exits; see ps, logs, stop, kill, exec, wait, inspect, rm.\n\n' +
         'Published ports (-p, -P) in a matrix: one platform after the other, each publishes the same\n' +
         'host ports in turn; with --parallel or -d, the first platform takes the host ports asked for\n' +
         "and every other platform gets free ones. Each platform's ports are printed on stderr.",
