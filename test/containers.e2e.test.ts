@@ -270,6 +270,34 @@ describe('lifecycle', () => {
     ok(['rm', id]);
   });
 
+  test('a foreground run without --rm is kept as an exited container, as in docker', async () => {
+    const r = polyarch([
+      'run',
+      '--name',
+      'fg',
+      '--platform',
+      'linux/arm64',
+      env.busybox,
+      'sh',
+      '-c',
+      'hostname; exit 4',
+    ]);
+    assert.equal(r.status, 4, r.stderr);
+    const c = inspect('fg');
+    assert.equal(r.stdout, `${c.Id.slice(0, 12)}\n`, 'its hostname is its short id');
+    assert.equal(c.State.Status, 'exited');
+    assert.equal(c.State.ExitCode, 4);
+    assert.match(ok(['ps', '-a']).stdout, /Exited \(4\) .* ago\s+fg\n/);
+    const snapshots = join(root, 'snapshots');
+    const before = (await readdir(snapshots)).length;
+    ok(['rm', 'fg']);
+    assert.equal((await readdir(snapshots)).length, before - 1, 'rm removes its snapshot');
+    await assertGone(c.Id, []);
+    // --rm keeps nothing.
+    ok(['run', '--rm', '--name', 'gone', '--platform', 'linux/arm64', env.busybox, 'true']);
+    assert.equal(polyarch(['inspect', 'gone']).status, 1);
+  });
+
   test('run -d --rm: the container is gone once it exits', async () => {
     const id = ok([
       'run',

@@ -65,7 +65,8 @@ import { Snapshotter } from '../snapshot/overlay.js';
 import { unpackImage } from '../snapshot/unpack.js';
 import { errorMessage, PolyarchError, UsageError } from '../util/errors.js';
 import { checkExecutable, newContainerId, runContainer } from './runc.js';
-import { startDetached } from './detach.js';
+import { newFullId } from './containers.js';
+import { recordForeground, startDetached } from './detach.js';
 import {
   assignHostPorts,
   type ContainerNetwork,
@@ -470,8 +471,12 @@ export async function runImage(opts: RunImageOptions): Promise<RunImageResult> {
   const inheritOutput = !matrix && (opts.terminal || (opts.stdout ?? 'inherit') === 'inherit');
 
   const runOne = async (v: ImageVariant): Promise<PlatformRun> => {
-    const id = newContainerId();
+    // Kept containers (no --rm) get docker's 64-hex id and a record (detach.ts).
+    const id = opts.rm || opts.detach ? newContainerId() : newFullId();
     let net: ContainerNetwork | undefined;
+    let fg: Awaited<ReturnType<typeof recordForeground>> | undefined;
+    let fgExit = 125;
+    let fgError = '';
     const started = performance.now();
     const prefix = `${v.platform} | `;
     const o = matrix ? linePrefixer(prefix, out) : undefined;
@@ -497,23 +502,22 @@ export async function runImage(opts: RunImageOptions): Promise<RunImageResult> {
           ),
         ),
       );
+      const suffix = matrix ? `-${v.platform.replaceAll('/', '-')}` : '';
+      const described = {
+        root,
+        ...(opts.name !== undefined ? { name: `${opts.name}${suffix}` } : {}),
+        image: opts.image,
+        manifestDigest: v.manifest.digest,
+        platform: v.platform,
+        chain,
+        imageConfig: config.config,
+        spec: runSpec(opts, config.config ?? {}, mode, false),
+        network: mode,
+        ports,
+        autoRemove: Boolean(opts.rm),
+      };
       if (opts.detach) {
-        const suffix = matrix ? `-${v.platform.replaceAll('/', '-')}` : '';
-        const rec = await couldNotStart(() =>
-          startDetached({
-            root,
-            ...(opts.name !== undefined ? { name: `${opts.name}${suffix}` } : {}),
-            image: opts.image,
-            manifestDigest: v.manifest.digest,
-            platform: v.platform,
-            chain,
-            imageConfig: config.config,
-            spec: runSpec(opts, config.config ?? {}, mode, false),
-            network: mode,
-            ports,
-            autoRemove: Boolean(opts.rm),
-          }),
-        );
+        const rec = await couldNotStart(() => startDetached(described));
         opts.onPublish?.(v.platform, rec.Polyarch.Launch.ports);
         return {
           platform: v.platform,
@@ -522,6 +526,7 @@ export async function runImage(opts: RunImageOptions): Promise<RunImageResult> {
           containerId: rec.Id,
         };
       }
+      if (!opts.rm) fg = await couldNotStart(() => recordForeground({ ...described, id }));
       net = await couldNotStart(() => containerNetwork(root, id, mode, ports));
       if (net.ports.length > 0) opts.onPublish?.(v.platform, net.ports);
       // ---- end of networks ----
@@ -535,7 +540,9 @@ export async function runImage(opts: RunImageOptions): Promise<RunImageResult> {
         platform: v.platform,
         spec: {
           ...runSpec(opts, config.config ?? {}, mode, Boolean(opts.terminal && !matrix)),
-          ...(mode === 'bridge' ? { hostname: id.slice(-12) } : {}),
+          ...(mode !== 'host'
+            ? { hostname: id.startsWith('polyarch-') ? id.slice(-12) : id.slice(0, 12) }
+            : {}),
         },
         ...(net.resolvConf !== undefined ? { resolvConf: net.resolvConf } : {}),
         ...(net.editSpec ? { editSpec: net.editSpec } : {}),
@@ -547,8 +554,11 @@ export async function runImage(opts: RunImageOptions): Promise<RunImageResult> {
       }).catch((cause: unknown) => {
         throw startError(cause);
       });
+      fgExit = exitCode;
       return { platform: v.platform, exitCode, durationMs: performance.now() - started, containerId: id };
     } catch (cause) {
+      fgError = errorMessage(cause);
+      fgExit = cause instanceof PolyarchError && cause.exitCode !== 1 ? cause.exitCode : 125;
       // A single run reports its error as polyarch's; a matrix records it and goes on.
       if (!matrix) throw cause;
       const error =
@@ -573,6 +583,7 @@ export async function runImage(opts: RunImageOptions): Promise<RunImageResult> {
         if (opts.rm) await snaps.remove(key);
         else await snaps.commit(key, `container:${id}`);
       }
+      await fg?.finish(fgExit, fgError); // last: rm of an exited container finds its snapshot
     }
   };
 

@@ -22,6 +22,7 @@
  */
 import { execFile } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
+import { readFileSync } from 'node:fs';
 import { mkdir, readdir, readFile, rm, stat } from 'node:fs/promises';
 import { join, resolve } from 'node:path';
 import { promisify } from 'node:util';
@@ -86,7 +87,15 @@ export interface ContainerRecord {
   };
   NetworkSettings: { Ports: Record<string, { HostIp: string; HostPort: string }[] | null> };
   /** polyarch's own: the monitor's pid and what it launches. */
-  Polyarch: { MonitorPid: number; Launch: LaunchConfig };
+  Polyarch: {
+    /** The process that runs runc and records the exit: a monitor, or the `run` in the foreground. */
+    MonitorPid: number;
+    /** Its start time (/proc/PID/stat field 22), so a reused pid is not taken for it. */
+    MonitorStart?: string;
+    /** Run in the foreground: its output went to the terminal, not to the log. */
+    Foreground?: boolean;
+    Launch: LaunchConfig;
+  };
 }
 
 const ZERO_TIME = '0001-01-01T00:00:00Z';
@@ -185,10 +194,21 @@ async function readRecords(root: string): Promise<ContainerRecord[]> {
   return recs.filter((r): r is ContainerRecord => r !== undefined);
 }
 
+/** When process `pid` started (clock ticks after boot), if it exists. */
+export function processStartTime(pid: number): string | undefined {
+  try {
+    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+    return stat.slice(stat.lastIndexOf(')') + 2).split(' ')[19];
+  } catch {
+    return undefined;
+  }
+}
+
 /** Whether `pid` is still this container's monitor (not a reused pid). */
 async function monitorAlive(rec: ContainerRecord): Promise<boolean> {
   const pid = rec.Polyarch.MonitorPid;
   if (!pidRunning(pid)) return false;
+  if (rec.Polyarch.MonitorStart !== undefined) return processStartTime(pid) === rec.Polyarch.MonitorStart;
   const cmd = await readFile(`/proc/${pid}/cmdline`, 'utf8').catch(() => '');
   return cmd.includes(rec.Id);
 }

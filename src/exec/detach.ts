@@ -26,6 +26,7 @@ import {
   makeContainerDir,
   newFullId,
   portBindings,
+  processStartTime,
   readRecord,
   writeRecord,
   ZERO_TIME,
@@ -60,7 +61,8 @@ function commandOf(cfg: ImageConfig['config'], spec: LaunchConfig['spec']): stri
   return [...ep.filter((e) => e !== ''), ...cmd];
 }
 
-export async function startDetached(opts: DetachOptions): Promise<ContainerRecord> {
+/** A new record (status created), its name checked and reserved by writing it. */
+async function createRecord(opts: DetachOptions): Promise<ContainerRecord> {
   const root = resolve(opts.root);
   const id = opts.id ?? newFullId();
   let name = opts.name;
@@ -126,9 +128,16 @@ export async function startDetached(opts: DetachOptions): Promise<ContainerRecor
       },
     },
   };
-  const dir = await makeContainerDir(root, id);
+  await makeContainerDir(root, id);
   await writeRecord(root, rec);
+  return rec;
+}
 
+export async function startDetached(opts: DetachOptions): Promise<ContainerRecord> {
+  const root = resolve(opts.root);
+  const rec = await createRecord(opts);
+  const id = rec.Id;
+  const dir = join(root, 'containers', id);
   const errLog = await open(join(dir, 'monitor.log'), 'a');
   let message: { pid?: number; error?: string; exitCode?: number } | undefined;
   try {
@@ -156,4 +165,45 @@ export async function startDetached(opts: DetachOptions): Promise<ContainerRecor
   const why =
     message?.error ?? "the container's monitor ended before the container started (see monitor.log)";
   throw new PolyarchError('START_FAILED', why, { exitCode: message?.exitCode ?? 125 });
+}
+
+/**
+ * A container run in the foreground (`run` without `--rm` or `-d`) gets a record too, as in
+ * docker, so `ps -a`, `inspect`, `wait` and `rm` see it; this process is its monitor. Its
+ * output goes to the terminal, not to a log. `finish` records the exit.
+ */
+export async function recordForeground(
+  opts: DetachOptions & { id: string },
+): Promise<{ rec: ContainerRecord; finish(exitCode: number, error?: string): Promise<void> }> {
+  const root = resolve(opts.root);
+  const created = await createRecord(opts);
+  const rec: ContainerRecord = {
+    ...created,
+    State: { ...created.State, Status: 'running', Running: true, StartedAt: new Date().toISOString() },
+    Polyarch: {
+      ...created.Polyarch,
+      MonitorPid: process.pid,
+      MonitorStart: processStartTime(process.pid) ?? '',
+      Foreground: true,
+    },
+  };
+  await writeRecord(root, rec);
+  return {
+    rec,
+    finish: async (exitCode, error = '') => {
+      const now = new Date().toISOString();
+      await writeRecord(root, {
+        ...rec,
+        State: {
+          ...rec.State,
+          Status: 'exited',
+          Running: false,
+          Pid: 0,
+          ExitCode: exitCode,
+          FinishedAt: now,
+          Error: error,
+        },
+      });
+    },
+  };
 }

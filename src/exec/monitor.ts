@@ -24,6 +24,7 @@ import {
   containersDir,
   type LogEntry,
   logPath,
+  processStartTime,
   readRecord,
   writeRecord,
 } from './containers.js';
@@ -68,7 +69,10 @@ async function main(rootArg: string, id: string): Promise<void> {
       rec = patch(rec!);
       await writeRecord(root, rec);
     }));
-  await save((r) => ({ ...r, Polyarch: { ...r.Polyarch, MonitorPid: process.pid } }));
+  await save((r) => ({
+    ...r,
+    Polyarch: { ...r.Polyarch, MonitorPid: process.pid, MonitorStart: processStartTime(process.pid) ?? '' },
+  }));
   // A signal sent to the monitor goes to the container (runContainer forwards it); listening
   // here keeps runContainer from re-raising it before the exit is recorded.
   process.on('SIGTERM', () => undefined);

@@ -77,8 +77,9 @@ export function register(program: Command, ctx: CliContext): void {
       'after',
       "\nExit code: the container process's; 125 when it could not start (126 not executable, 127 not\n" +
         'found). A matrix run prefixes each output line with its platform, prints a PLATFORM EXIT\n' +
-        "DURATION table and exits 1 if any platform failed. Without --rm the container's changes are\n" +
-        'kept as the snapshot "container:<id>" in the state root.\n\n' +
+        'DURATION table and exits 1 if any platform failed. Without --rm the container is kept, as in\n' +
+        'docker (ps -a, inspect, rm; its output went to the terminal, so logs has none), its changes\n' +
+        'as the snapshot "container:<id>" in the state root.\n\n' +
         'With -d the container runs in the background under its own small monitor process; run\n' +
         'prints its full ID (one per platform of a matrix, named NAME-<os>-<arch> with --name) and\n' +
         'exits; see ps, logs, stop, kill, exec, wait, inspect, rm.\n\n' +
