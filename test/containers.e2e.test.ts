@@ -32,11 +32,11 @@ interface Run {
   stderr: string;
 }
 
-function polyarch(args: string[]): Run {
+function polyarch(args: string[], extraEnv: Record<string, string> = {}): Run {
   const r = spawnSync(bin, args, {
     encoding: 'utf8',
     timeout: 120_000,
-    env: { ...process.env, POLYARCH_ROOT: root, POLYARCH_CONFIG: env.config },
+    env: { ...process.env, POLYARCH_ROOT: root, POLYARCH_CONFIG: env.config, ...extraEnv },
   });
   return { status: r.status, stdout: r.stdout, stderr: r.stderr };
 }
@@ -532,6 +532,18 @@ describe('bad input', () => {
       assert.equal(r.status, status, r.stderr);
       assert.match(r.stderr, stderr);
     });
+
+  test('no pasta: 125 naming the package, and --network host still works', () => {
+    const noPasta = { POLYARCH_PASTA: '/nonexistent/pasta' };
+    const r = polyarch(['run', '--rm', '--platform', 'linux/arm64', env.busybox, 'true'], noPasta);
+    assert.equal(r.status, 125);
+    assert.match(
+      r.stderr,
+      /^ERROR: connecting the container's network: \/nonexistent\/pasta is not installed \(Debian package passt; or use --network host\)\n$/m,
+    );
+    ok(['run', '--rm', '--network', 'host', '--platform', 'linux/arm64', env.busybox, 'true']);
+    assert.deepEqual(ok(['ps', '-a', '-q']).stdout, '', 'nothing kept');
+  });
 
   test('a name in use: 125 naming the container that has it', () => {
     const id = ok([
