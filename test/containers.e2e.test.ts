@@ -298,6 +298,31 @@ describe('lifecycle', () => {
     assert.equal(polyarch(['inspect', 'gone']).status, 1);
   });
 
+  test('exec -i passes stdin; exec -it gives a terminal (under script(1)); -e, -w', () => {
+    const id = ok(['run', '-d', '--platform', 'linux/arm64', env.busybox, 'sleep', '600']).stdout.trim();
+    const piped = spawnSync(bin, ['exec', '-i', id, 'cat'], {
+      encoding: 'utf8',
+      input: 'to the container\n',
+      env: { ...process.env, POLYARCH_ROOT: root },
+    });
+    assert.equal(piped.stdout, 'to the container\n', piped.stderr);
+    assert.equal(ok(['exec', '-e', 'X=1', '-w', '/tmp', id, 'sh', '-c', 'echo $X $PWD']).stdout, '1 /tmp\n');
+    const tty = spawnSync('script', ['-qec', `${bin} exec -it ${id} sh -c 'tty; exit 5'`, '/dev/null'], {
+      encoding: 'utf8',
+      timeout: 60_000,
+      env: { ...process.env, POLYARCH_ROOT: root },
+    });
+    assert.equal(tty.status, 5, tty.stderr);
+    assert.match(tty.stdout, /\/dev\/pts\/\d+\r?\n/);
+    const missing = polyarch(['exec', id, 'no-such-command']);
+    assert.equal(missing.status, 127, missing.stderr);
+    assert.match(
+      missing.stderr,
+      /^ERROR: container [0-9a-f]{12}: cannot exec no-such-command: exec: "no-such-command": executable file not found in \$PATH\n$/,
+    );
+    ok(['rm', '-f', id]);
+  });
+
   test('run -d --rm: the container is gone once it exits', async () => {
     const id = ok([
       'run',

@@ -52,7 +52,9 @@ export async function execInContainer(
     child.on('close', (c, sig) => res(c ?? (sig === 'SIGKILL' ? 137 : 128 + 15)));
   });
   if (errText && /exec failed|level=error/.test(errText)) {
-    const why = errText.replace(/^.*?(exec failed: )?/s, '').trim();
+    // runc logs `time="…" level=error msg="exec failed: unable to start container process: exec: …"`.
+    const msg = /msg="((?:[^"\\]|\\.)*)"/.exec(errText)?.[1]?.replace(/\\(.)/g, '$1') ?? errText.trim();
+    const why = msg.replace(/^exec failed: /, '').replace(/^unable to start container process: /, '');
     const exitCode = /not found|no such file/.test(why) ? 127 : /permission denied/.test(why) ? 126 : 126;
     throw new PolyarchError(
       'START_FAILED',
