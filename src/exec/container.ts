@@ -107,6 +107,16 @@ export interface RunImageOptions {
   detach?: boolean;
   /** `--name` of a detached container (a matrix adds `-<os>-<arch>[-<variant>]`). */
   name?: string;
+  /**
+   * compose/up.ts (with `detach`): join the project's network namespace, whose pasta publishes
+   * `ports`; the project's /etc/hosts; compose's labels.
+   */
+  compose?: {
+    joinNetns: { path: string; resolvConf: string };
+    hosts: string;
+    labels: Record<string, string>;
+    ports: PortMapping[];
+  };
   /** Called with a platform's published ports, before its container runs. */
   onPublish?: (platform: string, ports: PortMapping[]) => void;
   mounts?: MountRequest[];
@@ -515,6 +525,14 @@ export async function runImage(opts: RunImageOptions): Promise<RunImageResult> {
         network: mode,
         ports,
         autoRemove: Boolean(opts.rm),
+        ...(opts.compose
+          ? {
+              joinNetns: opts.compose.joinNetns,
+              hosts: opts.compose.hosts,
+              labels: opts.compose.labels,
+              ports: opts.compose.ports,
+            }
+          : {}),
       };
       if (opts.detach) {
         const rec = await couldNotStart(() => startDetached(described));

@@ -46,6 +46,13 @@ export interface LaunchConfig {
   ports: PortMapping[];
   /** `--rm`: the monitor removes the container when it exits. */
   autoRemove: boolean;
+  /**
+   * Join this existing network namespace (a compose project's, compose/up.ts) instead of
+   * making one; `ports` are then published by whoever made it.
+   */
+  joinNetns?: { path: string; resolvConf: string };
+  /** The container's /etc/hosts (default: localhost and its hostname). */
+  hosts?: string;
 }
 
 export interface ContainerRecord {
@@ -78,6 +85,7 @@ export interface ContainerRecord {
     User: string;
     ExposedPorts: Record<string, object>;
     StopSignal?: string;
+    Labels?: Record<string, string>;
   };
   HostConfig: {
     NetworkMode: NetworkMode;

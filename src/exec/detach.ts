@@ -47,6 +47,10 @@ export interface DetachOptions {
   network: NetworkMode;
   ports: PortMapping[];
   autoRemove?: boolean;
+  /** Compose: join this namespace (LaunchConfig.joinNetns), /etc/hosts, labels. */
+  joinNetns?: LaunchConfig['joinNetns'];
+  hosts?: string;
+  labels?: Record<string, string>;
   /** Default: a new 64-hex id. */
   id?: string;
 }
@@ -109,6 +113,7 @@ async function createRecord(opts: DetachOptions): Promise<ContainerRecord> {
       User: opts.spec.user ?? cfg.User ?? '',
       ExposedPorts: exposed,
       ...(cfg.StopSignal ? { StopSignal: cfg.StopSignal } : {}),
+      ...(opts.labels || cfg.Labels ? { Labels: { ...(cfg.Labels ?? {}), ...(opts.labels ?? {}) } } : {}),
     },
     HostConfig: {
       NetworkMode: opts.network,
@@ -125,6 +130,8 @@ async function createRecord(opts: DetachOptions): Promise<ContainerRecord> {
         network: opts.network,
         ports: opts.ports,
         autoRemove: Boolean(opts.autoRemove),
+        ...(opts.joinNetns ? { joinNetns: opts.joinNetns } : {}),
+        ...(opts.hosts !== undefined ? { hosts: opts.hosts } : {}),
       },
     },
   };

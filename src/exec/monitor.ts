@@ -94,7 +94,15 @@ async function main(rootArg: string, id: string): Promise<void> {
   try {
     const active = await snaps.prepare(key, launch.chain);
     prepared = true;
-    const net = await containerNetwork(root, id, launch.network, launch.ports);
+    const net = launch.joinNetns
+      ? {
+          resolvConf: launch.joinNetns.resolvConf,
+          editSpec: (spec: { linux: { namespaces: { type: string; path?: string }[] } }) => {
+            spec.linux.namespaces.push({ type: 'network', path: launch.joinNetns!.path });
+          },
+          release: async () => undefined,
+        }
+      : await containerNetwork(root, id, launch.network, launch.ports);
     release = net.release;
     const run = runContainer({
       root,
@@ -104,6 +112,7 @@ async function main(rootArg: string, id: string): Promise<void> {
       spec: { ...launch.spec, ...(rec.Config.Hostname ? { hostname: rec.Config.Hostname } : {}) },
       ...(net.resolvConf !== undefined ? { resolvConf: net.resolvConf } : {}),
       ...(net.editSpec ? { editSpec: net.editSpec } : {}),
+      ...(launch.hosts !== undefined ? { hosts: launch.hosts } : {}),
       stdout: (b) => out.push(b),
       stderr: (b) => err.push(b),
     });
