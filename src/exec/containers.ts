@@ -247,7 +247,9 @@ async function releaseDead(root: string, id: string): Promise<void> {
 }
 
 /** The record corrected for a monitor that died (see the module header). */
-export async function reconcile(root: string, rec: ContainerRecord): Promise<ContainerRecord> {
+export async function reconcile(root: string, given: ContainerRecord): Promise<ContainerRecord> {
+  // What the monitor wrote last, not what the caller read some time ago.
+  const rec = (await readRecord(root, given.Id)) ?? given;
   if (rec.State.Status === 'exited') return rec;
   if (await monitorAlive(rec)) return rec;
   // The monitor may have just finished: its last write wins over our guess.
