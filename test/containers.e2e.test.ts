@@ -323,6 +323,26 @@ describe('lifecycle', () => {
     ok(['rm', '-f', id]);
   });
 
+  test('the docker container group: container run, ls, prune', () => {
+    const r = ok([
+      'container',
+      'run',
+      '--name',
+      'grouped',
+      '--platform',
+      'linux/arm64',
+      env.busybox,
+      'sh',
+      '-c',
+      'echo -n grouped',
+    ]);
+    assert.equal(r.stdout, 'grouped');
+    assert.match(ok(['container', 'ls', '-a']).stdout, /Exited \(0\) .* ago\s+grouped\n/);
+    const id = inspect('grouped').Id;
+    assert.equal(ok(['container', 'prune', '-f']).stdout, `Deleted Containers:\n${id}\n\n`);
+    assert.equal(polyarch(['inspect', 'grouped']).status, 1);
+  });
+
   test('run -d --rm: the container is gone once it exits', async () => {
     const id = ok([
       'run',

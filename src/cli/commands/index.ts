@@ -26,6 +26,7 @@ export const commands: readonly CommandModule[] = [
   { names: ['wait'], load: () => import('./wait.js') },
   { names: ['inspect'], load: () => import('./container-inspect.js') },
   { names: ['rm'], load: () => import('./container-rm.js') },
+  { names: ['container'], load: () => import('./container.js') },
   { names: ['imagetools'], load: () => import('./imagetools.js') },
   { names: ['manifest'], load: () => import('./manifest.js') },
   { names: ['pull'], load: () => import('./pull.js') },
