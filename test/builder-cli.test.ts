@@ -1,5 +1,5 @@
 /**
- * Builder instances end to end: `create`, `use`, `ls`, `inspect`, `rm` through bin/polyarch
+ * Builder instances end to end: `create`, `use`, `ls`, `builder inspect`, `builder rm` through bin/polyarch
  * with POLYARCH_ROOT in a temp dir, golden layouts (the platform lists computed from this
  * machine), errors, and writers killed mid-update.
  */
@@ -91,20 +91,34 @@ describe('builder instances through the CLI', { concurrency: false }, () => {
       `BuildKit version: ${ENGINE_VERSION}\n` +
       `Platforms:        ${labels}\n`;
     // The current builder, by name, and with --bootstrap (nothing to start for local).
-    assert.equal(ok(['inspect']), inspect);
-    assert.equal(ok(['inspect', 'multi']), inspect);
-    assert.equal(ok(['inspect', '--bootstrap', '--builder', 'multi']), inspect);
+    assert.equal(ok(['builder', 'inspect']), inspect);
+    assert.equal(ok(['builder', 'inspect', 'multi']), inspect);
+    assert.equal(ok(['builder', 'inspect', '--bootstrap', '--builder', 'multi']), inspect);
     // The builder variables pick another one.
     assert.match(
-      ok(['inspect'], { BUILDX_BUILDER: 'default' }),
+      ok(['builder', 'inspect'], { BUILDX_BUILDER: 'default' }),
       /^Name: {3}default\nDriver: local\n\nNodes:\n/,
     );
     assert.match(
-      ok(['inspect'], { POLYARCH_BUILDER: 'default', BUILDX_BUILDER: 'multi' }),
+      ok(['builder', 'inspect'], { POLYARCH_BUILDER: 'default', BUILDX_BUILDER: 'multi' }),
       /^Name: {3}default\n/,
     );
 
-    const r = run(['rm', 'multi']);
+    // Top-level rm/inspect mean containers now: a builder's name says where it moved.
+    for (const verb of ['rm', 'inspect']) {
+      const moved = run([verb, 'multi']);
+      assert.equal(moved.status, 1, moved.stderr);
+      assert.equal(
+        moved.stderr,
+        `ERROR: "multi" is a builder, not a container: use \`polyarch builder ${verb} multi\`\n`,
+      );
+    }
+    assert.equal(run(['rm', 'no-such-thing']).stderr, 'ERROR: No such container: no-such-thing\n');
+    // buildx is the same group, as a buildx user types it.
+    assert.equal(ok(['buildx', 'inspect', 'multi']), ok(['builder', 'inspect', 'multi']));
+    assert.equal(ok(['buildx', 'ls']), ok(['ls']));
+    assert.match(ok(['buildx', 'build', '--help']), /--platform/);
+    const r = run(['builder', 'rm', 'multi']);
     assert.equal(r.status, 0, r.stderr);
     assert.equal(r.stderr, 'multi removed\n');
     assert.deepEqual(
@@ -117,10 +131,10 @@ describe('builder instances through the CLI', { concurrency: false }, () => {
   test('a generated name is printed and usable; rm with no name removes the current builder', () => {
     const name = ok(['create', '--use']).trim();
     assert.match(name, /^[a-z]+_[a-z]+\d*$/);
-    assert.match(ok(['inspect']), new RegExp(`^Name: {10}${name}\n`));
-    const r = run(['rm']);
+    assert.match(ok(['builder', 'inspect']), new RegExp(`^Name: {10}${name}\n`));
+    const r = run(['builder', 'rm']);
     assert.equal(r.stderr, `${name} removed\n`);
-    assert.match(ok(['inspect']), /^Name: {3}default\n/);
+    assert.match(ok(['builder', 'inspect']), /^Name: {3}default\n/);
   });
 
   test('--append and --node manage nodes of an ssh builder; ssh nodes report not implemented', () => {
@@ -154,7 +168,7 @@ describe('builder instances through the CLI', { concurrency: false }, () => {
         'Failed to get status for far (power): node power (ssh://ci@p9:2222): the ssh driver cannot reach nodes yet (not implemented)\n',
     );
     assert.equal(
-      ok(['inspect', 'far']).split('\n\nNodes:\n')[1],
+      ok(['builder', 'inspect', 'far']).split('\n\nNodes:\n')[1],
       'Name:     far0\n' +
         'Endpoint: ssh://ci@arm1\n' +
         'Error:    node far0 (ssh://ci@arm1): the ssh driver cannot reach nodes yet (not implemented)\n' +
@@ -163,7 +177,7 @@ describe('builder instances through the CLI', { concurrency: false }, () => {
         'Endpoint: ssh://ci@p9:2222\n' +
         'Error:    node power (ssh://ci@p9:2222): the ssh driver cannot reach nodes yet (not implemented)\n',
     );
-    const boot = run(['inspect', '--bootstrap', 'far']);
+    const boot = run(['builder', 'inspect', '--bootstrap', 'far']);
     assert.equal(boot.status, 1);
     assert.equal(
       boot.stderr,
@@ -213,17 +227,27 @@ describe('builder instances through the CLI', { concurrency: false }, () => {
       `ERROR: template parsing error: template: :1:12: executing "" at <.Nodes>: can't evaluate field Nodes in type *commands.lsContext\n`,
     );
     // --all-inactive removes builders with no running node, never default.
-    const rm = run(['rm', '--all-inactive']);
+    const rm = run(['builder', 'rm', '--all-inactive']);
     assert.equal(rm.status, 0, rm.stderr);
     assert.equal(rm.stderr, 'far removed\n');
   });
 
   const errors: [string, string[], number, string][] = [
-    ['inspect of an unknown builder', ['inspect', 'nope'], 1, 'ERROR: no builder "nope" found\n'],
+    ['inspect of an unknown builder', ['builder', 'inspect', 'nope'], 1, 'ERROR: no builder "nope" found\n'],
     ['use of an unknown builder', ['use', 'nope'], 1, 'ERROR: no builder "nope" found\n'],
-    ['rm of an unknown builder', ['rm', 'nope'], 1, 'ERROR: no builder "nope" found\n'],
-    ['rm default', ['rm', 'default'], 1, 'ERROR: default is a reserved name and cannot be removed\n'],
-    ['rm of the current default', ['rm'], 1, 'ERROR: default is a reserved name and cannot be removed\n'],
+    ['rm of an unknown builder', ['builder', 'rm', 'nope'], 1, 'ERROR: no builder "nope" found\n'],
+    [
+      'rm default',
+      ['builder', 'rm', 'default'],
+      1,
+      'ERROR: default is a reserved name and cannot be removed\n',
+    ],
+    [
+      'rm of the current default',
+      ['builder', 'rm'],
+      1,
+      'ERROR: default is a reserved name and cannot be removed\n',
+    ],
     [
       'unknown driver',
       ['create', '--driver', 'kubernetes'],
@@ -256,7 +280,7 @@ describe('builder instances through the CLI', { concurrency: false }, () => {
     ],
     [
       'rm names with --all-inactive',
-      ['rm', '--all-inactive', 'x'],
+      ['builder', 'rm', '--all-inactive', 'x'],
       2,
       'ERROR: cannot give builder names with --all-inactive\n',
     ],
@@ -280,7 +304,7 @@ describe('builder instances through the CLI', { concurrency: false }, () => {
     );
     assert.equal(readFileSync(file, 'utf8'), before);
     assert.equal(run(['create', '--bad-flag']).status, 2);
-    ok(['rm', 'dup']);
+    ok(['builder', 'rm', 'dup']);
   });
 
   test('writers killed at random moments never leave a builder file unreadable', async () => {
@@ -316,6 +340,6 @@ describe('builder instances through the CLI', { concurrency: false }, () => {
         'busy\n',
       );
     }
-    ok(['rm', 'busy']);
+    ok(['builder', 'rm', 'busy']);
   });
 });

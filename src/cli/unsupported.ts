@@ -36,14 +36,6 @@ const BUILD = [
 ];
 
 const RUN = [
-  '-d',
-  '--detach',
-  '-p',
-  '--publish',
-  '-P',
-  '--publish-all',
-  '--name',
-  '--restart',
   '--add-host',
   '--cap-add',
   '--cap-drop',

@@ -12,4 +12,5 @@ export * from './interpolate.js';
 export * from './plan.js';
 export * from './project.js';
 export * from './run.js';
+export * from './up.js';
 export { BUILD_KEYS, composeSchema } from './schema.js';

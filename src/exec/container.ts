@@ -23,6 +23,14 @@
  * table printed at the end. A container that cannot start counts as failed with Docker's code
  * (125, or 126/127 when the command cannot be executed / is not found).
  *
+ * Networks (network.ts): `bridge` (the default, as docker's) gives each container its own
+ * network namespace connected by pasta, with `publish` (`-p`) and `publishAll` (`-P`) ports;
+ * `host` and `none` as before. In a matrix, platforms run one after the other publish the same
+ * host ports in turn; run together (`parallel`, `detach`) the first takes the ports asked for
+ * and the others free ones (`onPublish` says which). `detach` (`-d`) hands each container to
+ * its own monitor process (detach.ts, monitor.ts) and returns once it runs: `results[].containerId`
+ * is then the 64-hex id that `ps`/`logs`/`stop`/`rm` (containers.ts) take.
+ *
  * Signals: SIGINT/SIGTERM received while a container runs are forwarded to it (runc.ts) and
  * polyarch ends with the container's exit code, as `docker run` does; a matrix then starts no
  * further platform. Received while nothing runs (pulling, unpacking), they end polyarch.
@@ -66,6 +74,17 @@ import { unpackImage } from '../snapshot/unpack.js';
 import { errorMessage, PolyarchError, UsageError } from '../util/errors.js';
 import { holdProcessState } from './reap.js';
 import { checkExecutable, newContainerId, runContainer } from './runc.js';
+import { newFullId } from './containers.js';
+import { recordForeground, startDetached } from './detach.js';
+import {
+  assignHostPorts,
+  type ContainerNetwork,
+  containerNetwork,
+  exposedPorts,
+  type NetworkMode,
+  type PortMapping,
+  planPorts,
+} from './network.js';
 import type { MountRequest } from './spec.js';
 
 export type PullPolicy = 'always' | 'missing' | 'never';
@@ -87,8 +106,28 @@ export interface RunImageOptions {
   env?: string[];
   workingDir?: string;
   user?: string;
-  /** Default `host`. */
-  network?: 'host' | 'none';
+  /** Default `bridge`: a network namespace per container (network.ts). */
+  network?: NetworkMode;
+  /** `-p` mappings (bridge only); `hostPort: 0` takes a free port. */
+  publish?: PortMapping[];
+  /** `-P`: also publish every port the image exposes, on free host ports. */
+  publishAll?: boolean;
+  /** `-d`: start each container under its own monitor and return (detach.ts). */
+  detach?: boolean;
+  /** `--name` of a detached container (a matrix adds `-<os>-<arch>[-<variant>]`). */
+  name?: string;
+  /**
+   * compose/up.ts (with `detach`): join the project's network namespace, whose pasta publishes
+   * `ports`; the project's /etc/hosts; compose's labels.
+   */
+  compose?: {
+    joinNetns: { path: string; resolvConf: string };
+    hosts: string;
+    labels: Record<string, string>;
+    ports: PortMapping[];
+  };
+  /** Called with a platform's published ports, before its container runs. */
+  onPublish?: (platform: string, ports: PortMapping[]) => void;
   mounts?: MountRequest[];
   /** Allocate a terminal (single platform, inherited stdio only). Default false. */
   terminal?: boolean;
@@ -437,6 +476,26 @@ async function couldNotStart<T>(step: () => Promise<T>): Promise<T> {
   }
 }
 
+/** The runtime spec options of a run (`bridge` joins its namespace through editSpec). */
+function runSpec(
+  opts: RunImageOptions,
+  config: NonNullable<ImageConfig['config']>,
+  mode: NetworkMode,
+  terminal: boolean,
+) {
+  return {
+    config,
+    ...(opts.args?.length ? { args: opts.args } : {}),
+    ...(opts.entrypoint !== undefined ? { entrypoint: [opts.entrypoint] } : {}),
+    ...(opts.env ? { env: opts.env } : {}),
+    ...(opts.workingDir ? { workingDir: opts.workingDir } : {}),
+    ...(opts.user !== undefined ? { user: opts.user } : {}),
+    network: mode === 'none' ? ('none' as const) : ('host' as const),
+    ...(opts.mounts ? { mounts: opts.mounts } : {}),
+    terminal,
+  };
+}
+
 /**
  * Run `opts.args` in the image, once per chosen platform. See the module header. A lease
  * (content/leases.ts) keeps what the run resolves and unpacks from `prune` and `rmi` until it
@@ -502,7 +561,12 @@ async function runLeased(opts: RunImageOptions): Promise<RunImageResult> {
   const inheritOutput = !matrix && (opts.terminal || (opts.stdout ?? 'inherit') === 'inherit');
 
   const runOne = async (v: ImageVariant): Promise<PlatformRun> => {
-    const id = newContainerId();
+    // Kept containers (no --rm) get docker's 64-hex id and a record (detach.ts).
+    const id = opts.rm || opts.detach ? newContainerId() : newFullId();
+    let net: ContainerNetwork | undefined;
+    let fg: Awaited<ReturnType<typeof recordForeground>> | undefined;
+    let fgExit = 125;
+    let fgError = '';
     const started = performance.now();
     const prefix = `${v.platform} | `;
     const o = matrix ? linePrefixer(prefix, out) : undefined;
@@ -516,6 +580,54 @@ async function runLeased(opts: RunImageOptions): Promise<RunImageResult> {
         manifest: v.manifest,
         what: `${name} (${v.platform})`,
       });
+      // ---- networks and detached containers (network.ts, detach.ts) ----
+      const mode = opts.network ?? 'bridge';
+      const ports = await couldNotStart(() =>
+        assignHostPorts(
+          planPorts(
+            opts.publish ?? [],
+            opts.publishAll ? exposedPorts(config.config?.ExposedPorts) : [],
+            variants.indexOf(v),
+            Boolean(opts.detach || opts.parallel),
+          ),
+        ),
+      );
+      const suffix = matrix ? `-${v.platform.replaceAll('/', '-')}` : '';
+      const described = {
+        root,
+        ...(opts.name !== undefined ? { name: `${opts.name}${suffix}` } : {}),
+        image: opts.image,
+        manifestDigest: v.manifest.digest,
+        platform: v.platform,
+        chain,
+        imageConfig: config.config,
+        spec: runSpec(opts, config.config ?? {}, mode, false),
+        network: mode,
+        ports,
+        autoRemove: Boolean(opts.rm),
+        ...(opts.compose
+          ? {
+              joinNetns: opts.compose.joinNetns,
+              hosts: opts.compose.hosts,
+              labels: opts.compose.labels,
+              ports: opts.compose.ports,
+            }
+          : {}),
+      };
+      if (opts.detach) {
+        const rec = await couldNotStart(() => startDetached(described));
+        opts.onPublish?.(v.platform, rec.Polyarch.Launch.ports);
+        return {
+          platform: v.platform,
+          exitCode: 0,
+          durationMs: performance.now() - started,
+          containerId: rec.Id,
+        };
+      }
+      if (!opts.rm) fg = await couldNotStart(() => recordForeground({ ...described, id }));
+      net = await couldNotStart(() => containerNetwork(root, id, mode, ports));
+      if (net.ports.length > 0) opts.onPublish?.(v.platform, net.ports);
+      // ---- end of networks ----
       const active = await snaps.prepare(key, chain);
       prepared = true;
       opts.onStart?.(v.platform);
@@ -525,16 +637,13 @@ async function runLeased(opts: RunImageOptions): Promise<RunImageResult> {
         rootfs: active,
         platform: v.platform,
         spec: {
-          config: config.config ?? {},
-          ...(opts.args?.length ? { args: opts.args } : {}),
-          ...(opts.entrypoint !== undefined ? { entrypoint: [opts.entrypoint] } : {}),
-          ...(opts.env ? { env: opts.env } : {}),
-          ...(opts.workingDir ? { workingDir: opts.workingDir } : {}),
-          ...(opts.user !== undefined ? { user: opts.user } : {}),
-          network: opts.network ?? 'host',
-          ...(opts.mounts ? { mounts: opts.mounts } : {}),
-          terminal: Boolean(opts.terminal && !matrix),
+          ...runSpec(opts, config.config ?? {}, mode, Boolean(opts.terminal && !matrix)),
+          ...(mode !== 'host'
+            ? { hostname: id.startsWith('polyarch-') ? id.slice(-12) : id.slice(0, 12) }
+            : {}),
         },
+        ...(net.resolvConf !== undefined ? { resolvConf: net.resolvConf } : {}),
+        ...(net.editSpec ? { editSpec: net.editSpec } : {}),
         stdin,
         stdout: inheritOutput ? 'inherit' : o ? (b) => o.push(b) : out,
         stderr: inheritOutput ? 'inherit' : e ? (b) => e.push(b) : err,
@@ -543,8 +652,11 @@ async function runLeased(opts: RunImageOptions): Promise<RunImageResult> {
       }).catch((cause: unknown) => {
         throw startError(cause);
       });
+      fgExit = exitCode;
       return { platform: v.platform, exitCode, durationMs: performance.now() - started, containerId: id };
     } catch (cause) {
+      fgError = errorMessage(cause);
+      fgExit = cause instanceof PolyarchError && cause.exitCode !== 1 ? cause.exitCode : 125;
       // A single run reports its error as polyarch's; a matrix records it and goes on.
       if (!matrix) throw cause;
       const error =
@@ -564,10 +676,12 @@ async function runLeased(opts: RunImageOptions): Promise<RunImageResult> {
     } finally {
       o?.flush();
       e?.flush();
+      await net?.release();
       if (prepared) {
         if (opts.rm) await snaps.remove(key);
         else await snaps.commit(key, `container:${id}`);
       }
+      await fg?.finish(fgExit, fgError); // last: rm of an exited container finds its snapshot
     }
   };
 

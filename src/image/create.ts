@@ -22,7 +22,7 @@ import type { RegistryClient } from '../registry/client.js';
 import { mapLimit } from '../util/concurrency.js';
 import { formatReference, parseReference, type Reference, withDigest } from '../oci/reference.js';
 import { PolyarchError, UsageError } from '../util/errors.js';
-import { formatPlatform, newMatcher, parsePlatform } from '../platform/index.js';
+import { formatPlatform, newMatcher, type PlatformSpec, parsePlatform } from '../platform/index.js';
 import { DEFAULT_CONCURRENCY, descriptorPlatform, isAttestation, openClient, withContext } from './remote.js';
 
 export interface CreateOptions {
@@ -38,6 +38,8 @@ export interface CreateOptions {
   platforms?: string[];
   client?: RegistryClient;
   env?: NodeJS.ProcessEnv;
+  /** The platform of a single-manifest source by digest (`manifest annotate`), over its config's. */
+  platformOf?: (digest: string) => PlatformSpec | undefined;
 }
 
 export interface CreateResult {
@@ -114,7 +116,7 @@ export async function createIndex(opts: CreateOptions): Promise<CreateResult> {
         await client.fetchConfig(ref, doc.manifest.config),
         `config of ${formatReference(ref)}`,
       );
-      const platform = {
+      const platform = opts.platformOf?.(m.digest) ?? {
         os: cfg.os,
         architecture: cfg.architecture,
         ...(cfg.variant ? { variant: cfg.variant } : {}),

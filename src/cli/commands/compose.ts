@@ -9,6 +9,7 @@ import type { Command } from 'commander';
 import { UsageError } from '../../util/errors.js';
 import type { CliContext } from '../context.js';
 import { buildFailureReport, parseBuildArgs } from './build-shared.js';
+import { registerComposeRun } from './compose-run.js';
 
 interface ComposeFlags {
   file: string[];
@@ -32,7 +33,7 @@ const collect = (v: string, prev: string[]) => [...prev, v];
 export function register(program: Command, ctx: CliContext): void {
   const compose = program
     .command('compose')
-    .description('Build the services of a compose project')
+    .description('Build, run and push the services of a compose project')
     .option(
       '-f, --file <path>',
       'compose configuration file; repeatable, later files override earlier ones',
@@ -58,6 +59,7 @@ export function register(program: Command, ctx: CliContext): void {
     .action(async (services: string[], flags: ComposeBuildFlags, cmd: Command) => {
       ctx.exitCode = await runComposeBuild(services, flags, cmd.parent!.opts() as ComposeFlags, ctx);
     });
+  registerComposeRun(compose, ctx); // up, down, ps, logs, push, config
 }
 
 async function runComposeBuild(

@@ -1,6 +1,7 @@
 /**
- * `polyarch prune [-a] [--filter until=DURATION] [--keep-storage SIZE] [-f] [--verbose]`: like
- * `docker buildx prune`, remove build cache records not in use (src/build/cache.ts: by default
+ * `polyarch prune [-a] [--filter until=DURATION] [--keep-storage SIZE] [-f] [--verbose]`: first
+ * (top level only, not `builder prune`) remove stopped containers, printing `Deleted Containers:`
+ * as `docker container prune`; then, like `docker buildx prune`, remove build cache records not in use (src/build/cache.ts: by default
  * build step results and base layers no stored image needs; `--all` also shared base layers,
  * kept `run` containers and `RUN --mount=type=cache` dirs), printing the removed records and
  * `Total:`; then, as before, garbage-collect blobs of the local store that no image name reaches,
@@ -56,8 +57,14 @@ export function register(program: Command, ctx: CliContext): void {
         } catch (err) {
           throw new UsageError(`invalid --keep-storage: ${errorMessage(err)}`);
         }
-      const { ContentStore, storeDir } = await import('../../content/index.js');
+      const { ContentStore, storeDir, stateRoot } = await import('../../content/index.js');
       const store = await ContentStore.open(storeDir(ctx.env));
+      if (program.name() === 'polyarch') {
+        // Top-level prune also removes stopped containers (`builder prune` is the cache only).
+        const { pruneContainers } = await import('../../exec/containers.js');
+        const gone = await pruneContainers(stateRoot(ctx.env));
+        if (gone.length > 0) ctx.out.write(`Deleted Containers:\n${gone.map((id) => `${id}\n`).join('')}\n`);
+      }
       const r = await pruneCache({ env: ctx.env, store, all: flags.all ?? false, untilMs, keepBytes });
       if (r.removed.length > 0)
         ctx.out.write(`${formatCacheRecords(r.removed, flags.verbose ?? false)}${flags.verbose ? '\n' : ''}`);
@@ -68,7 +75,6 @@ export function register(program: Command, ctx: CliContext): void {
         );
       const { removed, bytes, kept, keptBytes } = await store.gc();
       const { LayerMemo } = await import('../../build/export/layers.js');
-      const { stateRoot } = await import('../../content/index.js');
       const memo = await LayerMemo.open(stateRoot(ctx.env));
       await memo.prune((d) => store.has(d));
       ctx.out.write(`Deleted blobs: ${removed}\nTotal reclaimed space: ${humanSize(bytes)}\n`);

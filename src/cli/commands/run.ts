@@ -16,6 +16,11 @@ interface RunFlags {
   tty?: boolean;
   parallel?: boolean;
   pull: string;
+  detach?: boolean;
+  name?: string;
+  publish: string[];
+  publishAll?: boolean;
+  restart?: string;
 }
 
 /** Chunks to a text-only output (in-process tests), keeping UTF-8 sequences split across chunks whole. */
@@ -53,7 +58,17 @@ export function register(program: Command, ctx: CliContext): void {
     .option('-w, --workdir <dir>', 'working directory inside the container')
     .option('-u, --user <user>', 'user[:group] (name or id) to run as')
     .option('--entrypoint <cmd>', 'override the image Entrypoint ("" clears it)')
-    .option('--network <mode>', 'host or none', 'host')
+    .option('--network <mode>', 'bridge (own network namespace, via pasta), host or none', 'bridge')
+    .option(
+      '-p, --publish <[ip:][host:]ctr[/proto]>',
+      'publish a container port on the host (bridge network; repeatable)',
+      collect,
+      [],
+    )
+    .option('-P, --publish-all', 'publish every port the image exposes on free host ports')
+    .option('-d, --detach', 'run in the background and print the container ID')
+    .option('--name <name>', 'name the container (a matrix adds -<platform>)')
+    .option('--restart <policy>', 'only "no": polyarch has no daemon to restart containers', 'no')
     .option('-i, --interactive', 'pass stdin to the container')
     .option('-t, --tty', 'allocate a terminal (single platform, when stdin is a terminal)')
     .option('--pull <policy>', 'always, missing or never', 'missing')
@@ -62,15 +77,37 @@ export function register(program: Command, ctx: CliContext): void {
       'after',
       "\nExit code: the container process's; 125 when it could not start (126 not executable, 127 not\n" +
         'found). A matrix run prefixes each output line with its platform, prints a PLATFORM EXIT\n' +
-        "DURATION table and exits 1 if any platform failed. Without --rm the container's changes are\n" +
-        'kept as the snapshot "container:<id>" in the state root.',
+        'DURATION table and exits 1 if any platform failed. Without --rm the container is kept, as in\n' +
+        'docker (ps -a, inspect, rm; its output went to the terminal, so logs has none), its changes\n' +
+        'as the snapshot "container:<id>" in the state root.\n\n' +
+        'With -d the container runs in the background under its own small monitor process; run\n' +
+        'prints its full ID (one per platform of a matrix, named NAME-<os>-<arch> with --name) and\n' +
+        'exits; see ps, logs, stop, kill, exec, wait, inspect, rm.\n\n' +
+        'Published ports (-p, -P) in a matrix: one platform after the other, each publishes the same\n' +
+        'host ports in turn; with --parallel or -d, the first platform takes the host ports asked for\n' +
+        "and every other platform gets free ones. Each platform's ports are printed on stderr.",
     )
     .action(async (image: string, command: string[], o: RunFlags) => {
       const { UsageError, errorMessage } = await import('../../util/errors.js');
       const { formatPlatform, parsePlatformList } = await import('../../platform/index.js');
       const { parseVolume } = await import('../../exec/spec.js');
-      if (o.network !== 'host' && o.network !== 'none')
-        throw new UsageError(`invalid --network "${o.network}": use host or none`);
+      const { parseNetworkMode, parsePublish, formatPort } = await import('../../exec/network.js');
+      const network = parseNetworkMode(o.network ?? 'bridge');
+      const { PolyarchError } = await import('../../util/errors.js');
+      if (o.restart !== undefined && o.restart !== 'no')
+        throw new PolyarchError(
+          'UNSUPPORTED',
+          `--restart=${o.restart} is not supported: polyarch has no daemon to restart containers (only --restart=no)`,
+          { exitCode: 125 },
+        );
+      const publish = o.publish.map(parsePublish);
+      if (o.name !== undefined) (await import('../../exec/containers.js')).checkName(o.name);
+      if (network !== 'bridge' && (publish.length > 0 || o.publishAll))
+        throw new PolyarchError('INVALID_ARGUMENT', `-p/-P need --network bridge (not ${network})`, {
+          exitCode: 125,
+        });
+      if (o.detach && o.interactive)
+        ctx.err.write('WARNING: -i ignored with -d: a detached container reads no input\n');
       if (!['always', 'missing', 'never'].includes(o.pull))
         throw new UsageError(`invalid --pull "${o.pull}": use always, missing or never`);
       if (o.platform !== undefined && o.allPlatforms)
@@ -82,6 +119,15 @@ export function register(program: Command, ctx: CliContext): void {
       } catch (err) {
         throw new UsageError(errorMessage(err));
       }
+      if (
+        (publish.length > 0 || o.publishAll) &&
+        !o.detach &&
+        !o.parallel &&
+        (o.allPlatforms || (platforms?.length ?? 0) > 1)
+      )
+        ctx.err.write(
+          'note: the platforms run one after the other, each publishing the same host ports in turn\n',
+        );
       const env = [...(await readEnvFiles(o.envFile)), ...o.env].flatMap((kv) => {
         if (kv.includes('=')) return [kv];
         const v = ctx.env[kv]; // docker: a bare K takes the caller's value, or is dropped
@@ -99,8 +145,10 @@ export function register(program: Command, ctx: CliContext): void {
       let closed: Promise<void> | undefined;
       const done = () => (closed ??= progress.close());
       const real = ctx.out === process.stdout && ctx.err === process.stderr;
-      const tty = Boolean(o.tty && real && process.stdin.isTTY);
-      if (o.tty && !tty) ctx.err.write('WARNING: -t ignored: stdin is not a terminal\n');
+      const tty = Boolean(o.tty && real && process.stdin.isTTY && !o.detach);
+      if (o.tty && o.detach)
+        ctx.err.write('WARNING: -t ignored with -d: use `polyarch exec -it` for a terminal\n');
+      else if (o.tty && !tty) ctx.err.write('WARNING: -t ignored: stdin is not a terminal\n');
       try {
         const r = await runImage({
           image,
@@ -112,12 +160,20 @@ export function register(program: Command, ctx: CliContext): void {
           env,
           ...(o.workdir ? { workingDir: o.workdir } : {}),
           ...(o.user !== undefined ? { user: o.user } : {}),
-          network: o.network,
+          network,
+          publish,
+          publishAll: Boolean(o.publishAll),
+          detach: Boolean(o.detach),
+          ...(o.name !== undefined ? { name: o.name } : {}),
+          onPublish: (platform, ports) => {
+            const what = platforms && platforms.length > 1 ? `${platform}: ` : '';
+            ctx.err.write(`${what}published ${ports.map(formatPort).join(', ')}\n`);
+          },
           mounts,
           terminal: tty,
           rm: Boolean(o.rm),
           parallel: Boolean(o.parallel),
-          stdin: o.interactive ? 'inherit' : 'ignore',
+          stdin: o.interactive && !o.detach ? 'inherit' : 'ignore',
           stdout: real ? 'inherit' : textSink(ctx.out),
           stderr: real ? 'inherit' : textSink(ctx.err),
           processEnv: ctx.env,
@@ -127,6 +183,12 @@ export function register(program: Command, ctx: CliContext): void {
             void done();
           },
         });
+        if (o.detach) {
+          // docker run -d prints the full id; a matrix prints one per platform, in order.
+          for (const res of r.results) if (!res.error) ctx.out.write(`${res.containerId}\n`);
+          ctx.exitCode = r.results.some((res) => res.error) ? 125 : 0;
+          return;
+        }
         if (r.matrix) ctx.out.write(`\n${formatSummary(r.results)}`);
         ctx.exitCode = r.exitCode;
       } finally {
