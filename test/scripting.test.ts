@@ -82,6 +82,7 @@ describe('build', () => {
     for (const [flags, message] of [
       [['--provenance=true'], /^ERROR: --provenance=true: attestations are not supported yet/],
       [['--provenance'], /^ERROR: --provenance=true: attestations are not supported yet/],
+      [['--sbom'], /^ERROR: --sbom=true: attestations are not supported yet/],
       [['--sbom=true'], /^ERROR: --sbom=true: attestations are not supported yet/],
       [['--provenance=mode=max'], /^ERROR: --provenance=mode=max: attestations are not supported yet/],
       [['--attest', 'type=sbom'], /^ERROR: --attest type=sbom: attestations are not supported yet/],
@@ -90,6 +91,10 @@ describe('build', () => {
       assert.equal(r.status, 1, `${flags.join(' ')}: ${r.stderr}`);
       assert.match(r.stderr, message);
     }
+    // The same through `buildx build`, the buildx user's spelling.
+    const viaBuildx = polyarch(['buildx', 'build', '--sbom', '.']);
+    assert.equal(viaBuildx.status, 1, viaBuildx.stderr);
+    assert.match(viaBuildx.stderr, /^ERROR: --sbom=true: attestations are not supported yet/);
     const bad = polyarch(['build', '--attest', 'type=nonsense', '.']);
     assert.equal(bad.status, 2);
     assert.match(bad.stderr, /^ERROR: invalid --attest "type=nonsense": type must be sbom or provenance/);

@@ -58,10 +58,12 @@ const BARE_FLAG_VALUES: Readonly<Record<string, Readonly<Record<string, string>>
 };
 
 function expandBareFlags(argv: readonly string[]): string[] {
-  const bare = argv[0] === undefined ? undefined : BARE_FLAG_VALUES[argv[0]];
+  // `build …`, or `buildx build …` / `builder build …`.
+  const at = argv[0] === 'buildx' || argv[0] === 'builder' ? 1 : 0;
+  const bare = argv[at] === undefined ? undefined : BARE_FLAG_VALUES[argv[at]];
   if (!bare) return [...argv];
   const end = argv.indexOf('--');
-  return argv.map((a, i) => (i > 0 && (end < 0 || i < end) && bare[a] !== undefined ? `${a}=${bare[a]}` : a));
+  return argv.map((a, i) => (i > at && (end < 0 || i < end) && bare[a] !== undefined ? `${a}=${bare[a]}` : a));
 }
 
 /** Runs the CLI with `argv` (no node/script prefix) and returns the exit code. */
