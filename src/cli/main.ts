@@ -63,7 +63,9 @@ function expandBareFlags(argv: readonly string[]): string[] {
   const bare = argv[at] === undefined ? undefined : BARE_FLAG_VALUES[argv[at]];
   if (!bare) return [...argv];
   const end = argv.indexOf('--');
-  return argv.map((a, i) => (i > at && (end < 0 || i < end) && bare[a] !== undefined ? `${a}=${bare[a]}` : a));
+  return argv.map((a, i) =>
+    i > at && (end < 0 || i < end) && bare[a] !== undefined ? `${a}=${bare[a]}` : a,
+  );
 }
 
 /** Runs the CLI with `argv` (no node/script prefix) and returns the exit code. */
