@@ -162,7 +162,7 @@ describe('remote BuildKit builders', { skip: skip ?? false, concurrency: false }
       ls[i + 2]!,
       / \\_ arm +\\_ tcp:\/\/127\.0\.0\.1:\d+ +running +v0\.23\.2 +linux\/arm64\*, linux\/arm\/v7\*, /,
     );
-    const insp = ok(['inspect', '--bootstrap', 'bk']);
+    const insp = ok(['builder', 'inspect', '--bootstrap', 'bk']);
     // The arm node's platforms as buildctl reports them (pinned first, marked *).
     const t = arm.tls!;
     const workers = JSON.parse(
@@ -745,7 +745,7 @@ describe('remote BuildKit builders', { skip: skip ?? false, concurrency: false }
     test('a node reached through system ssh and buildctl dial-stdio builds and loads', () => {
       const ep = `ssh://root@127.0.0.1:${sshd.port}${amd.endpoint.slice('unix://'.length)}`;
       ok(['create', '--name', 'viassh', '--driver', 'remote', ep]);
-      const insp = run(['inspect', '--bootstrap', 'viassh'], sshEnv);
+      const insp = run(['builder', 'inspect', '--bootstrap', 'viassh'], sshEnv);
       assert.equal(insp.status, 0, insp.stderr);
       assert.match(insp.stdout, /Status: +running\nBuildKit version: +v0\.23\.2\nPlatforms: +linux\/amd64, /);
       const r = run(

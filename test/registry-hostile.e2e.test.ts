@@ -182,7 +182,8 @@ describe('hostile registry', { concurrency: 4 }, () => {
     assertBoundedError(
       r,
       new RegExp(
-        `GET manifest ${h1}/trickle-manifest:1: ${h1} is too slow: \\d+ bytes in 3(\\.\\d)?s \\(the minimum is 1 KiB/s over 3s\\)`,
+        // The window is 3 s; a loaded machine may notice a second late.
+        `GET manifest ${h1}/trickle-manifest:1: ${h1} is too slow: \\d+ bytes in [3-5](\\.\\d)?s \\(the minimum is 1 KiB/s over 3s\\)`,
       ),
       t.rateWindowMs + 12_000,
     );

@@ -184,6 +184,28 @@ describe('run exit codes', () => {
   });
 });
 
+describe('container formats', () => {
+  test("ps --format and inspect --format take Go templates with docker's fields", () => {
+    const name = `fmt-${process.pid}`;
+    // A foreground run without --rm is kept, as docker keeps it.
+    const run = polyarch(['run', '--name', name, '--network', 'none', env.busybox, 'sh', '-c', 'exit 3']);
+    assert.equal(run.status, 3, run.stderr);
+    const ps = ok(polyarch(['ps', '-a', '--format', '{{.Names}} {{.State}} {{.Image}}']));
+    assert.match(ps.stdout, new RegExp(`^${name} exited ${env.busybox.replace(/[.]/g, '\\.')}$`, 'm'));
+    const table = ok(polyarch(['ps', '-a', '--format', 'table {{.Names}}\t{{.Status}}']));
+    assert.match(table.stdout, /^NAMES\s+STATUS\n/);
+    const inspect = ok(polyarch(['inspect', '-f', '{{.State.Status}} {{.State.ExitCode}} {{.Name}}', name]));
+    assert.equal(inspect.stdout, `exited 3 /${name}\n`);
+    const bad = polyarch(['ps', '-a', '--format', '{{.Nope}}']);
+    assert.equal(bad.status, 1);
+    assert.match(
+      bad.stderr,
+      /^ERROR: template parsing error: template: :1:\d+: executing "" at <\.Nope>: can't evaluate field Nope/,
+    );
+    ok(polyarch(['rm', name]));
+  });
+});
+
 describe('image names', () => {
   test('load of an OCI archive with no name keeps an untagged image, reachable by its ID', async () => {
     const dest = join(work, 'untagged.tar');

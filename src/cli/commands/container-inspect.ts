@@ -13,8 +13,11 @@ export function register(program: Command, ctx: CliContext): void {
     .description('Show low-level information on containers (builders: polyarch builder inspect)')
     .argument('<container...>', 'Container names or IDs')
     .option('--bootstrap', 'Moved: polyarch builder inspect --bootstrap')
-    .action(async (refs: string[], flags: { bootstrap?: boolean }) => {
+    .option('-f, --format <template>', "a Go template over each container's JSON (e.g. {{.State.Status}})")
+    .action(async (refs: string[], flags: { bootstrap?: boolean; format?: string }) => {
       const { PolyarchError, errorMessage } = await import('../../util/errors.js');
+      const { formatRows } = await import('../../util/formatter.js');
+      if (flags.format) formatRows(flags.format, []);
       if (flags.bootstrap)
         throw new PolyarchError('MOVED', 'builders moved: use `polyarch builder inspect --bootstrap`');
       const { stateRoot } = await import('../../content/paths.js');
@@ -37,7 +40,9 @@ export function register(program: Command, ctx: CliContext): void {
         );
         ctx.err.write(`ERROR: ${errorMessage(err)}\n`);
       }
-      ctx.out.write(`${JSON.stringify(found, null, 4)}\n`);
+      // docker: with --format each object through the template, one per line; else a JSON array.
+      if (flags.format) ctx.out.write(formatRows(flags.format, found));
+      else ctx.out.write(`${JSON.stringify(found, null, 4)}\n`);
       if (failed) ctx.exitCode = 1;
     });
 }

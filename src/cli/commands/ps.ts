@@ -14,6 +14,20 @@ interface PsFlags {
   format: string;
 }
 
+/** docker ps's column titles, for `table …` templates. */
+const PS_HEADER: Readonly<Record<string, string>> = {
+  ID: 'CONTAINER ID',
+  Image: 'IMAGE',
+  Platform: 'PLATFORM',
+  Command: 'COMMAND',
+  CreatedAt: 'CREATED AT',
+  RunningFor: 'CREATED',
+  Status: 'STATUS',
+  State: 'STATE',
+  Ports: 'PORTS',
+  Names: 'NAMES',
+};
+
 export function register(program: Command, ctx: CliContext): void {
   program
     .command('ps')
@@ -21,11 +35,16 @@ export function register(program: Command, ctx: CliContext): void {
     .option('-a, --all', 'Show all containers (default shows just running)')
     .option('-q, --quiet', 'Only display container IDs')
     .option('--no-trunc', "Don't truncate output")
-    .option('--format <format>', 'Output format: table or json (one object per line)', 'table')
+    .option(
+      '--format <format>',
+      "table, json (one object per line), or a Go template with docker's fields (.ID .Image .Names …)",
+      'table',
+    )
     .action(async (flags: PsFlags) => {
-      const { UsageError } = await import('../../util/errors.js');
-      if (flags.format !== 'table' && flags.format !== 'json')
-        throw new UsageError(`invalid --format "${flags.format}": use table or json`);
+      const { formatRows } = await import('../../util/formatter.js');
+      const custom = flags.format !== 'table' && flags.format !== 'json' && flags.format !== '';
+      // Parse the template before any work, so a bad one fails fast.
+      if (custom) formatRows(flags.format, [], { header: PS_HEADER });
       const { stateRoot } = await import('../../content/paths.js');
       const { isRunning, listContainers, psRow } = await import('../../exec/containers.js');
       const { formatTable } = await import('./images.js');
@@ -40,6 +59,10 @@ export function register(program: Command, ctx: CliContext): void {
       });
       if (flags.quiet) {
         ctx.out.write(rows.map((r) => `${r.ID}\n`).join(''));
+        return;
+      }
+      if (custom) {
+        ctx.out.write(formatRows(flags.format, rows, { header: PS_HEADER }));
         return;
       }
       if (flags.format === 'json') {
