@@ -29,6 +29,7 @@ import { promisify } from 'node:util';
 import { Snapshotter, unmountPath } from '../snapshot/overlay.js';
 import { PolyarchError } from '../util/errors.js';
 import { writeFileAtomic } from '../util/fs.js';
+import { humanDuration } from '../util/gofmt.js';
 import { formatPort, type NetworkMode, type PortMapping, pidRunning, teardownNetwork } from './network.js';
 import type { SpecOptions } from './spec.js';
 
@@ -451,24 +452,6 @@ export async function pruneContainers(root: string): Promise<string[]> {
 }
 
 // ---- presentation ------------------------------------------------------------------------------
-
-/** `5 seconds`, `About a minute`, `3 hours` (docker's units.HumanDuration). */
-export function humanDuration(ms: number): string {
-  const s = Math.round(ms / 1000);
-  if (s < 1) return 'Less than a second';
-  if (s === 1) return '1 second';
-  if (s < 60) return `${s} seconds`;
-  const m = Math.round(s / 60);
-  if (m === 1) return 'About a minute';
-  if (m < 60) return `${m} minutes`;
-  const h = Math.round(s / 3600);
-  if (h === 1) return 'About an hour';
-  if (h < 48) return `${h} hours`;
-  if (h < 24 * 7 * 2) return `${Math.round(h / 24)} days`;
-  if (h < 24 * 30 * 2) return `${Math.round(h / 24 / 7)} weeks`;
-  if (h < 24 * 365 * 2) return `${Math.round(h / 24 / 30)} months`;
-  return `${Math.round(h / 24 / 365)} years`;
-}
 
 /** docker ps's STATUS: `Up 5 seconds`, `Exited (0) 3 seconds ago`, `Created`. */
 export function statusText(rec: ContainerRecord, now = Date.now()): string {

@@ -1,7 +1,8 @@
 import assert from 'node:assert/strict';
 import { createServer } from 'node:net';
 import { describe, test } from 'node:test';
-import { humanDuration, normalizeSignal } from './containers.js';
+import { humanDuration } from '../util/gofmt.js';
+import { normalizeSignal } from './containers.js';
 import {
   assignHostPorts,
   exposedPorts,

@@ -9,7 +9,7 @@ import type { Builder } from '../../builder/index.js';
 import { PolyarchError, UsageError } from '../../util/errors.js';
 import type { CliContext } from '../context.js';
 import type { BuildFlags } from './build.js';
-import { parseBuildArgs } from './build-shared.js';
+import { cancelOnSignals, parseBuildArgs } from './build-shared.js';
 
 async function readStdin(): Promise<string> {
   const chunks: Buffer[] = [];
@@ -82,14 +82,7 @@ export async function runRemoteBuild(
     });
   }
   const renderer = ui.chooseRenderer(flags.progress, { stream: ctx.err, isTTY: ctx.isTTY, env: ctx.env });
-  const abort = new AbortController();
-  let signalled: NodeJS.Signals | undefined;
-  const onSignal = (sig: NodeJS.Signals) => {
-    signalled ??= sig;
-    abort.abort(new PolyarchError('ABORTED', `build canceled by ${sig}`));
-  };
-  process.on('SIGINT', onSignal);
-  process.on('SIGTERM', onSignal);
+  const cancel = cancelOnSignals();
   let result: Awaited<ReturnType<typeof remote.remoteBuild>>;
   try {
     result = await remote.remoteBuild(builder, {
@@ -110,20 +103,17 @@ export async function runRemoteBuild(
       annotations: flags.annotation,
       outputs,
       progress: renderer,
-      signal: abort.signal,
+      signal: cancel.signal,
       env: ctx.env,
       warn: (m) => ctx.err.write(`WARNING: ${m}\n`),
     });
   } catch (err) {
     await renderer.close();
-    if (signalled) {
-      ctx.err.write(`ERROR: build canceled by ${signalled}\n`);
-      return signalled === 'SIGTERM' ? 143 : 130;
-    }
+    const canceled = cancel.canceled((t) => ctx.err.write(t));
+    if (canceled !== undefined) return canceled;
     throw err;
   } finally {
-    process.off('SIGINT', onSignal);
-    process.off('SIGTERM', onSignal);
+    cancel.dispose();
   }
   await renderer.close();
   if (flags.metadataFile)

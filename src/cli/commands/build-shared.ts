@@ -1,8 +1,41 @@
 /**
- * Helpers shared by the commands that build (`build`, `compose build`): `--build-arg`
- * parsing and BuildKit's report of a failed step or Dockerfile.
+ * Helpers shared by the commands that build (`build` on every driver, `compose build`):
+ * `--build-arg` parsing, cancelling on signals and BuildKit's report of a failed step or
+ * Dockerfile.
  */
-import { UsageError } from '../../util/errors.js';
+import { PolyarchError, UsageError } from '../../util/errors.js';
+
+/**
+ * SIGINT/SIGTERM cancel a build (local or remote): `signal` aborts it; after a failure,
+ * `canceled(write)` reports the cancellation and gives its exit code (130 or 143), or
+ * undefined when no signal came. `dispose()` stops listening.
+ */
+export function cancelOnSignals(): {
+  signal: AbortSignal;
+  canceled(write: (text: string) => void): number | undefined;
+  dispose(): void;
+} {
+  const abort = new AbortController();
+  let signalled: NodeJS.Signals | undefined;
+  const onSignal = (sig: NodeJS.Signals) => {
+    signalled ??= sig;
+    abort.abort(new PolyarchError('ABORTED', `build canceled by ${sig}`));
+  };
+  process.on('SIGINT', onSignal);
+  process.on('SIGTERM', onSignal);
+  return {
+    signal: abort.signal,
+    canceled(write) {
+      if (!signalled) return undefined;
+      write(`ERROR: build canceled by ${signalled}\n`);
+      return signalled === 'SIGTERM' ? 143 : 130;
+    },
+    dispose() {
+      process.off('SIGINT', onSignal);
+      process.off('SIGTERM', onSignal);
+    },
+  };
+}
 
 /** `--build-arg K=V`s; a bare `K` takes the value from `env`, or is skipped (buildx). */
 export function parseBuildArgs(values: string[], env: NodeJS.ProcessEnv): Record<string, string> {

@@ -9,7 +9,7 @@ import { isAbsolute, join, resolve } from 'node:path';
 import type { Command } from 'commander';
 import { PolyarchError, UsageError } from '../../util/errors.js';
 import type { CliContext } from '../context.js';
-import { buildFailureReport, parseBuildArgs } from './build-shared.js';
+import { buildFailureReport, cancelOnSignals, parseBuildArgs } from './build-shared.js';
 
 export interface BuildFlags {
   platform?: string[];
@@ -395,14 +395,7 @@ async function runBuild(context: string, flags: BuildFlags, ctx: CliContext): Pr
     let imageId: string | undefined;
     // SIGINT/SIGTERM cancel the build: running containers are stopped, mounts and temporary
     // snapshots removed; committed cache entries stay valid.
-    const abort = new AbortController();
-    let signalled: NodeJS.Signals | undefined;
-    const onSignal = (sig: NodeJS.Signals) => {
-      signalled ??= sig;
-      abort.abort(new PolyarchError('ABORTED', `build canceled by ${sig}`));
-    };
-    process.on('SIGINT', onSignal);
-    process.on('SIGTERM', onSignal);
+    const cancel = cancelOnSignals();
     let result: Awaited<ReturnType<typeof engine.build>>;
     // Held until the export is done too, so a concurrent prune keeps this build's layers.
     const { stateRoot: rootOf } = await import('../../content/index.js');
@@ -420,7 +413,7 @@ async function runBuild(context: string, flags: BuildFlags, ctx: CliContext): Pr
       stateRoot: root,
       progress: renderer,
       ...(epoch !== undefined && /^\d+$/.test(epoch) ? { sourceDateEpoch: Number(epoch) } : {}),
-      signal: abort.signal,
+      signal: cancel.signal,
       env: ctx.env,
       warn: (m: string) => ctx.err.write(`WARNING: ${m}\n`),
     });
@@ -449,7 +442,7 @@ async function runBuild(context: string, flags: BuildFlags, ctx: CliContext): Pr
         network: network as 'default' | 'host' | 'none',
         ...(maxParallelism !== undefined ? { maxParallelism } : {}),
         progress: renderer,
-        signal: abort.signal,
+        signal: cancel.signal,
         env: ctx.env,
         warn: (m) => ctx.err.write(`WARNING: ${m}\n`),
         ...(outputs.length > 0
@@ -476,17 +469,14 @@ async function runBuild(context: string, flags: BuildFlags, ctx: CliContext): Pr
       // Early packing stops with the build (signal) or finishes: nothing is left half-written.
       await Promise.all(preparing);
       await renderer.close();
-      if (signalled) {
-        ctx.err.write(`ERROR: build canceled by ${signalled}\n`);
-        return signalled === 'SIGTERM' ? 143 : 130;
-      }
+      const canceled = cancel.canceled((t) => ctx.err.write(t));
+      if (canceled !== undefined) return canceled;
       const report = buildFailureReport(err, { engine, df });
       if (report === undefined) throw err;
       ctx.err.write(report);
       return 1;
     } finally {
-      process.off('SIGINT', onSignal);
-      process.off('SIGTERM', onSignal);
+      cancel.dispose();
     }
     await renderer.close();
     if (quiet && imageId) ctx.out.write(`${imageId}\n`);

@@ -8,22 +8,8 @@
 import type { Command } from 'commander';
 import type { CacheRecord } from '../../build/index.js';
 import type { CliContext } from '../context.js';
+import { humanDuration } from '../../util/gofmt.js';
 import { formatTable, humanSize } from './images.js';
-
-/** Docker's HumanDuration, roughly: "5 seconds", "About a minute", "3 hours", "2 days". */
-export function humanDuration(ms: number): string {
-  const s = Math.max(0, Math.round(ms / 1000));
-  if (s < 1) return 'Less than a second';
-  if (s === 1) return '1 second';
-  if (s < 60) return `${s} seconds`;
-  const m = Math.round(s / 60);
-  if (m === 1) return 'About a minute';
-  if (m < 60) return `${m} minutes`;
-  const h = Math.round(s / 3600);
-  if (h === 1) return 'About an hour';
-  if (h < 48) return `${h} hours`;
-  return `${Math.round(h / 24)} days`;
-}
 
 function lastAccessed(r: CacheRecord, now: number): string {
   if (r.inUse) return 'now';
