@@ -171,3 +171,34 @@ test('a chain of 50,000 vertices solves and announces without recursing as deep'
     7,
   );
 });
+
+test('a step that waited for a slot is timed from when it got one, not from when it asked', async () => {
+  const rec = new ProgressRecorder();
+  const s = new Solver({ progress: rec, maxParallelism: 1 });
+  const step = (d: string) =>
+    s.vertex<number>({
+      digest: d,
+      name: d,
+      inputs: [],
+      run: (_i, ctx) =>
+        ctx.slot(async () => {
+          await sleep(300);
+          return { value: 1, cached: false };
+        }),
+    });
+  const root = s.vertex<number>({
+    digest: 'both',
+    name: 'both',
+    inputs: [step('a'), step('b')],
+    run: async () => ({ value: 2, cached: false }),
+  });
+  assert.equal(await s.solve(root), 2);
+  const took = Object.fromEntries(
+    rec.vertexes().map((v) => [v.digest, (v.completed ?? 0) - (v.started ?? 0)]),
+  );
+  // One ran at once: each step's own time is ~300 ms; the one that waited is not ~600 ms.
+  for (const d of ['a', 'b']) {
+    assert.ok(took[d]! >= 290, `${d} took ${took[d]} ms`);
+    assert.ok(took[d]! < 550, `${d} is timed without its wait (${took[d]} ms)`);
+  }
+});

@@ -138,7 +138,16 @@ export class Solver {
       const r = await v.run(inputs, {
         progress: handle,
         signal,
-        slot: (fn) => this.#sem.run(() => (signal.aborted ? Promise.reject(canceled(signal)) : fn())),
+        slot: (fn) => {
+          // Time spent waiting for a slot is not the step's: its clock starts again when it
+          // gets one (BuildKit starts a vertex when it runs), so DONE shows the work alone.
+          const asked = performance.now();
+          return this.#sem.run(() => {
+            if (signal.aborted) return Promise.reject(canceled(signal));
+            if (!v.hidden && performance.now() - asked > SLOT_WAIT_RESTART_MS) handle.start();
+            return fn();
+          });
+        },
       });
       if (!v.hidden) {
         if (r.cached) handle.cached();
@@ -154,6 +163,9 @@ export class Solver {
     }
   }
 }
+
+/** A wait for a slot longer than this restarts the step's clock (shorter ones are noise). */
+const SLOT_WAIT_RESTART_MS = 50;
 
 /**
  * The vertices reachable from `roots`, each after its inputs (depth first, inputs in order),
