@@ -1,0 +1,280 @@
+/**
+ * External build cache: `--cache-from` / `--cache-to` (format.ts has the format, remote.ts
+ * where it is kept, spec.ts the flags).
+ *
+ *   const imported = await ImportedCache.load(specs, { env, warn });  // manifests + configs only
+ *   const out = await build({ ..., cacheImport: imported });          // hits run nothing
+ *   await exportCache(out.cache, toSpecs, { store, snapshotter, stateRoot, env, warn });
+ *   await imported.close();
+ *
+ * Import: a step whose cache key is in an imported cache is not run. Its layer blob is only
+ * checked to be there (HEAD, or hashed in a local layout); it is fetched when the build needs
+ * it — because it is in an exported image, or because a later step that is not cached runs
+ * on it (then it is unpacked into the snapshot `build:<key>`, diff id verified). A malformed
+ * cache, a missing blob or a blob of other content is a warning, and the step runs.
+ *
+ * Export: `mode=min` the records of the exported images' layers, `mode=max` of every step of
+ * every stage. An existing cache at the destination is read first and merged with (union by
+ * key, this build's records winning), so exports from several runs, nodes or platforms into
+ * one ref add to it; the registry is read back after the write and the merge retried when a
+ * concurrent writer replaced it meanwhile.
+ */
+import type { ContentStore } from '../../content/index.js';
+import type { Compression, Descriptor } from '../../oci/index.js';
+import type { RegistryClient } from '../../registry/client.js';
+import type { Snapshotter } from '../../snapshot/index.js';
+import { errorMessage, PolyarchError } from '../../util/errors.js';
+import { LayerMemo, packSnapshotLayer } from '../export/layers.js';
+import type { CacheLayer, CacheRecordV1 } from './format.js';
+import {
+  type CacheLocation,
+  describe,
+  fetchLayer,
+  layerPresent,
+  locationOf,
+  readCache,
+  writeLocal,
+  writeRegistry,
+} from './remote.js';
+import type { CacheSpec } from './spec.js';
+
+export * from './format.js';
+export * from './spec.js';
+export * from './inline.js';
+import { type BuildCacheInfo, finalChain, type StepRecord } from './inline.js';
+
+export interface ImportedRecord extends CacheRecordV1 {
+  from: CacheLocation;
+}
+
+async function openClient(env: NodeJS.ProcessEnv, warn?: (m: string) => void): Promise<RegistryClient> {
+  const { openClient: open } = await import('../../image/remote.js');
+  return open({ env, ...(warn ? { warn } : {}) });
+}
+
+/** The records of every `--cache-from`, by key; see the module header. */
+export class ImportedCache {
+  readonly #records = new Map<string, ImportedRecord>();
+  readonly #checked = new Map<string, Promise<boolean>>();
+  readonly #fetched = new Map<string, Promise<void>>();
+  readonly #warn: (m: string) => void;
+  readonly #client: RegistryClient | undefined;
+
+  private constructor(warn: (m: string) => void, client: RegistryClient | undefined) {
+    this.#warn = warn;
+    this.#client = client;
+  }
+
+  static async load(
+    specs: readonly CacheSpec[],
+    opts: { env?: NodeJS.ProcessEnv; warn?: (m: string) => void } = {},
+  ): Promise<ImportedCache> {
+    const warn = opts.warn ?? (() => undefined);
+    const client = specs.some((s) => s.type === 'registry')
+      ? await openClient(opts.env ?? process.env, warn)
+      : undefined;
+    const ic = new ImportedCache(warn, client);
+    for (const s of specs) {
+      if (s.type === 'inline') continue;
+      const loc = locationOf(s, () => client!);
+      try {
+        const got = await readCache(loc);
+        if (!got) {
+          warn(`cache ${describe(loc)}: not found, nothing imported`);
+          continue;
+        }
+        for (const r of got.records) if (!ic.#records.has(r.key)) ic.#records.set(r.key, { ...r, from: loc });
+      } catch (err) {
+        warn(`cache ${describe(loc)} ignored: ${errorMessage(err).split('\n')[0]}`);
+      }
+    }
+    return ic;
+  }
+
+  get size(): number {
+    return this.#records.size;
+  }
+
+  /** The record of `key` whose layer is there, or undefined (a warning says why not). */
+  async lookup(key: string): Promise<ImportedRecord | undefined> {
+    const r = this.#records.get(key);
+    if (!r) return undefined;
+    if (!r.layer) return r;
+    let ok = this.#checked.get(r.layer.digest);
+    if (!ok) {
+      const layer = r.layer;
+      ok = layerPresent(r.from, layer).then(
+        (why) => {
+          if (why) this.#warn(`cache ${describe(r.from)}: ${why}; the steps that need it run`);
+          return why === undefined;
+        },
+        (err) => {
+          this.#warn(
+            `cache ${describe(r.from)}: layer ${layer.digest}: ${errorMessage(err)}; the steps that need it run`,
+          );
+          return false;
+        },
+      );
+      this.#checked.set(r.layer.digest, ok);
+    }
+    return (await ok) ? r : undefined;
+  }
+
+  /** Puts the layer blob of an imported record into the store (once). */
+  fetch(r: ImportedRecord, store: ContentStore): Promise<void> {
+    const l = r.layer;
+    if (!l) return Promise.resolve();
+    let p = this.#fetched.get(l.digest);
+    if (!p) {
+      p = fetchLayer(r.from, l, store).catch((err) => {
+        this.#fetched.delete(l.digest);
+        throw new PolyarchError(
+          'CACHE_IMPORT',
+          `cache ${describe(r.from)}: fetching ${l.digest}: ${errorMessage(err)}`,
+          {
+            cause: err,
+          },
+        );
+      });
+      this.#fetched.set(l.digest, p);
+    }
+    return p;
+  }
+
+  /** The import record whose layer is this blob, to fetch it from there. */
+  byLayer(digest: string): ImportedRecord | undefined {
+    for (const r of this.#records.values()) if (r.layer?.digest === digest) return r;
+    return undefined;
+  }
+
+  async close(): Promise<void> {
+    await this.#client?.close();
+  }
+}
+
+export interface ExportCacheContext {
+  store: ContentStore;
+  snapshotter: Snapshotter;
+  stateRoot: string;
+  env?: NodeJS.ProcessEnv;
+  warn?: (m: string) => void;
+  sourceDateEpoch?: number;
+  /** To fetch layers that came from another cache and the destination lacks. */
+  imported?: ImportedCache;
+}
+
+function selectRecords(info: BuildCacheInfo, mode: 'min' | 'max'): StepRecord[] {
+  if (mode === 'max') return info.records;
+  const out = new Map<string, StepRecord>();
+  for (const f of info.finals) for (const r of finalChain(info, f)) out.set(r.key, r);
+  return [...out.values()];
+}
+
+/** Exports the build's cache to one `--cache-to` destination; see the module header. */
+export async function exportCacheTo(
+  info: BuildCacheInfo,
+  spec: CacheSpec,
+  ctx: ExportCacheContext,
+): Promise<void> {
+  if (spec.type === 'inline') return;
+  const memo = await LayerMemo.open(ctx.stateRoot);
+  const chosen = selectRecords(info, spec.mode);
+  const records: CacheRecordV1[] = [];
+  const blobs: Descriptor[] = [];
+  for (const r of chosen) {
+    let layer: CacheLayer | null = null;
+    if (r.layer?.kind === 'snapshot') {
+      const p = await packSnapshotLayer({
+        store: ctx.store,
+        snapshotter: ctx.snapshotter,
+        memo,
+        key: r.layer.key,
+        compression: spec.compression as Compression,
+        ...(spec.compressionLevel !== undefined ? { level: spec.compressionLevel } : {}),
+        ...(ctx.sourceDateEpoch !== undefined ? { sourceDateEpoch: ctx.sourceDateEpoch } : {}),
+        oci: spec.ociMediaTypes,
+      });
+      layer = { ...p.descriptor, diffId: p.diffId } as CacheLayer;
+      blobs.push(p.descriptor);
+    } else if (r.layer?.kind === 'blob') {
+      const d = r.layer.descriptor;
+      layer = { digest: d.digest, size: d.size, mediaType: d.mediaType, diffId: r.layer.diffId };
+      blobs.push({ mediaType: d.mediaType, digest: d.digest, size: d.size });
+    }
+    records.push({
+      key: r.key,
+      parent: r.parent,
+      ...(r.platform ? { platform: r.platform } : {}),
+      ...(r.created ? { created: r.created } : {}),
+      layer,
+    });
+  }
+  let client: RegistryClient | undefined;
+  try {
+    if (spec.type === 'registry') client = await openClient(ctx.env ?? process.env, ctx.warn);
+    const loc = locationOf(spec, () => client!);
+    for (let attempt = 0; ; attempt++) {
+      const existing = await readCache(loc).catch((err) => {
+        ctx.warn?.(
+          `cache ${describe(loc)}: the existing cache is not readable, replacing it: ${errorMessage(err).split('\n')[0]}`,
+        );
+        return undefined;
+      });
+      const merged = new Map<string, CacheRecordV1>();
+      for (const r of existing?.records ?? []) merged.set(r.key, r);
+      for (const r of records) merged.set(r.key, r);
+      const present = new Set((existing?.layers ?? []).map((l) => l.digest));
+      // Blobs this build has from elsewhere (another cache) and the destination lacks.
+      for (const b of blobs)
+        if (!present.has(b.digest) && !(await ctx.store.has(b.digest))) {
+          const from = ctx.imported?.byLayer(b.digest);
+          if (
+            from &&
+            !(
+              loc.kind === 'registry' &&
+              from.from.kind === 'registry' &&
+              describe(from.from) === describe(loc)
+            )
+          )
+            await ctx.imported!.fetch(from, ctx.store);
+          else if (from) present.add(b.digest);
+        }
+      const write = {
+        records: [...merged.values()],
+        blobs,
+        present,
+        imageManifest: spec.imageManifest,
+        oci: spec.ociMediaTypes,
+        store: ctx.store,
+      };
+      if (loc.kind === 'local') {
+        await writeLocal(loc.dir, write);
+        return;
+      }
+      await writeRegistry(loc, write);
+      // Another writer may have replaced the ref between our read and write: read it back.
+      const back = await readCache(loc).catch(() => undefined);
+      const have = new Set(back?.records.map((r) => r.key));
+      if (records.every((r) => have.has(r.key)) || attempt >= 3) return;
+    }
+  } finally {
+    await client?.close();
+  }
+}
+
+/** Exports to every destination; ignore-error=true ones only warn. */
+export async function exportCache(
+  info: BuildCacheInfo,
+  specs: readonly CacheSpec[],
+  ctx: ExportCacheContext,
+): Promise<void> {
+  for (const s of specs) {
+    try {
+      await exportCacheTo(info, s, ctx);
+    } catch (err) {
+      const msg = `exporting cache to ${s.raw}: ${errorMessage(err).split('\n')[0]}`;
+      if (s.ignoreError) ctx.warn?.(msg);
+      else throw new PolyarchError('CACHE_EXPORT', msg, { cause: err });
+    }
+  }
+}
