@@ -53,7 +53,12 @@ interface Run {
 }
 
 /** Async, so the counting proxy in this process keeps serving while polyarch runs. */
-function polyarch(root: string, args: string[], extraEnv: Record<string, string> = {}): Promise<Run> {
+function polyarch(
+  root: string,
+  args: string[],
+  extraEnv: Record<string, string> = {},
+  cwd?: string,
+): Promise<Run> {
   const env = {
     ...process.env,
     POLYARCH_ROOT: root,
@@ -62,7 +67,7 @@ function polyarch(root: string, args: string[], extraEnv: Record<string, string>
     ...extraEnv,
   };
   return new Promise((res, rej) => {
-    const p = spawn(bin, args, { env, stdio: ['ignore', 'pipe', 'pipe'] });
+    const p = spawn(bin, args, { env, stdio: ['ignore', 'pipe', 'pipe'], ...(cwd ? { cwd } : {}) });
     let stdout = '';
     let stderr = '';
     p.stdout.on('data', (c) => {
@@ -336,6 +341,31 @@ test('type=inline round trip through a pushed image', async () => {
   // The image's own steps are cached (inline is mode=min): the `gen` stage's RUN is not in it.
   for (const [name, s] of steps)
     assert.equal(s, /echo gen/.test(name) ? 'DONE' : 'CACHED', `${name}\n${r.stderr}`);
+});
+
+test('compose: build.cache_to and build.cache_from', async () => {
+  const dir = context('compose', {
+    Dockerfile: DOCKERFILE,
+    'a.txt': 'compose\n',
+    'compose.yaml': [
+      'services:',
+      '  web:',
+      '    build:',
+      '      context: .',
+      '      platforms: [linux/amd64, linux/arm64]',
+      '      cache_to: ["type=local,dest=./cc,mode=max"]',
+      '      cache_from: ["type=local,src=./cc"]',
+      '',
+    ].join('\n'),
+  });
+  const first = await polyarch(freshRoot(), ['compose', 'build'], {}, dir);
+  assert.equal(first.status, 0, first.stderr);
+  assert.match(first.stderr, /WARNING: .*cache .*cc: not found/);
+  const r = await polyarch(freshRoot(), ['compose', 'build'], {}, dir);
+  assert.equal(r.status, 0, r.stderr);
+  const steps = runSteps(r.stderr);
+  assert.equal(steps.size, 8, r.stderr);
+  assert.ok(allCached(steps), r.stderr);
 });
 
 test('no secret value and no host path reaches the cache', async () => {
