@@ -527,9 +527,17 @@ class Engine {
         );
         let cached = true;
         for (const l of img.layers) if (!(await this.#d.snapshots.has(l.chainId))) cached = false;
-        const chain = await ctx.slot(() =>
-          unpackImage(img, { store: this.#d.store, snapshots: this.#d.snapshots }),
-        );
+        // Unpacked when a step needs its files (#ensure): with every step cached (a fresh
+        // runner with --cache-from), never.
+        const chain = img.layers.map((l) => l.chainId as string);
+        if (!cached) {
+          const unpack = () => unpackImage(img, { store: this.#d.store, snapshots: this.#d.snapshots });
+          if (this.#d.opts.cacheImport) {
+            // Called from the step that needs it, inside that step's slot: no slot of its own.
+            let once: Promise<unknown> | undefined;
+            for (const c of chain) this.#lazyImages.set(c, () => (once ??= unpack()));
+          } else await ctx.slot(unpack);
+        }
         await markUsed(this.#d.root, chain);
         return {
           value: {
@@ -810,6 +818,8 @@ class Engine {
   readonly #lazy = new Map<string, ImportedRecord>();
   readonly #ensuring = new Map<string, Promise<unknown>>();
   readonly #records = new Map<string, StepRecord>();
+  /** Base image layers not unpacked yet (with an imported cache), by chain id. */
+  readonly #lazyImages = new Map<string, () => Promise<unknown>>();
 
   #record(parent: FsState, value: FsState, layer: StepRecord['layer']): void {
     this.#records.set(value.key, {
@@ -827,6 +837,8 @@ class Engine {
   /** Makes the snapshots of `chain` an imported cache hit names (fetch, unpack, diff id checked). */
   async #ensure(chain: readonly string[]): Promise<void> {
     for (const [i, key] of chain.entries()) {
+      const image = this.#lazyImages.get(key);
+      if (image) await image();
       const rec = this.#lazy.get(key);
       if (!rec) continue;
       let p = this.#ensuring.get(key);

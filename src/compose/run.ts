@@ -168,7 +168,7 @@ export async function buildServices(
       b.cacheFrom.length > 0 || b.cacheTo.length > 0 ? await import('../build/extcache/index.js') : undefined;
     const cacheImport =
       extcache && b.cacheFrom.length > 0 && !b.noCache
-        ? await extcache.ImportedCache.load(b.cacheFrom, { env, ...(warn ? { warn } : {}) })
+        ? extcache.ImportedCache.open(b.cacheFrom, { env, ...(warn ? { warn } : {}) })
         : undefined;
     try {
       const result = await build({

@@ -58,24 +58,45 @@ export class ImportedCache {
   readonly #checked = new Map<string, Promise<boolean>>();
   readonly #fetched = new Map<string, Promise<void>>();
   readonly #warn: (m: string) => void;
-  readonly #client: RegistryClient | undefined;
+  #client: RegistryClient | undefined;
+  readonly #ready: Promise<void>;
 
-  private constructor(warn: (m: string) => void, client: RegistryClient | undefined) {
+  private constructor(specs: readonly CacheSpec[], env: NodeJS.ProcessEnv, warn: (m: string) => void) {
     this.#warn = warn;
-    this.#client = client;
+    this.#ready = this.#load(specs, env);
   }
 
+  /**
+   * Starts reading the caches and returns at once: lookups wait for the reading, so it
+   * overlaps the build's start. An unreadable cache is a warning, never an error.
+   */
+  static open(
+    specs: readonly CacheSpec[],
+    opts: { env?: NodeJS.ProcessEnv; warn?: (m: string) => void } = {},
+  ): ImportedCache {
+    return new ImportedCache(specs, opts.env ?? process.env, opts.warn ?? (() => undefined));
+  }
+
+  /** open(), then waits until every cache is read. */
   static async load(
     specs: readonly CacheSpec[],
     opts: { env?: NodeJS.ProcessEnv; warn?: (m: string) => void } = {},
   ): Promise<ImportedCache> {
-    const warn = opts.warn ?? (() => undefined);
-    const client = specs.some((s) => s.type === 'registry')
-      ? await openClient(opts.env ?? process.env, warn)
-      : undefined;
-    const ic = new ImportedCache(warn, client);
+    const ic = ImportedCache.open(specs, opts);
+    await ic.#ready;
+    return ic;
+  }
+
+  async #load(specs: readonly CacheSpec[], env: NodeJS.ProcessEnv): Promise<void> {
+    const warn = this.#warn;
+    if (specs.some((s) => s.type === 'registry'))
+      this.#client = await openClient(env, warn).catch((err) => {
+        warn(`cache import: ${errorMessage(err)}`);
+        return undefined;
+      });
+    const client = this.#client;
     for (const s of specs) {
-      if (s.type === 'inline') continue;
+      if (s.type === 'inline' || (s.type === 'registry' && !client)) continue;
       const loc = locationOf(s, () => client!);
       try {
         const got = await readCache(loc);
@@ -83,12 +104,18 @@ export class ImportedCache {
           warn(`cache ${describe(loc)}: not found, nothing imported`);
           continue;
         }
-        for (const r of got.records) if (!ic.#records.has(r.key)) ic.#records.set(r.key, { ...r, from: loc });
+        for (const r of got.records)
+          if (!this.#records.has(r.key)) this.#records.set(r.key, { ...r, from: loc });
       } catch (err) {
         warn(`cache ${describe(loc)} ignored: ${errorMessage(err).split('\n')[0]}`);
       }
     }
-    return ic;
+  }
+
+  /** How many records were read (once every cache is read). */
+  async count(): Promise<number> {
+    await this.#ready;
+    return this.#records.size;
   }
 
   get size(): number {
@@ -97,6 +124,7 @@ export class ImportedCache {
 
   /** The record of `key` whose layer is there, or undefined (a warning says why not). */
   async lookup(key: string): Promise<ImportedRecord | undefined> {
+    await this.#ready;
     const r = this.#records.get(key);
     if (!r) return undefined;
     if (!r.layer) return r;
@@ -148,6 +176,7 @@ export class ImportedCache {
   }
 
   async close(): Promise<void> {
+    await this.#ready;
     await this.#client?.close();
   }
 }

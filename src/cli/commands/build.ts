@@ -435,7 +435,7 @@ async function runBuild(context: string, flags: BuildFlags, ctx: CliContext): Pr
       cacheFrom.length > 0 || cacheTo.length > 0 ? await import('../../build/extcache/index.js') : undefined;
     const cacheImport =
       extcache && cacheFrom.length > 0 && flags.cache !== false
-        ? await extcache.ImportedCache.load(cacheFrom, { env: ctx.env, warn: warnOut })
+        ? extcache.ImportedCache.open(cacheFrom, { env: ctx.env, warn: warnOut })
         : undefined;
     if (cacheImport) cleanup.push(() => cacheImport.close());
     const inline = cacheTo.some((s) => s.type === 'inline');
