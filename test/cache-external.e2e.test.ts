@@ -458,6 +458,23 @@ describe('a tampered cache: a warning and a correct image', () => {
     assert.equal(id, reference);
   });
 
+  test('a record with a wrong diff id', async () => {
+    const d = copy('tamper-diffid');
+    const { top, index, manifest } = chainOf(d);
+    const cfg = docOf(d, manifest.config.digest);
+    for (const r of cfg.records) if (r.layer) r.layer.diffId = `sha256:${'0'.repeat(64)}`;
+    manifest.config = { ...manifest.config, ...writeDoc(d, JSON.stringify(cfg)) };
+    index.manifests[0] = { ...index.manifests[0], ...writeDoc(d, JSON.stringify(manifest)) };
+    top.manifests[0] = { ...top.manifests[0], ...writeDoc(d, JSON.stringify(index)) };
+    writeFileSync(join(d, 'index.json'), JSON.stringify(top));
+    const { id, run } = await digestOf(['--cache-from', `type=local,src=${d}`]);
+    assert.match(
+      run.stderr,
+      /WARNING: cache .*: layer sha256:[0-9a-f]{64} uncompresses to sha256:[0-9a-f]{64}, not sha256:0{64}/,
+    );
+    assert.equal(id, reference);
+  });
+
   test('a layer blob of other content (wrong digest)', async () => {
     const d = copy('tamper-digest');
     const { manifest } = chainOf(d);

@@ -873,7 +873,11 @@ class Engine {
       r.layers.map(async (l) => {
         if (l.kind !== 'blob') return;
         const rec = imp.byLayer(l.descriptor.digest);
-        if (rec && !(await this.#d.store.has(l.descriptor.digest))) await imp.fetch(rec, this.#d.store);
+        if (!rec) return;
+        await imp.fetch(rec, this.#d.store);
+        // Fetched for the image only (not unpacked, which checks it): its diff id is checked
+        // here, so a cache cannot put a wrong rootfs.diff_ids into an image.
+        if (!this.#ensuring.has(`build:${rec.key}`)) await imp.verifyDiffId(rec, this.#d.store);
       }),
     );
   }

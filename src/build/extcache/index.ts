@@ -19,6 +19,7 @@
  * one ref add to it; the registry is read back after the write and the merge retried when a
  * concurrent writer replaced it meanwhile.
  */
+import { createHash } from 'node:crypto';
 import type { ContentStore } from '../../content/index.js';
 import type { Compression, Descriptor } from '../../oci/index.js';
 import type { RegistryClient } from '../../registry/client.js';
@@ -57,6 +58,7 @@ export class ImportedCache {
   readonly #records = new Map<string, ImportedRecord>();
   readonly #checked = new Map<string, Promise<boolean>>();
   readonly #fetched = new Map<string, Promise<void>>();
+  readonly #verified = new Map<string, Promise<void>>();
   readonly #warn: (m: string) => void;
   #client: RegistryClient | undefined;
   readonly #ready: Promise<void>;
@@ -165,6 +167,29 @@ export class ImportedCache {
         );
       });
       this.#fetched.set(l.digest, p);
+    }
+    return p;
+  }
+
+  /** Checks (once) that the fetched layer uncompresses to its record's diff id. */
+  verifyDiffId(r: ImportedRecord, store: ContentStore): Promise<void> {
+    const l = r.layer;
+    if (!l) return Promise.resolve();
+    let p = this.#verified.get(l.digest);
+    if (!p) {
+      p = (async () => {
+        const { openLayer } = await import('../../layer/index.js');
+        const { stream } = await openLayer(store.openRead(l.digest));
+        const h = createHash('sha256');
+        for await (const c of stream) h.update(c as Buffer);
+        const got = `sha256:${h.digest('hex')}`;
+        if (got !== l.diffId)
+          throw new PolyarchError(
+            'DIGEST_MISMATCH',
+            `cache ${describe(r.from)}: layer ${l.digest} uncompresses to ${got}, not ${l.diffId} as its record says`,
+          );
+      })();
+      this.#verified.set(l.digest, p);
     }
     return p;
   }

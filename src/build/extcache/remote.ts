@@ -157,7 +157,14 @@ export async function layerPresent(loc: CacheLocation, l: CacheLayer): Promise<s
   const h = createHash('sha256');
   for await (const c of createReadStream(p)) h.update(c as Buffer);
   const got = `sha256:${h.digest('hex')}`;
-  return got === l.digest ? undefined : `layer ${l.digest} has other content (digest ${got})`;
+  if (got !== l.digest) return `layer ${l.digest} has other content (digest ${got})`;
+  // On local disk the diff id is cheap to check too (a registry's is checked when fetched).
+  const { openLayer } = await import('../../layer/index.js');
+  const { stream } = await openLayer(createReadStream(p));
+  const u = createHash('sha256');
+  for await (const c of stream) u.update(c as Buffer);
+  const diffId = `sha256:${u.digest('hex')}`;
+  return diffId === l.diffId ? undefined : `layer ${l.digest} uncompresses to ${diffId}, not ${l.diffId}`;
 }
 
 /** Copies a layer blob into the store (verified by the store's writer). */
