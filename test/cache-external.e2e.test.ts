@@ -368,6 +368,28 @@ test('compose: build.cache_to and build.cache_from', async () => {
   assert.ok(allCached(steps), r.stderr);
 });
 
+test('an unreachable cache: export fails (or warns with ignore-error=true), import warns and builds', async () => {
+  const ctx = context('unreach', { Dockerfile: 'FROM busybox\nRUN echo u > /u\n' });
+  const root = freshRoot();
+  const bad = 'type=registry,ref=127.0.0.1:1/x/cache:c';
+  const e = await polyarch(root, ['build', '--cache-to', bad, ctx]);
+  assert.equal(e.status, 1, e.stderr);
+  assert.match(
+    e.stderr,
+    /^ERROR: exporting cache to type=registry,ref=127\.0\.0\.1:1\/x\/cache:c: .*unreachable/m,
+  );
+  const w = await polyarch(root, ['build', '--cache-to', `${bad},ignore-error=true`, ctx]);
+  assert.equal(w.status, 0, w.stderr);
+  assert.match(w.stderr, /^WARNING: exporting cache to .*unreachable/m);
+  const i = await polyarch(freshRoot(), ['build', '--cache-from', bad, ctx]);
+  assert.equal(i.status, 0, i.stderr);
+  assert.match(i.stderr, /^WARNING: cache 127\.0\.0\.1:1\/x\/cache:c ignored: .*unreachable/m);
+  assert.deepEqual([...runSteps(i.stderr).values()], ['DONE']);
+  const d = await polyarch(root, ['build', '--cache-to', 'type=local,dest=/proc/nope', ctx]);
+  assert.equal(d.status, 1, d.stderr);
+  assert.match(d.stderr, /^ERROR: exporting cache to type=local,dest=\/proc\/nope: /m);
+});
+
 test('no secret value and no host path reaches the cache', async () => {
   const secret = `s3cr3t-${uniq}`;
   const ctx = context('secret', {

@@ -23,6 +23,7 @@ import { createHash } from 'node:crypto';
 import type { ContentStore } from '../../content/index.js';
 import type { Compression, Descriptor } from '../../oci/index.js';
 import type { RegistryClient } from '../../registry/client.js';
+import { RegistryError } from '../../registry/errors.js';
 import type { Snapshotter } from '../../snapshot/index.js';
 import { errorMessage, PolyarchError } from '../../util/errors.js';
 import { LayerMemo, packSnapshotLayer } from '../export/layers.js';
@@ -269,6 +270,9 @@ export async function exportCacheTo(
     const loc = locationOf(spec, () => client!);
     for (let attempt = 0; ; attempt++) {
       const existing = await readCache(loc).catch((err) => {
+        // The registry not answering, or refusing us, is an export failure; a cache there that
+        // does not parse is replaced.
+        if (err instanceof RegistryError) throw err;
         ctx.warn?.(
           `cache ${describe(loc)}: the existing cache is not readable, replacing it: ${errorMessage(err).split('\n')[0]}`,
         );

@@ -6,7 +6,7 @@
 import { createHash } from 'node:crypto';
 import { createReadStream } from 'node:fs';
 import { copyFile, link, mkdir, readFile, rename, rm, stat, writeFile } from 'node:fs/promises';
-import { join } from 'node:path';
+import { dirname, join } from 'node:path';
 import { PassThrough } from 'node:stream';
 import type { ContentStore } from '../../content/index.js';
 import {
@@ -274,8 +274,12 @@ function bufferStream(b: Buffer): PassThrough {
 export async function writeLocal(dir: string, w: CacheWrite): Promise<void> {
   const tmp = tempPath(dir);
   const blobs = join(tmp, 'blobs', 'sha256');
-  await mkdir(blobs, { recursive: true });
+  // Step by step: Node's recursive mkdir never returns under some pseudo filesystems (/proc).
+  await mkdir(dirname(dir), { recursive: true });
+  await mkdir(tmp);
   try {
+    await mkdir(join(tmp, 'blobs'));
+    await mkdir(blobs);
     const docs = documents(w);
     const put = async (d: string, data: Buffer) => writeFile(join(blobs, d.slice(7)), data);
     const added = new Set(w.blobs.map((b) => b.digest));
