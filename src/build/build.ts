@@ -802,6 +802,8 @@ class Engine {
       kind: 'blob' as const,
       descriptor: { mediaType: l.mediaType, digest: l.digest, size: l.size },
       diffId: l.diffId,
+      // A push to the cache's registry mounts the layer from the cache's repository.
+      ...(rec.from.kind === 'registry' ? { source: `${rec.from.ref.domain}/${rec.from.ref.path}` } : {}),
     };
     const value: FsState = {
       key: cacheKey,
