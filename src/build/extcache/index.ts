@@ -25,6 +25,7 @@ import type { Compression, Descriptor } from '../../oci/index.js';
 import type { RegistryClient } from '../../registry/client.js';
 import { RegistryError } from '../../registry/errors.js';
 import type { Snapshotter } from '../../snapshot/index.js';
+import { Semaphore } from '../../util/concurrency.js';
 import { errorMessage, PolyarchError } from '../../util/errors.js';
 import { LayerMemo, packSnapshotLayer } from '../export/layers.js';
 import type { CacheLayer, CacheRecordV1 } from './format.js';
@@ -54,12 +55,16 @@ async function openClient(env: NodeJS.ProcessEnv, warn?: (m: string) => void): P
   return open({ env, ...(warn ? { warn } : {}) });
 }
 
+/** Layer checks started as soon as a registry cache is read (the rest when a step asks). */
+const PRECHECK = 64;
+
 /** The records of every `--cache-from`, by key; see the module header. */
 export class ImportedCache {
   readonly #records = new Map<string, ImportedRecord>();
   readonly #checked = new Map<string, Promise<boolean>>();
   readonly #fetched = new Map<string, Promise<void>>();
   readonly #verified = new Map<string, Promise<void>>();
+  readonly #checks = new Semaphore(8);
   readonly #warn: (m: string) => void;
   #client: RegistryClient | undefined;
   readonly #ready: Promise<void>;
@@ -109,6 +114,14 @@ export class ImportedCache {
         }
         for (const r of got.records)
           if (!this.#records.has(r.key)) this.#records.set(r.key, { ...r, from: loc });
+        // A registry's blobs are checked (HEAD) in the background while the build starts, the
+        // first PRECHECK of them: the steps then find the answers ready.
+        if (loc.kind === 'registry') {
+          let n = 0;
+          for (const r of this.#records.values())
+            if (r.from === loc && r.layer && !this.#checked.has(r.layer.digest) && n++ < PRECHECK)
+              void this.#check(r);
+        }
       } catch (err) {
         warn(`cache ${describe(loc)} ignored: ${errorMessage(err).split('\n')[0]}`);
       }
@@ -131,24 +144,31 @@ export class ImportedCache {
     const r = this.#records.get(key);
     if (!r) return undefined;
     if (!r.layer) return r;
-    let ok = this.#checked.get(r.layer.digest);
+    return (await this.#check(r)) ? r : undefined;
+  }
+
+  /** Whether the record's layer is there (checked once per blob; a warning when not). */
+  #check(r: ImportedRecord): Promise<boolean> {
+    const layer = r.layer!;
+    let ok = this.#checked.get(layer.digest);
     if (!ok) {
-      const layer = r.layer;
-      ok = layerPresent(r.from, layer).then(
-        (why) => {
-          if (why) this.#warn(`cache ${describe(r.from)}: ${why}; the steps that need it run`);
-          return why === undefined;
-        },
-        (err) => {
-          this.#warn(
-            `cache ${describe(r.from)}: layer ${layer.digest}: ${errorMessage(err)}; the steps that need it run`,
-          );
-          return false;
-        },
-      );
-      this.#checked.set(r.layer.digest, ok);
+      ok = this.#checks
+        .run(() => layerPresent(r.from, layer))
+        .then(
+          (why) => {
+            if (why) this.#warn(`cache ${describe(r.from)}: ${why}; the steps that need it run`);
+            return why === undefined;
+          },
+          (err) => {
+            this.#warn(
+              `cache ${describe(r.from)}: layer ${layer.digest}: ${errorMessage(err)}; the steps that need it run`,
+            );
+            return false;
+          },
+        );
+      this.#checked.set(layer.digest, ok);
     }
-    return (await ok) ? r : undefined;
+    return ok;
   }
 
   /** Puts the layer blob of an imported record into the store (once). */
