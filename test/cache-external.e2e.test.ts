@@ -385,6 +385,11 @@ test('an unreachable cache: export fails (or warns with ignore-error=true), impo
   assert.equal(i.status, 0, i.stderr);
   assert.match(i.stderr, /^WARNING: cache 127\.0\.0\.1:1\/x\/cache:c ignored: .*unreachable/m);
   assert.deepEqual([...runSteps(i.stderr).values()], ['DONE']);
+  // A directory that is not a cache is never replaced.
+  const r = await polyarch(root, ['build', '--cache-to', `type=local,dest=${ctx}`, ctx]);
+  assert.equal(r.status, 1, r.stderr);
+  assert.match(r.stderr, /is not a polyarch cache layout: refusing to replace it/);
+  assert.deepEqual(readdirSync(ctx), ['Dockerfile']);
   const d = await polyarch(root, ['build', '--cache-to', 'type=local,dest=/proc/nope', ctx]);
   assert.equal(d.status, 1, d.stderr);
   assert.match(d.stderr, /^ERROR: exporting cache to type=local,dest=\/proc\/nope: /m);

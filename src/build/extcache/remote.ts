@@ -5,7 +5,7 @@
  */
 import { createHash } from 'node:crypto';
 import { createReadStream } from 'node:fs';
-import { copyFile, link, mkdir, readFile, rename, rm, stat, writeFile } from 'node:fs/promises';
+import { copyFile, link, mkdir, readdir, readFile, rename, rm, stat, writeFile } from 'node:fs/promises';
 import { dirname, join } from 'node:path';
 import { PassThrough } from 'node:stream';
 import type { ContentStore } from '../../content/index.js';
@@ -272,6 +272,13 @@ function bufferStream(b: Buffer): PassThrough {
  * cache merged with hard-linked from the old one), renamed into place.
  */
 export async function writeLocal(dir: string, w: CacheWrite): Promise<void> {
+  // Only a cache is replaced: never a directory of something else (a project, a state root).
+  const entries = await readdir(dir).catch((err: NodeJS.ErrnoException) => {
+    if (err.code === 'ENOENT') return [] as string[];
+    throw err;
+  });
+  if (entries.length > 0 && !(await isCacheLayout(dir)))
+    throw new Error(`${dir} exists and is not a polyarch cache layout: refusing to replace it`);
   const tmp = tempPath(dir);
   const blobs = join(tmp, 'blobs', 'sha256');
   // Step by step: Node's recursive mkdir never returns under some pseudo filesystems (/proc).
@@ -332,6 +339,15 @@ export async function writeLocal(dir: string, w: CacheWrite): Promise<void> {
   } catch (err) {
     await rm(tmp, { recursive: true, force: true }).catch(() => undefined);
     throw new Error(`writing ${dir}: ${errorMessage(err)}`);
+  }
+}
+
+async function isCacheLayout(dir: string): Promise<boolean> {
+  try {
+    const idx = JSON.parse(await readFile(join(dir, 'index.json'), 'utf8')) as Index;
+    return idx.manifests.length === 1 && idx.manifests[0]!.artifactType === CACHE_ARTIFACT_TYPE;
+  } catch {
+    return false;
   }
 }
 
