@@ -289,6 +289,8 @@ export async function exportCacheTo(
     if (spec.type === 'registry') client = await openClient(ctx.env ?? process.env, ctx.warn);
     const loc = locationOf(spec, () => client!);
     for (let attempt = 0; ; attempt++) {
+      // What the ref names now: compared again right before the write (below).
+      const seen = loc.kind === 'registry' ? (await loc.client.headManifest(loc.ref))?.digest : undefined;
       const existing = await readCache(loc).catch((err) => {
         // The registry not answering, or refusing us, is an export failure; a cache there that
         // does not parse is replaced.
@@ -329,11 +331,16 @@ export async function exportCacheTo(
         await writeLocal(loc.dir, write);
         return;
       }
+      // Another writer (a CI job of another platform) may have written the ref since it was
+      // read: then merge again with what it wrote. (Registries have no compare-and-swap; this
+      // leaves a window of one request.)
+      const now = await loc.client.headManifest(loc.ref);
+      if (now?.digest !== seen && attempt < 4) continue;
       await writeRegistry(loc, write);
-      // Another writer may have replaced the ref between our read and write: read it back.
+      // …and read it back, in case one wrote between that check and this write.
       const back = await readCache(loc).catch(() => undefined);
       const have = new Set(back?.records.map((r) => r.key));
-      if (records.every((r) => have.has(r.key)) || attempt >= 3) return;
+      if (records.every((r) => have.has(r.key)) || attempt >= 4) return;
     }
   } finally {
     await client?.close();

@@ -56,12 +56,12 @@ async function readLocalBlob(dir: string, d: Descriptor): Promise<Buffer> {
 async function getDoc(
   loc: CacheLocation,
   d: Descriptor | undefined,
-): Promise<{ bytes: Buffer; mediaType: string } | undefined> {
+): Promise<{ bytes: Buffer; mediaType: string; digest?: string } | undefined> {
   if (loc.kind === 'registry') {
     const ref = d ? withDigest({ domain: loc.ref.domain, path: loc.ref.path }, d.digest) : loc.ref;
     try {
       const m = await loc.client.getManifest(ref, { mirrors: false });
-      return { bytes: m.bytes, mediaType: m.mediaType };
+      return { bytes: m.bytes, mediaType: m.mediaType, digest: m.digest };
     } catch (err) {
       if (
         !d &&
@@ -89,6 +89,8 @@ async function getBlob(loc: CacheLocation, d: Descriptor): Promise<Buffer> {
 
 export interface ReadCache {
   records: CacheRecordV1[];
+  /** The digest of what the registry ref names (to see whether another writer changed it). */
+  digest?: string;
   /** The cache manifest's layers (undefined for an inline cache read from an image). */
   layers?: Descriptor[];
 }
@@ -125,14 +127,15 @@ export async function readCache(loc: CacheLocation): Promise<ReadCache | undefin
         const md = parseImageDocument(got!.bytes, `image ${m.digest}`, m.mediaType);
         if (md.kind === 'manifest') records.push(...(await inlineOf(loc, md.manifest)));
       }
-      return { records };
+      return { records, ...(top.digest ? { digest: top.digest } : {}) };
     }
   }
   if (doc.kind !== 'manifest') throw new Error('not a cache manifest');
   const man = doc.manifest;
-  if (man.config.mediaType !== CACHE_CONFIG_TYPE) return { records: await inlineOf(loc, man) };
+  const digest = top.digest ? { digest: top.digest } : {};
+  if (man.config.mediaType !== CACHE_CONFIG_TYPE) return { records: await inlineOf(loc, man), ...digest };
   const cfg = await getBlob(loc, man.config);
-  return { records: parseCacheConfig(cfg, man.layers), layers: man.layers };
+  return { records: parseCacheConfig(cfg, man.layers), layers: man.layers, ...digest };
 }
 
 async function inlineOf(loc: CacheLocation, man: Manifest): Promise<CacheRecordV1[]> {
