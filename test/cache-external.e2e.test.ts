@@ -287,6 +287,22 @@ test('two builds of different platforms exporting into one ref: both cached afte
   assert.ok(allCached(steps), r.stderr);
 });
 
+test('three single-platform builds exporting into one ref at the same time: every platform cached', async () => {
+  const ctx = context('par', {
+    Dockerfile: 'FROM busybox\nRUN echo p > /p\nCOPY Dockerfile /d\nRUN cat /d > /e\n',
+  });
+  const ref = `${tenv.registry}/extcache/par-${uniq}:cache`;
+  await Promise.all(
+    ['linux/amd64', 'linux/arm64', 'linux/arm/v7'].map((p) =>
+      buildOk(freshRoot(), ['--platform', p, '--cache-to', `type=registry,ref=${ref},mode=max`, ctx]),
+    ),
+  );
+  const r = await buildOk(freshRoot(), ['--platform', PLATFORMS, '--cache-from', ref, ctx]);
+  const steps = runSteps(r.stderr);
+  assert.equal(steps.size, 6, r.stderr);
+  assert.ok(allCached(steps), r.stderr);
+});
+
 test('type=local round trip across two state roots (an OCI layout, written atomically)', async () => {
   const ctx = context('local', { Dockerfile: DOCKERFILE, 'a.txt': 'local\n' });
   const dir = join(work, 'local-cache');

@@ -332,11 +332,10 @@ export async function exportCacheTo(
         return;
       }
       // Another writer (a CI job of another platform) may have written the ref since it was
-      // read: then merge again with what it wrote. (Registries have no compare-and-swap; this
-      // leaves a window of one request.)
-      const now = await loc.client.headManifest(loc.ref);
-      if (now?.digest !== seen && attempt < 4) continue;
-      await writeRegistry(loc, write);
+      // read: then merge again with what it wrote. Checked once every blob is up, right before
+      // the tag moves (registries have no compare-and-swap: a window of one request is left).
+      const unchanged = async () => (await loc.client.headManifest(loc.ref))?.digest === seen || attempt >= 4;
+      if (!(await writeRegistry(loc, write, unchanged))) continue;
       // …and read it back, in case one wrote between that check and this write.
       const back = await readCache(loc).catch(() => undefined);
       const have = new Set(back?.records.map((r) => r.key));

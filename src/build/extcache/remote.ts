@@ -235,10 +235,16 @@ function documents(w: CacheWrite): {
 }
 
 /** Pushes the cache to the registry ref (blobs, config, manifest, then the index under the tag). */
+/**
+ * Pushes the cache to the registry ref: blobs, config, the manifest, then (by default) the
+ * index under the tag. `beforeTag` runs right before the document that moves the tag is put
+ * (after every blob is up, so that its check is close to the write); false stops the write.
+ */
 export async function writeRegistry(
   loc: Extract<CacheLocation, { kind: 'registry' }>,
   w: CacheWrite,
-): Promise<void> {
+  beforeTag: () => Promise<boolean> = async () => true,
+): Promise<boolean> {
   const { client, ref } = loc;
   const docs = documents(w);
   for (const b of w.blobs) {
@@ -256,12 +262,12 @@ export async function writeRegistry(
   };
   await client.pushBlob(ref, cfgDesc, (s, e) => bufferStream(docs.config.subarray(s, e)));
   const tag = ref.tag ?? 'latest';
-  if (!docs.index) {
-    await client.putManifest(ref, tag, docs.manifest, docs.manifestType);
-    return;
-  }
-  await client.putManifest(ref, sha256Digest(docs.manifest), docs.manifest, docs.manifestType);
-  await client.putManifest(ref, tag, docs.index, docs.indexType);
+  if (docs.index)
+    await client.putManifest(ref, sha256Digest(docs.manifest), docs.manifest, docs.manifestType);
+  if (!(await beforeTag())) return false;
+  if (docs.index) await client.putManifest(ref, tag, docs.index, docs.indexType);
+  else await client.putManifest(ref, tag, docs.manifest, docs.manifestType);
+  return true;
 }
 
 function bufferStream(b: Buffer): PassThrough {
