@@ -113,8 +113,12 @@ describe('build', () => {
   test('--help says only what is true', () => {
     const help = ok(polyarch(['build', '--help'])).stdout;
     assert.match(help, /a\s+git\s+URL\s+\(#ref:subdir\)\s+or\s+an\s+https\s+URL/);
-    for (const flag of ['--cache-from', '--cache-to', '--annotation'])
+    for (const flag of ['--annotation'])
       assert.match(help, new RegExp(`${flag} [^\\n]*\\n?[^\\n]*not supported yet`), flag);
+    for (const flag of ['--cache-from', '--cache-to']) {
+      assert.match(help, new RegExp(`${flag} [^\\n]*\\n?[^\\n]*type=registry,ref=R`), flag);
+      assert.doesNotMatch(help, new RegExp(`${flag} [^\\n]*\\n?[^\\n]*not supported yet`), flag);
+    }
     for (const flag of ['--quiet', '--provenance', '--sbom', '--attest', '--call'])
       assert.match(help, new RegExp(`${flag}\\b`), flag);
   });

@@ -26,6 +26,8 @@ import { basename, join, posix, resolve } from 'node:path';
 import { pipeline } from 'node:stream/promises';
 import { ContentStore, emulatorProofFile, stateRoot, storeDir } from '../content/index.js';
 import { holdBuildLease, markUsed } from './cache.js';
+import type { ImportedCache, ImportedRecord } from './extcache/index.js';
+import type { BuildCacheInfo, StepRecord } from './extcache/inline.js';
 import {
   DockerfileError,
   type Plan,
@@ -127,10 +129,17 @@ export interface BuildOptions {
    * (not for cache hits): its content is final, so it can be packed while later steps run.
    */
   onLayerCommitted?: (snapshotKey: string) => void;
+  /**
+   * `--cache-from` caches (extcache/): a step whose key they hold is not run; its layer is
+   * fetched only when an exported image or a step that runs needs it.
+   */
+  cacheImport?: ImportedCache;
 }
 
 export interface BuildOutput extends BuildResult {
   plan: Plan;
+  /** Every step's record, for `--cache-to` (extcache/exportCache). */
+  cache: BuildCacheInfo;
 }
 
 /** A failing build step, located in the Dockerfile, with the last lines of its output. */
@@ -390,15 +399,19 @@ async function buildLeased(opts: BuildOptions): Promise<BuildOutput> {
     solver.announce(targets.map((t) => t.final));
     const epoch = epochFrom(opts);
     const times = { ...(epoch !== undefined ? { epoch } : {}), now: new Date().toISOString() };
+    const finals: string[] = [];
     const results = await Promise.all(
       targets.map(async (t, i): Promise<PlatformResult> => {
         const fs = await solver.solve(t.final);
+        finals[i] = fs.key;
         const r = await engine.result(plan.platforms[i]!, t, fs, times);
+        // Layers of an imported cache the image holds: into the store for the exporters.
+        await engine.fetchImported(r);
         opts.onPlatformResult?.(r);
         return r;
       }),
     );
-    return { platforms: results, plan };
+    return { platforms: results, plan, cache: { records: engine.records(), finals } };
   } finally {
     // A failure rejects at once while sibling steps are still stopping: let them finish their
     // own cleanup (containers, mounts) before removing what is left.
@@ -519,9 +532,17 @@ class Engine {
         );
         let cached = true;
         for (const l of img.layers) if (!(await this.#d.snapshots.has(l.chainId))) cached = false;
-        const chain = await ctx.slot(() =>
-          unpackImage(img, { store: this.#d.store, snapshots: this.#d.snapshots }),
-        );
+        // Unpacked when a step needs its files (#ensure): with every step cached (a fresh
+        // runner with --cache-from), never.
+        const chain = img.layers.map((l) => l.chainId as string);
+        if (!cached) {
+          const unpack = () => unpackImage(img, { store: this.#d.store, snapshots: this.#d.snapshots });
+          if (this.#d.opts.cacheImport) {
+            // Called from the step that needs it, inside that step's slot: no slot of its own.
+            let once: Promise<unknown> | undefined;
+            for (const c of chain) this.#lazyImages.set(c, () => (once ??= unpack()));
+          } else await ctx.slot(unpack);
+        }
         await markUsed(this.#d.root, chain);
         return {
           value: {
@@ -634,17 +655,15 @@ class Engine {
           run: async (inputs, ctx) => {
             const parent = inputs[0] as FsState;
             const definition = { op: 'mkdir', path };
+            const hit = await this.#cached(parent, stepKey(parent, definition));
+            if (hit) return { value: hit, cached: true };
             // An existing directory: nothing to change, so nothing to mount (the result is the
             // empty layer the mkdir would have made).
-            if (await this.#isDirIn(parent, path))
-              return {
-                value: {
-                  ...parent,
-                  key: stepKey(parent, definition),
-                  emptyLayer: true,
-                },
-                cached: false,
-              };
+            if (await this.#isDirIn(parent, path)) {
+              const value = { ...parent, key: stepKey(parent, definition), emptyLayer: true };
+              this.#record(parent, value, null);
+              return { value, cached: false };
+            }
             return this.#fsOp(parent, definition, ctx, async (mnt) => {
               await mkdirAll(mnt, path);
             }).catch((err) => {
@@ -758,20 +777,130 @@ class Engine {
     // Marked before looking, so a prune that has not seen the mark yet finds it changed (cache.ts).
     await markUsed(this.#d.root, [key]);
     const info = await this.#d.snapshots.stat(key);
-    if (info?.kind !== 'committed') return undefined;
+    if (info?.kind !== 'committed') return this.#imported(parent, cacheKey);
     return this.#next(parent, cacheKey, key, (await readdir(info.fs)).length === 0, info.created);
   }
 
-  #next(parent: FsState, cacheKey: string, snapKey: string, empty: boolean, created: string): FsState {
-    if (empty)
-      return { key: cacheKey, chain: parent.chain, layers: parent.layers, emptyLayer: true, created };
-    return {
+  /**
+   * A hit in an imported cache (`--cache-from`): the state names the layer's snapshot
+   * `build:<key>` without making it; #ensure makes it (fetch + unpack) when a step runs on it.
+   */
+  async #imported(parent: FsState, cacheKey: string): Promise<FsState | undefined> {
+    const rec = await this.#d.opts.cacheImport?.lookup(cacheKey);
+    if (!rec) return undefined;
+    const created = rec.created ?? parent.created;
+    if (!rec.layer) {
+      const value: FsState = {
+        key: cacheKey,
+        chain: parent.chain,
+        layers: parent.layers,
+        emptyLayer: true,
+        ...(created ? { created } : {}),
+      };
+      this.#record(parent, value, null);
+      return value;
+    }
+    const snapKey = `build:${cacheKey}`;
+    this.#lazy.set(snapKey, rec);
+    const l = rec.layer;
+    const layer = {
+      kind: 'blob' as const,
+      descriptor: { mediaType: l.mediaType, digest: l.digest, size: l.size },
+      diffId: l.diffId,
+      // A push to the cache's registry mounts the layer from the cache's repository.
+      ...(rec.from.kind === 'registry' ? { source: `${rec.from.ref.domain}/${rec.from.ref.path}` } : {}),
+    };
+    const value: FsState = {
       key: cacheKey,
       chain: [...parent.chain, snapKey],
-      layers: [...parent.layers, { kind: 'snapshot', key: snapKey }],
+      layers: [...parent.layers, layer],
       emptyLayer: false,
-      created,
+      ...(created ? { created } : {}),
     };
+    this.#record(parent, value, layer);
+    return value;
+  }
+
+  /** Imported layers by snapshot key, not unpacked yet. */
+  readonly #lazy = new Map<string, ImportedRecord>();
+  readonly #ensuring = new Map<string, Promise<unknown>>();
+  readonly #records = new Map<string, StepRecord>();
+  /** Base image layers not unpacked yet (with an imported cache), by chain id. */
+  readonly #lazyImages = new Map<string, () => Promise<unknown>>();
+
+  #record(parent: FsState, value: FsState, layer: StepRecord['layer']): void {
+    this.#records.set(value.key, {
+      key: value.key,
+      parent: parent.key,
+      ...(value.created ? { created: value.created } : {}),
+      layer,
+    });
+  }
+
+  records(): StepRecord[] {
+    return [...this.#records.values()];
+  }
+
+  /** Makes the snapshots of `chain` an imported cache hit names (fetch, unpack, diff id checked). */
+  async #ensure(chain: readonly string[]): Promise<void> {
+    for (const [i, key] of chain.entries()) {
+      const image = this.#lazyImages.get(key);
+      if (image) await image();
+      const rec = this.#lazy.get(key);
+      if (!rec) continue;
+      let p = this.#ensuring.get(key);
+      if (!p) {
+        const parents = chain.slice(0, i);
+        p = (async () => {
+          if (await this.#d.snapshots.has(key)) return;
+          await this.#d.opts.cacheImport!.fetch(rec, this.#d.store);
+          await markUsed(this.#d.root, [key]);
+          await this.#d.snapshots.create(key, parents, async (fsDir) => {
+            const r = await applyLayerBlob(this.#d.store.openRead(rec.layer!.digest), fsDir, {
+              target: 'overlay',
+            });
+            if (r.diffId !== rec.layer!.diffId)
+              throw new PolyarchError(
+                'DIGEST_MISMATCH',
+                `cache layer ${rec.layer!.digest} uncompresses to ${r.diffId}, not ${rec.layer!.diffId}`,
+              );
+          });
+        })();
+        this.#ensuring.set(key, p);
+      }
+      await p;
+    }
+  }
+
+  /** Fetches the imported cache layers of a result into the store (the exporters read them there). */
+  async fetchImported(r: PlatformResult): Promise<void> {
+    const imp = this.#d.opts.cacheImport;
+    if (!imp) return;
+    await Promise.all(
+      r.layers.map(async (l) => {
+        if (l.kind !== 'blob') return;
+        const rec = imp.byLayer(l.descriptor.digest);
+        if (!rec) return;
+        await imp.fetch(rec, this.#d.store);
+        // Fetched for the image only (not unpacked, which checks it): its diff id is checked
+        // here, so a cache cannot put a wrong rootfs.diff_ids into an image.
+        if (!this.#ensuring.has(`build:${rec.key}`)) await imp.verifyDiffId(rec, this.#d.store);
+      }),
+    );
+  }
+
+  #next(parent: FsState, cacheKey: string, snapKey: string, empty: boolean, created: string): FsState {
+    const value: FsState = empty
+      ? { key: cacheKey, chain: parent.chain, layers: parent.layers, emptyLayer: true, created }
+      : {
+          key: cacheKey,
+          chain: [...parent.chain, snapKey],
+          layers: [...parent.layers, { kind: 'snapshot', key: snapKey }],
+          emptyLayer: false,
+          created,
+        };
+    this.#record(parent, value, empty ? null : { kind: 'snapshot', key: snapKey });
+    return value;
   }
 
   /**
@@ -810,6 +939,7 @@ class Engine {
   async #isDirIn(state: FsState, path: string): Promise<boolean> {
     const parts = posix.normalize(`/${path}`).split('/').filter(Boolean);
     if (parts.length === 0 || state.chain.length === 0) return false;
+    await this.#ensure(state.chain);
     const layers = (await this.#d.snapshots.paths(state.chain)).reverse(); // top-most first
     for (const layer of layers) {
       let at = layer;
@@ -833,6 +963,7 @@ class Engine {
     cacheKey: string,
     fn: (active: ActiveSnapshot) => Promise<void>,
   ): Promise<FsState> {
+    await this.#ensure(parent.chain);
     const activeKey = `build-active-${randomBytes(8).toString('hex')}`;
     const active = await this.#d.snapshots.prepare(activeKey, parent.chain, { unique: true });
     const cleanup = async () => {
@@ -859,6 +990,7 @@ class Engine {
   async #view(state: FsState): Promise<{ dir: string; release: () => Promise<void> }> {
     const dir = await this.#tmp('view');
     if (state.chain.length === 0) return { dir, release: () => rm(dir, { recursive: true, force: true }) };
+    await this.#ensure(state.chain);
     const key = `build-view-${randomBytes(8).toString('hex')}`;
     const view = await this.#d.snapshots.view(key, state.chain, { unique: true });
     let released = false;

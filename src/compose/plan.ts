@@ -10,6 +10,7 @@
  * `image:`, else `<project>-<service>` (compose v2's default), plus `build.tags`.
  */
 import { isAbsolute, join, resolve } from 'node:path';
+import { type CacheSpec, parseCacheSpec } from '../build/extcache/spec.js';
 import { PolyarchError, UsageError } from '../util/errors.js';
 import type { ComposeProject } from './project.js';
 import { BUILD_KEYS } from './schema.js';
@@ -33,6 +34,9 @@ export interface ServiceBuild {
   network?: 'default' | 'host' | 'none';
   /** Other services of this plan to build first (`depends_on` among built services). */
   after: string[];
+  /** `build.cache_from` / `build.cache_to` (buildx's specs; local dirs relative to the project). */
+  cacheFrom: CacheSpec[];
+  cacheTo: CacheSpec[];
 }
 
 export interface PlanOptions {
@@ -45,10 +49,24 @@ export interface PlanOptions {
   warn?: (message: string) => void;
 }
 
-const UNSUPPORTED_WARNINGS: Record<string, string> = {
-  cache_from: 'only the local build cache is used',
-  cache_to: 'only the local build cache is used',
-};
+function cacheSpecs(
+  service: string,
+  key: string,
+  specs: string[] | undefined,
+  dir: string,
+  direction: 'import' | 'export',
+): CacheSpec[] {
+  return (specs ?? []).map((s) => {
+    try {
+      return parseCacheSpec(s, direction, dir);
+    } catch (err) {
+      throw new PolyarchError(
+        'INVALID_ARGUMENT',
+        `service "${service}": build.${key}: ${(err as Error).message}`,
+      );
+    }
+  });
+}
 
 /** `<project>-<service>` as compose v2 names an image built without `image:`. */
 export function defaultImageName(project: string, service: string): string {
@@ -66,9 +84,6 @@ export function planBuilds(project: ComposeProject, opts: PlanOptions = {}): Ser
     for (const key of Object.keys(b))
       if (!(BUILD_KEYS as readonly string[]).includes(key))
         opts.warn?.(`service "${service}": build.${key} is not supported and is ignored`);
-    for (const [key, why] of Object.entries(UNSUPPORTED_WARNINGS))
-      if (b[key] !== undefined && (b[key] as unknown[]).length > 0)
-        opts.warn?.(`service "${service}": build.${key} is not supported: ${why}`);
     const contextDir = resolve(project.dir, b.context ?? '.');
     if (/^[a-z]+:\/\//.test(b.context ?? '') || (b.context ?? '').startsWith('git@'))
       throw new PolyarchError(
@@ -119,6 +134,8 @@ export function planBuilds(project: ComposeProject, opts: PlanOptions = {}): Ser
       pull: opts.pull || b.pull === true,
       secrets,
       after: (s.depends_on ?? []).filter((d) => selected.includes(d) && d !== service),
+      cacheFrom: cacheSpecs(service, 'cache_from', b.cache_from, project.dir, 'import'),
+      cacheTo: cacheSpecs(service, 'cache_to', b.cache_to, project.dir, 'export'),
     };
     if (b.dockerfile_inline !== undefined) build.dockerfileInline = b.dockerfile_inline;
     else {

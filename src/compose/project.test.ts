@@ -247,7 +247,7 @@ test('plan: build secrets from top-level secrets (file relative to the project, 
       '    build:',
       '      context: .',
       '      secrets: [npmrc, {source: token, target: api}]',
-      '      cache_from: [type=registry,ref=x]',
+      '      cache_from: ["type=registry,ref=x"]',
       '      ssh: [default]',
       '  a: {build: ., depends_on: {b: {condition: service_started}}}',
       '  b: {build: ., depends_on: [a]}',
@@ -262,10 +262,11 @@ test('plan: build secrets from top-level secrets (file relative to the project, 
     { id: 'npmrc', src: join(d, 'secrets', 'npmrc') },
     { id: 'api', env: 'API_TOKEN' },
   ]);
-  assert.deepEqual(warnings, [
-    'service "web": build.ssh is not supported and is ignored',
-    'service "web": build.cache_from is not supported: only the local build cache is used',
-  ]);
+  assert.deepEqual(warnings, ['service "web": build.ssh is not supported and is ignored']);
+  assert.deepEqual(
+    web!.cacheFrom.map((c) => [c.type, c.ref]),
+    [['registry', 'x']],
+  );
   assert.throws(() => planBuilds(p, { services: ['a', 'b'] }), { message: 'dependency cycle: a -> b -> a' });
   assert.throws(() => planBuilds(p, { services: ['c'] }), {
     message: 'service "c": build.secrets: undefined secret "nope"',

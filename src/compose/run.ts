@@ -163,42 +163,66 @@ export async function buildServices(
           },
         );
       }
-    const result = await build({
-      dockerfile,
-      dockerfileName: b.dockerfilePath ? basename(b.dockerfilePath) : 'Dockerfile',
-      ...(b.dockerfilePath ? { dockerfilePath: b.dockerfilePath } : {}),
-      contextDir: b.contextDir,
-      ...(p.platforms.length > 0 ? { platforms: p.platforms } : {}),
-      buildArgs: b.buildArgs,
-      ...(b.target !== undefined ? { target: b.target } : {}),
-      noCache: b.noCache,
-      pull: b.pull,
-      secrets: b.secrets,
-      labels: b.labels,
-      ...(b.network ? { network: b.network } : {}),
-      ...(opts.maxParallelism !== undefined ? { maxParallelism: opts.maxParallelism } : {}),
-      ...(sink ? { progress: sink } : {}),
-      signal: abort.signal,
-      env,
-      ...(opts.warn ? { warn: (m: string) => opts.warn!(`service "${b.service}": ${m}`) } : {}),
-    });
-    const epoch = env.SOURCE_DATE_EPOCH ?? b.buildArgs.SOURCE_DATE_EPOCH;
-    const resp = await exportBuild(result, p.outputs, {
-      store,
-      snapshotter,
-      stateRoot: root,
-      ...(sink ? { progress: sink } : {}),
-      ...(epoch !== undefined && /^\d+$/.test(epoch) ? { sourceDateEpoch: Number(epoch) } : {}),
-      signal: abort.signal,
-      env,
-      ...(opts.warn ? { warn: (m: string) => opts.warn!(`service "${b.service}": ${m}`) } : {}),
-    });
-    return {
-      service: b.service,
-      names: resp.names,
-      ...(resp.digest ? { digest: resp.digest } : {}),
-      platforms: result.platforms.map((x) => formatPlatform(x.platform)),
-    };
+    const warn = opts.warn ? (m: string) => opts.warn!(`service "${b.service}": ${m}`) : undefined;
+    const extcache =
+      b.cacheFrom.length > 0 || b.cacheTo.length > 0 ? await import('../build/extcache/index.js') : undefined;
+    const cacheImport =
+      extcache && b.cacheFrom.length > 0 && !b.noCache
+        ? extcache.ImportedCache.open(b.cacheFrom, { env, ...(warn ? { warn } : {}) })
+        : undefined;
+    try {
+      const result = await build({
+        ...(cacheImport ? { cacheImport } : {}),
+        dockerfile,
+        dockerfileName: b.dockerfilePath ? basename(b.dockerfilePath) : 'Dockerfile',
+        ...(b.dockerfilePath ? { dockerfilePath: b.dockerfilePath } : {}),
+        contextDir: b.contextDir,
+        ...(p.platforms.length > 0 ? { platforms: p.platforms } : {}),
+        buildArgs: b.buildArgs,
+        ...(b.target !== undefined ? { target: b.target } : {}),
+        noCache: b.noCache,
+        pull: b.pull,
+        secrets: b.secrets,
+        labels: b.labels,
+        ...(b.network ? { network: b.network } : {}),
+        ...(opts.maxParallelism !== undefined ? { maxParallelism: opts.maxParallelism } : {}),
+        ...(sink ? { progress: sink } : {}),
+        signal: abort.signal,
+        env,
+        ...(opts.warn ? { warn: (m: string) => opts.warn!(`service "${b.service}": ${m}`) } : {}),
+      });
+      const epoch = env.SOURCE_DATE_EPOCH ?? b.buildArgs.SOURCE_DATE_EPOCH;
+      const inline = b.cacheTo.some((s) => s.type === 'inline');
+      const resp = await exportBuild(result, p.outputs, {
+        ...(inline ? { inlineCache: result.cache } : {}),
+        store,
+        snapshotter,
+        stateRoot: root,
+        ...(sink ? { progress: sink } : {}),
+        ...(epoch !== undefined && /^\d+$/.test(epoch) ? { sourceDateEpoch: Number(epoch) } : {}),
+        signal: abort.signal,
+        env,
+        ...(opts.warn ? { warn: (m: string) => opts.warn!(`service "${b.service}": ${m}`) } : {}),
+      });
+      if (extcache && b.cacheTo.some((s) => s.type !== 'inline'))
+        await extcache.exportCache(result.cache, b.cacheTo, {
+          store,
+          snapshotter,
+          stateRoot: root,
+          env,
+          ...(epoch !== undefined && /^\d+$/.test(epoch) ? { sourceDateEpoch: Number(epoch) } : {}),
+          ...(warn ? { warn } : {}),
+          ...(cacheImport ? { imported: cacheImport } : {}),
+        });
+      return {
+        service: b.service,
+        names: resp.names,
+        ...(resp.digest ? { digest: resp.digest } : {}),
+        platforms: result.platforms.map((x) => formatPlatform(x.platform)),
+      };
+    } finally {
+      await cacheImport?.close();
+    }
   };
 
   const byName = new Map(prepared.map((p) => [p.b.service, p]));

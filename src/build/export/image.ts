@@ -47,6 +47,8 @@ export interface WriteImageOptions {
   /** Called before and after each layer is packed or reused (progress). */
   onLayer?: (e: { platform: Platform; index: number; packed: boolean; descriptor: Descriptor }) => void;
   onDocument?: (e: { kind: 'config' | 'manifest' | 'index'; descriptor: Descriptor }) => void;
+  /** Extra top-level config fields for platform `index` (the inline cache), given its layers. */
+  configExtra?: (index: number, layers: Descriptor[]) => Record<string, unknown> | undefined;
 }
 
 export interface PlatformImage {
@@ -137,6 +139,7 @@ export function packLayer(
 
 async function writePlatform(
   p: PlatformResult,
+  index: number,
   opts: WriteImageOptions,
   counts: { packed: number; reused: number },
   packing: Map<string, Promise<PackedLayer>>,
@@ -172,7 +175,7 @@ async function writePlatform(
     opts.onLayer?.({ platform: p.platform, index: i, packed: r.packed, descriptor: r.descriptor });
   }
   const config = await store.writeJson(
-    finalConfig(p, diffIds, opts.sourceDateEpoch),
+    { ...finalConfig(p, diffIds, opts.sourceDateEpoch), ...opts.configExtra?.(index, layers) },
     format.oci ? MediaType.OciConfig : MediaType.DockerConfig,
   );
   opts.onDocument?.({ kind: 'config', descriptor: config });
@@ -192,7 +195,9 @@ export async function writeImage(result: BuildResult, opts: WriteImageOptions): 
   const packing = new Map<string, Promise<PackedLayer>>();
   // Platforms are written concurrently (their layers are independent); the index keeps the
   // requested order.
-  const platforms = await Promise.all(result.platforms.map((p) => writePlatform(p, opts, counts, packing)));
+  const platforms = await Promise.all(
+    result.platforms.map((p, i) => writePlatform(p, i, opts, counts, packing)),
+  );
   if (platforms.length === 1) {
     const { platform: _p, ...root } = platforms[0]!.manifest;
     return { descriptor: root, platforms, ...counts };

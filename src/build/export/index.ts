@@ -26,6 +26,7 @@ import { holdProcessState } from '../../exec/reap.js';
 import type { Snapshotter } from '../../snapshot/index.js';
 import { errorMessage, PolyarchError, UsageError } from '../../util/errors.js';
 import type { BuildResult, PlatformResult } from '../result.js';
+import { type BuildCacheInfo, inlineCacheField } from '../extcache/inline.js';
 import { writeFileAtomic } from '../../util/fs.js';
 import { writeDockerArchive, writeOciArchive, writeRootfs } from './archive.js';
 import { formatKey, type ImageFormat, packLayer, type WrittenImage, writeImage } from './image.js';
@@ -54,6 +55,8 @@ export interface ExportContext {
   threads?: number;
   /** Goes into the metadata as `buildx.build.ref` when given. */
   buildRef?: string;
+  /** `--cache-to type=inline`: the build's cache records, written into each image config. */
+  inlineCache?: BuildCacheInfo;
 }
 
 export interface PushedImage {
@@ -203,6 +206,9 @@ async function exportOutputs(
       onDocument: (e) => {
         if (e.kind !== 'config') documents.push({ kind: e.kind, descriptor: e.descriptor });
       },
+      ...(ctx.inlineCache
+        ? { configExtra: (i: number) => inlineCacheField(ctx.inlineCache!, i, result.platforms[i]!) }
+        : {}),
     });
     // Platforms are written concurrently: the layers are done only when writeImage returns.
     layers?.done();

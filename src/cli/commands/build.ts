@@ -73,10 +73,15 @@ export function register(program: Command, ctx: CliContext): void {
       collect,
       [],
     )
-    .option('--cache-from <spec>', 'external cache sources (not supported yet: warned, ignored)', collect, [])
+    .option(
+      '--cache-from <spec>',
+      'external cache sources (type=registry,ref=R | type=local,src=DIR | R); repeatable',
+      collect,
+      [],
+    )
     .option(
       '--cache-to <spec>',
-      'cache export destinations (not supported yet: warned, ignored)',
+      'cache export destinations (type=registry,ref=R | type=local,dest=DIR | type=inline; mode=min|max); repeatable',
       collect,
       [],
     )
@@ -307,11 +312,11 @@ async function runBuild(context: string, flags: BuildFlags, ctx: CliContext): Pr
     labels[l.slice(0, eq)] = l.slice(eq + 1);
   }
 
+  // External caches (build/extcache): specs checked before anything is built.
+  const { parseCacheSpec } = await import('../../build/extcache/spec.js');
+  const cacheFrom = flags.cacheFrom.map((s) => parseCacheSpec(s, 'import'));
+  const cacheTo = flags.cacheTo.map((s) => parseCacheSpec(s, 'export'));
   // Accepted for buildx compatibility, not implemented yet: say so instead of ignoring them.
-  if (flags.cacheFrom.length > 0 || flags.cacheTo.length > 0)
-    ctx.err.write(
-      'WARNING: --cache-from/--cache-to are not supported yet: only the local build cache is used\n',
-    );
   if (flags.annotation.length > 0)
     ctx.err.write('WARNING: --annotation is not supported yet: no annotations are added\n');
 
@@ -425,6 +430,15 @@ async function runBuild(context: string, flags: BuildFlags, ctx: CliContext): Pr
       early ??= exportCtx();
       preparing.push(early.then(pack).catch(() => undefined));
     };
+    const warnOut = (m: string) => ctx.err.write(`WARNING: ${m}\n`);
+    const extcache =
+      cacheFrom.length > 0 || cacheTo.length > 0 ? await import('../../build/extcache/index.js') : undefined;
+    const cacheImport =
+      extcache && cacheFrom.length > 0 && flags.cache !== false
+        ? extcache.ImportedCache.open(cacheFrom, { env: ctx.env, warn: warnOut })
+        : undefined;
+    if (cacheImport) cleanup.push(() => cacheImport.close());
+    const inline = cacheTo.some((s) => s.type === 'inline');
     try {
       result = await engine.build({
         dockerfile: text,
@@ -445,6 +459,7 @@ async function runBuild(context: string, flags: BuildFlags, ctx: CliContext): Pr
         signal: cancel.signal,
         env: ctx.env,
         warn: (m) => ctx.err.write(`WARNING: ${m}\n`),
+        ...(cacheImport ? { cacheImport } : {}),
         ...(outputs.length > 0
           ? {
               // A layer as soon as its step has made it; a platform's (cached ones too) when it is done.
@@ -456,7 +471,11 @@ async function runBuild(context: string, flags: BuildFlags, ctx: CliContext): Pr
       await Promise.all(preparing);
       if (outputs.length > 0) {
         exp.checkOutputs(result, outputs);
-        const resp = await exp.exportBuild(result, outputs, await (early ?? exportCtx()));
+        const ectx = await (early ?? exportCtx());
+        const resp = await exp.exportBuild(result, outputs, {
+          ...ectx,
+          ...(inline ? { inlineCache: result.cache } : {}),
+        });
         // buildx prints the image exporters' ID; a local or tar output has none.
         if (outputs.some((o) => ['image', 'registry', 'oci', 'docker'].includes(o.type)))
           imageId = resp.digest;
@@ -464,6 +483,17 @@ async function runBuild(context: string, flags: BuildFlags, ctx: CliContext): Pr
           ...(flags.metadataFile ? { metadataFile: flags.metadataFile } : {}),
           ...(flags.iidfile ? { iidFile: flags.iidfile } : {}),
         });
+      }
+      if (extcache && cacheTo.some((s) => s.type !== 'inline')) {
+        const ectx = await (early ?? exportCtx());
+        const { ProgressWriter } = await import('../../progress/index.js');
+        const built = result;
+        await new ProgressWriter(renderer).run({ digest: 'exporter:cache', name: 'exporting cache' }, () =>
+          extcache.exportCache(built.cache, cacheTo, {
+            ...ectx,
+            ...(cacheImport ? { imported: cacheImport } : {}),
+          }),
+        );
       }
     } catch (err) {
       // Early packing stops with the build (signal) or finishes: nothing is left half-written.
