@@ -334,16 +334,35 @@ export async function exportCacheTo(
       // Another writer (a CI job of another platform) may have written the ref since it was
       // read: then merge again with what it wrote. Checked once every blob is up, right before
       // the tag moves (registries have no compare-and-swap: a window of one request is left).
-      const unchanged = async () => (await loc.client.headManifest(loc.ref))?.digest === seen || attempt >= 4;
+      const unchanged = async () =>
+        (await loc.client.headManifest(loc.ref))?.digest === seen || attempt >= MAX_EXPORT_ATTEMPTS;
       if (!(await writeRegistry(loc, write, unchanged))) continue;
-      // …and read it back, in case one wrote between that check and this write.
-      const back = await readCache(loc).catch(() => undefined);
-      const have = new Set(back?.records.map((r) => r.key));
-      if (records.every((r) => have.has(r.key)) || attempt >= 4) return;
+      // …and read it back, in case one wrote between that check and this write; then once more
+      // after the other writers' windows have passed (a writer that read before this write may
+      // still replace it), merging again while this build's records are missing.
+      if (attempt >= MAX_EXPORT_ATTEMPTS) return;
+      if (!(await holdsRecords(loc, records))) continue;
+      await new Promise((r) => setTimeout(r, SETTLE_MS + Math.floor(Math.random() * SETTLE_MS)));
+      if (await holdsRecords(loc, records)) return;
     }
   } finally {
     await client?.close();
   }
+}
+
+/** Writes of one export into a registry ref before it gives up merging with other writers. */
+const MAX_EXPORT_ATTEMPTS = 8;
+/** How long another writer's read-merge-write may take: a written cache is checked again after 1–2×. */
+const SETTLE_MS = 750;
+
+/** Whether the cache at `loc` holds every one of `records` (by key). */
+async function holdsRecords(
+  loc: Parameters<typeof readCache>[0],
+  records: readonly CacheRecordV1[],
+): Promise<boolean> {
+  const back = await readCache(loc).catch(() => undefined);
+  const have = new Set(back?.records.map((r) => r.key));
+  return records.every((r) => have.has(r.key));
 }
 
 /** Exports to every destination; ignore-error=true ones only warn. */
