@@ -9,7 +9,7 @@
 import assert from 'node:assert/strict';
 import { type ChildProcess, execFileSync, spawn, spawnSync } from 'node:child_process';
 import { existsSync, readdirSync, readFileSync, statSync } from 'node:fs';
-import { mkdir, mkdtemp, readdir, rm, writeFile } from 'node:fs/promises';
+import { mkdir, mkdtemp, readdir, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
@@ -181,6 +181,15 @@ describe('secrets on disk', () => {
   });
 });
 
+/** Whether `pid` runs (a zombie waiting for a reaper has finished). */
+function pidLives(pid: number): boolean {
+  try {
+    return !/^State:\s+Z/m.test(readFileSync(`/proc/${pid}/status`, 'utf8'));
+  } catch {
+    return false;
+  }
+}
+
 describe('what killed processes leave', () => {
   test('kill -9 of `run`: the next command (`images`) deletes the container, unmounts and removes the bundle', async () => {
     const root = join(dir, 'run-state');
@@ -199,6 +208,12 @@ describe('what killed processes leave', () => {
     assert.equal((await readdir(execDir)).length, 1, 'bundle left by the killed run');
     assert.equal(mountsUnder(root).length, 1, 'its rootfs is still mounted');
     assert.equal((await activeRunSnapshots(root)).length, 1, 'its active snapshot is left');
+    // The default network is bridge: its namespace and pasta are left too.
+    const nets = (await readdir(join(root, 'net'))).filter((n) => n.endsWith('.pid'));
+    assert.equal(nets.length, 1, 'its network is left');
+    const netId = nets[0]!.replace(/\.pid$/, '');
+    const pasta = Number(await readFile(join(root, 'net', nets[0]!), 'utf8'));
+    assert.ok(pidLives(pasta), 'its pasta still runs');
 
     const r = polyarch(root, ['images']);
     assert.equal(r.status, 0, r.stderr);
@@ -207,6 +222,12 @@ describe('what killed processes leave', () => {
     assert.deepEqual(mountsUnder(root), []);
     assert.deepEqual(await activeRunSnapshots(root), []);
     assert.deepEqual(await readdir(join(root, 'pids')), []);
+    assert.ok(
+      !pidLives(pasta),
+      `its pasta is stopped (${readFileSync(`/proc/${pasta}/status`, 'utf8').split('\n')[2]})`,
+    );
+    assert.ok(!existsSync(`/run/netns/polyarch-${netId}`), 'its network namespace is deleted');
+    assert.deepEqual(await readdir(join(root, 'net')), []);
   });
 
   test('a command that ends normally leaves no marker; a live marker is left alone', async () => {

@@ -47,8 +47,10 @@ export async function reconcile(root: string, dead: string[]): Promise<void> {
       import('../build/export/layers.js'),
       import('node:fs/promises'),
     ]);
-  // Containers and their mounts first, then temp dirs and mounts under them, then snapshots.
+  // Containers and their mounts first (then their networks: pasta and the netns), then temp
+  // dirs and mounts under them, then snapshots.
   await cleanupStale(root).catch(() => undefined);
+  await import('../exec/network.js').then((n) => n.sweepDeadNetworks(root)).catch(() => undefined);
   await sweepBuildTemp(root).catch(() => undefined);
   await Snapshotter.open({ root })
     .then((s) => s.removeOrphans())

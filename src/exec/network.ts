@@ -26,12 +26,13 @@
  * container is gone.
  */
 import { execFile } from 'node:child_process';
-import { readFileSync } from 'node:fs';
-import { mkdir, readdir, readFile, rm } from 'node:fs/promises';
+import { readdirSync, readFileSync, statSync } from 'node:fs';
+import { mkdir, readdir, readFile, rm, writeFile } from 'node:fs/promises';
 import { createServer } from 'node:net';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { errorMessage, PolyarchError, UsageError } from '../util/errors.js';
+import { formatOwner, ownerAlive, parseOwner, selfOwner } from '../util/lock.js';
 
 const execFileP = promisify(execFile);
 
@@ -237,6 +238,9 @@ export async function setupNetwork(opts: {
   for (const p of opts.ports) await checkFree(p);
   await mkdir(join(opts.root, 'net'), { recursive: true, mode: 0o700 });
   await teardownNetwork(opts.root, opts.id); // a leftover of the same id would make `add` fail
+  // Who set it up: a process killed with -9 leaves the namespace and pasta behind, and the
+  // next command of any kind tears them down (sweepDeadNetworks) once nothing runs in it.
+  await writeFile(ownerFile(opts.root, opts.id), formatOwner(selfOwner()), { mode: 0o600 });
   try {
     await execFileP('ip', ['netns', 'add', name]);
   } catch (err) {
@@ -327,6 +331,59 @@ export async function teardownNetwork(root: string, id: string): Promise<void> {
   }
   await rm(pidFile(root, id), { force: true });
   await execFileP('ip', ['netns', 'del', netnsName(id)]).catch(() => undefined);
+  await rm(ownerFile(root, id), { force: true });
+}
+
+function ownerFile(root: string, id: string): string {
+  return join(root, 'net', `${shortId(id)}.owner`);
+}
+
+/** Processes other than `except` whose network namespace is the file `netns`. */
+function netnsInUse(netns: string, except: number): boolean {
+  let ino: number;
+  try {
+    ino = statSync(netns).ino;
+  } catch {
+    return false;
+  }
+  for (const name of readdirSync('/proc')) {
+    const pid = Number(name);
+    if (!Number.isInteger(pid) || pid === except) continue;
+    try {
+      if (statSync(`/proc/${pid}/ns/net`).ino === ino) return true;
+    } catch {
+      // gone, or not ours to see
+    }
+  }
+  return false;
+}
+
+/**
+ * Tears down the networks whose owner (the process that set it up: a `run`, or a detached
+ * container's monitor) is dead and in which nothing but pasta runs any more: what a kill -9
+ * left. Returns their ids.
+ */
+export async function sweepDeadNetworks(root: string): Promise<string[]> {
+  const names = await readdir(join(root, 'net')).catch(() => [] as string[]);
+  const gone: string[] = [];
+  for (const n of names) {
+    if (!n.endsWith('.owner')) continue;
+    const id12 = n.slice(0, -'.owner'.length);
+    const owner = parseOwner(await readFile(join(root, 'net', n), 'utf8').catch(() => ''));
+    if (!owner || ownerAlive(owner) !== false) continue;
+    const pasta = Number(await readFile(pidFile(root, id12), 'utf8').catch(() => '0'));
+    // A container just deleted (runc delete -f) may take a moment to leave the namespace.
+    const netns = join(NETNS_DIR, netnsName(id12));
+    let busy = netnsInUse(netns, pasta);
+    for (let i = 0; busy && i < 20; i++) {
+      await new Promise((r) => setTimeout(r, 50));
+      busy = netnsInUse(netns, pasta);
+    }
+    if (busy) continue;
+    await teardownNetwork(root, id12);
+    gone.push(id12);
+  }
+  return gone;
 }
 
 /** Whether container `id` still has a network namespace (for tests and `rm`'s checks). */
