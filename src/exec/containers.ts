@@ -263,20 +263,29 @@ export async function reconcile(root: string, given: ContainerRecord): Promise<C
     if (st && Date.now() - st.mtimeMs < 30_000) return fresh;
   }
   await releaseDead(root, rec.Id);
-  const done: ContainerRecord = {
-    ...fresh,
+  const done = exitedRecord(
+    fresh,
+    255,
+    fresh.State.Error || "the container's monitor ended unexpectedly; its exit code is unknown",
+  );
+  await writeRecord(root, done);
+  return done;
+}
+
+/** `rec` as it is once its process has ended with `exitCode` (now, with `error` if any). */
+export function exitedRecord(rec: ContainerRecord, exitCode: number, error = ''): ContainerRecord {
+  return {
+    ...rec,
     State: {
-      ...fresh.State,
+      ...rec.State,
       Status: 'exited',
       Running: false,
       Pid: 0,
-      ExitCode: 255,
+      ExitCode: exitCode,
       FinishedAt: new Date().toISOString(),
-      Error: fresh.State.Error || "the container's monitor ended unexpectedly; its exit code is unknown",
+      Error: error,
     },
   };
-  await writeRecord(root, done);
-  return done;
 }
 
 /** Every container, newest first, reconciled. */

@@ -20,6 +20,7 @@ import {
   type ContainerRecord,
   checkName,
   defaultName,
+  exitedRecord,
   type LaunchConfig,
   lookupContainer,
   logPath,
@@ -197,20 +198,6 @@ export async function recordForeground(
   await writeRecord(root, rec);
   return {
     rec,
-    finish: async (exitCode, error = '') => {
-      const now = new Date().toISOString();
-      await writeRecord(root, {
-        ...rec,
-        State: {
-          ...rec.State,
-          Status: 'exited',
-          Running: false,
-          Pid: 0,
-          ExitCode: exitCode,
-          FinishedAt: now,
-          Error: error,
-        },
-      });
-    },
+    finish: (exitCode, error = '') => writeRecord(root, exitedRecord(rec, exitCode, error)),
   };
 }

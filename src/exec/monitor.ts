@@ -22,6 +22,7 @@ import { errorMessage, PolyarchError } from '../util/errors.js';
 import {
   type ContainerRecord,
   containersDir,
+  exitedRecord,
   type LogEntry,
   logPath,
   processStartTime,
@@ -169,19 +170,7 @@ async function main(rootArg: string, id: string): Promise<void> {
     await rm(join(containersDir(root), id), { recursive: true, force: true });
     return;
   }
-  const now = new Date().toISOString();
-  await save((r) => ({
-    ...r,
-    State: {
-      ...r.State,
-      Status: 'exited',
-      Running: false,
-      Pid: 0,
-      ExitCode: exitCode,
-      FinishedAt: now,
-      Error: error,
-    },
-  }));
+  await save((r) => exitedRecord(r, exitCode, error));
 }
 
 const [rootArg, id] = process.argv.slice(2);

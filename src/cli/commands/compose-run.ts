@@ -6,17 +6,18 @@
 import type { Command } from 'commander';
 import type { CliContext } from '../context.js';
 
-interface ComposeFlags {
+/** The `compose` group's own flags, shared by every sub-command. */
+export interface ComposeFlags {
   file: string[];
   projectName?: string;
   projectDirectory?: string;
   envFile?: string;
 }
 
-async function load(cmd: Command, ctx: CliContext) {
+/** The project those flags name, loaded (every compose sub-command starts here). */
+export async function loadComposeProject(top: ComposeFlags, ctx: CliContext) {
   const lib = await import('../../compose/index.js');
-  const top = cmd.parent!.opts() as ComposeFlags;
-  const project = await lib.loadProject({
+  return lib.loadProject({
     files: top.file,
     ...(top.projectName !== undefined ? { projectName: top.projectName } : {}),
     ...(top.projectDirectory !== undefined ? { projectDirectory: top.projectDirectory } : {}),
@@ -24,6 +25,11 @@ async function load(cmd: Command, ctx: CliContext) {
     env: ctx.env,
     warn: (m) => ctx.err.write(`WARNING: ${m}\n`),
   });
+}
+
+async function load(cmd: Command, ctx: CliContext) {
+  const lib = await import('../../compose/index.js');
+  const project = await loadComposeProject(cmd.parent!.opts() as ComposeFlags, ctx);
   const { stateRoot } = await import('../../content/paths.js');
   return { lib, project, root: stateRoot(ctx.env) };
 }

@@ -9,14 +9,7 @@ import type { Command } from 'commander';
 import { UsageError } from '../../util/errors.js';
 import type { CliContext } from '../context.js';
 import { buildFailureReport, parseBuildArgs } from './build-shared.js';
-import { registerComposeRun } from './compose-run.js';
-
-interface ComposeFlags {
-  file: string[];
-  projectName?: string;
-  projectDirectory?: string;
-  envFile?: string;
-}
+import { type ComposeFlags, loadComposeProject, registerComposeRun } from './compose-run.js';
 
 interface ComposeBuildFlags {
   push?: boolean;
@@ -83,14 +76,7 @@ async function runComposeBuild(
       );
   }
   const warn = (m: string) => ctx.err.write(`WARNING: ${m}\n`);
-  const project = await lib.loadProject({
-    files: top.file,
-    ...(top.projectName !== undefined ? { projectName: top.projectName } : {}),
-    ...(top.projectDirectory !== undefined ? { projectDirectory: top.projectDirectory } : {}),
-    ...(top.envFile !== undefined ? { envFile: top.envFile } : {}),
-    env: ctx.env,
-    warn,
-  });
+  const project = await loadComposeProject(top, ctx);
   const builds = lib.planBuilds(project, {
     services,
     buildArgs: parseBuildArgs(flags.buildArg, ctx.env),
