@@ -38,6 +38,7 @@ import {
   startSshd,
 } from './env/buildkit.js';
 import { testEnv } from './env/index.js';
+import { copyHostSshAdd, sshAddSkipReason } from './env/sshbin.js';
 import { freePort } from './env/proc.js';
 
 const skip = await buildkitSkipReason();
@@ -546,6 +547,46 @@ describe('remote BuildKit builders', { skip: skip ?? false, concurrency: false }
     assert.deepEqual(index.manifests.map((m) => m.platform.architecture).sort(), ['amd64', 'arm64']);
     for (const p of ['linux/amd64', 'linux/arm64'])
       assert.match(ok(['run', '--rm', '--platform', p, ref]), new RegExp(` ${p} `));
+  });
+
+  test('--ssh through the session: a step on a BuildKit node lists the forwarded keys', {
+    skip: sshAddSkipReason() ?? false,
+  }, () => {
+    const sctx = join(dir, 'ssh-ctx');
+    const sshAdd = copyHostSshAdd(join(sctx, 'sshbin'));
+    const key = join(dir, 'ssh_key');
+    spawnSync('ssh-keygen', ['-q', '-t', 'ed25519', '-N', '', '-C', 'bk-test', '-f', key]);
+    const fp = spawnSync('ssh-keygen', ['-lf', `${key}.pub`], { encoding: 'utf8' }).stdout.split(' ')[1]!;
+    writeFileSync(
+      join(sctx, 'Dockerfile'),
+      `FROM busybox\nCOPY sshbin /sshbin\nRUN --mount=type=ssh,required=true ${sshAdd} -l > /keys; echo "$SSH_AUTH_SOCK" > /sock\n`,
+    );
+    const out = join(dir, 'ssh-out');
+    const r = run([
+      'build',
+      '--builder',
+      'bk',
+      '--platform',
+      'linux/amd64',
+      '--ssh',
+      `default=${key}`,
+      '-o',
+      `type=local,dest=${out}`,
+      sctx,
+    ]);
+    assert.equal(r.status, 0, r.stderr);
+    assert.match(
+      readFileSync(join(out, 'keys'), 'utf8'),
+      new RegExp(`^256 ${fp.replace(/[+/]/g, '\\$&')} bk-test \\(ED25519\\)`),
+    );
+    assert.match(readFileSync(join(out, 'sock'), 'utf8'), /^\/run\/buildkit\/ssh_agent\.0\n$/);
+    // The key never reaches the output, the logs or the progress.
+    const keyText = readFileSync(key, 'utf8');
+    assert.ok(!r.stderr.includes(key) && !r.stderr.includes(keyText.split('\n')[1]!));
+    // Without --ssh, a required agent fails on the node, naming the id.
+    const bad = run(['build', '--builder', 'bk', '--platform', 'linux/amd64', '--no-cache', sctx]);
+    assert.equal(bad.status, 1);
+    assert.match(bad.stderr, /^ERROR: node amd \(unix:.*\): no SSH key .* forwarded from the client$/m);
   });
 
   test('DiskUsage and Prune through the library client', async () => {

@@ -32,11 +32,6 @@ async function buildHere(req: BuildRequest): Promise<BuildResponse> {
 
 /** A builder with BuildKit nodes: the request as remote/build.ts takes it. */
 async function buildOnNodes(builder: Builder, req: BuildRequest): Promise<BuildResponse> {
-  if ((req.ssh ?? []).length > 0)
-    throw new PolyarchError(
-      'UNSUPPORTED',
-      `--ssh: forwarding an SSH agent to BuildKit nodes is not supported yet (builder ${builder.name})`,
-    );
   const [remote, fsu, { resolve }] = await Promise.all([
     import('./remote/build.js'),
     import('../util/fs.js'),
@@ -58,6 +53,7 @@ async function buildOnNodes(builder: Builder, req: BuildRequest): Promise<BuildR
       pull: req.pull ?? false,
       network: req.network ?? 'default',
       secrets: req.secrets ?? [],
+      ...(req.ssh?.length ? { ssh: req.ssh } : {}),
       cacheFrom: (req.cacheFrom ?? []).map((c) => c.raw),
       cacheTo: (req.cacheTo ?? []).map((c) => c.raw),
       annotations: req.annotations ?? [],

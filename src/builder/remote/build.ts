@@ -21,6 +21,7 @@ import { createWriteStream, mkdirSync } from 'node:fs';
 import { PassThrough, type Writable } from 'node:stream';
 import { BuildSession } from '../../buildkit/index.js';
 import type { OutputSpec } from '../../build/export/index.js';
+import type { SshSource } from '../../build/ssh.js';
 import type { ContentStore } from '../../content/index.js';
 import { type Descriptor, MediaType, parseImageConfig, parseImageDocument } from '../../oci/index.js';
 import { parseReference, repositoryName } from '../../oci/reference.js';
@@ -49,6 +50,8 @@ export interface RemoteBuildRequest {
   pull?: boolean;
   network?: 'default' | 'host' | 'none';
   secrets: ReadonlyArray<{ id: string; src?: string; env?: string }>;
+  /** `--ssh` agents or key files for `RUN --mount=type=ssh`, forwarded over each node's session. */
+  ssh?: readonly SshSource[];
   /** `--cache-from` / `--cache-to` specs (`type=registry,ref=…[,mode=max]`; a bare ref is a registry one). */
   cacheFrom?: readonly string[];
   cacheTo?: readonly string[];
@@ -349,6 +352,10 @@ export async function remoteBuild(builder: Builder, req: RemoteBuildRequest): Pr
   const warn = req.warn ?? (() => {});
   const env = req.env ?? process.env;
   const secrets = await readSecrets(req);
+  // `--ssh`: one forwarder for every node's session (agents for key files start on first use).
+  const agents = req.ssh?.length
+    ? new (await import('../../build/ssh.js')).SshForwarder(req.ssh, env)
+    : undefined;
   const ssh = builder.nodes.find((n) => nodeDriver(builder, n) === 'ssh');
   if (ssh)
     throw new PolyarchError(
@@ -460,6 +467,7 @@ export async function remoteBuild(builder: Builder, req: RemoteBuildRequest): Pr
           const session = new BuildSession({
             dirs: { context: req.contextDir, dockerfile: dockerfileDir },
             secrets,
+            ...(agents ? { ssh: agents } : {}),
             env,
             name: `polyarch ${builder.name}/${job.n.node.name}`,
             // Stable per machine and context (as buildx's): a rebuild sends only what changed.
@@ -528,6 +536,7 @@ export async function remoteBuild(builder: Builder, req: RemoteBuildRequest): Pr
   } finally {
     for (const n of connected) n.client.close();
     if (tmpDockerfileDir) await rm(tmpDockerfileDir, { recursive: true, force: true });
+    await agents?.close();
   }
 }
 
