@@ -89,6 +89,7 @@ export async function buildOnLocalNode(
       pull: req.pull ?? false,
       secrets: [...req.secrets],
       labels: { ...req.labels },
+      ...(req.namedContexts?.length ? { namedContexts: [...req.namedContexts] } : {}),
       network: req.network ?? 'default',
       progress,
       signal: opts.signal,

@@ -33,13 +33,14 @@ export async function runRemoteBuild(
   ctx: CliContext,
   builder: Builder,
 ): Promise<number> {
-  const [plat, exp, ui, remote, fsu, { parseSecret }] = await Promise.all([
+  const [plat, exp, ui, remote, fsu, { parseSecret }, { parseBuildContext }] = await Promise.all([
     import('../../platform/index.js'),
     import('../../build/export/outputs.js'),
     import('../ui/index.js'),
     import('../../builder/remote/build.js'),
     import('../../util/fs.js'),
     import('./build.js'),
+    import('../../build/named-context.js'),
   ]);
   let platforms: ReturnType<typeof plat.parsePlatform>[] | undefined;
   try {
@@ -98,6 +99,7 @@ export async function runRemoteBuild(
       pull: flags.pull ?? false,
       network: network as 'default' | 'host' | 'none',
       secrets: flags.secret.map((s) => parseSecret(s, ctx.env)),
+      namedContexts: flags.buildContext.map((v) => parseBuildContext(v)),
       cacheFrom: flags.cacheFrom,
       cacheTo: flags.cacheTo,
       annotations: flags.annotation,

@@ -40,6 +40,7 @@ export interface BuildFlags {
   attest: string[];
   call?: string;
   ssh: string[];
+  buildContext: string[];
 }
 
 const collect = (v: string, prev: string[]) => [...prev, v];
@@ -97,6 +98,12 @@ export function register(program: Command, ctx: CliContext): void {
     .option(
       '--ssh <spec>',
       'SSH agent or keys for RUN --mount=type=ssh (default|ID[=SOCKET|KEY[,KEY]]); repeatable',
+      collect,
+      [],
+    )
+    .option(
+      '--build-context <name=value>',
+      'named context for FROM/COPY --from/--mount from= (a directory, docker-image://REF, oci-layout://PATH[:tag], a git or https URL); repeatable',
       collect,
       [],
     )
@@ -304,6 +311,8 @@ async function runBuild(context: string, flags: BuildFlags, ctx: CliContext): Pr
   const secrets = flags.secret.map((s) => parseSecret(s, ctx.env));
   const { parseSshSpec } = await import('../../build/ssh.js');
   const ssh = flags.ssh.map(parseSshSpec);
+  const { parseBuildContext } = await import('../../build/named-context.js');
+  const namedContexts = flags.buildContext.map((v) => parseBuildContext(v));
   const buildArgs = parseBuildArgs(flags.buildArg, ctx.env);
   const labels: Record<string, string> = {};
   for (const l of flags.label) {
@@ -452,6 +461,7 @@ async function runBuild(context: string, flags: BuildFlags, ctx: CliContext): Pr
         pull: flags.pull ?? false,
         secrets,
         ssh,
+        ...(namedContexts.length > 0 ? { namedContexts } : {}),
         labels,
         network: network as 'default' | 'host' | 'none',
         ...(maxParallelism !== undefined ? { maxParallelism } : {}),
