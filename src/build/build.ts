@@ -84,6 +84,8 @@ import {
   prepareNamedContext,
 } from './named-context.js';
 import { resolveLayoutImage } from './oci-layout.js';
+import { maskURL } from './remote/url.js';
+import { fetchAddGit, isGitSource } from './add-git.js';
 import { type SshSource, SshForwarder } from './ssh.js';
 
 export interface SecretSource {
@@ -346,7 +348,14 @@ async function buildLeased(opts: BuildOptions): Promise<BuildOutput> {
   };
   // Named contexts the plan reads: fetched (git, http) or checked (directories); the image
   // ones join the base images below, resolved per platform.
-  const contexts = await prepareContexts(opts, plan, pw, root, env);
+  const ssh = new SshForwarder(opts.ssh ?? [], env);
+  let contexts: Map<string, PreparedContext>;
+  try {
+    contexts = await prepareContexts(opts, plan, pw, root, await gitEnv(ssh, env));
+  } catch (err) {
+    await ssh.close().catch(() => undefined);
+    throw err;
+  }
   const bases = [...collectBaseImages(plan), ...contextImages(plan, contexts)];
   const resolved = new Map<string, ResolvedImage>();
   await Promise.all(
@@ -422,6 +431,7 @@ async function buildLeased(opts: BuildOptions): Promise<BuildOutput> {
     canExec,
     env,
     contexts,
+    ssh,
   });
   try {
     await engine.preload();
@@ -513,6 +523,11 @@ function contextImageRef(contexts: ReadonlyMap<string, PreparedContext>, name: s
   return c?.kind === 'image' ? c.ref : undefined;
 }
 
+/** The environment git runs in: the `--ssh default` agent, when there is one, for ssh URLs. */
+async function gitEnv(ssh: SshForwarder, env: NodeJS.ProcessEnv): Promise<NodeJS.ProcessEnv> {
+  return ssh.has('default') ? { ...env, SSH_AUTH_SOCK: await ssh.agentSocket('default') } : env;
+}
+
 /** The (image, platform) pairs image contexts are read for: resolved with the base images. */
 function contextImages(
   plan: Plan,
@@ -571,6 +586,8 @@ interface EngineDeps {
   env: NodeJS.ProcessEnv;
   /** Prepared named contexts, by name. */
   contexts: ReadonlyMap<string, PreparedContext>;
+  /** `--ssh` agents: RUN --mount=type=ssh, and git over ssh (ADD, named contexts). */
+  ssh: SshForwarder;
 }
 
 /** One build's graph construction and op implementations. */
@@ -580,16 +597,17 @@ class Engine {
   #context: Promise<BuildContext> | undefined;
   readonly #tmpDir: string;
   readonly #cleanups = new Set<() => Promise<void>>();
-  #ssh: SshForwarder | undefined;
+  readonly #ssh: SshForwarder;
 
   constructor(d: EngineDeps) {
     this.#d = d;
+    this.#ssh = d.ssh;
     this.#tmpDir = join(d.root, 'build', 'tmp', `${process.pid}-${randomBytes(4).toString('hex')}`);
   }
 
   async close(): Promise<void> {
     for (const c of [...this.#cleanups]) await c().catch(() => undefined);
-    await this.#ssh?.close().catch(() => undefined);
+    await this.#ssh.close().catch(() => undefined);
     await rm(this.#tmpDir, { recursive: true, force: true }).catch(() => undefined);
     if (this.#context) await (await this.#context.catch(() => undefined))?.save().catch(() => undefined);
     for (const p of this.#namedContexts.values())
@@ -750,7 +768,8 @@ class Engine {
       }
       n++;
       const digest = sha(`${stage.key}:${i}`);
-      const name = step(n, ins.original);
+      // Progress and errors never show a URL's password (ADD https://user:pw@…).
+      const name = step(n, ins.kind === 'ADD' ? maskURL(ins.original) : ins.original);
       const parent = current;
       const located = (err: unknown, logTail?: string[]) => this.#locate(err, ins, name, logTail);
       let v: SolverVertex<FsState>;
@@ -1316,7 +1335,6 @@ class Engine {
             if (m.env) extraEnv.push(`${m.env}=${secret.toString('utf8')}`);
           } else if (m.type === 'ssh') {
             const id = m.id ?? 'default';
-            this.#ssh ??= new SshForwarder(this.#d.opts.ssh ?? [], this.#d.env);
             if (!this.#ssh.has(id)) {
               if (m.required)
                 throw new PolyarchError(
@@ -1429,8 +1447,9 @@ class Engine {
     ctx: VertexContext,
   ): Promise<VertexResult<FsState>> {
     const isAdd = copy.kind === 'ADD';
-    const urls = isAdd ? copy.sources.filter((s) => /^https?:\/\//.test(s)) : [];
-    const locals = copy.sources.filter((s) => !urls.includes(s));
+    const gitUrls = isAdd ? copy.sources.filter(isGitSource) : [];
+    const urls = isAdd ? copy.sources.filter((s) => /^https?:\/\//.test(s) && !gitUrls.includes(s)) : [];
+    const locals = copy.sources.filter((s) => !urls.includes(s) && !gitUrls.includes(s));
     const mode = copy.chmod !== undefined ? parseMode(copy.chmod) : undefined;
     const multiple = copy.sources.length + copy.contents.length > 1;
     const destIsDir = copy.dest.endsWith('/') || copy.dest === '.' || multiple;
@@ -1443,6 +1462,18 @@ class Engine {
       contextMatches = await Promise.all(locals.map((s) => source.match(s, copy.exclude)));
       srcKey = `context:${await source.checksum(contextMatches.flat(), copy.exclude)}`;
     } else srcKey = source.key;
+    const gits = await Promise.all(
+      gitUrls.map(async (u) =>
+        fetchAddGit(u, {
+          stateRoot: this.#d.root,
+          env: await gitEnv(this.#ssh, this.#d.env),
+          ...(this.#d.opts.secrets ? { secrets: this.#d.opts.secrets } : {}),
+          keepGitDir: copy.keepGitDir ?? false,
+          ...(copy.checksum !== undefined ? { checksum: copy.checksum } : {}),
+          signal: ctx.signal,
+        }),
+      ),
+    );
     const downloads = await Promise.all(urls.map((u) => this.#download(u, copy.checksum)));
     const definition = {
       op: copy.kind,
@@ -1456,6 +1487,7 @@ class Engine {
       exclude: copy.exclude,
       src: srcKey,
       downloads: downloads.map((d) => d.digest),
+      ...(gits.length > 0 ? { git: gits.map((g) => g.commit), keepGitDir: copy.keepGitDir ?? false } : {}),
     };
     if (multiple && !copy.dest.endsWith('/') && copy.dest !== '.')
       throw new PolyarchError(
@@ -1464,7 +1496,7 @@ class Engine {
       );
     try {
       return await this.#fsOp(parent, definition, ctx, async (mnt) => {
-        const owner = await this.#owner(mnt, copy.chown, fromContext || urls.length > 0);
+        const owner = await this.#owner(mnt, copy.chown, fromContext || urls.length + gits.length > 0);
         const dest = copy.destPath;
         // A file goes into the destination when that is a directory (through links, in the rootfs).
         const intoDir = async () => {
@@ -1522,6 +1554,16 @@ class Engine {
             await view.release();
           }
         }
+        // A repository's tree goes into the destination directory.
+        for (const g of gits)
+          await copyTree({
+            src: g.dir,
+            srcRel: '',
+            rootfs: mnt,
+            dest,
+            ...(owner ? { owner } : {}),
+            ...(mode !== undefined ? { mode } : {}),
+          });
         for (const d of downloads) {
           const target = destIsDir || (await intoDir()) ? posix.join(dest, d.name) : dest;
           await copyTree({
@@ -1583,11 +1625,11 @@ class Engine {
     try {
       res = await request(url, { method: 'GET', dispatcher });
     } catch (err) {
-      throw new PolyarchError('DOWNLOAD', `ADD ${url}: ${errorMessage(err)}`, { cause: err });
+      throw new PolyarchError('DOWNLOAD', `ADD ${maskURL(url)}: ${errorMessage(err)}`, { cause: err });
     }
     if (res.statusCode !== 200) {
       await res.body.dump();
-      throw new PolyarchError('DOWNLOAD', `ADD ${url}: HTTP ${res.statusCode}`);
+      throw new PolyarchError('DOWNLOAD', `ADD ${maskURL(url)}: HTTP ${res.statusCode}`);
     }
     const h = createHash('sha256');
     const file = join(dir, 'file');
@@ -1605,7 +1647,7 @@ class Engine {
     if (checksum !== undefined && checksum !== digest)
       throw new PolyarchError(
         'DIGEST_MISMATCH',
-        `ADD ${url}: digest mismatch ${digest}: expected ${checksum}`,
+        `ADD ${maskURL(url)}: digest mismatch: expected ${checksum}, got ${digest}`,
       );
     const name = posix.basename(new URL(url).pathname) || 'index.html';
     const lm = res.headers['last-modified'];

@@ -360,6 +360,7 @@ async function runBuild(context: string, flags: BuildFlags, ctx: CliContext): Pr
       env: ctx.env,
       secrets,
       buildArgs,
+      ssh,
     });
     if (remote) {
       cleanup.push(remote.cleanup);
