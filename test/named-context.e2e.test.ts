@@ -88,9 +88,14 @@ before(async () => {
   await git.repo('lib', { 'lib.txt': 'from git\n', 'sub/inner.txt': 'inner\n' });
   git.git('lib', 'push', '-q', 'origin', 'main');
   files = createServer((req, res) => {
-    fileRequests.push(req.url ?? '');
-    if (req.url === '/dl/tool.sh') res.writeHead(200).end('echo from-http\n');
-    else res.writeHead(404).end('no');
+    const etag = '"tool-v1"';
+    if (req.url === '/dl/tool.sh' && req.headers['if-none-match'] === etag) {
+      fileRequests.push(`${req.url} 304`);
+      res.writeHead(304, { etag }).end();
+    } else if (req.url === '/dl/tool.sh') {
+      fileRequests.push(`${req.url} 200`);
+      res.writeHead(200, { etag }).end('echo from-http\n');
+    } else res.writeHead(404).end('no');
   });
   await new Promise<void>((r) => files.listen(0, '127.0.0.1', r));
   filesBase = `http://127.0.0.1:${(files.address() as AddressInfo).port}`;
@@ -207,6 +212,7 @@ CMD ["sh", "-c", "cat /lib.txt /inner.txt; sh /tool.sh"]
     ];
     assert.equal(await buildRun(dir, 'nc:remote1', flags), 'from git\ninner\nfrom-http\n');
     const gitBefore = git.requests.length;
+    const filesBefore = fileRequests.length;
     const rebuilt = await ok(polyarch(['build', '--progress', 'plain', ...flags, dir]));
     // Every step is a cache hit: FROM and the three COPYs run nothing.
     assert.equal(rebuilt.stderr.match(/^#\d+ CACHED$/gm)?.length, 4, rebuilt.stderr);
@@ -217,6 +223,8 @@ CMD ["sh", "-c", "cat /lib.txt /inner.txt; sh /tool.sh"]
       warm.every((r) => /info\/refs|git-upload-pack/.test(r)),
       warm.join(', '),
     );
+    // The http file is asked for with its ETag: 304, nothing downloaded.
+    assert.deepEqual(fileRequests.slice(filesBefore), ['/dl/tool.sh 304']);
     const fetches = warm.filter((r) => r.startsWith('POST')).length;
     assert.ok(fetches <= 1, `at most one ls-remote POST: ${warm.join(', ')}`);
   });

@@ -14,14 +14,16 @@
  * bring their config (ENV, WORKDIR, …) to a stage built FROM them; directory-like ones bring
  * none (like scratch with files).
  */
+import { createHash, randomBytes } from 'node:crypto';
 import { createWriteStream, existsSync } from 'node:fs';
-import { mkdir, mkdtemp, rm, stat, utimes } from 'node:fs/promises';
+import { mkdir, mkdtemp, readFile, rename, rm, stat, utimes } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join, posix, resolve } from 'node:path';
 import { Transform } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import { familiarReference, parseReference } from '../oci/reference.js';
 import { errorMessage, PolyarchError, UsageError } from '../util/errors.js';
+import { writeFileAtomic } from '../util/fs.js';
 import type { SecretSource } from './build.js';
 import { classifyContext, maskURL, prepareRemoteContext } from './remote/index.js';
 
@@ -190,7 +192,7 @@ export async function prepareNamedContext(
       }
     }
     case 'http':
-      return downloadFile(spec, s.url, opts.signal).catch((err) => {
+      return downloadFile(spec, s.url, opts).catch((err) => {
         if (err instanceof PolyarchError && err.code === 'ABORTED') throw err;
         throw fail(errorMessage(err), err);
       });
@@ -200,30 +202,61 @@ export async function prepareNamedContext(
 /** Largest http context file accepted. */
 const MAX_HTTP_BYTES = 1 << 30;
 
-/** An http(s) context: the file, named after the URL's last path element, mode 0600 (llb.HTTP). */
+interface HttpMeta {
+  url: string;
+  /** The directory (under the entry) holding the current file. */
+  version: string;
+  etag?: string;
+  lastModified?: string;
+}
+
+/**
+ * An http(s) context: the file, named after the URL's last path element, mode 0600 (llb.HTTP).
+ * Kept under `<state root>/contexts/http/<url hash>/`: a rebuild asks with If-None-Match /
+ * If-Modified-Since and a 304 downloads nothing. URLs with credentials are not kept.
+ */
 async function downloadFile(
   spec: NamedContextSpec,
   url: string,
-  signal: AbortSignal | undefined,
+  opts: PrepareContextOptions,
 ): Promise<PreparedContext> {
   const { Agent, interceptors, request } = await import('undici');
   const agent = new Agent({ headersTimeout: 30_000 });
-  const dir = await mkdtemp(join(tmpdir(), 'polyarch-named-context-'));
-  const cleanup = () => rm(dir, { recursive: true, force: true });
+  const keep = maskURL(url) === url;
+  const entry = keep
+    ? join(opts.stateRoot, 'contexts', 'http', createHash('sha256').update(url).digest('hex').slice(0, 32))
+    : await mkdtemp(join(tmpdir(), 'polyarch-named-context-'));
+  const cleanup = keep ? undefined : () => rm(entry, { recursive: true, force: true });
+  await mkdir(entry, { recursive: true, mode: 0o700 });
+  const meta = keep
+    ? await readFile(join(entry, 'meta.json'), 'utf8')
+        .then((t) => JSON.parse(t) as HttpMeta)
+        .catch(() => undefined)
+    : undefined;
+  const have =
+    meta?.url === url && (await stat(join(entry, meta.version)).catch(() => undefined)) ? meta : undefined;
+  const tmp = join(entry, `.tmp-${process.pid}-${randomBytes(4).toString('hex')}`);
   try {
+    const headers: Record<string, string> = {};
+    if (have?.etag) headers['if-none-match'] = have.etag;
+    if (have?.lastModified) headers['if-modified-since'] = have.lastModified;
     const res = await request(url, {
       method: 'GET',
+      headers,
       dispatcher: agent.compose(interceptors.redirect({ maxRedirections: 5 })),
-      ...(signal ? { signal } : {}),
+      ...(opts.signal ? { signal: opts.signal } : {}),
     });
+    if (res.statusCode === 304 && have) {
+      await res.body.dump();
+      return { kind: 'dir', spec, dir: join(entry, have.version) };
+    }
     if (res.statusCode !== 200) {
       await res.body.dump();
       throw new Error(`HTTP ${res.statusCode}`);
     }
     const name = posix.basename(new URL(url).pathname) || 'index.html';
-    const ctxDir = join(dir, 'ctx');
-    await mkdir(ctxDir);
-    const file = join(ctxDir, name);
+    await mkdir(tmp);
+    const file = join(tmp, name);
     let n = 0;
     await pipeline(
       res.body,
@@ -236,12 +269,33 @@ async function downloadFile(
       }),
       createWriteStream(file, { mode: 0o600 }),
     );
-    const lm = res.headers['last-modified'];
-    const t = typeof lm === 'string' ? new Date(lm) : undefined;
+    const header = (h: string) => {
+      const v = res.headers[h];
+      return typeof v === 'string' ? v : undefined;
+    };
+    const lm = header('last-modified');
+    const t = lm !== undefined ? new Date(lm) : undefined;
     if (t && !Number.isNaN(t.getTime())) await utimes(file, t, t);
-    return { kind: 'dir', spec, dir: ctxDir, cleanup };
+    // Each download is a new version directory: a build still reading the previous one is not
+    // disturbed; versions older than the current one are removed.
+    const version = `v-${Date.now()}-${randomBytes(4).toString('hex')}`;
+    await rename(tmp, join(entry, version));
+    if (keep) {
+      const etag = header('etag');
+      const next: HttpMeta = {
+        url,
+        version,
+        ...(etag !== undefined ? { etag } : {}),
+        ...(lm !== undefined ? { lastModified: lm } : {}),
+      };
+      await writeFileAtomic(join(entry, 'meta.json'), JSON.stringify(next));
+      if (have && have.version !== version)
+        await rm(join(entry, have.version), { recursive: true, force: true }).catch(() => undefined);
+    }
+    return { kind: 'dir', spec, dir: join(entry, version), ...(cleanup ? { cleanup } : {}) };
   } catch (err) {
-    await cleanup().catch(() => undefined);
+    await rm(tmp, { recursive: true, force: true }).catch(() => undefined);
+    await cleanup?.().catch(() => undefined);
     throw err;
   } finally {
     await agent.close().catch(() => undefined);
