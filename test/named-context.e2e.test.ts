@@ -253,6 +253,28 @@ CMD ["sh", "-c", "cat /lib.txt /inner.txt; sh /tool.sh"]
       /failed to get build context x=http:\/\/user:xxxxx@127\.0\.0\.1:\d+\/lib\.git#nope: /,
     );
     assert.doesNotMatch(ref.stderr, /hunter2/);
+    const sub = await polyarch(['build', '-q', '--build-context', `x=${git.base}/lib.git#main:nope`, dir]);
+    assert.equal(sub.status, 1);
+    assert.match(sub.stderr, /failed to get build context x=.*lib\.git#main:nope: path "nope" not found/);
+    const host = await polyarch([
+      'build',
+      '-q',
+      '--build-context',
+      'x=https://u:hunter2@127.0.0.1:1/r.git',
+      dir,
+    ]);
+    assert.equal(host.status, 1);
+    assert.match(
+      host.stderr,
+      /^ERROR: failed to get build context x=https:\/\/u:xxxxx@127\.0\.0\.1:1\/r\.git: .+\n$/,
+    );
+    assert.doesNotMatch(host.stderr, /hunter2/);
+    const http = await polyarch(['build', '-q', '--build-context', `x=${filesBase}/absent.txt`, dir]);
+    assert.equal(http.status, 1);
+    assert.match(
+      http.stderr,
+      /failed to get build context x=http:\/\/127\.0\.0\.1:\d+\/absent\.txt: HTTP 404/,
+    );
     const lib = join(work, 'libdir2');
     await mkdir(lib, { recursive: true });
     await writeFile(join(lib, 'a'), 'a\n');

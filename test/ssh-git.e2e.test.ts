@@ -190,6 +190,16 @@ describe('git over ssh through an agent', { skip: skip ?? false }, () => {
     await ok(
       polyarch(['build', '-q', '--ssh', `default=${key}`, `${url}#main`], work, { POLYARCH_ROOT: other }),
     );
+    // The scp-like form (`git@host:path`): git hands it to ssh, which the test points at the
+    // sshd's port and its root user (no `git` account is made on this machine).
+    const scp = `git@127.0.0.1:${url.replace(/^ssh:\/\/root@127\.0\.0\.1:\d+/, '')}#main`;
+    await ok(
+      polyarch(['build', '-q', '--ssh', 'default', '-t', 'sshgit:scp', scp], work, {
+        SSH_AUTH_SOCK: agentSock,
+        POLYARCH_ROOT: join(work, 'root4'),
+        GIT_SSH_COMMAND: `${gitEnv.GIT_SSH_COMMAND} -p ${sshd.port} -l root`,
+      }),
+    );
     // No agent: the sshd refuses; one clear error naming the URL.
     const denied = await polyarch(['build', '-q', `${url}#main`], work, {
       POLYARCH_ROOT: join(work, 'root3'),
