@@ -356,83 +356,96 @@ async function buildLeased(opts: BuildOptions): Promise<BuildOutput> {
     await ssh.close().catch(() => undefined);
     throw err;
   }
-  const bases = [...collectBaseImages(plan), ...contextImages(plan, contexts)];
-  const resolved = new Map<string, ResolvedImage>();
-  await Promise.all(
-    bases.map(async (b) => {
-      const platform = toPlatform(b.platform);
-      const prefix = multi ? `${formatPlatform(platform)} internal` : 'internal';
-      const v = pw.vertex({
-        digest: `internal:metadata:${b.ref}:${formatPlatform(platform)}`,
-        name: `[${prefix}] load metadata for ${displayRef(b.ref)}`,
-      });
-      v.start();
-      try {
-        const img = await imageFor(b.ref, platform);
-        resolved.set(`${b.ref}\0${formatPlatform(platform)}`, img);
-        v.done();
-      } catch (err) {
-        v.fail(err);
-        const stage = plan.platforms
-          .flatMap((p) => p.stages)
-          .find(
-            (s) =>
-              (s.base.type === 'image' && s.base.ref === b.ref) ||
-              (s.base.type === 'context' && contextImageRef(contexts, s.base.name) === b.ref),
-          );
-        if (stage)
-          throw new DockerfileError(errorMessage(err), {
-            file,
-            range: stage.range,
-            lines: plan.lines,
-            cause: err,
-          });
-        throw err;
-      }
-    }),
-  );
-  if (bases.length > 0 || contexts.size > 0) {
-    const imageConfig = (ref: string, platform: PlatformSpec): ImageConfigInfo | undefined => {
-      const img = resolved.get(`${ref}\0${formatPlatform(toPlatform(platform))}`);
-      const c = img?.config.config;
-      if (!img) return undefined;
-      return {
-        ...(c?.Env ? { env: c.Env } : {}),
-        ...(c?.WorkingDir ? { workingDir: c.WorkingDir } : {}),
-        ...(c?.User ? { user: c.User } : {}),
-        ...(c?.Shell ? { shell: c.Shell } : {}),
-        ...(c?.OnBuild ? { onBuild: c.OnBuild } : {}),
+  // What the contexts hold (fetched files, an agent started for key files) is released with
+  // the engine, or here when the build fails before the engine is made.
+  const releaseContexts = async () => {
+    await ssh.close().catch(() => undefined);
+    for (const c of contexts.values()) if (c.kind === 'dir') await c.cleanup?.().catch(() => undefined);
+  };
+  let releaseHold: () => void;
+  let engine: Engine;
+  try {
+    const bases = [...collectBaseImages(plan), ...contextImages(plan, contexts)];
+    const resolved = new Map<string, ResolvedImage>();
+    await Promise.all(
+      bases.map(async (b) => {
+        const platform = toPlatform(b.platform);
+        const prefix = multi ? `${formatPlatform(platform)} internal` : 'internal';
+        const v = pw.vertex({
+          digest: `internal:metadata:${b.ref}:${formatPlatform(platform)}`,
+          name: `[${prefix}] load metadata for ${displayRef(b.ref)}`,
+        });
+        v.start();
+        try {
+          const img = await imageFor(b.ref, platform);
+          resolved.set(`${b.ref}\0${formatPlatform(platform)}`, img);
+          v.done();
+        } catch (err) {
+          v.fail(err);
+          const stage = plan.platforms
+            .flatMap((p) => p.stages)
+            .find(
+              (s) =>
+                (s.base.type === 'image' && s.base.ref === b.ref) ||
+                (s.base.type === 'context' && contextImageRef(contexts, s.base.name) === b.ref),
+            );
+          if (stage)
+            throw new DockerfileError(errorMessage(err), {
+              file,
+              range: stage.range,
+              lines: plan.lines,
+              cause: err,
+            });
+          throw err;
+        }
+      }),
+    );
+    if (bases.length > 0 || contexts.size > 0) {
+      const imageConfig = (ref: string, platform: PlatformSpec): ImageConfigInfo | undefined => {
+        const img = resolved.get(`${ref}\0${formatPlatform(toPlatform(platform))}`);
+        const c = img?.config.config;
+        if (!img) return undefined;
+        return {
+          ...(c?.Env ? { env: c.Env } : {}),
+          ...(c?.WorkingDir ? { workingDir: c.WorkingDir } : {}),
+          ...(c?.User ? { user: c.User } : {}),
+          ...(c?.Shell ? { shell: c.Shell } : {}),
+          ...(c?.OnBuild ? { onBuild: c.OnBuild } : {}),
+        };
       };
-    };
-    plan = planBuild(opts.dockerfile, {
-      ...planOpts,
-      imageConfig,
-      // An image context brings its image's config; a directory-like one none (as scratch).
-      contextConfig: (name, platform) => {
-        const ref = contextImageRef(contexts, name);
-        return ref !== undefined ? imageConfig(ref, platform) : contexts.has(name) ? {} : undefined;
-      },
-    });
-  }
+      plan = planBuild(opts.dockerfile, {
+        ...planOpts,
+        imageConfig,
+        // An image context brings its image's config; a directory-like one none (as scratch).
+        contextConfig: (name, platform) => {
+          const ref = contextImageRef(contexts, name);
+          return ref !== undefined ? imageConfig(ref, platform) : contexts.has(name) ? {} : undefined;
+        },
+      });
+    }
 
-  // The engine's temp dirs hold secrets: a kill leaves a marker for the next command of any
-  // kind to remove them, with the containers and mounts (exec/reap.ts).
-  const releaseHold = await holdProcessState(root);
-  const engine = new Engine({
-    opts,
-    plan,
-    solver,
-    store,
-    snapshots,
-    root,
-    file,
-    multi,
-    imageFor,
-    canExec,
-    env,
-    contexts,
-    ssh,
-  });
+    // The engine's temp dirs hold secrets: a kill leaves a marker for the next command of any
+    // kind to remove them, with the containers and mounts (exec/reap.ts).
+    releaseHold = await holdProcessState(root);
+    engine = new Engine({
+      opts,
+      plan,
+      solver,
+      store,
+      snapshots,
+      root,
+      file,
+      multi,
+      imageFor,
+      canExec,
+      env,
+      contexts,
+      ssh,
+    });
+  } catch (err) {
+    await releaseContexts();
+    throw err;
+  }
   try {
     await engine.preload();
     // Dependencies first (the plan's order): each stage's graph then finds the ones it builds
@@ -461,7 +474,7 @@ async function buildLeased(opts: BuildOptions): Promise<BuildOutput> {
     await solver.idle();
     await engine.close();
     releaseHold();
-    for (const c of contexts.values()) if (c.kind === 'dir') await c.cleanup?.().catch(() => undefined);
+    await releaseContexts();
   }
 }
 
