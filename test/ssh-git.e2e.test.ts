@@ -211,7 +211,7 @@ describe('git over ssh through an agent', { skip: skip ?? false }, () => {
     );
   });
 
-  test('a named context, and RUN --mount=type=ssh running ssh -T and git clone', async () => {
+  test('a named context, ADD of the ssh URL, and RUN --mount=type=ssh running ssh -T and git clone', async () => {
     const ctx = join(work, 'ctx');
     copyPrograms(join(ctx, 'sshbin'), ['ssh', 'git']);
     copyFileSync(knownHosts, join(ctx, 'known_hosts'));
@@ -222,10 +222,11 @@ describe('git over ssh through an agent', { skip: skip ?? false }, () => {
 COPY sshbin /sshbin
 COPY known_hosts /known_hosts
 COPY --from=src private.txt /from-context.txt
+ADD ${url}#main /added
 RUN --mount=type=ssh HOME=/tmp /sshbin/ssh -T ${sshOpts} -p ${sshd.port} root@127.0.0.1 echo hello-over-ssh > /ssh-out \\
  && HOME=/tmp GIT_EXEC_PATH=/sshbin GIT_SSH_COMMAND="/sshbin/ssh ${sshOpts}" /sshbin/git clone -q ${url} /cloned \\
  && rm -rf /cloned/.git
-CMD ["cat", "/from-context.txt", "/ssh-out", "/cloned/private.txt"]
+CMD ["cat", "/from-context.txt", "/added/private.txt", "/ssh-out", "/cloned/private.txt"]
 `,
     );
     const built = await ok(
@@ -248,7 +249,7 @@ CMD ["cat", "/from-context.txt", "/ssh-out", "/cloned/private.txt"]
     );
     assert.equal(
       (await ok(polyarch(['run', '--rm', 'sshgit:run'], ctx))).stdout,
-      'private over ssh\nhello-over-ssh\nprivate over ssh\n',
+      'private over ssh\nprivate over ssh\nhello-over-ssh\nprivate over ssh\n',
     );
     // The key and the agent's socket path: in no layer, no state file, no output.
     const secret = readFileSync(key, 'utf8').split('\n')[1]!;
