@@ -37,6 +37,7 @@ import {
   startBuildkitd,
   startSshd,
 } from './env/buildkit.js';
+import { startGitServer } from './env/git-server.js';
 import { testEnv } from './env/index.js';
 import { copyHostSshAdd, sshAddSkipReason } from './env/sshbin.js';
 import { freePort } from './env/proc.js';
@@ -854,6 +855,62 @@ describe('remote BuildKit builders', { skip: skip ?? false, concurrency: false }
     assert.equal(await exit, 130, stderr);
     assert.ok(Date.now() - t1 < 5000, 'the CLI did not stop promptly');
     assert.match(stderr, /ERROR: build canceled by SIGINT\n$/);
+  });
+
+  test('--build-context through the remote driver: a directory, docker-image:// and a git URL', async () => {
+    const git = await startGitServer();
+    try {
+      await git.repo('gctx', { 'g.txt': 'from git\n' });
+      git.git('gctx', 'push', '-q', 'origin', 'main');
+      const c = join(dir, 'named-ctx');
+      const lib = join(dir, 'named-lib');
+      mkdirSync(c, { recursive: true });
+      mkdirSync(lib, { recursive: true });
+      writeFileSync(join(lib, 'l.txt'), 'from dir\n');
+      writeFileSync(
+        join(c, 'Dockerfile'),
+        'FROM alpine\nCOPY --from=lib l.txt /l.txt\nCOPY --from=gsrc g.txt /g.txt\nCMD ["cat", "/l.txt", "/g.txt"]\n',
+      );
+      // Spawned without blocking: the git server answers from this process.
+      const child = spawn(
+        bin,
+        [
+          'build',
+          '--builder',
+          'bk',
+          '--platform',
+          'linux/amd64',
+          '--build-context',
+          `lib=${lib}`,
+          '--build-context',
+          'alpine=docker-image://busybox',
+          '--build-context',
+          `gsrc=${git.base}/gctx.git#main`,
+          '--load',
+          '-t',
+          'bk-named:1',
+          c,
+        ],
+        { env },
+      );
+      let stderr = '';
+      child.stderr.on('data', (d: Buffer) => {
+        stderr += d.toString();
+      });
+      const code = await new Promise<number | null>((res) => child.once('exit', (x) => res(x)));
+      assert.equal(code, 0, stderr);
+      // BuildKit itself fetched the repository (buildx semantics: the URL goes to the daemon).
+      assert.ok(
+        git.requests.some((r) => /git-upload-pack/.test(r)),
+        git.requests.join(', '),
+      );
+      assert.equal(
+        ok(['run', '--rm', '--pull', 'never', '--platform', 'linux/amd64', 'bk-named:1']),
+        'from dir\nfrom git\n',
+      );
+    } finally {
+      await git.stop();
+    }
   });
 
   describe('ssh:// endpoints', { skip: sshSkip ?? false }, () => {

@@ -114,6 +114,14 @@ export class SshForwarder {
     };
   }
 
+  /**
+   * The host-side agent socket of `id` (for git run on this machine, e.g. an ssh git context):
+   * the caller's agent, or one started for the key files. Never written anywhere.
+   */
+  async agentSocket(id: string): Promise<string> {
+    return (await this.#agent(id)).socket;
+  }
+
   #agent(id: string): Promise<Agent> {
     let a = this.#agents.get(id);
     if (!a) {

@@ -80,6 +80,7 @@ export async function buildLocally(req: BuildRequest): Promise<BuildResponse> {
         pull: req.pull ?? false,
         secrets: [...(req.secrets ?? [])],
         ssh: [...(req.ssh ?? [])],
+        ...(req.namedContexts?.length ? { namedContexts: [...req.namedContexts] } : {}),
         labels: { ...(req.labels ?? {}) },
         network: req.network ?? 'default',
         ...(req.maxParallelism !== undefined ? { maxParallelism: req.maxParallelism } : {}),

@@ -41,6 +41,7 @@ export async function prepareInputs(req: BuildRequest): Promise<PreparedInputs> 
       env,
       secrets: [...(req.secrets ?? [])],
       buildArgs: { ...(req.buildArgs ?? {}) },
+      ssh: [...(req.ssh ?? [])],
     });
     if (remote) {
       cleanups.push(remote.cleanup);

@@ -11,6 +11,7 @@
 import type { Readable } from 'node:stream';
 import type { CacheSpec } from '../build/extcache/spec.js';
 import type { OutputSpec } from '../build/export/outputs.js';
+import type { NamedContextSpec } from '../build/named-context.js';
 import type { SshSource } from '../build/ssh.js';
 import type { Platform } from '../platform/index.js';
 import type { ProgressSink } from '../progress/index.js';
@@ -46,6 +47,8 @@ export interface BuildRequest {
   network?: 'default' | 'host' | 'none';
   secrets?: readonly BuildSecret[];
   ssh?: readonly SshSource[];
+  /** `--build-context NAME=VALUE`s (build/named-context.ts parseBuildContext). */
+  namedContexts?: readonly NamedContextSpec[];
   /** `--cache-from` / `--cache-to`, parsed (build/extcache/spec.ts). */
   cacheFrom?: readonly CacheSpec[];
   cacheTo?: readonly CacheSpec[];

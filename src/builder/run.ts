@@ -54,6 +54,7 @@ async function buildOnNodes(builder: Builder, req: BuildRequest): Promise<BuildR
       network: req.network ?? 'default',
       secrets: req.secrets ?? [],
       ...(req.ssh?.length ? { ssh: req.ssh } : {}),
+      ...(req.namedContexts?.length ? { namedContexts: req.namedContexts } : {}),
       cacheFrom: (req.cacheFrom ?? []).map((c) => c.raw),
       cacheTo: (req.cacheTo ?? []).map((c) => c.raw),
       annotations: req.annotations ?? [],

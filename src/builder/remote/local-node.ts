@@ -90,6 +90,7 @@ export async function buildOnLocalNode(
       secrets: [...req.secrets],
       ...(req.ssh ? { ssh: [...req.ssh] } : {}),
       labels: { ...req.labels },
+      ...(req.namedContexts?.length ? { namedContexts: [...req.namedContexts] } : {}),
       network: req.network ?? 'default',
       progress,
       signal: opts.signal,

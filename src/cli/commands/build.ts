@@ -40,6 +40,7 @@ export interface BuildFlags {
   attest: string[];
   call?: string;
   ssh: string[];
+  buildContext: string[];
 }
 
 const collect = (v: string, prev: string[]) => [...prev, v];
@@ -97,6 +98,12 @@ export function register(program: Command, ctx: CliContext): void {
     .option(
       '--ssh <spec>',
       'SSH agent or keys for RUN --mount=type=ssh (default|ID[=SOCKET|KEY[,KEY]]); repeatable',
+      collect,
+      [],
+    )
+    .option(
+      '--build-context <name=value>',
+      'named context for FROM/COPY --from/--mount from= (a directory, docker-image://REF, oci-layout://PATH[:tag], a git or https URL); repeatable',
       collect,
       [],
     )
@@ -265,12 +272,20 @@ async function buildRequest(
   flags: BuildFlags,
   ctx: CliContext,
 ): Promise<{ req: import('../../builder/request.js').BuildRequest; warning?: string }> {
-  const [plat, { resolveOutputs }, { parseCacheSpec }, { parseSshSpec }, { stateRoot }] = await Promise.all([
+  const [
+    plat,
+    { resolveOutputs },
+    { parseCacheSpec },
+    { parseSshSpec },
+    { stateRoot },
+    { parseBuildContext },
+  ] = await Promise.all([
     import('../../platform/index.js'),
     import('../../build/export/outputs.js'),
     import('../../build/extcache/spec.js'),
     import('../../build/ssh.js'),
     import('../../content/paths.js'),
+    import('../../build/named-context.js'),
   ]);
   let platforms: ReturnType<typeof plat.parsePlatform>[] | undefined;
   try {
@@ -320,6 +335,7 @@ async function buildRequest(
     network,
     secrets: flags.secret.map((s) => parseSecret(s, ctx.env)),
     ssh: flags.ssh.map(parseSshSpec),
+    namedContexts: flags.buildContext.map((v) => parseBuildContext(v)),
     cacheFrom: flags.cacheFrom.map((s) => parseCacheSpec(s, 'import')),
     cacheTo: flags.cacheTo.map((s) => parseCacheSpec(s, 'export')),
     annotations: flags.annotation,
