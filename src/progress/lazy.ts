@@ -1,7 +1,7 @@
 /**
  * A sink made only when something is written to it, for progress that is usually silent.
  *
- *   const sink = lazySink(async () => (await import('../cli/ui/choose.js')).chooseRenderer(...));
+ *   const sink = lazySink(async () => makeRenderer()); // e.g. from a module imported on demand
  *   const pw = new ProgressWriter(sink);   // nothing loaded yet
  *
  * `polyarch run` reports pulls only, and a warm run pulls nothing: loading the renderers (a
