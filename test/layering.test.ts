@@ -1,7 +1,7 @@
 /**
  * Keeps src/ layered: a module may import only from layers below its own (or from
  * itself). The ranks mirror the pipeline: platform → oci → content/registry →
- * layer → image → dockerfile → snapshot → exec → build → builder → index → cli.
+ * layer → image → dockerfile → snapshot → exec → build → builder → compose → index → cli.
  */
 import assert from 'node:assert/strict';
 import { readdirSync, readFileSync, statSync } from 'node:fs';
@@ -25,9 +25,9 @@ const RANKS: Record<string, number> = {
   exec: 7,
   build: 8,
   builder: 9,
-  compose: 9,
-  'index.ts': 10,
-  cli: 11,
+  compose: 10,
+  'index.ts': 11,
+  cli: 12,
 };
 
 const here = dirname(fileURLToPath(import.meta.url));
