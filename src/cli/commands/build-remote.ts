@@ -81,7 +81,14 @@ export async function runRemoteBuild(
       );
     });
   }
-  const renderer = ui.chooseRenderer(flags.progress, { stream: ctx.err, isTTY: ctx.isTTY, env: ctx.env });
+  const rec = await (await import('./build-history.js')).recordBuild(
+    ui.chooseRenderer(flags.progress, { stream: ctx.err, isTTY: ctx.isTTY, env: ctx.env }),
+    context,
+    flags,
+    ctx,
+    { builder },
+  );
+  const renderer = rec.sink;
   const cancel = cancelOnSignals();
   let result: Awaited<ReturnType<typeof remote.remoteBuild>>;
   try {
@@ -109,6 +116,7 @@ export async function runRemoteBuild(
     });
   } catch (err) {
     await renderer.close();
+    await rec.finish({ error: err, canceled: cancel.signal.aborted });
     const canceled = cancel.canceled((t) => ctx.err.write(t));
     if (canceled !== undefined) return canceled;
     throw err;
@@ -116,6 +124,7 @@ export async function runRemoteBuild(
     cancel.dispose();
   }
   await renderer.close();
+  await rec.finish({ outputs: result.digest ? { 'containerimage.digest': result.digest } : {} });
   if (flags.metadataFile)
     await fsu.writeFileAtomic(resolve(flags.metadataFile), `${JSON.stringify(result.metadata, null, 2)}\n`, {
       createParents: true,

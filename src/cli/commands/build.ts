@@ -40,6 +40,7 @@ export interface BuildFlags {
   attest: string[];
   call?: string;
   ssh: string[];
+  report?: string;
 }
 
 const collect = (v: string, prev: string[]) => [...prev, v];
@@ -108,6 +109,7 @@ export function register(program: Command, ctx: CliContext): void {
       [],
     )
     .option('--metadata-file <file>', 'write build result metadata (JSON) to this file')
+    .option('--report <file>', "write the build's timeline (one self-contained HTML file) to this file")
     .option('--iidfile <file>', 'write the image ID to this file')
     .option('--builder <name>', 'builder instance to use')
     .option('--max-parallelism <n>', 'maximum number of steps run at once')
@@ -394,7 +396,14 @@ async function runBuild(context: string, flags: BuildFlags, ctx: CliContext): Pr
       }
     }
 
-    const renderer = ui.chooseRenderer(flags.progress, { stream: ctx.err, isTTY: ctx.isTTY, env: ctx.env });
+    const rec = await (await import('./build-history.js')).recordBuild(
+      ui.chooseRenderer(flags.progress, { stream: ctx.err, isTTY: ctx.isTTY, env: ctx.env }),
+      context,
+      flags,
+      ctx,
+      { builder },
+    );
+    const renderer = rec.sink;
     // buildx: with no progress drawn, the image ID is printed instead (`IMG=$(polyarch build -q .)`).
     const quiet = ui.resolveProgressMode(flags.progress, { isTTY: ctx.isTTY, env: ctx.env }) === 'quiet';
     let imageId: string | undefined;
@@ -499,6 +508,7 @@ async function runBuild(context: string, flags: BuildFlags, ctx: CliContext): Pr
       // Early packing stops with the build (signal) or finishes: nothing is left half-written.
       await Promise.all(preparing);
       await renderer.close();
+      await rec.finish({ error: err, canceled: cancel.signal.aborted });
       const canceled = cancel.canceled((t) => ctx.err.write(t));
       if (canceled !== undefined) return canceled;
       const report = buildFailureReport(err, { engine, df });
@@ -509,6 +519,7 @@ async function runBuild(context: string, flags: BuildFlags, ctx: CliContext): Pr
       cancel.dispose();
     }
     await renderer.close();
+    await rec.finish({ outputs: imageId ? { 'containerimage.digest': imageId } : {} });
     if (quiet && imageId) ctx.out.write(`${imageId}\n`);
     await touchBuilder(builder, { env: ctx.env }).catch(() => undefined);
     if (warning) ctx.err.write(`${warning}\n`);

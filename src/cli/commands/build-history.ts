@@ -1,0 +1,112 @@
+/**
+ * The build commands' side of the history (src/history): the flags as a record's request,
+ * the tee in front of the renderer, and `--report FILE` (the record's HTML timeline, written
+ * when the build ends, failed or not). build.ts and build-remote.ts call `recordBuild` once
+ * and `finish` once, so the hook survives their refactoring.
+ *
+ *   const rec = await recordBuild(ui.chooseRenderer(...), context, flags, ctx, { builder });
+ *   const renderer = rec.sink;
+ *   ...
+ *   await rec.finish({ outputs });   // or rec.finish({ error: err, canceled })
+ */
+import { resolve } from 'node:path';
+import type { Outcome, RecordingSink } from '../../history/index.js';
+import type { ProgressSink } from '../../progress/index.js';
+import type { CliContext } from '../context.js';
+import type { BuildFlags } from './build.js';
+import { parseBuildArgs } from './build-shared.js';
+
+export interface BuildHistoryHook {
+  readonly sink: RecordingSink;
+  /** Writes the record (and `--report`); never throws: the history must not fail a build. */
+  finish(outcome?: Outcome): Promise<void>;
+}
+
+function isUrl(s: string): boolean {
+  return /^[a-z][a-z0-9+.-]*:\/\//i.test(s) || s.startsWith('git@');
+}
+
+export async function recordBuild(
+  renderer: ProgressSink,
+  context: string,
+  flags: BuildFlags & { report?: string },
+  ctx: CliContext,
+  opts: { builder?: { name: string; driver: string; nodes: readonly { name: string }[] } } = {},
+): Promise<BuildHistoryHook> {
+  const [h, plat, { stateRoot }] = await Promise.all([
+    import('../../history/index.js'),
+    import('../../platform/index.js'),
+    import('../../content/paths.js'),
+  ]);
+  const local = !opts.builder || opts.builder.driver === 'local';
+  let platforms: string[];
+  try {
+    platforms = (flags.platform ?? []).map((p) =>
+      plat.formatPlatform(plat.parsePlatform(p, { normalize: true })),
+    );
+  } catch {
+    platforms = [...(flags.platform ?? [])];
+  }
+  if (platforms.length === 0) platforms = [plat.formatPlatform(plat.hostPlatform())];
+  let buildArgs: Record<string, string> = {};
+  try {
+    buildArgs = parseBuildArgs(flags.buildArg, ctx.env);
+  } catch {
+    // The build reports bad build args itself.
+  }
+  const secretId = (s: string) => /(?:^|,)id=([^,]*)/.exec(s)?.[1] ?? s.split(',')[0]!;
+  const request = {
+    context: context === '-' || isUrl(context) ? context : resolve(context),
+    ...(flags.file !== undefined ? { dockerfile: flags.file } : {}),
+    ...(flags.target !== undefined ? { target: flags.target } : {}),
+    platforms,
+    ...(Object.keys(buildArgs).length > 0 ? { buildArgs } : {}),
+    ...(flags.label.length > 0
+      ? {
+          labels: Object.fromEntries(flags.label.map((l) => [l.split('=')[0]!, l.slice(l.indexOf('=') + 1)])),
+        }
+      : {}),
+    ...(flags.secret.length > 0 ? { secrets: flags.secret.map(secretId) } : {}),
+    ...(flags.cache === false ? { noCache: true } : {}),
+    ...(flags.pull ? { pull: true } : {}),
+    ...(flags.network ? { network: flags.network } : {}),
+    // Output types only: a dest or a registry name is the user's, but keep specs short and credential-free.
+    ...(flags.output.length > 0 || flags.push || flags.load
+      ? {
+          outputs: [
+            ...flags.output.map((o) => /(?:^|,)type=([^,]*)/.exec(o)?.[1] ?? (o === '-' ? 'tar' : 'local')),
+            ...(flags.push ? ['registry'] : []),
+            ...(flags.load ? ['image'] : []),
+          ],
+        }
+      : {}),
+    ...(flags.tag.length > 0 ? { tags: [...flags.tag] } : {}),
+    ...(opts.builder ? { builder: opts.builder.name, driver: opts.builder.driver } : {}),
+  };
+  const root = stateRoot(ctx.env);
+  const rec = await h.startRecord({
+    stateRoot: root,
+    request,
+    platforms: platforms.map((p) => ({
+      platform: p,
+      ...(local ? { native: plat.isHostArchitecture(plat.parsePlatform(p)) } : {}),
+    })),
+    nodes: opts.builder?.nodes.map((n) => n.name) ?? [],
+    progress: renderer,
+  });
+  return {
+    sink: rec.sink,
+    async finish(outcome = {}) {
+      try {
+        const { record, saved } = await rec.finish(outcome);
+        if (!saved) ctx.err.write(`WARNING: the build record could not be written under ${root}/history\n`);
+        if (flags.report) {
+          const { writeFileAtomic } = await import('../../util/fs.js');
+          await writeFileAtomic(resolve(flags.report), h.renderReport(record), { createParents: true });
+        }
+      } catch (err) {
+        ctx.err.write(`WARNING: --report ${flags.report}: ${(err as Error).message}\n`);
+      }
+    },
+  };
+}
