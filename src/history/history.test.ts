@@ -120,6 +120,12 @@ test('criticalPath follows what the last step waited on; summaries split per pla
     criticalPath(r).map((s) => s.digest),
     ['b1', 'b2', 'exp'],
   );
+  // An exporter with no recorded inputs waited for what finished last before it started.
+  const noInputs = { ...r, steps: r.steps.map((s) => (s.digest === 'exp' ? { ...s, inputs: [] } : s)) };
+  assert.deepEqual(
+    criticalPath(noInputs).map((s) => s.digest),
+    ['b1', 'b2', 'exp'],
+  );
   const [amd, arm] = platformSummaries(r);
   assert.deepEqual([amd!.steps, amd!.stepTime, amd!.wallTime, amd!.native], [2, 2000, 2000, true]);
   assert.deepEqual(

@@ -53,7 +53,8 @@ export function stepEnd(s: StepRecord, r: BuildRecord): number {
 
 /**
  * The critical path: from the step that finished last, back through the input each step
- * waited for longest (the input that finished last), to a step with no recorded input.
+ * waited for longest (the input that finished last). A step with no recorded inputs (an
+ * exporter, a FROM) waited for the step that finished last before it started, if any.
  * Returned in run order.
  */
 export function criticalPath(r: BuildRecord): StepRecord[] {
@@ -64,9 +65,13 @@ export function criticalPath(r: BuildRecord): StepRecord[] {
   const path = [cur];
   const seen = new Set([cur.digest]);
   for (;;) {
-    const inputs = cur.inputs
+    let inputs = cur.inputs
       .map((d) => by.get(d))
       .filter((s): s is StepRecord => !!s && !seen.has(s.digest));
+    if (inputs.length === 0) {
+      const start = cur.started!;
+      inputs = shown.filter((s) => !seen.has(s.digest) && s.started! <= start && stepEnd(s, r) <= start + 5);
+    }
     if (inputs.length === 0) break;
     cur = inputs.reduce((a, b) => (stepEnd(b, r) > stepEnd(a, r) ? b : a));
     seen.add(cur.digest);
