@@ -7,7 +7,7 @@
  * that platform's steps, and a screenshot kept in test-artifacts/history-report.png.
  */
 import assert from 'node:assert/strict';
-import { spawnSync } from 'node:child_process';
+import { spawn, spawnSync } from 'node:child_process';
 import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
@@ -259,6 +259,35 @@ test('export writes a self-describing bundle that import reads back; rm removes 
     junk.stderr,
     /junk\.json: not a history bundle \(expected mediaType application\/vnd\.polyarch\.build-history\.v1\+json\)/,
   );
+});
+
+test('a running build shows as Running; SIGINT records it as canceled', async () => {
+  const dir = context('slow', { Dockerfile: 'FROM busybox\nRUN echo started && sleep 60\n' });
+  const child = spawn(bin, ['build', '--platform', 'linux/arm64', dir], { env });
+  let stderr = '';
+  const started = new Promise<void>((res) => {
+    child.stderr.on('data', (b: Buffer) => {
+      stderr += b.toString();
+      if (/\d started\n/.test(stderr)) res();
+    });
+  });
+  const exited = new Promise<number | null>((res) => child.on('close', (code) => res(code)));
+  await Promise.race([started, exited]);
+  const ls = polyarch('history', 'ls', '--format', '{{.Ref}} {{.Status}} {{.Duration}}');
+  const [ref, status, duration] = ls.stdout.split('\n')[0]!.split(' ');
+  assert.equal(status, 'Running', ls.stdout);
+  assert.match(duration!, /^\d+\.\ds\+$/);
+  const live = JSON.parse(polyarch('history', 'inspect', '--format', 'json', ref!).stdout) as {
+    Status: string;
+  };
+  assert.equal(live.Status, 'running');
+  child.kill('SIGINT');
+  assert.equal(await exited, 130, stderr);
+  const rec = record(ref!);
+  assert.equal(rec.status, 'canceled');
+  const run = rec.steps.find((s) => s.name.includes('sleep 60'))!;
+  assert.ok(run.started !== undefined, 'the running step was recorded');
+  assert.match(polyarch('history', 'inspect', ref!).stdout, /Status:\s+Canceled\n/);
 });
 
 test('prune drops build records older than 48h (or --filter until), --all every finished one', () => {
