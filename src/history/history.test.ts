@@ -9,10 +9,12 @@ import { join } from 'node:path';
 import { after, test } from 'node:test';
 import { ProgressRecorder } from '../progress/index.js';
 import {
+  applyPlacement,
   type BuildRecord,
   criticalPath,
   HistoryStore,
   makeBundle,
+  type PlatformInfo,
   platformSummaries,
   RECORD_VERSION,
   readBundle,
@@ -54,6 +56,34 @@ test('stepPlace: platform and node from the name', () => {
   assert.deepEqual(stepPlace('[build 2/2] RUN make', ['linux/arm64']), { platform: 'linux/arm64' });
   assert.deepEqual(stepPlace('[2/2] RUN make', multi), {});
   assert.deepEqual(stepPlace('[internal] load metadata for busybox', ['linux/arm64']), {});
+});
+
+test('applyPlacement: a node that built one platform names its steps without it', () => {
+  const steps: BuildRecord['steps'] = [
+    { digest: 'a', name: '[amd] [2/2] RUN x', inputs: [], node: 'amd' },
+    { digest: 'b', name: '[arm] [linux/arm64 2/2] RUN x', inputs: [], node: 'arm', platform: 'linux/arm64' },
+    {
+      digest: 'c',
+      name: '[arm] [linux/arm/v7 2/2] RUN x',
+      inputs: [],
+      node: 'arm',
+      platform: 'linux/arm/v7',
+    },
+    { digest: 'd', name: '[amd] [internal] load build context', inputs: [], node: 'amd' },
+  ];
+  const platforms = applyPlacement(
+    steps,
+    ['linux/amd64', 'linux/arm64', 'linux/arm/v7'].map((platform): PlatformInfo => ({ platform })),
+    { 'linux/amd64': 'amd', 'linux/arm64': 'arm', 'linux/arm/v7': 'arm' },
+  );
+  assert.deepEqual(
+    steps.map((s) => s.platform),
+    ['linux/amd64', 'linux/arm64', 'linux/arm/v7', undefined],
+  );
+  assert.deepEqual(
+    platforms.map((p) => p.node),
+    ['amd', 'arm', 'arm'],
+  );
 });
 
 function rec(steps: BuildRecord['steps'], extra: Partial<BuildRecord> = {}): BuildRecord {

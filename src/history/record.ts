@@ -13,7 +13,7 @@ import { hostPlatform } from '../platform/host.js';
 import { formatPlatform } from '../platform/platform.js';
 import type { ProgressSink, SolveStatus, VertexWarning } from '../progress/index.js';
 import { errorMessage } from '../util/errors.js';
-import { stepPlace } from './steps.js';
+import { applyPlacement, stepPlace } from './steps.js';
 import { HistoryStore, newRef } from './store.js';
 import {
   type BuildRecord,
@@ -55,6 +55,8 @@ export interface Outcome {
   error?: unknown;
   canceled?: boolean;
   outputs?: Record<string, string>;
+  /** Which node built which platform (platform → node name), for multi-node builds. */
+  placement?: Record<string, string>;
 }
 
 /** A sink that is also a renderer's stand-in: the warnings the renderer saw, when it keeps them. */
@@ -218,6 +220,8 @@ export async function startRecord(opts: RecordOptions): Promise<Recording> {
     async finish(outcome: Outcome = {}) {
       record.completedAt = now();
       record.steps = [...steps.values()];
+      if (outcome.placement)
+        record.platforms = applyPlacement(record.steps, record.platforms, outcome.placement);
       // A platform's node: the one its steps ran on (multi-node builds).
       record.platforms = record.platforms.map((p) => {
         if (p.node !== undefined) return p;

@@ -42,6 +42,37 @@ export function stepPlace(
   return { ...(platform !== undefined ? { platform } : {}), ...(node !== undefined ? { node } : {}) };
 }
 
+/**
+ * Multi-node builds: a node that built one platform names its steps without it
+ * (`[node-b] [2/4] RUN …`, BuildKit's single-platform names). With `placement` (platform →
+ * node, what the build reports) such numbered steps get that platform, and each platform
+ * its node. Changes `steps` and returns the platforms with their nodes.
+ */
+export function applyPlacement<P extends { platform: string; node?: string }>(
+  steps: StepRecord[],
+  platforms: P[],
+  placement: Readonly<Record<string, string>>,
+): P[] {
+  const nodeOf = (p: string) =>
+    placement[p] ??
+    Object.entries(placement).find(([k]) => p.startsWith(`${k}/`) || k.startsWith(`${p}/`))?.[1];
+  const byNode = new Map<string, string[]>();
+  for (const p of platforms) {
+    const n = nodeOf(p.platform);
+    if (n !== undefined) byNode.set(n, [...(byNode.get(n) ?? []), p.platform]);
+  }
+  for (const s of steps) {
+    if (s.platform !== undefined || s.node === undefined) continue;
+    const only = byNode.get(s.node);
+    const rest = s.name.slice(s.name.indexOf('] ') + 2);
+    if (only?.length === 1 && NUMBERED.test(rest)) s.platform = only[0]!;
+  }
+  return platforms.map((p) => {
+    const n = nodeOf(p.platform);
+    return n !== undefined && p.node === undefined ? { ...p, node: n } : p;
+  });
+}
+
 /** A step's end, or the build's end for one that never finished. */
 export function stepEnd(s: StepRecord, r: BuildRecord): number {
   return (
@@ -65,9 +96,7 @@ export function criticalPath(r: BuildRecord): StepRecord[] {
   const path = [cur];
   const seen = new Set([cur.digest]);
   for (;;) {
-    let inputs = cur.inputs
-      .map((d) => by.get(d))
-      .filter((s): s is StepRecord => !!s && !seen.has(s.digest));
+    let inputs = cur.inputs.map((d) => by.get(d)).filter((s): s is StepRecord => !!s && !seen.has(s.digest));
     if (inputs.length === 0) {
       const start = cur.started!;
       inputs = shown.filter((s) => !seen.has(s.digest) && s.started! <= start && stepEnd(s, r) <= start + 5);

@@ -124,7 +124,10 @@ export async function runRemoteBuild(
     cancel.dispose();
   }
   await renderer.close();
-  await rec.finish({ outputs: result.digest ? { 'containerimage.digest': result.digest } : {} });
+  await rec.finish({
+    outputs: result.digest ? { 'containerimage.digest': result.digest } : {},
+    placement: result.nodes,
+  });
   if (flags.metadataFile)
     await fsu.writeFileAtomic(resolve(flags.metadataFile), `${JSON.stringify(result.metadata, null, 2)}\n`, {
       createParents: true,
