@@ -104,7 +104,7 @@ export class HistoryStore {
     throw new PolyarchError('NOT_FOUND', `no build record found for ref "${ref}"`);
   }
 
-  /** Removes records (and their reports); a running build's record is refused. */
+  /** Removes records (and their reports). */
   async remove(refs: readonly string[]): Promise<void> {
     for (const ref of refs) {
       await rm(this.path(ref), { force: true });

@@ -22,8 +22,12 @@ export interface BuildHistoryHook {
   finish(outcome?: Outcome): Promise<void>;
 }
 
-function isUrl(s: string): boolean {
-  return /^[a-z][a-z0-9+.-]*:\/\//i.test(s) || s.startsWith('git@');
+/**
+ * A context URL as the record keeps it: no password (`user:xxxxx@`, as every message shows
+ * it), and no lone userinfo of an http(s) URL either (`https://TOKEN@host/…` is a token).
+ */
+export function recordedContext(context: string, maskURL: (t: string) => string): string {
+  return maskURL(context).replace(/^(https?:\/\/)[^/\s:@]+@/i, '$1xxxxx@');
 }
 
 export async function recordBuild(
@@ -33,12 +37,20 @@ export async function recordBuild(
   ctx: CliContext,
   opts: { builder?: { name: string; driver: string; nodes: readonly { name: string }[] } } = {},
 ): Promise<BuildHistoryHook> {
-  const [h, plat, { stateRoot }] = await Promise.all([
+  const [h, plat, { stateRoot }, { classifyContext, maskURL }, { existsSync }] = await Promise.all([
     import('../../history/index.js'),
     import('../../platform/index.js'),
     import('../../content/paths.js'),
+    import('../../build/remote/url.js'),
+    import('node:fs'),
   ]);
-  const local = !opts.builder || opts.builder.driver === 'local';
+  let local = context !== '-';
+  try {
+    local &&= classifyContext(context, existsSync).kind === 'local';
+  } catch {
+    local = false; // the build reports a bad context itself
+  }
+  const localDriver = !opts.builder || opts.builder.driver === 'local';
   let platforms: string[];
   try {
     platforms = (flags.platform ?? []).map((p) =>
@@ -56,7 +68,7 @@ export async function recordBuild(
   }
   const secretId = (s: string) => /(?:^|,)id=([^,]*)/.exec(s)?.[1] ?? s.split(',')[0]!;
   const request = {
-    context: context === '-' || isUrl(context) ? context : resolve(context),
+    context: local ? resolve(context) : context === '-' ? context : recordedContext(context, maskURL),
     ...(flags.file !== undefined ? { dockerfile: flags.file } : {}),
     ...(flags.target !== undefined ? { target: flags.target } : {}),
     platforms,
@@ -89,7 +101,7 @@ export async function recordBuild(
     request,
     platforms: platforms.map((p) => ({
       platform: p,
-      ...(local ? { native: plat.isHostArchitecture(plat.parsePlatform(p)) } : {}),
+      ...(localDriver ? { native: plat.isHostArchitecture(plat.parsePlatform(p)) } : {}),
     })),
     nodes: opts.builder?.nodes.map((n) => n.name) ?? [],
     progress: renderer,
