@@ -13,6 +13,7 @@ import {
   type BuildRecord,
   criticalPath,
   HistoryStore,
+  MAX_RECORDS,
   makeBundle,
   type PlatformInfo,
   platformSummaries,
@@ -284,6 +285,21 @@ test('store: refs, ^N, prefixes, the bound and prune', async () => {
     rec([], { ref: 'd'.repeat(25), status: 'running', pid: 2 ** 22 + 12345, createdAt: 9000 }),
   );
   assert.equal((await store.read('d'.repeat(25)))?.status, 'canceled');
+});
+
+test('save keeps at most MAX_RECORDS finished records, the newest; running ones stay', async () => {
+  const store = new HistoryStore(tmp());
+  const ref = (i: number) => `r${String(i).padStart(24, '0')}`;
+  // The oldest is a build still running (this process): kept whatever its age.
+  await store.save(rec([], { ref: ref(0), status: 'running', pid: process.pid, createdAt: 1 }), {
+    bound: false,
+  });
+  for (let i = 1; i <= MAX_RECORDS + 3; i++) await store.save(rec([], { ref: ref(i), createdAt: 1000 + i }));
+  const left = (await store.list()).map((r) => r.ref);
+  assert.equal(left.length, MAX_RECORDS + 1);
+  assert.equal(left[0], ref(MAX_RECORDS + 3));
+  assert.ok(left.includes(ref(0)));
+  assert.ok(!left.includes(ref(3)) && left.includes(ref(4)));
 });
 
 test('bundles: made and read back; foreign files refused', () => {

@@ -11,10 +11,10 @@
  * MAX_RECORDS finished records (BuildKit's history default: 50 entries), and `prune` (run by
  * `polyarch prune` / `builder prune`) drops finished records older than a cut-off.
  */
-import { readdir, readFile, rm } from 'node:fs/promises';
+import { mkdir, readdir, readFile, rename, rm, stat, utimes, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
-import { PolyarchError } from '../util/errors.js';
-import { writeFileAtomic } from '../util/fs.js';
+import { errorMessage, PolyarchError } from '../util/errors.js';
+import { tempPath } from '../util/fs.js';
 import { type BuildRecord, RECORD_VERSION } from './types.js';
 
 /** Finished records kept at most (the oldest go first). */
@@ -40,11 +40,23 @@ export class HistoryStore {
     return join(this.dir, `${ref}.html`);
   }
 
+  /**
+   * Writes a record whole (a temporary file renamed over it). Not fsynced: a record is worth
+   * less than the build's time, and a file a crash cut short is skipped when read.
+   */
   async save(record: BuildRecord, opts: { bound?: boolean } = {}): Promise<void> {
-    await writeFileAtomic(this.path(record.ref), JSON.stringify(record), {
-      createParents: true,
-      mode: 0o600,
-    });
+    const dest = this.path(record.ref);
+    const tmp = tempPath(dest);
+    await mkdir(this.dir, { recursive: true, mode: 0o700 });
+    try {
+      await writeFile(tmp, JSON.stringify(record), { mode: 0o600, flag: 'wx' });
+      // mtime = creation time: `bound` orders records by it without reading them.
+      await utimes(tmp, record.createdAt / 1000, record.createdAt / 1000);
+      await rename(tmp, dest);
+    } catch (err) {
+      await rm(tmp, { force: true });
+      throw new PolyarchError('IO', `writing ${dest}: ${errorMessage(err)}`, { cause: err });
+    }
     if (opts.bound ?? true) await this.bound(MAX_RECORDS).catch(() => undefined);
   }
 
@@ -125,10 +137,27 @@ export class HistoryStore {
     return gone;
   }
 
-  /** Keeps at most `max` finished records, dropping the oldest. */
+  /**
+   * Keeps at most `max` finished records, dropping the oldest. Cheap when under the bound
+   * (names only); past it, only the oldest files are read, to skip running builds.
+   */
   async bound(max: number): Promise<string[]> {
-    const finished = (await this.list()).filter((r) => r.status !== 'running');
-    const gone = finished.slice(max).map((r) => r.ref);
+    const names = (await readdir(this.dir).catch(() => [] as string[])).filter(
+      (n) => n.endsWith('.json') && REF.test(n.slice(0, -5)),
+    );
+    if (names.length <= max) return [];
+    const aged = await Promise.all(
+      names.map(async (n) => ({
+        ref: n.slice(0, -5),
+        mtime: (await stat(join(this.dir, n)).catch(() => undefined))?.mtimeMs ?? 0,
+      })),
+    );
+    aged.sort((a, b) => b.mtime - a.mtime || (a.ref < b.ref ? -1 : 1));
+    const gone: string[] = [];
+    for (const a of aged.slice(max)) {
+      const r = await this.read(a.ref);
+      if (r?.status !== 'running') gone.push(a.ref);
+    }
     await this.remove(gone);
     return gone;
   }
