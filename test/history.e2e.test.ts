@@ -261,6 +261,28 @@ test('export writes a self-describing bundle that import reads back; rm removes 
   );
 });
 
+test('compose build is recorded too: one record per project, service steps on their platforms', () => {
+  const dir = context('proj', {
+    'compose.yaml':
+      'services:\n  web:\n    build:\n      context: .\n      platforms: [linux/amd64, linux/arm64]\n',
+    Dockerfile: 'FROM busybox\nRUN echo "web on $(uname -m)"\n',
+  });
+  const r = spawnSync(bin, ['compose', 'build'], { cwd: dir, env, encoding: 'utf8', timeout: 240_000 });
+  assert.equal(r.status, 0, r.stderr);
+  const rec = record(refs()[0]!);
+  assert.equal(rec.name, 'proj');
+  assert.deepEqual(rec.request.services, ['web']);
+  assert.deepEqual(
+    rec.platforms.map((p) => p.platform),
+    ['linux/amd64', 'linux/arm64'],
+  );
+  for (const p of ['linux/amd64', 'linux/arm64']) {
+    const run = rec.steps.find((s) => s.name === `[web ${p} 2/2] RUN echo "web on $(uname -m)"`);
+    assert.ok(run, rec.steps.map((s) => s.name).join('\n'));
+    assert.equal(run.platform, p);
+  }
+});
+
 test('a running build shows as Running; SIGINT records it as canceled', async () => {
   const dir = context('slow', { Dockerfile: 'FROM busybox\nRUN echo started && sleep 60\n' });
   const child = spawn(bin, ['build', '--platform', 'linux/arm64', dir], { env });

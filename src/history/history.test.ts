@@ -57,6 +57,10 @@ test('stepPlace: platform and node from the name', () => {
   assert.deepEqual(stepPlace('[build 2/2] RUN make', ['linux/arm64']), { platform: 'linux/arm64' });
   assert.deepEqual(stepPlace('[2/2] RUN make', multi), {});
   assert.deepEqual(stepPlace('[internal] load metadata for busybox', ['linux/arm64']), {});
+  // compose names steps after their service.
+  assert.deepEqual(stepPlace('[web linux/arm/v7 2/4] RUN make', multi), { platform: 'linux/arm/v7' });
+  assert.deepEqual(stepPlace('[web 2/4] RUN make', ['linux/arm64']), { platform: 'linux/arm64' });
+  assert.deepEqual(stepPlace('[web internal] load build context', multi), {});
 });
 
 test('applyPlacement: a node that built one platform names its steps without it', () => {

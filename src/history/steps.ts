@@ -11,7 +11,8 @@
 import type { BuildRecord, StepRecord } from './types.js';
 
 const NODE = /^\[([^\]\s/]+)\] (?=\[|\S)/;
-const PLATFORM = /^\[([a-z][a-z0-9]*\/[a-z0-9_.-]+(?:\/[a-z0-9_.-]+)?)(?:[ \]])/;
+/** `[linux/arm/v7 …` or, from compose, `[service linux/arm/v7 …`. */
+const PLATFORM = /^\[(?:[^\s\]/]+ )?([a-z][a-z0-9]*\/[a-z0-9_.-]+(?:\/[a-z0-9_.-]+)?)(?:[ \]])/;
 /** A numbered step of a stage (`[2/4]`, `[build 2/4]`): a single-platform build's own step. */
 const NUMBERED = /^\[(?:[^\]]* )?\d+\/\d+\]/;
 

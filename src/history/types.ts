@@ -36,6 +36,8 @@ export interface BuildRequestInfo {
   builder?: string;
   /** `local`, `remote`, … */
   driver?: string;
+  /** compose build: the services built (their steps are named `[service …]`). */
+  services?: string[];
 }
 
 /** One target platform of the build and how it ran. */

@@ -122,3 +122,62 @@ export async function recordBuild(
     },
   };
 }
+
+/** `compose build`: one record for the project, its services' steps on their platforms. */
+export async function recordCompose(
+  renderer: ProgressSink,
+  project: { name: string },
+  builds: readonly { service: string; contextDir: string; platforms: readonly string[]; target?: string }[],
+  ctx: CliContext,
+  opts: { noCache?: boolean; push?: boolean } = {},
+): Promise<BuildHistoryHook> {
+  const [h, plat, { stateRoot }] = await Promise.all([
+    import('../../history/index.js'),
+    import('../../platform/index.js'),
+    import('../../content/paths.js'),
+  ]);
+  const host = plat.formatPlatform(plat.hostPlatform());
+  const platforms = [
+    ...new Set(
+      builds.flatMap((b) =>
+        b.platforms.length === 0
+          ? [host]
+          : b.platforms.map((p) => {
+              try {
+                return plat.formatPlatform(plat.parsePlatform(p, { normalize: true }));
+              } catch {
+                return p;
+              }
+            }),
+      ),
+    ),
+  ];
+  const root = stateRoot(ctx.env);
+  const rec = await h.startRecord({
+    stateRoot: root,
+    name: project.name,
+    request: {
+      context: builds[0]!.contextDir,
+      platforms,
+      services: builds.map((b) => b.service),
+      ...(opts.noCache ? { noCache: true } : {}),
+      ...(opts.push ? { outputs: ['registry'] } : {}),
+      driver: 'local',
+    },
+    platforms: platforms.map((p) => {
+      let native: boolean | undefined;
+      try {
+        native = plat.isHostArchitecture(plat.parsePlatform(p));
+      } catch {}
+      return { platform: p, ...(native !== undefined ? { native } : {}) };
+    }),
+    progress: renderer,
+  });
+  return {
+    sink: rec.sink,
+    async finish(outcome = {}) {
+      const { saved } = await rec.finish(outcome).catch(() => ({ saved: false }));
+      if (!saved) ctx.err.write(`WARNING: the build record could not be written under ${root}/history\n`);
+    },
+  };
+}

@@ -89,11 +89,18 @@ async function runComposeBuild(
     return 0;
   }
 
-  const renderer = ui.chooseRenderer(flags.quiet ? 'quiet' : flags.progress, {
-    stream: ctx.err,
-    isTTY: ctx.isTTY,
-    env: ctx.env,
-  });
+  const rec = await (await import('./build-history.js')).recordCompose(
+    ui.chooseRenderer(flags.quiet ? 'quiet' : flags.progress, {
+      stream: ctx.err,
+      isTTY: ctx.isTTY,
+      env: ctx.env,
+    }),
+    project,
+    builds,
+    ctx,
+    { noCache: flags.cache === false, push: flags.push ?? false },
+  );
+  const renderer = rec.sink;
   const abort = new AbortController();
   let signalled: NodeJS.Signals | undefined;
   const onSignal = (sig: NodeJS.Signals) => {
@@ -114,6 +121,7 @@ async function runComposeBuild(
     });
   } catch (err) {
     await renderer.close();
+    await rec.finish({ error: err, canceled: signalled !== undefined });
     if (signalled) {
       ctx.err.write(`ERROR: build canceled by ${signalled}\n`);
       return signalled === 'SIGTERM' ? 143 : 130;
@@ -131,6 +139,7 @@ async function runComposeBuild(
     process.off('SIGTERM', onSignal);
   }
   await renderer.close();
+  await rec.finish();
   if (!flags.quiet && flags.progress !== 'quiet')
     for (const r of results)
       ctx.err.write(` Service ${r.service}  Built  ${r.names.join(', ')} (${r.platforms.join(', ')})\n`);
