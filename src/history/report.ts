@@ -63,6 +63,11 @@ const JS = `
 })();
 `;
 
+/** Durations on the page: milliseconds under a second (a warm build is all short steps). */
+function fmtMs(ms: number): string {
+  return ms < 1000 ? `${Math.round(ms)}ms` : formatDuration(ms);
+}
+
 function badge(native: boolean | undefined): string {
   if (native === true) return '<span class="badge native">native</span>';
   if (native === false) return '<span class="badge emulated">emulated</span>';
@@ -82,7 +87,8 @@ function stepClass(s: StepRecord, critical: Set<string>, emulated: boolean): str
 function tickStep(span: number): number {
   const raw = span / 8;
   const steps = [
-    100, 200, 500, 1000, 2000, 5000, 10_000, 15_000, 30_000, 60_000, 120_000, 300_000, 600_000, 1_800_000,
+    10, 20, 50, 100, 200, 500, 1000, 2000, 5000, 10_000, 15_000, 30_000, 60_000, 120_000, 300_000, 600_000,
+    1_800_000,
   ];
   return steps.find((s) => s >= raw) ?? 3_600_000;
 }
@@ -103,9 +109,7 @@ function gantt(
   for (let t = 0; t <= span; t += tick) {
     const tx = x(t0 + t).toFixed(1);
     parts.push(`<line class="grid" x1="${tx}" y1="${AXIS - 4}" x2="${tx}" y2="${h}"/>`);
-    parts.push(
-      `<text class="tick" x="${tx}" y="${AXIS - 8}" text-anchor="middle">${esc(formatDuration(t))}</text>`,
-    );
+    parts.push(`<text class="tick" x="${tx}" y="${AXIS - 8}" text-anchor="middle">${esc(fmtMs(t))}</text>`);
   }
   steps.forEach((s, i) => {
     const y = AXIS + i * LANE;
@@ -115,16 +119,16 @@ function gantt(
     const bw = Math.max(2, x(end) - bx);
     const label = s.name.length > 52 ? `${s.name.slice(0, 51)}…` : s.name;
     const dur = end - start;
-    const what = s.error !== undefined ? `ERROR: ${s.error}` : s.cached ? 'CACHED' : formatDuration(dur);
+    const what = s.error !== undefined ? `ERROR: ${s.error}` : s.cached ? 'CACHED' : fmtMs(dur);
     if (i % 2 === 0) parts.push(`<rect class="lane" x="0" y="${y}" width="${W}" height="${LANE}"/>`);
     parts.push(`<text x="4" y="${y + 14}">${esc(label)}</text>`);
     parts.push(
-      `<rect class="${stepClass(s, critical, emulated)}" data-digest="${esc(s.digest)}" x="${bx.toFixed(1)}" y="${y + 3}" width="${bw.toFixed(1)}" height="${LANE - 6}" rx="2"><title>${esc(`${s.name}\n${what} (+${formatDuration(start - t0)})`)}</title></rect>`,
+      `<rect class="${stepClass(s, critical, emulated)}" data-digest="${esc(s.digest)}" x="${bx.toFixed(1)}" y="${y + 3}" width="${bw.toFixed(1)}" height="${LANE - 6}" rx="2"><title>${esc(`${s.name}\n${what} (+${fmtMs(start - t0)})`)}</title></rect>`,
     );
     const tx = bx + bw + 4;
     if (tx < W - 40)
       parts.push(
-        `<text class="tick" x="${tx.toFixed(1)}" y="${y + 14}">${esc(s.cached ? 'cached' : formatDuration(dur))}</text>`,
+        `<text class="tick" x="${tx.toFixed(1)}" y="${y + 14}">${esc(s.cached ? 'cached' : fmtMs(dur))}</text>`,
       );
   });
   parts.push('</svg>');
@@ -149,7 +153,7 @@ export function renderReport(r: BuildRecord): string {
   out.push(`<h1>${esc(r.name || r.ref)} <span class="badge ${r.status}">${esc(r.status)}</span></h1>`);
   const cached = shown.filter((s) => s.cached).length;
   out.push(
-    `<p class="meta">ref <b>${esc(r.ref)}</b> · started <b>${esc(new Date(r.createdAt).toISOString().replace('T', ' ').slice(0, 19))} UTC</b> · duration <b>${esc(formatDuration(span))}</b> · ${shown.length} steps (${cached} cached) · host <b>${esc(r.host)}</b>${r.request.builder ? ` · builder <b>${esc(r.request.builder)}</b>` : ''}</p>`,
+    `<p class="meta">ref <b>${esc(r.ref)}</b> · started <b>${esc(new Date(r.createdAt).toISOString().replace('T', ' ').slice(0, 19))} UTC</b> · duration <b>${esc(fmtMs(span))}</b> · ${shown.length} steps (${cached} cached) · host <b>${esc(r.host)}</b>${r.request.builder ? ` · builder <b>${esc(r.request.builder)}</b>` : ''}</p>`,
   );
   if (r.error) out.push(`<p class="err">Error: ${esc(r.error)}</p>`);
 
@@ -159,7 +163,7 @@ export function renderReport(r: BuildRecord): string {
   );
   for (const s of sums)
     out.push(
-      `<tr data-platform="${esc(s.platform)}"><td>${esc(s.platform)}${s.node ? ` <span class="sub">(${esc(s.node)})</span>` : ''}</td><td>${badge(s.native)}</td><td class="num">${s.steps}</td><td class="num">${s.cached}</td><td class="num">${formatDuration(s.wallTime)}</td><td class="num">${formatDuration(s.stepTime)}</td><td>${s.slowest ? `${esc(s.slowest.name)} <span class="sub">${formatDuration(s.slowest.ms)}</span>` : ''}</td></tr>`,
+      `<tr data-platform="${esc(s.platform)}"><td>${esc(s.platform)}${s.node ? ` <span class="sub">(${esc(s.node)})</span>` : ''}</td><td>${badge(s.native)}</td><td class="num">${s.steps}</td><td class="num">${s.cached}</td><td class="num">${fmtMs(s.wallTime)}</td><td class="num">${fmtMs(s.stepTime)}</td><td>${s.slowest ? `${esc(s.slowest.name)} <span class="sub">${fmtMs(s.slowest.ms)}</span>` : ''}</td></tr>`,
     );
   out.push('</tbody></table>');
   const emu = sums.filter((s) => s.native === false).reduce((n, s) => n + s.stepTime, 0);
@@ -172,7 +176,7 @@ export function renderReport(r: BuildRecord): string {
       `<h2>Emulated vs native</h2><div class="split" data-emulated-ms="${emu}" data-native-ms="${nat}"><div style="width:${pct(nat)}%;background:var(--run)"></div><div style="width:${pct(emu)}%;background:var(--emu)"></div><div style="width:${pct(other)}%;background:var(--cached)"></div></div>`,
     );
     out.push(
-      `<div class="legend"><span><i style="background:var(--run)"></i>native ${formatDuration(nat)} (${pct(nat)}%)</span><span><i style="background:var(--emu)"></i>emulated ${formatDuration(emu)} (${pct(emu)}%)</span>${other > 0 ? `<span><i style="background:var(--cached)"></i>remote ${formatDuration(other)}</span>` : ''}<span>of step time</span></div>`,
+      `<div class="legend"><span><i style="background:var(--run)"></i>native ${fmtMs(nat)} (${pct(nat)}%)</span><span><i style="background:var(--emu)"></i>emulated ${fmtMs(emu)} (${pct(emu)}%)</span>${other > 0 ? `<span><i style="background:var(--cached)"></i>remote ${fmtMs(other)}</span>` : ''}<span>of step time</span></div>`,
     );
   }
 
@@ -187,7 +191,7 @@ export function renderReport(r: BuildRecord): string {
   for (const s of sums) {
     const steps = shown.filter((x) => x.platform === s.platform);
     out.push(
-      `<section class="row" data-platform="${esc(s.platform)}" data-steps="${steps.length}"><h3>${esc(s.platform)} ${badge(s.native)}<span class="sub">${steps.length} steps · ${formatDuration(s.wallTime)} wall · ${formatDuration(s.stepTime)} in steps</span></h3>${gantt(r, steps, t0, span, critical, s.native === false)}</section>`,
+      `<section class="row" data-platform="${esc(s.platform)}" data-steps="${steps.length}"><h3>${esc(s.platform)} ${badge(s.native)}<span class="sub">${steps.length} steps · ${fmtMs(s.wallTime)} wall · ${fmtMs(s.stepTime)} in steps</span></h3>${gantt(r, steps, t0, span, critical, s.native === false)}</section>`,
     );
   }
   const shared = shown.filter((x) => x.platform === undefined || !nativeOf.has(x.platform));
@@ -201,7 +205,7 @@ export function renderReport(r: BuildRecord): string {
     out.push('<h2>Critical path</h2><ol class="critical">');
     for (const s of crit)
       out.push(
-        `<li>${esc(s.name)} <span class="sub">${s.cached ? 'cached' : formatDuration(stepEnd(s, r) - s.started!)}</span></li>`,
+        `<li>${esc(s.name)} <span class="sub">${s.cached ? 'cached' : fmtMs(stepEnd(s, r) - s.started!)}</span></li>`,
       );
     out.push('</ol>');
   }
@@ -228,7 +232,7 @@ export function renderReport(r: BuildRecord): string {
       .filter(Boolean)
       .join(' ');
     out.push(
-      `<tr data-digest="${esc(s.digest)}"${cls ? ` class="${cls}"` : ''}><td>${esc(s.name)}${log ? `<details><summary>logs</summary><pre>${esc(log)}</pre></details>` : ''}</td><td>${esc(s.platform ?? '')}${s.node ? ` <span class="sub">${esc(s.node)}</span>` : ''}</td><td class="num">+${formatDuration(s.started! - t0)}</td><td class="num">${formatDuration(dur)}</td><td>${result}</td></tr>`,
+      `<tr data-digest="${esc(s.digest)}"${cls ? ` class="${cls}"` : ''}><td>${esc(s.name)}${log ? `<details><summary>logs</summary><pre>${esc(log)}</pre></details>` : ''}</td><td>${esc(s.platform ?? '')}${s.node ? ` <span class="sub">${esc(s.node)}</span>` : ''}</td><td class="num">+${fmtMs(s.started! - t0)}</td><td class="num">${fmtMs(dur)}</td><td>${result}</td></tr>`,
     );
   }
   out.push('</tbody></table>');

@@ -2,7 +2,7 @@
  * The build commands' side of the history (src/history): the flags as a record's request,
  * the tee in front of the renderer, and `--report FILE` (the record's HTML timeline, written
  * when the build ends, failed or not). build.ts and build-remote.ts call `recordBuild` once
- * and `finish` once, so the hook survives their refactoring.
+ * and `finish` once (compose.ts: `recordCompose`), so the hook survives their refactoring.
  *
  *   const rec = await recordBuild(ui.chooseRenderer(...), context, flags, ctx, { builder });
  *   const renderer = rec.sink;
