@@ -182,6 +182,12 @@ test('bad refs: a clear one-line error, exit 1', () => {
       assert.match(r.stderr, msg, `${cmd} ${ref}`);
     }
   assert.ok(!existsSync(join(work, 'x.json')), 'no partial export');
+  // A --report that cannot be written: the build is done, the command fails naming the file.
+  writeFileSync(join(work, 'plain-file'), '');
+  const rep = polyarch('build', '--progress', 'quiet', '--report', join(work, 'plain-file', 'r.html'), app);
+  assert.equal(rep.status, 1, rep.stderr);
+  assert.match(rep.stderr, /^ERROR: --report \S*plain-file\/r\.html: E[A-Z]+: /m);
+  assert.equal(record(refs()[0]!).status, 'completed', 'the build itself is recorded');
   const rm = polyarch('history', 'rm');
   assert.equal(rm.status, 2);
   assert.match(rm.stderr, /name at least one REF, or --all/);

@@ -12,13 +12,17 @@
 import { resolve } from 'node:path';
 import type { Outcome, RecordingSink } from '../../history/index.js';
 import type { ProgressSink } from '../../progress/index.js';
+import { errorMessage, PolyarchError } from '../../util/errors.js';
 import type { CliContext } from '../context.js';
 import type { BuildFlags } from './build.js';
 import { parseBuildArgs } from './build-shared.js';
 
 export interface BuildHistoryHook {
   readonly sink: RecordingSink;
-  /** Writes the record (and `--report`); never throws: the history must not fail a build. */
+  /**
+   * Writes the record (never failing the build over it) and `--report`: a report that cannot
+   * be written after a successful build throws (exit 1, naming the file).
+   */
   finish(outcome?: Outcome): Promise<void>;
 }
 
@@ -109,15 +113,18 @@ export async function recordBuild(
   return {
     sink: rec.sink,
     async finish(outcome = {}) {
+      const { record, saved } = await rec.finish(outcome);
+      if (!saved) ctx.err.write(`WARNING: the build record could not be written under ${root}/history\n`);
+      if (!flags.report) return;
+      const { writeFileAtomic } = await import('../../util/fs.js');
       try {
-        const { record, saved } = await rec.finish(outcome);
-        if (!saved) ctx.err.write(`WARNING: the build record could not be written under ${root}/history\n`);
-        if (flags.report) {
-          const { writeFileAtomic } = await import('../../util/fs.js');
-          await writeFileAtomic(resolve(flags.report), h.renderReport(record), { createParents: true });
-        }
+        await writeFileAtomic(resolve(flags.report), h.renderReport(record), { createParents: true });
       } catch (err) {
-        ctx.err.write(`WARNING: --report ${flags.report}: ${(err as Error).message}\n`);
+        // After a successful build a report that cannot be written fails the command (as
+        // --metadata-file does); after a failed one the build's error is what matters.
+        const message = `--report ${flags.report}: ${errorMessage(err).replace(/^writing \S+: /, '')}`;
+        if (outcome.error === undefined) throw new PolyarchError('IO', message, { cause: err });
+        ctx.err.write(`WARNING: ${message}\n`);
       }
     },
   };
