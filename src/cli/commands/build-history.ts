@@ -136,8 +136,13 @@ export async function recordCompose(
   project: { name: string },
   builds: readonly { service: string; contextDir: string; platforms: readonly string[]; target?: string }[],
   ctx: CliContext,
-  opts: { noCache?: boolean; push?: boolean } = {},
+  opts: {
+    noCache?: boolean;
+    push?: boolean;
+    builder?: { name: string; driver: string; nodes: readonly { name: string }[] };
+  } = {},
 ): Promise<BuildHistoryHook> {
+  const localDriver = !opts.builder || opts.builder.driver === 'local';
   const [h, plat, { stateRoot }] = await Promise.all([
     import('../../history/index.js'),
     import('../../platform/index.js'),
@@ -169,12 +174,13 @@ export async function recordCompose(
       services: builds.map((b) => b.service),
       ...(opts.noCache ? { noCache: true } : {}),
       ...(opts.push ? { outputs: ['registry'] } : {}),
-      driver: 'local',
+      ...(opts.builder ? { builder: opts.builder.name, driver: opts.builder.driver } : {}),
     },
+    nodes: opts.builder?.nodes.map((n) => n.name) ?? [],
     platforms: platforms.map((p) => {
       let native: boolean | undefined;
       try {
-        native = plat.isHostArchitecture(plat.parsePlatform(p));
+        if (localDriver) native = plat.isHostArchitecture(plat.parsePlatform(p));
       } catch {}
       return { platform: p, ...(native !== undefined ? { native } : {}) };
     }),
