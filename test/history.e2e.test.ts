@@ -358,6 +358,17 @@ test('the report in headless Chromium: no errors, one timeline row per platform 
   const path = open.stdout.trim();
   assert.equal(path, join(root, 'history', `${refs()[0]}.html`));
   const rec = record(refs()[0]!);
+  // With $BROWSER set, open runs it on the file (here a script that notes what it was given).
+  const browser = join(work, 'browser.sh');
+  writeFileSync(browser, `#!/bin/sh\necho "$1" > ${join(work, 'browser.out')}\n`, { mode: 0o755 });
+  const viaBrowser = spawnSync(bin, ['history', 'open'], {
+    env: { ...env, BROWSER: browser },
+    encoding: 'utf8',
+  });
+  assert.equal(viaBrowser.status, 0, viaBrowser.stderr);
+  for (let i = 0; i < 50 && !existsSync(join(work, 'browser.out')); i++)
+    await new Promise((r) => setTimeout(r, 100));
+  assert.equal(readFileSync(join(work, 'browser.out'), 'utf8'), `${path}\n`);
   const b = await Chromium.launch({ width: 1200, height: 900 });
   assert.ok(b);
   try {
