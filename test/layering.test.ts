@@ -18,6 +18,7 @@ const RANKS: Record<string, number> = {
   content: 3,
   registry: 3,
   layer: 4,
+  history: 4,
   image: 5,
   dockerfile: 5,
   snapshot: 6,
