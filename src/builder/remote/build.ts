@@ -22,6 +22,7 @@ import { PassThrough, type Writable } from 'node:stream';
 import { BuildSession } from '../../buildkit/index.js';
 import type { OutputSpec } from '../../build/export/index.js';
 import type { NamedContextSpec } from '../../build/named-context.js';
+import type { SshSource } from '../../build/ssh.js';
 import type { ContentStore } from '../../content/index.js';
 import { type Descriptor, MediaType, parseImageConfig, parseImageDocument } from '../../oci/index.js';
 import { parseReference, repositoryName } from '../../oci/reference.js';
@@ -52,6 +53,8 @@ export interface RemoteBuildRequest {
   secrets: ReadonlyArray<{ id: string; src?: string; env?: string }>;
   /** `--build-context`s (build/named-context.ts parseBuildContext). */
   namedContexts?: readonly NamedContextSpec[];
+  /** `--ssh` agents or key files for `RUN --mount=type=ssh`, forwarded over each node's session. */
+  ssh?: readonly SshSource[];
   /** `--cache-from` / `--cache-to` specs (`type=registry,ref=…[,mode=max]`; a bare ref is a registry one). */
   cacheFrom?: readonly string[];
   cacheTo?: readonly string[];
@@ -384,6 +387,10 @@ export async function remoteBuild(builder: Builder, req: RemoteBuildRequest): Pr
   const warn = req.warn ?? (() => {});
   const env = req.env ?? process.env;
   const secrets = await readSecrets(req);
+  // `--ssh`: one forwarder for every node's session (agents for key files start on first use).
+  const agents = req.ssh?.length
+    ? new (await import('../../build/ssh.js')).SshForwarder(req.ssh, env)
+    : undefined;
   const ssh = builder.nodes.find((n) => nodeDriver(builder, n) === 'ssh');
   if (ssh)
     throw new PolyarchError(
@@ -499,6 +506,7 @@ export async function remoteBuild(builder: Builder, req: RemoteBuildRequest): Pr
               dockerfile: dockerfileDir,
             },
             secrets,
+            ...(agents ? { ssh: agents } : {}),
             env,
             name: `polyarch ${builder.name}/${job.n.node.name}`,
             // Stable per machine and context (as buildx's): a rebuild sends only what changed.
@@ -567,6 +575,7 @@ export async function remoteBuild(builder: Builder, req: RemoteBuildRequest): Pr
   } finally {
     for (const n of connected) n.client.close();
     if (tmpDockerfileDir) await rm(tmpDockerfileDir, { recursive: true, force: true });
+    await agents?.close();
   }
 }
 

@@ -88,6 +88,7 @@ export async function buildOnLocalNode(
       noCache: req.noCache ?? false,
       pull: req.pull ?? false,
       secrets: [...req.secrets],
+      ...(req.ssh ? { ssh: [...req.ssh] } : {}),
       labels: { ...req.labels },
       ...(req.namedContexts?.length ? { namedContexts: [...req.namedContexts] } : {}),
       network: req.network ?? 'default',
