@@ -12,7 +12,9 @@
  * - moby.buildkit.secrets.v1.Secrets/GetSecret: `--secret` values (NotFound when missing),
  * - moby.sshforward.v1.SSH/CheckAgent and ForwardAgent (`--ssh`, only when given): each
  *   connection a step makes to its agent socket is one ForwardAgent stream, piped to the
- *   agent of the id in `buildkit.ssh.id` metadata.
+ *   agent of the id in `buildkit.ssh.id` metadata,
+ * - containerd.services.content.v1.Content/Info and Read (only with `ociStores`): the blobs
+ *   of OCI layout build contexts, the store in `buildkit-attachable-store-id` (`oci:<id>`).
  *
  *   const s = new BuildSession({ dirs: { context: dir, dockerfile: dfDir }, secrets, env });
  *   s.attach(channel);                // opens the stream; pass s.id as SolveRequest.session
