@@ -41,8 +41,7 @@ export async function prepareInputs(req: BuildRequest): Promise<PreparedInputs> 
       env,
       secrets: [...(req.secrets ?? [])],
       buildArgs: { ...(req.buildArgs ?? {}) },
-      // git over ssh uses the `--ssh default` agent.
-      ...(req.ssh?.length ? { ssh: req.ssh } : {}),
+      ssh: [...(req.ssh ?? [])],
     });
     if (remote) {
       cleanups.push(remote.cleanup);

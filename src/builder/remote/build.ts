@@ -21,8 +21,8 @@ import { createWriteStream, mkdirSync } from 'node:fs';
 import { PassThrough, type Writable } from 'node:stream';
 import { BuildSession } from '../../buildkit/index.js';
 import type { OutputSpec } from '../../build/export/index.js';
-import type { NamedContextSpec } from '../../build/named-context.js';
 import type { SshSource } from '../../build/ssh.js';
+import type { NamedContextSpec } from '../../build/named-context.js';
 import type { ContentStore } from '../../content/index.js';
 import { type Descriptor, MediaType, parseImageConfig, parseImageDocument } from '../../oci/index.js';
 import { parseReference, repositoryName } from '../../oci/reference.js';
@@ -51,10 +51,10 @@ export interface RemoteBuildRequest {
   pull?: boolean;
   network?: 'default' | 'host' | 'none';
   secrets: ReadonlyArray<{ id: string; src?: string; env?: string }>;
-  /** `--build-context`s (build/named-context.ts parseBuildContext). */
-  namedContexts?: readonly NamedContextSpec[];
   /** `--ssh` agents or key files for `RUN --mount=type=ssh`, forwarded over each node's session. */
   ssh?: readonly SshSource[];
+  /** `--build-context`s (build/named-context.ts parseBuildContext). */
+  namedContexts?: readonly NamedContextSpec[];
   /** `--cache-from` / `--cache-to` specs (`type=registry,ref=…[,mode=max]`; a bare ref is a registry one). */
   cacheFrom?: readonly string[];
   cacheTo?: readonly string[];

@@ -272,14 +272,21 @@ async function buildRequest(
   flags: BuildFlags,
   ctx: CliContext,
 ): Promise<{ req: import('../../builder/request.js').BuildRequest; warning?: string }> {
-  const [plat, { resolveOutputs }, { parseCacheSpec }, { parseSshSpec }, { stateRoot }] = await Promise.all([
+  const [
+    plat,
+    { resolveOutputs },
+    { parseCacheSpec },
+    { parseSshSpec },
+    { stateRoot },
+    { parseBuildContext },
+  ] = await Promise.all([
     import('../../platform/index.js'),
     import('../../build/export/outputs.js'),
     import('../../build/extcache/spec.js'),
     import('../../build/ssh.js'),
     import('../../content/paths.js'),
+    import('../../build/named-context.js'),
   ]);
-  const { parseBuildContext } = await import('../../build/named-context.js');
   let platforms: ReturnType<typeof plat.parsePlatform>[] | undefined;
   try {
     platforms = flags.platform?.map((p) => plat.parsePlatform(p, { normalize: true }));
