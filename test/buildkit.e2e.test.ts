@@ -857,7 +857,7 @@ describe('remote BuildKit builders', { skip: skip ?? false, concurrency: false }
     assert.match(stderr, /ERROR: build canceled by SIGINT\n$/);
   });
 
-  test('--build-context through the remote driver: a directory, docker-image:// and a git URL', async () => {
+  test('--build-context through the remote driver: a directory, docker-image://, git, an OCI layout', async () => {
     const git = await startGitServer();
     try {
       await git.repo('gctx', { 'g.txt': 'from git\n' });
@@ -869,7 +869,7 @@ describe('remote BuildKit builders', { skip: skip ?? false, concurrency: false }
       writeFileSync(join(lib, 'l.txt'), 'from dir\n');
       writeFileSync(
         join(c, 'Dockerfile'),
-        'FROM alpine\nCOPY --from=lib l.txt /l.txt\nCOPY --from=gsrc g.txt /g.txt\nCMD ["cat", "/l.txt", "/g.txt"]\n',
+        'FROM alpine\nCOPY --from=lib l.txt /l.txt\nCOPY --from=gsrc g.txt /g.txt\nCOPY --from=layout /etc/group /layout-group\nCMD ["sh", "-c", "cat /l.txt /g.txt; head -n1 /layout-group"]\n',
       );
       // Spawned without blocking: the git server answers from this process.
       const child = spawn(
@@ -886,6 +886,8 @@ describe('remote BuildKit builders', { skip: skip ?? false, concurrency: false }
           'alpine=docker-image://busybox',
           '--build-context',
           `gsrc=${git.base}/gctx.git#main`,
+          '--build-context',
+          `layout=oci-layout://${testEnv().busyboxLayout}:busybox`,
           '--load',
           '-t',
           'bk-named:1',
@@ -906,7 +908,7 @@ describe('remote BuildKit builders', { skip: skip ?? false, concurrency: false }
       );
       assert.equal(
         ok(['run', '--rm', '--pull', 'never', '--platform', 'linux/amd64', 'bk-named:1']),
-        'from dir\nfrom git\n',
+        'from dir\nfrom git\nroot:x:0:\n',
       );
     } finally {
       await git.stop();

@@ -74,6 +74,33 @@ async function readDoc(store: ContentStore, d: Descriptor, what: string) {
   return parseImageDocument(await store.readBlob(d.digest), what, d.mediaType);
 }
 
+/**
+ * The digest of the image a layout reference names (its tag in index.json, `latest` when it
+ * has neither tag nor digest), as buildx resolves it before handing a layout to BuildKit.
+ */
+export async function layoutDigest(ref: LayoutRef): Promise<string> {
+  if (ref.digest !== undefined) return ref.digest;
+  let index: { manifests?: Descriptor[] };
+  try {
+    index = JSON.parse(await readFile(join(ref.path, 'index.json'), 'utf8')) as { manifests?: Descriptor[] };
+  } catch (err) {
+    throw new PolyarchError('NOT_FOUND', `reading the OCI layout ${ref.path}: ${errorMessage(err)}`, {
+      cause: err,
+    });
+  }
+  const entries = Array.isArray(index.manifests) ? index.manifests : [];
+  const tag = ref.tag ?? 'latest';
+  const found = entries.find((m) => m.annotations?.[REF_NAME_ANNOTATION] === tag);
+  if (!found) {
+    const tags = entries.map((m) => m.annotations?.[REF_NAME_ANNOTATION]).filter((t) => t !== undefined);
+    throw new PolyarchError(
+      'NOT_FOUND',
+      `the OCI layout ${ref.path} has no image tagged "${tag}" (it has ${tags.length ? tags.map((t) => `"${t}"`).join(', ') : 'no tags'})`,
+    );
+  }
+  return found.digest;
+}
+
 /** The layout's image for `platform` (see the module header). */
 export async function resolveLayoutImage(
   key: string,

@@ -163,6 +163,7 @@ export async function buildServices(
         ...(b.network ? { network: b.network } : {}),
         cacheFrom: b.cacheFrom,
         cacheTo: b.cacheTo,
+        ...(b.namedContexts.length > 0 ? { namedContexts: b.namedContexts } : {}),
         outputs: p.outputs,
         ...(opts.maxParallelism !== undefined ? { maxParallelism: opts.maxParallelism } : {}),
         ...(sink ? { progress: sink } : {}),

@@ -174,22 +174,23 @@ function frontendAttrs(
   const imports = (req.cacheFrom ?? []).map((c) => parseCacheSpec(c, '--cache-from'));
   if (imports.length > 0)
     a['cache-imports'] = JSON.stringify(imports.map((i) => ({ Type: i.type, Attrs: i.attrs })));
-  Object.assign(a, contextAttrs(req.namedContexts ?? []).attrs);
   return a;
 }
 
 /**
  * `--build-context`s as buildx sends them: `context:NAME` frontend attributes naming an image
- * (`docker-image://…`), a git or http(s) URL as given, or a session dir (`local:NAME`, shared by
- * the session's FileSync as `dirs`). OCI layouts need buildx's OCI content store attachable,
- * which the session does not serve yet: refused.
+ * (`docker-image://…`), a git or http(s) URL as given, a session dir (`local:NAME`, shared by
+ * the session's FileSync as `dirs`), or an OCI layout (`oci-layout://<store id>:<tag>@<digest>`,
+ * the digest resolved here, its blobs served by the session's content store as `ociStores`).
  */
-export function contextAttrs(specs: readonly NamedContextSpec[]): {
+export async function contextAttrs(specs: readonly NamedContextSpec[]): Promise<{
   attrs: Record<string, string>;
   dirs: Record<string, string>;
-} {
+  ociStores: Record<string, string>;
+}> {
   const attrs: Record<string, string> = {};
   const dirs: Record<string, string> = {};
+  const ociStores: Record<string, string> = {};
   for (const s of specs) {
     attrs['frontend.caps'] = 'moby.buildkit.frontend.contexts+forward';
     const src = s.source;
@@ -200,13 +201,17 @@ export function contextAttrs(specs: readonly NamedContextSpec[]): {
       const local = s.name === 'context' || s.name === 'dockerfile' ? `_${s.name}` : s.name;
       dirs[local] = src.dir;
       attrs[`context:${s.name}`] = `local:${local}`;
-    } else
-      throw new PolyarchError(
-        'UNSUPPORTED',
-        `--build-context ${s.name}=${s.value}: oci-layout contexts are not supported on BuildKit builders yet`,
-      );
+    } else {
+      const { layoutDigest } = await import('../../build/oci-layout.js');
+      const digest = await layoutDigest(src);
+      // A store id is a reference name to BuildKit: lower-case letters and digits.
+      const id = randomBytes(12).toString('hex');
+      ociStores[id] = src.path;
+      attrs[`context:${s.name}`] =
+        `oci-layout://${id}${src.tag !== undefined ? `:${src.tag}` : ''}@${digest}`;
+    }
   }
-  return { attrs, dirs };
+  return { attrs, dirs, ociStores };
 }
 
 function imageAttrs(o: OutputSpec, annotations: Readonly<Record<string, string>>): Record<string, string> {
@@ -387,6 +392,7 @@ export async function remoteBuild(builder: Builder, req: RemoteBuildRequest): Pr
   const warn = req.warn ?? (() => {});
   const env = req.env ?? process.env;
   const secrets = await readSecrets(req);
+  const named = await contextAttrs(req.namedContexts ?? []);
   // `--ssh`: one forwarder for every node's session (agents for key files start on first use).
   const agents = req.ssh?.length
     ? new (await import('../../build/ssh.js')).SshForwarder(req.ssh, env)
@@ -501,12 +507,13 @@ export async function remoteBuild(builder: Builder, req: RemoteBuildRequest): Pr
           );
           const session = new BuildSession({
             dirs: {
-              ...contextAttrs(req.namedContexts ?? []).dirs,
+              ...named.dirs,
               context: req.contextDir,
               dockerfile: dockerfileDir,
             },
             secrets,
             ...(agents ? { ssh: agents } : {}),
+            ociStores: named.ociStores,
             env,
             name: `polyarch ${builder.name}/${job.n.node.name}`,
             // Stable per machine and context (as buildx's): a rebuild sends only what changed.
@@ -525,6 +532,7 @@ export async function remoteBuild(builder: Builder, req: RemoteBuildRequest): Pr
                 frontend: 'dockerfile.v0',
                 frontendAttrs: {
                   ...frontendAttrs(req, job.platforms, multiPlatform),
+                  ...named.attrs,
                   filename: dockerfileName,
                 },
                 exporters,
