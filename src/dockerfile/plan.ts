@@ -34,26 +34,16 @@
  *   in the instruction list, in order), history, running anything.
  */
 import { createHash } from 'node:crypto';
-import {
-  type CheckConfig,
-  type CheckWarning,
-  isSkipped,
-  makeWarning,
-  parseCheckConfig,
-  type RuleName,
-} from './checks.js';
+import { type CheckWarning, isSkipped, makeWarning, parseCheckConfig } from './checks.js';
 import { DockerfileError, type Range } from './errors.js';
 import {
   type ArgInstruction,
   type CopyInstruction,
-  type FromInstruction,
   type Instruction,
-  type KeyValue,
   toInstruction,
 } from './instructions.js';
 import {
   chompHeredocContent,
-  type Directives,
   type Heredoc,
   type Node,
   type ParsedDockerfile,
@@ -71,278 +61,27 @@ import {
 } from '../platform/index.js';
 import { type EnvLike, type LexOptions, processWord, ShellError } from './shell.js';
 
+export * from './plan-types.js';
+export { PLATFORM_ARGS } from './plan-ctx.js';
+import { type Ctx, PLATFORM_ARGS, posixJoin, type StageDecl } from './plan-ctx.js';
+import { syntaxChecks } from './plan-checks.js';
+import { parseMount } from './mounts.js';
+import type {
+  InstructionState,
+  Plan,
+  PlanArg,
+  PlanCopy,
+  PlanOptions,
+  PlanRun,
+  PlanStage,
+  PlatformPlan,
+  SourceRef,
+} from './plan-types.js';
+
 const EMPTY_ENV: ReadonlyMap<string, string> = new Map();
 const RAW_LEX: LexOptions = { skipProcessQuotes: true };
 
-export type { Platform };
-
-// ---------------------------------------------------------------------------------------------
-// Types
-
-export interface ImageConfigInfo {
-  /** `KEY=VALUE` entries of the image config's Env. */
-  env?: string[];
-  workingDir?: string;
-  user?: string;
-  shell?: string[];
-  /** ONBUILD triggers of the base image: they run before the stage's own instructions. */
-  onBuild?: string[];
-}
-
-export interface PlanOptions {
-  /** File name used in errors and warnings. Default `Dockerfile`. */
-  file?: string;
-  /** Target platforms. Default: `[buildPlatform]`. */
-  platforms?: readonly Platform[];
-  /** The platform the build runs on (BUILDPLATFORM). Default: this host. */
-  buildPlatform?: Platform;
-  /** `--build-arg` values. Default none. */
-  buildArgs?: Readonly<Record<string, string>>;
-  /** `--target` stage name. Default: the last stage. */
-  target?: string;
-  /** Config of a base image for a platform, when the engine has resolved it. */
-  imageConfig?: (ref: string, platform: Platform) => ImageConfigInfo | undefined;
-  /**
-   * Named build contexts (`--build-context NAME=…`): the context name a stage name or an image
-   * reference stands for, or undefined. A stage of that name is replaced by the context (its
-   * instructions are not planned); an image of that name (`FROM alpine`, `COPY --from=alpine`)
-   * is read from it. An earlier stage of a name still wins over a context for FROM/--from.
-   */
-  namedContext?: (name: string) => string | undefined;
-  /** Config of a named context used as a base ({} for one with none, like a directory). */
-  contextConfig?: (name: string, platform: Platform) => ImageConfigInfo | undefined;
-}
-
-/** Where a stage, a `COPY --from` or a `RUN --mount from=` takes its files from. */
-export type SourceRef =
-  | { type: 'scratch' }
-  | { type: 'stage'; index: number; name?: string }
-  | { type: 'image'; ref: string }
-  /** A named build context (`--build-context NAME=…`). */
-  | { type: 'context'; name: string };
-
-/** What is in force when an instruction runs (after the instruction for ENV/ARG/…). */
-export interface InstructionState {
-  /** Env of the image config so far, `KEY=VALUE` (base image's first when known, then ENV). */
-  env: string[];
-  /**
-   * The environment RUN gets and words are expanded with: the image config env, then every
-   * ENV and ARG value in order, a later one replacing an earlier one (BuildKit's state env).
-   */
-  runEnv: string[];
-  /** ARG values in scope (in `runEnv` but never kept in the image config). */
-  args: Record<string, string>;
-  /** Absolute working directory. */
-  workdir: string;
-  /** USER, '' when unset. */
-  user: string;
-  /** The shell for shell-form commands (SHELL; default `/bin/sh -c`). */
-  shell: string[];
-}
-
-export interface RunMount {
-  type: 'bind' | 'cache' | 'tmpfs' | 'secret' | 'ssh';
-  target: string;
-  source?: string;
-  /** Files come from this stage/image; absent = the build context (bind, cache seed). */
-  from?: SourceRef;
-  readonly: boolean;
-  id?: string;
-  sharing?: 'shared' | 'private' | 'locked';
-  mode?: number;
-  uid?: number;
-  gid?: number;
-  required?: boolean;
-  /** tmpfs size in bytes. */
-  size?: number;
-  /** secret: also expose it as this environment variable. */
-  env?: string;
-}
-
-export interface PlanHeredoc {
-  name: string;
-  content: string;
-  expand: boolean;
-  chomp: boolean;
-  fileDescriptor: number;
-}
-
-interface PlanBase {
-  range: Range;
-  /** The instruction as written (continuations joined), for progress display and history. */
-  original: string;
-  /** Set on instructions that came from the base's ONBUILD triggers (located at FROM). */
-  onbuild?: true;
-}
-
-/**
- * RUN. BuildKit semantics for the engine: exec form runs `args`; shell form runs
- * `[...state.shell, args[0]]`. With heredocs: when `args[0]` is exactly one heredoc marker
- * (e.g. `<<EOF`), the heredoc body is the script (run with the shell, or directly when it
- * starts with `#!`); otherwise the heredocs feed the command line's file descriptors as a shell
- * would (`sh -c "<line>\n<body>\n<NAME>"`).
- */
-export interface PlanRun extends PlanBase {
-  kind: 'RUN';
-  args: string[];
-  prependShell: boolean;
-  heredocs: PlanHeredoc[];
-  mounts: RunMount[];
-  network: 'default' | 'none' | 'host';
-  security: 'sandbox' | 'insecure';
-  /** Proxy build args (HTTP_PROXY, …) that reach RUN without an ARG and stay out of the cache key. */
-  proxy: Record<string, string>;
-  state: InstructionState;
-}
-
-export interface PlanCopy extends PlanBase {
-  kind: 'COPY' | 'ADD';
-  /** Expanded source paths/URLs (relative to the context, or to `from`). */
-  sources: string[];
-  /** Inline files from heredocs (`COPY <<EOF /dest`), bodies expanded when allowed. */
-  contents: { path: string; data: string }[];
-  /** Expanded destination as written, and resolved against the workdir. */
-  dest: string;
-  destPath: string;
-  from?: SourceRef;
-  chown?: string;
-  chmod?: string;
-  link: boolean;
-  parents: boolean;
-  exclude: string[];
-  checksum?: string;
-  keepGitDir?: boolean;
-  state: InstructionState;
-}
-
-export interface PlanCommand extends PlanBase {
-  kind: 'CMD' | 'ENTRYPOINT';
-  /** Exec form argv, or for shell form `[...shell, line]` already prepended (image config form). */
-  args: string[];
-  prependShell: boolean;
-}
-
-export interface PlanKeyValues extends PlanBase {
-  kind: 'ENV' | 'LABEL';
-  pairs: KeyValue[];
-}
-
-export interface PlanList extends PlanBase {
-  kind: 'EXPOSE' | 'VOLUME';
-  /** VOLUME: expanded paths. EXPOSE: normalised `port/proto` (`8000-8001` gives two entries). */
-  values: string[];
-}
-
-export interface PlanString extends PlanBase {
-  kind: 'USER' | 'STOPSIGNAL' | 'MAINTAINER' | 'ONBUILD';
-  value: string;
-}
-
-export interface PlanWorkdir extends PlanBase {
-  kind: 'WORKDIR';
-  /** Expanded as written, and the absolute result. */
-  value: string;
-  path: string;
-}
-
-export interface PlanArg extends PlanBase {
-  kind: 'ARG';
-  /** Resolved values; `value` absent when the ARG has none. */
-  args: { key: string; value?: string }[];
-}
-
-export interface PlanHealthcheck extends PlanBase {
-  kind: 'HEALTHCHECK';
-  test: string[];
-  interval: number;
-  timeout: number;
-  startPeriod: number;
-  startInterval: number;
-  retries: number;
-}
-
-export interface PlanShell extends PlanBase {
-  kind: 'SHELL';
-  shell: string[];
-}
-
-export type PlanInstruction =
-  | PlanRun
-  | PlanCopy
-  | PlanCommand
-  | PlanKeyValues
-  | PlanList
-  | PlanString
-  | PlanWorkdir
-  | PlanArg
-  | PlanHealthcheck
-  | PlanShell;
-
-export interface PlanStage {
-  /** Position in the Dockerfile (what `COPY --from=<n>` counts). */
-  index: number;
-  name?: string;
-  /** The FROM line. */
-  range: Range;
-  base: SourceRef;
-  /** Resolved platform this stage builds for. */
-  platform: Platform;
-  /** 'flag' when FROM --platform chose it, else 'target'. */
-  platformSource: 'flag' | 'target';
-  /** Automatic platform args in force for this build (BUILDPLATFORM… TARGETVARIANT). */
-  platformArgs: Record<string, string>;
-  /** TARGET* args this stage consumed (in FROM, or declared with ARG in the stage). */
-  targetArgsUsed: string[];
-  /**
-   * True when the stage's result cannot depend on the target platform: its platform came
-   * from --platform without TARGET* args, it consumes no TARGET* arg, and every stage it
-   * depends on is target-independent. Such stages have equal `key`s in every PlatformPlan.
-   */
-  targetIndependent: boolean;
-  /** Stage indexes this stage needs (base stage, COPY --from, RUN --mount from). */
-  dependsOn: number[];
-  /** sha256 hex of the stage's resolved content and its dependencies' keys. */
-  key: string;
-  /** True when the base image's config was supplied through `imageConfig`. */
-  baseConfigKnown: boolean;
-  instructions: PlanInstruction[];
-}
-
-export interface PlatformPlan {
-  platform: Platform;
-  platformArgs: Record<string, string>;
-  /** Reachable stages, dependencies first; the last one is the target. */
-  stages: PlanStage[];
-}
-
-export interface Plan {
-  file: string;
-  directives: Directives;
-  buildPlatform: Platform;
-  platforms: PlatformPlan[];
-  /** Warnings of every rule not skipped, deduplicated across platforms, in line order. */
-  warnings: CheckWarning[];
-  check: CheckConfig;
-  /** `--build-arg`s nothing declared (buildx warns about these). */
-  unusedBuildArgs: string[];
-  /** The Dockerfile's lines, for rendering warnings. */
-  lines: string[];
-}
-
-// ---------------------------------------------------------------------------------------------
-// Constants
-
 export const DEFAULT_SHELL = ['/bin/sh', '-c'];
-export const PLATFORM_ARGS = [
-  'BUILDPLATFORM',
-  'BUILDOS',
-  'BUILDARCH',
-  'BUILDVARIANT',
-  'TARGETPLATFORM',
-  'TARGETOS',
-  'TARGETARCH',
-  'TARGETVARIANT',
-] as const;
 const TARGET_ARGS = new Set(['TARGETPLATFORM', 'TARGETOS', 'TARGETARCH', 'TARGETVARIANT']);
 /** Build args BuildKit accepts without an ARG (proxies reach RUN's environment). */
 const BUILTIN_ARGS = new Set([
@@ -357,9 +96,6 @@ const BUILTIN_ARGS = new Set([
   'ALL_PROXY',
   'all_proxy',
 ]);
-const SECRET_KEY =
-  /(?:^|_)(?:apikey|auth|credential|credentials|key|password|pword|passwd|secret|token)(?:_|$)/i;
-const SECRET_ALLOW = /(?:^|_)public(?:_|$)/i;
 
 export function platformArgs(buildIn: Platform, targetIn: Platform): Record<string, string> {
   // BuildKit formats normalised platforms: `linux/armhf` gives TARGETPLATFORM=linux/arm/v7.
@@ -379,25 +115,6 @@ export function platformArgs(buildIn: Platform, targetIn: Platform): Record<stri
 
 // ---------------------------------------------------------------------------------------------
 // Planning
-
-interface StageDecl {
-  index: number;
-  from: FromInstruction;
-  body: Instruction[];
-  /** Digest of the stage's source lines (FROM to its last instruction), for its key. */
-  textDigest: string;
-}
-
-interface Ctx {
-  file: string;
-  lines: readonly string[];
-  escape: string;
-  buildArgs: Readonly<Record<string, string>>;
-  warn: (rule: RuleName, detail: string, range: Range) => void;
-  consumed: Set<string>;
-  /** Lexer options for word expansion (the escape directive). */
-  lexOptions: LexOptions;
-}
 
 /** Splits the instructions into global ARGs and stages; instruction errors are thrown here. */
 function structure(parsed: ParsedDockerfile): { globals: ArgInstruction[]; stages: StageDecl[] } {
@@ -476,156 +193,8 @@ function isValidImageRef(ref: string): boolean {
   return re.test(ref);
 }
 
-function posixJoin(base: string, p: string): string {
-  // Fast path: an absolute path with nothing to clean.
-  if (p.startsWith('/') && !/\/\.{0,2}(?:\/|$)/.test(p)) return p;
-  const abs = p.startsWith('/') ? p : `${base.replace(/\/+$/, '')}/${p}`;
-  const out: string[] = [];
-  for (const part of abs.split('/')) {
-    if (part === '' || part === '.') continue;
-    if (part === '..') out.pop();
-    else out.push(part);
-  }
-  return `/${out.join('/')}`;
-}
-
 function envList(env: Map<string, string>): string[] {
   return [...env].map(([k, v]) => `${k}=${v}`);
-}
-
-function parseMount(
-  spec: string,
-  expand: (w: string) => string,
-  fail: (m: string) => never,
-  resolveFrom: (v: string) => SourceRef,
-  sshCount: () => number,
-  workdir: string,
-): RunMount {
-  const kv = new Map<string, string | undefined>();
-  for (const [key, raw, f] of splitMountSpec(spec)) {
-    if (!MOUNT_KEYS.has(key)) fail(`unexpected key '${key}' in '${f}'`);
-    kv.set(key, raw === undefined ? undefined : expand(raw));
-  }
-  const type = (kv.get('type') ?? 'bind') as RunMount['type'];
-  if (!['bind', 'cache', 'tmpfs', 'secret', 'ssh'].includes(type)) fail(`unsupported mount type "${type}"`);
-  const bool = (k: string): boolean | undefined => {
-    if (!kv.has(k)) return undefined;
-    const v = kv.get(k);
-    if (v === undefined || /^true$/i.test(v)) return true;
-    if (/^false$/i.test(v)) return false;
-    return fail(`invalid value for ${k}: ${v}`);
-  };
-  const num = (k: string, radix: number): number | undefined => {
-    const v = kv.get(k);
-    if (v === undefined) return undefined;
-    const n = Number.parseInt(v, radix);
-    if (!Number.isFinite(n) || !(radix === 8 ? /^[0-7]+$/ : /^\d+$/).test(v))
-      fail(`invalid value for ${k}: ${v}`);
-    return n;
-  };
-  let target = kv.get('target') ?? kv.get('dst') ?? kv.get('destination') ?? '';
-  const source = kv.get('source') ?? kv.get('src');
-  const ro = bool('readonly') ?? bool('ro');
-  const rw = bool('readwrite') ?? bool('rw');
-  let readonly = type === 'bind';
-  if (ro !== undefined) readonly = ro;
-  if (rw !== undefined) readonly = !rw;
-  let id = kv.get('id');
-  if (type === 'secret') {
-    if (!id && !target) fail('secret mount requires an id or a target');
-    if (!id) id = target.split('/').filter(Boolean).pop() ?? '';
-    if (!target) target = `/run/secrets/${id}`;
-  } else if (type === 'ssh') {
-    if (!id) id = 'default';
-    if (!target) target = `/run/buildkit/ssh_agent.${sshCount()}`;
-  } else if (!target) fail(`mount type ${type} requires a target`);
-  // Secrets and SSH sockets are always read-only; a relative target is under the workdir.
-  if (type === 'secret' || type === 'ssh') readonly = true;
-  if (!target.startsWith('/')) target = posixJoin(workdir, target);
-  const m: RunMount = { type, target, readonly };
-  if (source !== undefined) m.source = source;
-  const from = kv.get('from');
-  if (from) m.from = resolveFrom(from);
-  if (type === 'cache') {
-    m.id = id ?? target;
-    const sharing = kv.get('sharing') ?? 'shared';
-    if (!['shared', 'private', 'locked'].includes(sharing)) fail(`unsupported sharing value "${sharing}"`);
-    m.sharing = sharing as RunMount['sharing'];
-    m.mode = num('mode', 8) ?? 0o755;
-  } else if (id !== undefined) m.id = id;
-  if (type === 'secret' || type === 'ssh') {
-    m.mode = num('mode', 8) ?? (type === 'secret' ? 0o400 : 0o600);
-    m.required = bool('required') ?? false;
-  }
-  const uid = num('uid', 10);
-  const gid = num('gid', 10);
-  if (uid !== undefined) m.uid = uid;
-  if (gid !== undefined) m.gid = gid;
-  if (type === 'tmpfs') {
-    const size = kv.get('size');
-    if (size !== undefined) m.size = parseSize(size, fail);
-  }
-  const env = kv.get('env');
-  if (env !== undefined) m.env = env;
-  return m;
-}
-
-type MountField = [key: string, raw: string | undefined, field: string];
-const mountSpecCache = new Map<string, MountField[]>();
-
-/** `type=cache,target=/x,"a=b,c"` → fields (CSV with double quotes); memoised per spec text. */
-function splitMountSpec(spec: string): MountField[] {
-  const hit = mountSpecCache.get(spec);
-  if (hit) return hit;
-  const fields: string[] = [];
-  let cur = '';
-  let q = false;
-  for (const ch of spec) {
-    if (ch === '"') q = !q;
-    else if (ch === ',' && !q) {
-      fields.push(cur);
-      cur = '';
-    } else cur += ch;
-  }
-  fields.push(cur);
-  const out: MountField[] = [];
-  for (const f of fields) {
-    if (f.trim() === '') continue;
-    const eq = f.indexOf('=');
-    out.push([(eq < 0 ? f : f.slice(0, eq)).trim().toLowerCase(), eq < 0 ? undefined : f.slice(eq + 1), f]);
-  }
-  if (mountSpecCache.size > 10_000) mountSpecCache.clear();
-  mountSpecCache.set(spec, out);
-  return out;
-}
-
-const MOUNT_KEYS = new Set([
-  'type',
-  'target',
-  'dst',
-  'destination',
-  'source',
-  'src',
-  'from',
-  'readonly',
-  'ro',
-  'readwrite',
-  'rw',
-  'id',
-  'sharing',
-  'mode',
-  'uid',
-  'gid',
-  'required',
-  'size',
-  'env',
-]);
-
-function parseSize(v: string, fail: (m: string) => never): number {
-  const m = /^(\d+(?:\.\d+)?)\s*([kmgt]?)i?b?$/i.exec(v);
-  if (!m) return fail(`invalid size "${v}"`);
-  const mult: Record<string, number> = { '': 1, k: 1024, m: 1024 ** 2, g: 1024 ** 3, t: 1024 ** 4 };
-  return Math.round(Number(m[1]) * mult[m[2]!.toLowerCase()]!);
 }
 
 /** A stage's build state while dispatching (what `FROM <stage>` inherits). */
@@ -1376,152 +945,6 @@ function dispatchBody(d: DispatchedStage, triggers: readonly string[], b: BodyCt
     }
     if (onbuild && out.length > before) out[out.length - 1]!.onbuild = true;
   }
-}
-
-/** Checks that only need the syntax, not the expanded values. */
-function syntaxChecks(
-  parsed: ParsedDockerfile,
-  decls: { globals: ArgInstruction[]; stages: StageDecl[] },
-  ctx: Ctx,
-) {
-  const { nodes } = parsed;
-  // ConsistentInstructionCasing: compare with the majority.
-  let upper = 0;
-  let lower = 0;
-  for (const n of nodes) {
-    if (n.rawKeyword === n.rawKeyword.toUpperCase()) upper++;
-    else if (n.rawKeyword === n.rawKeyword.toLowerCase()) lower++;
-  }
-  const majorityUpper = upper >= lower;
-  for (const n of nodes) {
-    const ok = majorityUpper
-      ? n.rawKeyword === n.rawKeyword.toUpperCase()
-      : n.rawKeyword === n.rawKeyword.toLowerCase();
-    if (!ok)
-      ctx.warn(
-        'ConsistentInstructionCasing',
-        `Command '${n.rawKeyword}' should match the case of the command majority (${majorityUpper ? 'uppercase' : 'lowercase'})`,
-        n.range,
-      );
-    // Reported once per instruction, over its whole range, as BuildKit's parser does.
-    if (n.emptyContinuationLines.length > 0)
-      ctx.warn('NoEmptyContinuation', 'Empty continuation line', n.range);
-  }
-  const names = new Set<string>();
-  for (const s of decls.stages) {
-    const f = s.from;
-    if (f.rawName !== undefined) {
-      if (f.rawName !== f.rawName.toLowerCase())
-        ctx.warn('StageNameCasing', `Stage name '${f.rawName}' should be lowercase`, f.range);
-      if (names.has(f.name!))
-        ctx.warn(
-          'DuplicateStageName',
-          `Duplicate stage name '${f.name}', stage names should be unique`,
-          f.range,
-        );
-      names.add(f.name!);
-      if (f.name === 'scratch' || f.name === 'context')
-        ctx.warn(
-          'ReservedStageName',
-          `Stage name should not use the same name as reserved stage '${f.name}'`,
-          f.range,
-        );
-      const kw = f.node.rawKeyword;
-      const as = f.asKeyword!;
-      const kwUpper = kw === kw.toUpperCase();
-      const asUpper = as === as.toUpperCase();
-      const kwLower = kw === kw.toLowerCase();
-      const asLower = as === as.toLowerCase();
-      if ((kwUpper && !asUpper) || (kwLower && !asLower))
-        ctx.warn('FromAsCasing', `'${as}' and '${kw}' keywords' casing do not match`, f.range);
-    }
-    if (f.platform !== undefined) {
-      if (!f.platform.includes('$')) {
-        const stageName = f.name ?? '';
-        let p: Platform | undefined;
-        try {
-          p = parsePlatform(f.platform);
-        } catch {
-          p = undefined;
-        }
-        if (!p || !stageName.includes(p.architecture))
-          ctx.warn(
-            'FromPlatformFlagConstDisallowed',
-            `FROM --platform flag should not use constant value "${f.platform}"`,
-            f.range,
-          );
-      } else if (/^\$\{?TARGETPLATFORM\}?$/.test(f.platform))
-        ctx.warn(
-          'RedundantTargetPlatform',
-          'Setting platform to predefined $TARGETPLATFORM in FROM is redundant as this is the default behavior',
-          f.range,
-        );
-    }
-    const seen = new Map<string, Instruction>();
-    for (const ins of s.body) {
-      if (ins.kind === 'CMD' || ins.kind === 'ENTRYPOINT' || ins.kind === 'HEALTHCHECK') {
-        const prev = seen.get(ins.kind);
-        if (prev)
-          ctx.warn(
-            'MultipleInstructionsDisallowed',
-            `Multiple ${ins.kind} instructions should not be used in the same stage because only the last one will be used`,
-            prev.range,
-          );
-        seen.set(ins.kind, ins);
-      }
-    }
-    for (const ins of s.body) {
-      if (ins.kind === 'MAINTAINER')
-        ctx.warn(
-          'MaintainerDeprecated',
-          'Maintainer instruction is deprecated in favor of using label',
-          ins.range,
-        );
-      if ((ins.kind === 'ENV' || ins.kind === 'LABEL') && ins.legacy)
-        ctx.warn(
-          'LegacyKeyValueFormat',
-          `"${ins.kind} key=value" should be used instead of legacy "${ins.kind} key value" format`,
-          ins.range,
-        );
-      if (ins.kind === 'ENV') for (const p of ins.pairs) secretCheck('ENV', p.key, ins.range, ctx);
-      if (ins.kind === 'ARG') for (const a of ins.args) argChecks(a, ins.range, ctx);
-      if (ins.kind === 'EXPOSE')
-        for (const v of ins.values) {
-          if (/\/[A-Za-z]+$/.test(v) && v !== v.toLowerCase())
-            ctx.warn(
-              'ExposeProtoCasing',
-              `Defined protocol '${v}' in EXPOSE instruction should be lowercase`,
-              ins.range,
-            );
-          if (/^[^$]*:/.test(v))
-            ctx.warn(
-              'ExposeInvalidFormat',
-              `EXPOSE instruction should not define an IP address or host-port mapping, found '${v}'`,
-              ins.range,
-            );
-        }
-    }
-  }
-  for (const g of decls.globals) for (const a of g.args) argChecks(a, g.range, ctx);
-}
-
-function secretCheck(kind: string, key: string, range: Range, ctx: Ctx): void {
-  if (SECRET_KEY.test(key) && !SECRET_ALLOW.test(key))
-    ctx.warn(
-      'SecretsUsedInArgOrEnv',
-      `Do not use ARG or ENV instructions for sensitive data (${kind} "${key}")`,
-      range,
-    );
-}
-
-function argChecks(a: { key: string; value?: string }, range: Range, ctx: Ctx): void {
-  secretCheck('ARG', a.key, range, ctx);
-  if (a.value !== undefined && (PLATFORM_ARGS as readonly string[]).includes(a.key))
-    ctx.warn(
-      'InvalidDefinitionOfPlatformArg',
-      `ARG ${a.key} has a default value: it overrides the automatic value for the platform being built; declare it as "ARG ${a.key}"`,
-      range,
-    );
 }
 
 /** Parses, checks and plans a Dockerfile for every requested platform. Pure; throws DockerfileError. */
