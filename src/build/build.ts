@@ -52,7 +52,7 @@ import {
 } from '../exec/index.js';
 import { holdProcessState, sweepBuildTemp } from '../exec/reap.js';
 import { applyLayerBlob } from '../layer/index.js';
-import type { ContainerConfig, HistoryEntry, ImageConfig } from '../oci/index.js';
+import type { ContainerConfig, Digest, HistoryEntry, ImageConfig } from '../oci/index.js';
 import {
   formatPlatform,
   isHostArchitecture,
@@ -140,6 +140,14 @@ export interface BuildOutput extends BuildResult {
   plan: Plan;
   /** Every step's record, for `--cache-to` (extcache/exportCache). */
   cache: BuildCacheInfo;
+  /** The base images the build used, by digest (for provenance). */
+  baseImages: Array<{
+    ref: string;
+    name: string;
+    platform: Platform;
+    rootDigest: Digest;
+    manifestDigest: Digest;
+  }>;
 }
 
 /** A failing build step, located in the Dockerfile, with the last lines of its output. */
@@ -411,7 +419,22 @@ async function buildLeased(opts: BuildOptions): Promise<BuildOutput> {
         return r;
       }),
     );
-    return { platforms: results, plan, cache: { records: engine.records(), finals } };
+    const baseImages = bases.flatMap((b) => {
+      const platform = toPlatform(b.platform);
+      const img = resolved.get(`${b.ref}\0${formatPlatform(platform)}`);
+      return img
+        ? [
+            {
+              ref: b.ref,
+              name: img.name,
+              platform,
+              rootDigest: img.rootDigest,
+              manifestDigest: img.manifestDigest,
+            },
+          ]
+        : [];
+    });
+    return { platforms: results, plan, cache: { records: engine.records(), finals }, baseImages };
   } finally {
     // A failure rejects at once while sibling steps are still stopping: let them finish their
     // own cleanup (containers, mounts) before removing what is left.

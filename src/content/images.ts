@@ -21,6 +21,16 @@ import { PolyarchError } from '../util/errors.js';
 import { familiarName, normalizeName } from './refname.js';
 import type { ContentStore, GcResult, NamedRef } from './store.js';
 
+/**
+ * Names under this prefix are the store's own bookkeeping (src/attest: an image's attestations,
+ * `polyarch.referrers/sha256-<hex>`), not images: listings and ID lookups skip them.
+ */
+export const REFERRERS_NAME_PREFIX = 'polyarch.referrers/';
+
+async function imageRefs(store: ContentStore): Promise<NamedRef[]> {
+  return (await store.refs()).filter((r) => !r.name.startsWith(REFERRERS_NAME_PREFIX));
+}
+
 /** Maps a user-typed reference to the stored name; default: the temporary local normaliser. */
 export type Normalize = (ref: string) => string;
 
@@ -65,7 +75,7 @@ export async function lookupRefs(
   }
   const id = /^(?:sha256:)?([0-9a-f]{4,64})$/.exec(ref)?.[1];
   if (id === undefined) return [];
-  let matches = (await store.refs()).filter((r) => digestHex(r.descriptor.digest).startsWith(id));
+  let matches = (await imageRefs(store)).filter((r) => digestHex(r.descriptor.digest).startsWith(id));
   // An untagged image is reachable by its ID alone; it goes by its digest.
   if (matches.length === 0)
     matches = (await store.untagged())
@@ -161,7 +171,7 @@ export async function listImages(store: ContentStore, opts: ListOptions = {}): P
   const untagged = opts.all
     ? (await store.untagged()).map((d) => ({ name: d.digest, descriptor: d }) as NamedRef)
     : [];
-  for (const ref of [...(await store.refs()), ...untagged]) {
+  for (const ref of [...(await imageRefs(store)), ...untagged]) {
     const { name, descriptor } = ref;
     const { repository, tag } = isUntagged(ref)
       ? { repository: '<none>', tag: '<none>' }

@@ -101,6 +101,12 @@ export async function runRemoteBuild(
       cacheFrom: flags.cacheFrom,
       cacheTo: flags.cacheTo,
       annotations: flags.annotation,
+      attest: (await import('../../attest/options.js')).attestFrontendAttrs(
+        (await import('../../attest/options.js')).withDefaultAttestations(
+          (await import('../../attest/options.js')).parseAttestFlags(flags),
+          { imageOutput: false },
+        ),
+      ),
       outputs,
       progress: renderer,
       signal: cancel.signal,
