@@ -257,11 +257,12 @@ const DEBIAN_LICENSES: Record<string, string> = {
 
 const SPDX_ID = /^[A-Za-z0-9][A-Za-z0-9.+-]*$/;
 
-function licenseId(word: string): string {
+/** One licence name (words as written) → an SPDX id; several words or odd characters make a `LicenseRef-`. */
+function licenseId(words: string[]): string {
+  const word = words.join(' ');
   const mapped = DEBIAN_LICENSES[word.toLowerCase()];
   if (mapped) return mapped;
-  if (SPDX_ID.test(word) && !/^(and|or|with)$/i.test(word))
-    return word.startsWith('LicenseRef-') ? word : word;
+  if (words.length === 1 && SPDX_ID.test(word)) return word;
   return `LicenseRef-${word.replace(/[^A-Za-z0-9.-]+/g, '-').replace(/^-+|-+$/g, '') || 'unknown'}`;
 }
 
@@ -274,7 +275,7 @@ export function spdxExpression(s: string): string {
   const out: string[] = [];
   let pendingWord: string[] = [];
   const flush = () => {
-    if (pendingWord.length > 0) out.push(licenseId(pendingWord.join('-')));
+    if (pendingWord.length > 0) out.push(licenseId(pendingWord));
     pendingWord = [];
   };
   for (const t of tokens) {
