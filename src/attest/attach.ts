@@ -216,7 +216,7 @@ export async function pushReferrers(
         err instanceof RegistryError && err.status !== undefined && err.status >= 400 && err.status < 500;
       if (!refused) throw err;
       warn?.(
-        `${ref.domain} refused the attestations of ${repositoryName(ref)}@${digestHex(subject).slice(0, 12)} (${errorMessage(err)}): the image is pushed without them`,
+        `${repositoryName(ref)}: the registry refused the attestations of ${digestHex(subject).slice(0, 12)} (${errorMessage(err)}): the image is pushed without them`,
       );
       return result;
     }

@@ -32,6 +32,9 @@ export interface ComposeBuildConfig {
   pull?: boolean;
   secrets?: { source: string; target?: string }[];
   network?: string;
+  /** buildx's `--sbom` / `--provenance` values (`true`, `false`, `mode=max`, …). */
+  sbom?: string | boolean;
+  provenance?: string | boolean;
   [other: string]: unknown;
 }
 

@@ -14,6 +14,7 @@
  */
 import { readFile } from 'node:fs/promises';
 import { basename } from 'node:path';
+import { attestContext } from '../build/attest.js';
 import { build } from '../build/index.js';
 import { exportBuild, resolveOutputs } from '../build/export/index.js';
 import { ContentStore, stateRoot, storeDir } from '../content/index.js';
@@ -170,6 +171,7 @@ export async function buildServices(
       extcache && b.cacheFrom.length > 0 && !b.noCache
         ? extcache.ImportedCache.open(b.cacheFrom, { env, ...(warn ? { warn } : {}) })
         : undefined;
+    const startedOn = new Date();
     try {
       const result = await build({
         ...(cacheImport ? { cacheImport } : {}),
@@ -193,7 +195,23 @@ export async function buildServices(
       });
       const epoch = env.SOURCE_DATE_EPOCH ?? b.buildArgs.SOURCE_DATE_EPOCH;
       const inline = b.cacheTo.some((s) => s.type === 'inline');
+      const attest = attestContext({
+        spec: b.attest,
+        outputs: p.outputs,
+        env,
+        output: result,
+        dockerfile: { name: b.dockerfilePath ? basename(b.dockerfilePath) : 'Dockerfile', text: dockerfile },
+        buildArgs: b.buildArgs,
+        ...(b.target !== undefined ? { target: b.target } : {}),
+        secrets: b.secrets,
+        ssh: [],
+        labels: b.labels,
+        noCache: b.noCache,
+        ...(b.network ? { network: b.network } : {}),
+        startedOn,
+      });
       const resp = await exportBuild(result, p.outputs, {
+        ...(attest ? { attest } : {}),
         ...(inline ? { inlineCache: result.cache } : {}),
         store,
         snapshotter,

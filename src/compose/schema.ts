@@ -29,6 +29,8 @@ export const BUILD_KEYS = [
   'pull',
   'secrets',
   'network',
+  'sbom',
+  'provenance',
 ] as const;
 
 export const composeSchema = {
@@ -65,6 +67,8 @@ export const composeSchema = {
               no_cache: { type: 'boolean' },
               pull: { type: 'boolean' },
               network: { type: 'string' },
+              sbom: { type: ['string', 'boolean'] },
+              provenance: { type: ['string', 'boolean'] },
               secrets: {
                 type: 'array',
                 items: {

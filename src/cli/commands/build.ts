@@ -440,7 +440,7 @@ async function runBuild(context: string, flags: BuildFlags, ctx: CliContext): Pr
       if (outputs.length > 0) {
         exp.checkOutputs(result, outputs);
         const ectx = await (early ?? exportCtx());
-        const attest = (await import('../../attest/from-build.js')).attestContext({
+        const attest = (await import('../../build/attest.js')).attestContext({
           spec: (await import('../../attest/options.js')).parseAttestFlags(flags),
           outputs,
           env: ctx.env,

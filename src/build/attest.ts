@@ -5,11 +5,15 @@
  *   const attest = attestContext({ spec, outputs, env, output: result, dockerfile, … });
  *   await exportBuild(result, outputs, { ...ctx, ...(attest ? { attest } : {}) });
  */
-import type { BuildOutput } from '../build/build.js';
+import type { BuildOutput } from './build.js';
 import { formatPlatform, hostPlatform, normalizePlatform, type Platform } from '../platform/index.js';
-import type { AttestContext } from './index.js';
-import { type AttestSpec, withDefaultAttestations } from './options.js';
-import type { BuildInfo, BuildStep } from './provenance.js';
+import {
+  type AttestContext,
+  type AttestSpec,
+  type BuildInfo,
+  type BuildStep,
+  withDefaultAttestations,
+} from '../attest/index.js';
 
 export interface AttestBuildInput {
   spec: AttestSpec;
