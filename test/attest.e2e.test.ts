@@ -355,6 +355,35 @@ describe('attestations', { concurrency: false }, () => {
       idx.manifests.map((m: Json) => m.artifactType ?? 'image'),
       ['image', 'application/vnd.in-toto+json'],
     );
+    // save carries the SBOM asked for (not the default provenance); load makes it a referrer
+    // again, so a push from the loading store carries it.
+    const saved = join(root, 'default', 'saved.tar');
+    const sv = polyarch(['save', '-o', saved, 'attest-local:1'], e2);
+    assert.equal(sv.status, 0, sv.stderr);
+    const sidx = JSON.parse(spawnSync('tar', ['-xOf', saved, 'index.json'], { encoding: 'utf8' }).stdout);
+    assert.deepEqual(
+      sidx.manifests.map((m: Json) => m.artifactType ?? m.annotations['org.opencontainers.image.ref.name']),
+      ['docker.io/library/attest-local:1', 'application/vnd.in-toto+json'],
+    );
+    const e3 = envFor('default-loaded');
+    const ld = polyarch(['load', '-i', saved], e3);
+    assert.equal(ld.status, 0, ld.stderr);
+    assert.doesNotMatch(polyarch(['images', '-a'], e3).stdout, /<none>/);
+    const lp = polyarch(['push', 'attest-local:1', `${reg.host}/loaded:1`], e3);
+    assert.equal(lp.status, 0, lp.stderr);
+    assert.deepEqual(
+      (await referrersTag(reg.host, 'loaded', withDefault))!.map(
+        (r) => r.annotations?.['in-toto.io/predicate-type'],
+      ),
+      [SPDX],
+    );
+    // rmi takes the attestations with the image.
+    const storeIndex = (e: NodeJS.ProcessEnv) =>
+      readFileSync(join(e.POLYARCH_ROOT!, 'store', 'index.json'), 'utf8');
+    assert.match(storeIndex(e2), /polyarch\.referrers\//);
+    const rm = polyarch(['rmi', 'attest-local:1'], e2);
+    assert.equal(rm.status, 0, rm.stderr);
+    assert.doesNotMatch(storeIndex(e2), /polyarch\.referrers\//);
   });
 
   test('bad attestation flags: one clear line, exit 2, nothing built', () => {

@@ -31,6 +31,26 @@ async function imageRefs(store: ContentStore): Promise<NamedRef[]> {
   return (await store.refs()).filter((r) => !r.name.startsWith(REFERRERS_NAME_PREFIX));
 }
 
+/**
+ * Removes the referrer indexes (attestations) whose subject no image of the store reaches any
+ * more, so that gc collects them with the image they described.
+ */
+export async function dropOrphanReferrers(store: ContentStore): Promise<number> {
+  const all = await store.refs();
+  const referrers = all.filter((r) => r.name.startsWith(REFERRERS_NAME_PREFIX));
+  if (referrers.length === 0) return 0;
+  const live = await store.reachable([
+    ...all.filter((r) => !r.name.startsWith(REFERRERS_NAME_PREFIX)).map((r) => r.descriptor),
+    ...(await store.untagged()),
+  ]);
+  let dropped = 0;
+  for (const r of referrers) {
+    const subject = r.name.slice(REFERRERS_NAME_PREFIX.length).replace('-', ':') as Digest;
+    if (!live.has(subject) && (await store.untag(r.name))) dropped++;
+  }
+  return dropped;
+}
+
 /** Maps a user-typed reference to the stored name; default: the temporary local normaliser. */
 export type Normalize = (ref: string) => string;
 
@@ -292,6 +312,7 @@ export async function removeImages(
   for (const f of found.values())
     if (isUntagged(f)) await store.removeUntagged(f.descriptor.digest);
     else await store.untag(f.name);
+  await dropOrphanReferrers(store);
   const freed = await store.gc();
   return { untagged: [...found.values()], freed };
 }

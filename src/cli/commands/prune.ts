@@ -73,6 +73,8 @@ export function register(program: Command, ctx: CliContext): void {
         ctx.out.write(
           `Kept ${r.kept.length} build cache records in use by running operations (${humanSize(r.kept.reduce((n, k) => n + k.size, 0))})\n`,
         );
+      // Attestations of images no name reaches any more (a re-tagged name) go with them.
+      await (await import('../../content/index.js')).dropOrphanReferrers(store);
       const { removed, bytes, kept, keptBytes } = await store.gc();
       const { LayerMemo } = await import('../../build/export/layers.js');
       const memo = await LayerMemo.open(stateRoot(ctx.env));
