@@ -331,8 +331,13 @@ describe('attestations', { concurrency: false }, () => {
       env,
     );
     assert.equal(s.stdout, '{}\n');
-    // The same subject: the --provenance=false pushes did not add any, the default one stays.
+    // The same subject: the --provenance=false pushes did not add any, the default one stays;
+    // a rebuild's provenance replaces it in the list rather than adding another.
     assert.equal((await referrersTag(reg.host, 'defaults', withDefault))!.length, 1);
+    assert.equal(run('again', []), withDefault);
+    const again = (await referrersTag(reg.host, 'defaults', withDefault))!;
+    assert.equal(again.length, 1);
+    assert.notEqual(again[0]!.digest, refs[0]!.digest);
     // The local store keeps it (hidden from `images`) and `push` carries it to another repository.
     const images = polyarch(['images'], env);
     assert.doesNotMatch(images.stdout, /polyarch\.referrers/);

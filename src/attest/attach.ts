@@ -206,7 +206,20 @@ export async function pushReferrers(
       }
       if (unindexed.length > 0) {
         const have = await fallbackIndex(client, ref, subject);
-        const merged = [...have.filter((d) => !unindexed.some((u) => u.digest === d.digest)), ...unindexed];
+        // A rebuild's attestation of a predicate type supersedes the one listed before (else
+        // every warm rebuild would grow the list); other referrers (signatures…) stay.
+        const types = new Set(unindexed.map((u) => u.annotations?.[PREDICATE_ANNOTATION]));
+        const merged = [
+          ...have.filter(
+            (d) =>
+              !unindexed.some((u) => u.digest === d.digest) &&
+              !(
+                d.artifactType === ATTESTATION_ARTIFACT_TYPE &&
+                types.has(d.annotations?.[PREDICATE_ANNOTATION])
+              ),
+          ),
+          ...unindexed,
+        ];
         const bytes = encodeJson(indexOf(merged));
         await client.putManifest(ref, referrersTag(subject), bytes, MediaType.OciIndex);
         result.fallback++;
