@@ -120,6 +120,14 @@ function spdxId(kind: string, name: string, key: string): string {
   return `SPDXRef-${kind}-${name.replace(/[^A-Za-z0-9.-]+/g, '-')}-${sha(key).slice(0, 16)}`;
 }
 
+/** SPDX's supplier field: a team or project maintaining a package is an Organization. */
+function supplierOf(maintainer: string): string {
+  const m = maintainer.replace(/\s+/g, ' ').trim();
+  return /\b(team|maintainers|project|group|developers|community)\b/i.test(m)
+    ? `Organization: ${m}`
+    : `Person: ${m}`;
+}
+
 export function spdxDocument(scan: ScanResult, opts: SpdxOptions): SpdxDocument {
   const hex = opts.manifestDigest.slice('sha256:'.length);
   const imageName = opts.names[0] ?? `sha256:${hex}`;
@@ -153,7 +161,7 @@ export function spdxDocument(scan: ScanResult, opts: SpdxOptions): SpdxDocument 
       name: p.name,
       SPDXID: id,
       versionInfo: p.version,
-      ...(p.supplier ? { supplier: `Person: ${p.supplier.replace(/\n/g, ' ')}` } : {}),
+      ...(p.supplier ? { supplier: supplierOf(p.supplier) } : {}),
       downloadLocation: 'NOASSERTION',
       filesAnalyzed: false,
       licenseConcluded: 'NOASSERTION',
