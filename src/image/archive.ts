@@ -31,7 +31,7 @@ import {
   PREDICATE_ANNOTATION,
 } from '../attest/index.js';
 import { createHash, randomBytes } from 'node:crypto';
-import { createReadStream, createWriteStream } from 'node:fs';
+import { createWriteStream } from 'node:fs';
 import { open, rename, unlink } from 'node:fs/promises';
 import { basename, dirname, join, posix } from 'node:path';
 import { Readable, type Writable } from 'node:stream';
@@ -718,7 +718,8 @@ async function loadArchiveLeased(opts: LoadOptions): Promise<LoadResult> {
     } catch (err) {
       throw archiveError(`archive ${what}`, errorMessage(err), 'NOT_FOUND', err);
     }
-    input = createReadStream('', { fd: fh.fd, highWaterMark: 1 << 20 });
+    // The handle's own stream: it closes the handle, so no FileHandle is left for gc to close.
+    input = fh.createReadStream({ highWaterMark: 1 << 20 });
   } else input = opts.input;
   const loader = new Loader(opts.store, what);
   try {
