@@ -17,6 +17,11 @@ export function timestampMs(t: { seconds: number; nanos: number } | undefined): 
 
 export const BytesMessage = msg({ data: [1, 'bytes'] });
 
+// --- sshforward (session/sshforward/ssh.proto) -------------------------------------------
+
+export const CheckAgentRequest = msg({ ID: [1, 'string'] });
+export const CheckAgentResponse = msg({});
+
 // --- Control ---------------------------------------------------------------------------
 
 export const Platform = msg({

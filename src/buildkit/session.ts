@@ -9,7 +9,10 @@
  * - moby.filesync.v1.FileSend/DiffCopy: exporter output streamed back (tar bytes),
  * - moby.filesync.v1.Auth/Credentials: registry credentials from Docker's config.json and
  *   credential helpers (GetTokenAuthority answers Unimplemented: the daemon fetches tokens),
- * - moby.buildkit.secrets.v1.Secrets/GetSecret: `--secret` values (NotFound when missing).
+ * - moby.buildkit.secrets.v1.Secrets/GetSecret: `--secret` values (NotFound when missing),
+ * - moby.sshforward.v1.SSH/CheckAgent and ForwardAgent (`--ssh`, only when given): each
+ *   connection a step makes to its agent socket is one ForwardAgent stream, piped to the
+ *   agent of the id in `buildkit.ssh.id` metadata.
  *
  *   const s = new BuildSession({ dirs: { context: dir, dockerfile: dfDir }, secrets, env });
  *   s.attach(channel);                // opens the stream; pass s.id as SolveRequest.session
@@ -34,6 +37,8 @@ import { sendEntries, walkContext } from './filesync.js';
 import { receiveTree } from './receive.js';
 import {
   BytesMessage,
+  CheckAgentRequest,
+  CheckAgentResponse,
   CredentialsRequest,
   CredentialsResponse,
   GetSecretRequest,
@@ -63,6 +68,14 @@ export interface SessionOptions {
    * only for what changed. Default: random (a full transfer).
    */
   sharedKey?: string;
+  /** `--ssh` agents by id (build/ssh.ts SshForwarder); none: the daemon sees no SSH service. */
+  ssh?: SshAgents;
+}
+
+/** What the session needs of the agents it forwards. */
+export interface SshAgents {
+  has(id: string): boolean;
+  connect(id: string): Promise<Duplex>;
 }
 
 class ServiceError extends Error {
@@ -102,6 +115,10 @@ export class BuildSession {
       ['/moby.filesync.v1.Auth/Credentials', (c) => this.credentials(c)],
       ['/moby.buildkit.secrets.v1.Secrets/GetSecret', (c) => this.secret(c)],
     ]);
+    if (opts.ssh) {
+      this.handlers.set('/moby.sshforward.v1.SSH/CheckAgent', (c) => this.checkAgent(c));
+      this.handlers.set('/moby.sshforward.v1.SSH/ForwardAgent', (c) => this.forwardAgent(c));
+    }
   }
 
   /** Opens the Session stream on `channel` and starts serving. */
@@ -259,5 +276,50 @@ export class BuildSession {
       throw e;
     }
     await call.write(GetSecretResponse, { data: v });
+  }
+
+  private agentId(id: string): string {
+    if (!this.opts.ssh?.has(id)) {
+      const e = new ServiceError(`unset ssh forward key ${id}`);
+      e.grpcCode = Status.NOT_FOUND;
+      throw e;
+    }
+    return id;
+  }
+
+  private async checkAgent(call: ServerCall): Promise<void> {
+    const req = await call.read(CheckAgentRequest);
+    this.agentId(String(req?.ID ?? '') || 'default');
+    await call.write(CheckAgentResponse, {});
+  }
+
+  /** One agent connection of a step: bytes both ways until either side ends. */
+  private async forwardAgent(call: ServerCall): Promise<void> {
+    const id = this.agentId(metaOne(call, 'buildkit.ssh.id') || 'default');
+    const conn = await this.opts.ssh!.connect(id);
+    conn.on('error', () => {});
+    const up = (async () => {
+      try {
+        for (;;) {
+          const m = await call.read(BytesMessage);
+          if (!m) break;
+          const data = m.data as Buffer;
+          if (data.length > 0 && !conn.write(data))
+            await new Promise<void>((res) => {
+              conn.once('drain', res);
+              conn.once('close', res);
+            });
+        }
+      } finally {
+        conn.end();
+      }
+    })();
+    try {
+      for await (const chunk of conn) await call.write(BytesMessage, { data: chunk as Buffer });
+    } finally {
+      // The agent is done: the call ends here, which also ends the read loop above.
+      conn.destroy();
+      up.catch(() => {});
+    }
   }
 }

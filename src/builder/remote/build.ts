@@ -21,6 +21,8 @@ import { createWriteStream, mkdirSync } from 'node:fs';
 import { PassThrough, type Writable } from 'node:stream';
 import { BuildSession } from '../../buildkit/index.js';
 import type { OutputSpec } from '../../build/export/index.js';
+import type { SshSource } from '../../build/ssh.js';
+import type { NamedContextSpec } from '../../build/named-context.js';
 import type { ContentStore } from '../../content/index.js';
 import { type Descriptor, MediaType, parseImageConfig, parseImageDocument } from '../../oci/index.js';
 import { parseReference, repositoryName } from '../../oci/reference.js';
@@ -49,6 +51,10 @@ export interface RemoteBuildRequest {
   pull?: boolean;
   network?: 'default' | 'host' | 'none';
   secrets: ReadonlyArray<{ id: string; src?: string; env?: string }>;
+  /** `--ssh` agents or key files for `RUN --mount=type=ssh`, forwarded over each node's session. */
+  ssh?: readonly SshSource[];
+  /** `--build-context`s (build/named-context.ts parseBuildContext). */
+  namedContexts?: readonly NamedContextSpec[];
   /** `--cache-from` / `--cache-to` specs (`type=registry,ref=…[,mode=max]`; a bare ref is a registry one). */
   cacheFrom?: readonly string[];
   cacheTo?: readonly string[];
@@ -171,7 +177,39 @@ function frontendAttrs(
   const imports = (req.cacheFrom ?? []).map((c) => parseCacheSpec(c, '--cache-from'));
   if (imports.length > 0)
     a['cache-imports'] = JSON.stringify(imports.map((i) => ({ Type: i.type, Attrs: i.attrs })));
+  Object.assign(a, contextAttrs(req.namedContexts ?? []).attrs);
   return a;
+}
+
+/**
+ * `--build-context`s as buildx sends them: `context:NAME` frontend attributes naming an image
+ * (`docker-image://…`), a git or http(s) URL as given, or a session dir (`local:NAME`, shared by
+ * the session's FileSync as `dirs`). OCI layouts need buildx's OCI content store attachable,
+ * which the session does not serve yet: refused.
+ */
+export function contextAttrs(specs: readonly NamedContextSpec[]): {
+  attrs: Record<string, string>;
+  dirs: Record<string, string>;
+} {
+  const attrs: Record<string, string> = {};
+  const dirs: Record<string, string> = {};
+  for (const s of specs) {
+    attrs['frontend.caps'] = 'moby.buildkit.frontend.contexts+forward';
+    const src = s.source;
+    if (src.kind === 'image') attrs[`context:${s.name}`] = `docker-image://${src.ref}`;
+    else if (src.kind === 'git' || src.kind === 'http') attrs[`context:${s.name}`] = s.value;
+    else if (src.kind === 'local') {
+      // buildx: `context` and `dockerfile` are the session's own dirs.
+      const local = s.name === 'context' || s.name === 'dockerfile' ? `_${s.name}` : s.name;
+      dirs[local] = src.dir;
+      attrs[`context:${s.name}`] = `local:${local}`;
+    } else
+      throw new PolyarchError(
+        'UNSUPPORTED',
+        `--build-context ${s.name}=${s.value}: oci-layout contexts are not supported on BuildKit builders yet`,
+      );
+  }
+  return { attrs, dirs };
 }
 
 function imageAttrs(o: OutputSpec, annotations: Readonly<Record<string, string>>): Record<string, string> {
@@ -352,6 +390,10 @@ export async function remoteBuild(builder: Builder, req: RemoteBuildRequest): Pr
   const warn = req.warn ?? (() => {});
   const env = req.env ?? process.env;
   const secrets = await readSecrets(req);
+  // `--ssh`: one forwarder for every node's session (agents for key files start on first use).
+  const agents = req.ssh?.length
+    ? new (await import('../../build/ssh.js')).SshForwarder(req.ssh, env)
+    : undefined;
   const ssh = builder.nodes.find((n) => nodeDriver(builder, n) === 'ssh');
   if (ssh)
     throw new PolyarchError(
@@ -461,8 +503,13 @@ export async function remoteBuild(builder: Builder, req: RemoteBuildRequest): Pr
             annotationAttrs(req.annotations ?? []),
           );
           const session = new BuildSession({
-            dirs: { context: req.contextDir, dockerfile: dockerfileDir },
+            dirs: {
+              ...contextAttrs(req.namedContexts ?? []).dirs,
+              context: req.contextDir,
+              dockerfile: dockerfileDir,
+            },
             secrets,
+            ...(agents ? { ssh: agents } : {}),
             env,
             name: `polyarch ${builder.name}/${job.n.node.name}`,
             // Stable per machine and context (as buildx's): a rebuild sends only what changed.
@@ -531,6 +578,7 @@ export async function remoteBuild(builder: Builder, req: RemoteBuildRequest): Pr
   } finally {
     for (const n of connected) n.client.close();
     if (tmpDockerfileDir) await rm(tmpDockerfileDir, { recursive: true, force: true });
+    await agents?.close();
   }
 }
 

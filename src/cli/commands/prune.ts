@@ -21,6 +21,7 @@ interface PruneFlags {
   keepStorage?: string;
   force?: boolean;
   verbose?: boolean;
+  builder?: string;
 }
 
 export function register(program: Command, ctx: CliContext): void {
@@ -37,8 +38,9 @@ export function register(program: Command, ctx: CliContext): void {
     .option('--keep-storage <size>', 'Amount of disk space to keep for cache (most recently used)')
     .option('-f, --force', 'Do not prompt for confirmation (polyarch never prompts)')
     .option('--verbose', 'Provide a more verbose output')
+    .option('--builder <name>', 'builder instance whose caches to prune (default: the current one)')
     .action(async (flags: PruneFlags) => {
-      const { UsageError, errorMessage } = await import('../../util/errors.js');
+      const { PolyarchError, UsageError, errorMessage } = await import('../../util/errors.js');
       const { parseDuration, parseSize, pruneCache } = await import('../../build/index.js');
       let untilMs = 0;
       for (const f of flags.filter) {
@@ -57,14 +59,30 @@ export function register(program: Command, ctx: CliContext): void {
         } catch (err) {
           throw new UsageError(`invalid --keep-storage: ${errorMessage(err)}`);
         }
+      // A builder with BuildKit nodes: each node prunes its own cache (buildx prune).
+      const { resolveBuilder, hasRemoteNodes, nodeDriver } = await import('../../builder/index.js');
+      const builder = await resolveBuilder(flags.builder, { env: ctx.env });
+      if (hasRemoteNodes(builder) && keepBytes > 0)
+        throw new PolyarchError(
+          'UNSUPPORTED',
+          '--keep-storage is not supported yet on BuildKit nodes (use --filter until=…)',
+        );
       const { ContentStore, storeDir, stateRoot } = await import('../../content/index.js');
-      const store = await ContentStore.open(storeDir(ctx.env));
       if (program.name() === 'polyarch') {
         // Top-level prune also removes stopped containers (`builder prune` is the cache only).
         const { pruneContainers } = await import('../../exec/containers.js');
         const gone = await pruneContainers(stateRoot(ctx.env));
         if (gone.length > 0) ctx.out.write(`Deleted Containers:\n${gone.map((id) => `${id}\n`).join('')}\n`);
       }
+      if (hasRemoteNodes(builder)) {
+        const { pruneNodes } = await import('../../builder/remote/cache.js');
+        const gone = await pruneNodes(builder, { all: flags.all ?? false, keepDurationMs: untilMs });
+        if (gone.length > 0)
+          ctx.out.write(`${formatCacheRecords(gone, flags.verbose ?? false)}${flags.verbose ? '\n' : ''}`);
+        ctx.out.write(formatTable([['Total:', humanSize(gone.reduce((n, r) => n + r.size, 0))]]));
+        if (!builder.nodes.some((n) => nodeDriver(builder, n) === 'local')) return;
+      }
+      const store = await ContentStore.open(storeDir(ctx.env));
       const r = await pruneCache({ env: ctx.env, store, all: flags.all ?? false, untilMs, keepBytes });
       if (r.removed.length > 0)
         ctx.out.write(`${formatCacheRecords(r.removed, flags.verbose ?? false)}${flags.verbose ? '\n' : ''}`);
