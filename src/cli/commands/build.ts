@@ -41,6 +41,7 @@ export interface BuildFlags {
   call?: string;
   ssh: string[];
   buildContext: string[];
+  report?: string;
 }
 
 const collect = (v: string, prev: string[]) => [...prev, v];
@@ -115,6 +116,7 @@ export function register(program: Command, ctx: CliContext): void {
       [],
     )
     .option('--metadata-file <file>', 'write build result metadata (JSON) to this file')
+    .option('--report <file>', "write the build's timeline (one self-contained HTML file) to this file")
     .option('--iidfile <file>', 'write the image ID to this file')
     .option('--builder <name>', 'builder instance to use')
     .option('--max-parallelism <n>', 'maximum number of steps run at once')
@@ -327,7 +329,17 @@ async function runBuild(context: string, flags: BuildFlags, ctx: CliContext): Pr
     import('../../build/index.js'),
     import('../../dockerfile/index.js'),
   ]);
-  const renderer = ui.chooseRenderer(flags.progress, { stream: ctx.err, isTTY: ctx.isTTY, env: ctx.env });
+  // The build history (src/history): a tee in front of the renderer records the build.
+  const { resolveBuilder } = await import('../../builder/builders.js');
+  const builder = await resolveBuilder(flags.builder, { env: ctx.env });
+  const rec = await (await import('./build-history.js')).recordBuild(
+    ui.chooseRenderer(flags.progress, { stream: ctx.err, isTTY: ctx.isTTY, env: ctx.env }),
+    context,
+    flags,
+    ctx,
+    { builder },
+  );
+  const renderer = rec.sink;
   // buildx: with no progress drawn, the image ID is printed instead (`IMG=$(polyarch build -q .)`).
   const quiet = ui.resolveProgressMode(flags.progress, { isTTY: ctx.isTTY, env: ctx.env }) === 'quiet';
   // SIGINT/SIGTERM cancel the build: running containers are stopped, mounts and temporary
@@ -335,12 +347,10 @@ async function runBuild(context: string, flags: BuildFlags, ctx: CliContext): Pr
   const cancel = cancelOnSignals();
   let resp: Awaited<ReturnType<typeof build>>;
   try {
-    resp = await build(
-      { ...req, progress: renderer, signal: cancel.signal },
-      flags.builder !== undefined ? { builder: flags.builder } : {},
-    );
+    resp = await build({ ...req, progress: renderer, signal: cancel.signal }, { builder });
   } catch (err) {
     await renderer.close();
+    await rec.finish({ error: err, canceled: cancel.signal.aborted });
     const canceled = cancel.canceled((t) => ctx.err.write(t));
     if (canceled !== undefined) return canceled;
     const report = buildFailureReport(err, { engine, df });
@@ -351,6 +361,10 @@ async function runBuild(context: string, flags: BuildFlags, ctx: CliContext): Pr
     cancel.dispose();
   }
   await renderer.close();
+  await rec.finish({
+    outputs: resp.digest ? { 'containerimage.digest': resp.digest } : {},
+    ...(builder.driver !== 'local' && resp.nodes ? { placement: resp.nodes } : {}),
+  });
   // buildx prints the image exporters' ID; a local or tar output has none.
   if (quiet && resp.digest && hasImageOutput(req.outputs)) ctx.out.write(`${resp.digest}\n`);
   if (warning) ctx.err.write(`${warning}\n`);

@@ -91,11 +91,24 @@ async function runComposeBuild(
     return 0;
   }
 
-  const renderer = ui.chooseRenderer(flags.quiet ? 'quiet' : flags.progress, {
-    stream: ctx.err,
-    isTTY: ctx.isTTY,
-    env: ctx.env,
-  });
+  // The build history (src/history): one record for the project's build.
+  const { resolveBuilder } = await import('../../builder/builders.js');
+  const rec = await (await import('./build-history.js')).recordCompose(
+    ui.chooseRenderer(flags.quiet ? 'quiet' : flags.progress, {
+      stream: ctx.err,
+      isTTY: ctx.isTTY,
+      env: ctx.env,
+    }),
+    project,
+    builds,
+    ctx,
+    {
+      noCache: flags.cache === false,
+      push: flags.push ?? false,
+      builder: await resolveBuilder(flags.builder, { env: ctx.env }),
+    },
+  );
+  const renderer = rec.sink;
   const cancel = cancelOnSignals();
   let results: Awaited<ReturnType<typeof lib.buildServices>>;
   try {
@@ -110,6 +123,7 @@ async function runComposeBuild(
     });
   } catch (err) {
     await renderer.close();
+    await rec.finish({ error: err, canceled: cancel.signal.aborted });
     const canceled = cancel.canceled((t) => ctx.err.write(t));
     if (canceled !== undefined) return canceled;
     if (err instanceof lib.ServiceBuildError) {
@@ -124,6 +138,7 @@ async function runComposeBuild(
     cancel.dispose();
   }
   await renderer.close();
+  await rec.finish();
   if (!flags.quiet && flags.progress !== 'quiet')
     for (const r of results)
       ctx.err.write(` Service ${r.service}  Built  ${r.names.join(', ')} (${r.platforms.join(', ')})\n`);

@@ -8,7 +8,8 @@
  * and drop layer memo entries (src/build/export/layers.ts) whose blob went with them. What a
  * running pull, build or run leases (src/content/leases.ts) is kept, and the output says so:
  * `Kept N build cache records in use by running operations`, `Kept N blobs in use by running
- * operations`.
+ * operations`. Build records (`history ls`) are pruned too: finished ones older than 48h (or
+ * `until`), all finished ones with `--all`.
  */
 import type { Command } from 'commander';
 import type { CliContext } from '../context.js';
@@ -91,6 +92,14 @@ export function register(program: Command, ctx: CliContext): void {
         ctx.out.write(
           `Kept ${r.kept.length} build cache records in use by running operations (${humanSize(r.kept.reduce((n, k) => n + k.size, 0))})\n`,
         );
+      // Build records (src/history) go with the cache: all finished ones with --all, else
+      // those older than --filter until= (default 48h, BuildKit's history max age).
+      const { HistoryStore } = await import('../../history/index.js');
+      const records = await new HistoryStore(stateRoot(ctx.env)).prune({
+        ...(flags.all ? { all: true } : {}),
+        ...(untilMs > 0 ? { olderThanMs: untilMs } : {}),
+      });
+      if (records.length > 0) ctx.out.write(`Deleted build records: ${records.length}\n`);
       // Attestations of images no name reaches any more (a re-tagged name) go with them.
       await (await import('../../content/index.js')).dropOrphanReferrers(store);
       const { removed, bytes, kept, keptBytes } = await store.gc();
