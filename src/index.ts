@@ -60,6 +60,13 @@ export { runImage } from './exec/container.js';
 export { binfmtStatus, installEmulators, uninstallEmulators } from './exec/binfmt.js';
 // One build request on any builder (the local engine, BuildKit nodes, or both).
 export type { BuildRequest, BuildResponse } from './builder/request.js';
+export {
+  type AttestSpec,
+  parseAttestFlags,
+  type PlatformAttestations,
+  registryAttestations,
+  scanLayers,
+} from './attest/index.js';
 export { runBuild } from './builder/run.js';
 // Builder instances.
 export { createBuilder, listBuilders, removeBuilder, resolveBuilder, useBuilder } from './builder/index.js';

@@ -26,7 +26,8 @@
 import { createServer, type Server, type Socket, connect } from 'node:net';
 
 export interface StatusFault {
-  status: 500 | 502 | 503 | 429;
+  /** 400 answers MANIFEST_INVALID: a registry refusing a document it does not support. */
+  status: 400 | 500 | 502 | 503 | 429;
   /** Seconds, sent as Retry-After. */
   retryAfter?: number;
 }
@@ -71,6 +72,7 @@ interface Head {
 }
 
 const REASON: Record<number, string> = {
+  400: 'Bad Request',
   429: 'Too Many Requests',
   500: 'Internal Server Error',
   502: 'Bad Gateway',
@@ -162,7 +164,10 @@ export async function startFaultProxy(upstream: string, rules: FaultRule[]): Pro
     const answer = (f: StatusFault) => {
       const text = JSON.stringify({
         errors: [
-          { code: f.status === 429 ? 'TOOMANYREQUESTS' : 'UNKNOWN', message: 'injected by the fault proxy' },
+          {
+            code: f.status === 429 ? 'TOOMANYREQUESTS' : f.status === 400 ? 'MANIFEST_INVALID' : 'UNKNOWN',
+            message: 'injected by the fault proxy',
+          },
         ],
       });
       const retry = f.retryAfter !== undefined ? `Retry-After: ${f.retryAfter}\r\n` : '';

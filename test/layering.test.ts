@@ -1,7 +1,7 @@
 /**
  * Keeps src/ layered: a module may import only from layers below its own (or from
  * itself). The ranks mirror the pipeline: platform → oci → content/registry →
- * layer → image → dockerfile → snapshot → exec → build → builder → compose → index → cli.
+ * layer → attest → image → dockerfile → snapshot → exec → build → builder → compose → index → cli.
  */
 import assert from 'node:assert/strict';
 import { readdirSync, readFileSync, statSync } from 'node:fs';
@@ -19,6 +19,7 @@ const RANKS: Record<string, number> = {
   registry: 3,
   layer: 4,
   history: 4,
+  attest: 4.5,
   image: 5,
   dockerfile: 5,
   snapshot: 6,

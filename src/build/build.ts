@@ -13,6 +13,7 @@ import {
 } from '../dockerfile/index.js';
 import { checkExecutable, cleanupStale } from '../exec/index.js';
 import { holdProcessState, sweepBuildTemp } from '../exec/reap.js';
+import type { Digest } from '../oci/index.js';
 import {
   formatPlatform,
   isHostArchitecture,
@@ -113,6 +114,14 @@ export interface BuildOutput extends BuildResult {
   plan: Plan;
   /** Every step's record, for `--cache-to` (extcache/exportCache). */
   cache: BuildCacheInfo;
+  /** The base images the build used, by digest (for provenance). */
+  baseImages: Array<{
+    ref: string;
+    name: string;
+    platform: Platform;
+    rootDigest: Digest;
+    manifestDigest: Digest;
+  }>;
 }
 
 function epochFrom(opts: BuildOptions): string | undefined {
@@ -248,6 +257,8 @@ async function buildLeased(opts: BuildOptions): Promise<BuildOutput> {
   };
   let releaseHold: () => void;
   let engine: Engine;
+  // The base images by digest, for provenance (src/attest).
+  let baseImages: BuildOutput['baseImages'] = [];
   try {
     const bases = [...collectBaseImages(plan), ...contextImages(plan, contexts)];
     const resolved = new Map<string, ResolvedImage>();
@@ -284,6 +295,21 @@ async function buildLeased(opts: BuildOptions): Promise<BuildOutput> {
         }
       }),
     );
+    baseImages = bases.flatMap((b) => {
+      const platform = toPlatform(b.platform);
+      const img = resolved.get(`${b.ref}\0${formatPlatform(platform)}`);
+      return img
+        ? [
+            {
+              ref: b.ref,
+              name: img.name,
+              platform,
+              rootDigest: img.rootDigest,
+              manifestDigest: img.manifestDigest,
+            },
+          ]
+        : [];
+    });
     if (bases.length > 0 || contexts.size > 0) {
       const imageConfig = (ref: string, platform: PlatformSpec): ImageConfigInfo | undefined => {
         const img = resolved.get(`${ref}\0${formatPlatform(toPlatform(platform))}`);
@@ -351,7 +377,7 @@ async function buildLeased(opts: BuildOptions): Promise<BuildOutput> {
         return r;
       }),
     );
-    return { platforms: results, plan, cache: { records: engine.records(), finals } };
+    return { platforms: results, plan, cache: { records: engine.records(), finals }, baseImages };
   } finally {
     // A failure rejects at once while sibling steps are still stopping: let them finish their
     // own cleanup (containers, mounts) before removing what is left.

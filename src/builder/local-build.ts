@@ -67,6 +67,7 @@ export async function buildLocally(req: BuildRequest): Promise<BuildResponse> {
     if (cacheImport) cleanup.push(() => cacheImport.close());
     const outputs = [...req.outputs];
     let result: BuildOutput;
+    const startedOn = new Date();
     try {
       result = await engine.build({
         dockerfile: inputs.dockerfile,
@@ -105,9 +106,27 @@ export async function buildLocally(req: BuildRequest): Promise<BuildResponse> {
       exp.checkOutputs(result, outputs);
       const ectx = await (early ?? exportCtx());
       const inline = cacheTo.some((s) => s.type === 'inline');
+      // Attestations (src/attest): what was asked, with buildx's default min provenance.
+      const attest = (await import('../build/attest.js')).attestContext({
+        spec: req.attest ?? {},
+        outputs,
+        env,
+        output: result,
+        dockerfile: { name: inputs.dockerfileName, text: inputs.dockerfile },
+        ...(inputs.remote ? { remote: inputs.remote } : {}),
+        buildArgs,
+        ...(req.target !== undefined ? { target: req.target } : {}),
+        secrets: req.secrets ?? [],
+        ssh: req.ssh ?? [],
+        labels: { ...(req.labels ?? {}) },
+        noCache: req.noCache ?? false,
+        network: req.network ?? 'default',
+        startedOn,
+      });
       const out = await exp.exportBuild(result, outputs, {
         ...ectx,
         ...(inline ? { inlineCache: result.cache } : {}),
+        ...(attest ? { attest } : {}),
       });
       await exp.writeBuildFiles(out, {
         ...(req.metadataFile ? { metadataFile: req.metadataFile } : {}),

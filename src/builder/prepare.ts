@@ -19,6 +19,8 @@ export interface PreparedInputs {
   dockerfilePath?: string;
   /** Its base name, for errors and progress. */
   dockerfileName: string;
+  /** A git or http context: what was fetched (for provenance; `display` has credentials masked). */
+  remote?: { source: { kind: string }; display: string; commit?: string };
   cleanup(): Promise<void>;
 }
 
@@ -65,8 +67,23 @@ export async function prepareInputs(req: BuildRequest): Promise<PreparedInputs> 
       if (!st?.isDirectory())
         throw new PolyarchError('NOT_FOUND', `unable to prepare context: path "${req.context}" not found`);
     }
+    const fetched = remote
+      ? {
+          remote: {
+            source: remote.source,
+            display: remote.display,
+            ...(remote.commit ? { commit: remote.commit } : {}),
+          },
+        }
+      : {};
     if (req.dockerfileText !== undefined)
-      return { contextDir, dockerfile: req.dockerfileText, dockerfileName: 'Dockerfile', cleanup };
+      return {
+        contextDir,
+        dockerfile: req.dockerfileText,
+        dockerfileName: 'Dockerfile',
+        ...fetched,
+        cleanup,
+      };
     const path = inContext ?? req.file ?? join(contextDir, 'Dockerfile');
     const dockerfilePath = isAbsolute(path) ? path : resolve(path);
     let dockerfile: string;
@@ -84,6 +101,7 @@ export async function prepareInputs(req: BuildRequest): Promise<PreparedInputs> 
       dockerfile,
       dockerfilePath,
       dockerfileName: path.split('/').pop() || 'Dockerfile',
+      ...fetched,
       cleanup,
     };
   } catch (err) {

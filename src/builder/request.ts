@@ -9,6 +9,7 @@
  *   r.metadata   // buildx's --metadata-file JSON
  */
 import type { Readable } from 'node:stream';
+import type { AttestSpec } from '../attest/options.js';
 import type { CacheSpec } from '../build/extcache/spec.js';
 import type { OutputSpec } from '../build/export/outputs.js';
 import type { NamedContextSpec } from '../build/named-context.js';
@@ -54,6 +55,11 @@ export interface BuildRequest {
   cacheTo?: readonly CacheSpec[];
   /** `--annotation [type:][\[platform\]]key=value` (BuildKit nodes only, yet). */
   annotations?: readonly string[];
+  /**
+   * `--sbom` / `--provenance` / `--attest` (attest/options.ts parseAttestFlags). The local engine
+   * adds buildx's default min provenance to image outputs; BuildKit nodes get what was asked.
+   */
+  attest?: AttestSpec;
   /** Resolved outputs (build/export resolveOutputs); none = build only (cache). */
   outputs: readonly OutputSpec[];
   /** Write buildx's metadata JSON here once the outputs are written. */

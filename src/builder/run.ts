@@ -30,6 +30,12 @@ async function buildHere(req: BuildRequest): Promise<BuildResponse> {
   return buildLocally(req);
 }
 
+/** BuildKit's `attest:*` frontend attributes for what the request asked (no default added). */
+async function remoteAttestAttrs(req: BuildRequest): Promise<Record<string, string>> {
+  const { attestFrontendAttrs, withDefaultAttestations } = await import('../attest/options.js');
+  return attestFrontendAttrs(withDefaultAttestations(req.attest ?? {}, { imageOutput: false }));
+}
+
 /** A builder with BuildKit nodes: the request as remote/build.ts takes it. */
 async function buildOnNodes(builder: Builder, req: BuildRequest): Promise<BuildResponse> {
   const [remote, fsu, { resolve }] = await Promise.all([
@@ -58,6 +64,7 @@ async function buildOnNodes(builder: Builder, req: BuildRequest): Promise<BuildR
       cacheFrom: (req.cacheFrom ?? []).map((c) => c.raw),
       cacheTo: (req.cacheTo ?? []).map((c) => c.raw),
       annotations: req.annotations ?? [],
+      ...(req.attest ? { attest: await remoteAttestAttrs(req) } : {}),
       outputs: req.outputs,
       progress: req.progress ?? { write() {}, close() {} },
       ...(req.signal ? { signal: req.signal } : {}),

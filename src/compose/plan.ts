@@ -12,6 +12,7 @@
 import { isAbsolute, join, resolve } from 'node:path';
 import { type CacheSpec, parseCacheSpec } from '../build/extcache/spec.js';
 import { type NamedContextSpec, parseBuildContext } from '../build/named-context.js';
+import { type AttestSpec, parseAttestFlags } from '../attest/index.js';
 import { PolyarchError, UsageError } from '../util/errors.js';
 import type { ComposeProject } from './project.js';
 import { BUILD_KEYS } from './schema.js';
@@ -43,6 +44,8 @@ export interface ServiceBuild {
    * `service:NAME` is that service's image (`docker-image://`), built first when it is built here.
    */
   namedContexts: NamedContextSpec[];
+  /** `build.sbom` / `build.provenance`, parsed as `--sbom` / `--provenance` are. */
+  attest: AttestSpec;
 }
 
 export interface PlanOptions {
@@ -53,6 +56,19 @@ export interface PlanOptions {
   noCache?: boolean;
   pull?: boolean;
   warn?: (message: string) => void;
+}
+
+function attestOf(service: string, sbom: unknown, provenance: unknown): AttestSpec {
+  try {
+    return parseAttestFlags({
+      ...(sbom !== undefined ? { sbom: String(sbom) } : {}),
+      ...(provenance !== undefined ? { provenance: String(provenance) } : {}),
+    });
+  } catch (err) {
+    throw new UsageError(
+      `service "${service}": build: ${(err as Error).message.replace(/--(sbom|provenance)/, '$1')}`,
+    );
+  }
 }
 
 function cacheSpecs(
@@ -165,6 +181,7 @@ export function planBuilds(project: ComposeProject, opts: PlanOptions = {}): Ser
       cacheFrom: cacheSpecs(service, 'cache_from', b.cache_from, project.dir, 'import'),
       cacheTo: cacheSpecs(service, 'cache_to', b.cache_to, project.dir, 'export'),
       namedContexts,
+      attest: attestOf(service, b.sbom, b.provenance),
     };
     if (b.dockerfile_inline !== undefined) build.dockerfileInline = b.dockerfile_inline;
     else {

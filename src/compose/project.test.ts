@@ -272,3 +272,22 @@ test('plan: build secrets from top-level secrets (file relative to the project, 
     message: 'service "c": build.secrets: undefined secret "nope"',
   });
 });
+
+test('build.sbom / build.provenance: parsed as --sbom / --provenance, bad values named', async () => {
+  const d = dir('attest', {
+    'compose.yaml':
+      'services:\n  a:\n    build:\n      context: .\n      sbom: true\n      provenance: mode=max\n  b:\n    build:\n      context: .\n      provenance: false\n',
+  });
+  const p = await loadProject({ cwd: d, env: {} });
+  const [a, b] = planBuilds(p);
+  assert.deepEqual(a!.attest, { sbom: { params: {} }, provenance: { mode: 'max', params: { mode: 'max' } } });
+  assert.deepEqual(b!.attest, { provenance: null });
+  const bad = dir('attest-bad', {
+    'compose.yaml': 'services:\n  a:\n    build:\n      context: .\n      provenance: mode=full\n',
+  });
+  const q = await loadProject({ cwd: bad, env: {} });
+  assert.throws(
+    () => planBuilds(q),
+    /^UsageError: service "a": build: invalid provenance "type=provenance,mode=full": mode must be min or max, not "full"$/,
+  );
+});

@@ -34,6 +34,9 @@ export interface ComposeBuildConfig {
   network?: string;
   /** Named build contexts (`--build-context`): name → a path, URL, `docker-image://…` or `service:NAME`. */
   additional_contexts?: Record<string, string>;
+  /** buildx's `--sbom` / `--provenance` values (`true`, `false`, `mode=max`, …). */
+  sbom?: string | boolean;
+  provenance?: string | boolean;
   [other: string]: unknown;
 }
 

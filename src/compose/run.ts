@@ -164,6 +164,7 @@ export async function buildServices(
         cacheFrom: b.cacheFrom,
         cacheTo: b.cacheTo,
         ...(b.namedContexts.length > 0 ? { namedContexts: b.namedContexts } : {}),
+        attest: b.attest,
         outputs: p.outputs,
         ...(opts.maxParallelism !== undefined ? { maxParallelism: opts.maxParallelism } : {}),
         ...(sink ? { progress: sink } : {}),

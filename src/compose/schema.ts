@@ -30,6 +30,8 @@ export const BUILD_KEYS = [
   'secrets',
   'network',
   'additional_contexts',
+  'sbom',
+  'provenance',
 ] as const;
 
 export const composeSchema = {
@@ -67,6 +69,8 @@ export const composeSchema = {
               pull: { type: 'boolean' },
               network: { type: 'string' },
               additional_contexts: mapOrList,
+              sbom: { type: ['string', 'boolean'] },
+              provenance: { type: ['string', 'boolean'] },
               secrets: {
                 type: 'array',
                 items: {

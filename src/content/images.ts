@@ -21,6 +21,36 @@ import { PolyarchError } from '../util/errors.js';
 import { familiarName, normalizeName } from './refname.js';
 import type { ContentStore, GcResult, NamedRef } from './store.js';
 
+/**
+ * Names under this prefix are the store's own bookkeeping (src/attest: an image's attestations,
+ * `polyarch.referrers/sha256-<hex>`), not images: listings and ID lookups skip them.
+ */
+export const REFERRERS_NAME_PREFIX = 'polyarch.referrers/';
+
+async function imageRefs(store: ContentStore): Promise<NamedRef[]> {
+  return (await store.refs()).filter((r) => !r.name.startsWith(REFERRERS_NAME_PREFIX));
+}
+
+/**
+ * Removes the referrer indexes (attestations) whose subject no image of the store reaches any
+ * more, so that gc collects them with the image they described.
+ */
+export async function dropOrphanReferrers(store: ContentStore): Promise<number> {
+  const all = await store.refs();
+  const referrers = all.filter((r) => r.name.startsWith(REFERRERS_NAME_PREFIX));
+  if (referrers.length === 0) return 0;
+  const live = await store.reachable([
+    ...all.filter((r) => !r.name.startsWith(REFERRERS_NAME_PREFIX)).map((r) => r.descriptor),
+    ...(await store.untagged()),
+  ]);
+  let dropped = 0;
+  for (const r of referrers) {
+    const subject = r.name.slice(REFERRERS_NAME_PREFIX.length).replace('-', ':') as Digest;
+    if (!live.has(subject) && (await store.untag(r.name))) dropped++;
+  }
+  return dropped;
+}
+
 /** Maps a user-typed reference to the stored name; default: the temporary local normaliser. */
 export type Normalize = (ref: string) => string;
 
@@ -65,7 +95,7 @@ export async function lookupRefs(
   }
   const id = /^(?:sha256:)?([0-9a-f]{4,64})$/.exec(ref)?.[1];
   if (id === undefined) return [];
-  let matches = (await store.refs()).filter((r) => digestHex(r.descriptor.digest).startsWith(id));
+  let matches = (await imageRefs(store)).filter((r) => digestHex(r.descriptor.digest).startsWith(id));
   // An untagged image is reachable by its ID alone; it goes by its digest.
   if (matches.length === 0)
     matches = (await store.untagged())
@@ -161,7 +191,7 @@ export async function listImages(store: ContentStore, opts: ListOptions = {}): P
   const untagged = opts.all
     ? (await store.untagged()).map((d) => ({ name: d.digest, descriptor: d }) as NamedRef)
     : [];
-  for (const ref of [...(await store.refs()), ...untagged]) {
+  for (const ref of [...(await imageRefs(store)), ...untagged]) {
     const { name, descriptor } = ref;
     const { repository, tag } = isUntagged(ref)
       ? { repository: '<none>', tag: '<none>' }
@@ -282,6 +312,7 @@ export async function removeImages(
   for (const f of found.values())
     if (isUntagged(f)) await store.removeUntagged(f.descriptor.digest);
     else await store.untag(f.name);
+  await dropOrphanReferrers(store);
   const freed = await store.gc();
   return { untagged: [...found.values()], freed };
 }

@@ -24,8 +24,14 @@
  * manifest; its config is kept byte for byte, so its image ID (the config digest) is kept.
  * An oci-archive entry without a name is loaded but not tagged (the next prune removes it).
  */
+import {
+  ATTESTATION_ARTIFACT_TYPE,
+  addLocalReferrers,
+  archiveReferrers,
+  PREDICATE_ANNOTATION,
+} from '../attest/index.js';
 import { createHash, randomBytes } from 'node:crypto';
-import { createReadStream, createWriteStream } from 'node:fs';
+import { createWriteStream } from 'node:fs';
 import { open, rename, unlink } from 'node:fs/promises';
 import { basename, dirname, join, posix } from 'node:path';
 import { Readable, type Writable } from 'node:stream';
@@ -189,6 +195,24 @@ function jsonEntry(path: string, value: unknown): TarEntryInput {
   return fileEntry(path, data.length, data);
 }
 
+/** An archive's attestation artifact, recorded as a referrer of its subject; false for anything else. */
+async function restoreReferrer(store: ContentStore, d: Descriptor): Promise<boolean> {
+  if (d.mediaType !== MediaType.OciManifest || d.artifactType !== ATTESTATION_ARTIFACT_TYPE) return false;
+  const doc = await readDoc(store, d);
+  if (doc.kind !== 'manifest' || !doc.manifest.subject) return false;
+  const predicate = doc.manifest.annotations?.[PREDICATE_ANNOTATION];
+  await addLocalReferrers(store, doc.manifest.subject.digest, [
+    {
+      mediaType: d.mediaType,
+      digest: d.digest,
+      size: d.size,
+      artifactType: ATTESTATION_ARTIFACT_TYPE,
+      ...(predicate ? { annotations: { [PREDICATE_ANNOTATION]: predicate } } : {}),
+    },
+  ]);
+  return true;
+}
+
 async function ociEntries(store: ContentStore, images: NamedRef[]): Promise<TarEntryInput[]> {
   const blobs = new Map<Digest, number>();
   for (const img of images) await collectBlobs(store, img, blobs);
@@ -203,6 +227,24 @@ async function ociEntries(store: ContentStore, images: NamedRef[]): Promise<TarE
       annotations: { 'io.containerd.image.name': name, [REF_NAME_ANNOTATION]: name },
     })),
   };
+  // The attestations asked for at build time: untagged entries of their own (src/attest).
+  const subjects: Digest[] = [];
+  for (const { descriptor: d } of images) {
+    subjects.push(d.digest);
+    if (isIndexType(d.mediaType)) {
+      const doc = await readDoc(store, d);
+      if (doc.kind === 'index') subjects.push(...doc.index.manifests.map((m) => m.digest));
+    }
+  }
+  for (const r of await archiveReferrers(store, subjects)) {
+    await collectBlobs(store, { name: `attestation ${r.digest}`, descriptor: r }, blobs);
+    index.manifests.push({
+      mediaType: r.mediaType,
+      digest: r.digest,
+      size: r.size,
+      ...(r.artifactType ? { artifactType: r.artifactType } : {}),
+    });
+  }
   const entries: TarEntryInput[] = [
     jsonEntry('oci-layout', { imageLayoutVersion: '1.0.0' }),
     jsonEntry('index.json', index),
@@ -676,7 +718,8 @@ async function loadArchiveLeased(opts: LoadOptions): Promise<LoadResult> {
     } catch (err) {
       throw archiveError(`archive ${what}`, errorMessage(err), 'NOT_FOUND', err);
     }
-    input = createReadStream('', { fd: fh.fd, highWaterMark: 1 << 20 });
+    // The handle's own stream: it closes the handle, so no FileHandle is left for gc to close.
+    input = fh.createReadStream({ highWaterMark: 1 << 20 });
   } else input = opts.input;
   const loader = new Loader(opts.store, what);
   try {
@@ -703,10 +746,12 @@ async function loadArchiveLeased(opts: LoadOptions): Promise<LoadResult> {
       throw loader.fail(
         'it is neither an oci-archive (oci-layout, index.json) nor a docker-archive (manifest.json)',
       );
-    // An image the archive names nothing for stays as an untagged image, reachable by its ID.
+    // An image the archive names nothing for stays as an untagged image, reachable by its ID;
+    // an attestation (an in-toto artifact with a subject) becomes a referrer of its image again.
     for (const img of images)
       if (img.name) await opts.store.tag(img.name, img.descriptor);
-      else await opts.store.keepUntagged(img.descriptor);
+      else if (!(await restoreReferrer(opts.store, img.descriptor)))
+        await opts.store.keepUntagged(img.descriptor);
     return { format, images };
   } finally {
     for (const w of loader.writers) await w.abort();

@@ -14,6 +14,7 @@ import { formatReference, parseReference, type Reference, withDigest } from '../
 import { UsageError } from '../util/errors.js';
 import { GO_JSON, GO_STRING, GO_TYPE, goJson as marshal } from '../util/gofmt.js';
 import { parseTemplate } from '../util/template.js';
+import { type PlatformAttestations, provenanceStub, sbomStub } from '../attest/read.js';
 import { descriptorPlatform, isAttestation, openClient, withContext } from './remote.js';
 import { formatPlatform } from '../platform/index.js';
 
@@ -39,7 +40,9 @@ export async function inspectImage(input: string, opts: InspectOptions = {}): Pr
     const format = opts.format ?? '';
     // buildx: no format, or exactly {{.Manifest}}, is the human view.
     if (format === '' || /^\{\{\s*\.Manifest\s*\}\}$/.test(format.trim())) return human(ref, root);
-    const data = await templateData(input, ref, root, client);
+    // The attestations are read only when the template asks for them (more requests).
+    const attestations = /\.(SBOM|Provenance)\b/.test(format);
+    const data = await templateData(input, ref, root, client, attestations);
     if (format === 'json') return `${goJson(data)}\n`;
     return `${tmpl!.execute(data)}\n`;
   } catch (err) {
@@ -129,14 +132,25 @@ function templateInput(
   manifest: unknown,
   image: unknown,
   several: boolean,
+  attestations?: Map<string, PlatformAttestations>,
 ): Record<string, unknown> {
+  const per = (stub: (a: PlatformAttestations | undefined) => Record<string, unknown>) => {
+    if (!several) return stub(attestations ? [...attestations.values()][0] : undefined);
+    // buildx: a map by platform, with an entry only where there is an attestation.
+    const m = new Map<string, unknown>();
+    for (const [p, a] of [...(attestations ?? [])].sort(([x], [y]) => (x < y ? -1 : x > y ? 1 : 0))) {
+      const v = stub(a);
+      if (Object.keys(v).length > 0) m.set(p, v);
+    }
+    return m;
+  };
   return {
     [GO_TYPE]: several ? 'imagetools.tplInputs' : 'imagetools.tplInput',
     Name: name,
     Manifest: manifest,
     Image: image,
-    SBOM: () => (several ? new Map() : {}),
-    Provenance: () => (several ? new Map() : {}),
+    SBOM: () => per(sbomStub),
+    Provenance: () => per(provenanceStub),
     [GO_JSON]: () => ({ name, manifest, image }),
   };
 }
@@ -182,7 +196,9 @@ async function templateData(
   ref: Reference,
   root: FetchedManifest,
   client: RegistryClient,
+  withAttestations = false,
 ): Promise<Record<string, unknown>> {
+  const attest = withAttestations ? await import('../attest/read.js') : undefined;
   const doc = parseImageDocument(root.bytes, `manifest ${formatReference(ref)}`, root.mediaType);
   if (doc.kind === 'index') {
     const manifest = {
@@ -194,23 +210,30 @@ async function templateData(
       ...(doc.index.annotations ? { annotations: doc.index.annotations } : {}),
     };
     const images = new Map<string, unknown>();
+    const platforms = new Map<string, Descriptor>();
     for (const d of doc.index.manifests) {
       if (isAttestation(d) || !d.platform) continue;
       images.set(formatPlatform(descriptorPlatform(d)!), goImage(await configOf(ref, d, client)));
+      platforms.set(formatPlatform(descriptorPlatform(d)!), d);
     }
+    const atts = attest && (await attest.registryAttestations(client, ref, doc.index, platforms));
     // buildx: a map (keys sorted, as Go marshals maps) when the index has several platforms,
     // the config itself when one.
-    if (images.size === 1) return templateInput(name, manifest, [...images.values()][0], false);
-    return templateInput(name, manifest, images, true);
+    if (images.size === 1) return templateInput(name, manifest, [...images.values()][0], false, atts);
+    return templateInput(name, manifest, images, true, atts);
   }
   const manifest = { mediaType: doc.mediaType, digest: root.digest, size: root.bytes.length };
   const bytes = await client.fetchConfig(ref, doc.manifest.config);
-  return templateInput(
-    name,
-    manifest,
-    goImage(parseImageConfig(bytes, `config ${doc.manifest.config.digest}`)),
-    false,
-  );
+  const config = parseImageConfig(bytes, `config ${doc.manifest.config.digest}`);
+  const atts =
+    attest &&
+    (await attest.registryAttestations(
+      client,
+      ref,
+      undefined,
+      new Map([['', { mediaType: doc.mediaType, digest: root.digest, size: root.bytes.length }]]),
+    ));
+  return templateInput(name, manifest, goImage(config), false, atts);
 }
 
 /** JSON as Go's json.MarshalIndent(v, "", "  ") writes it (HTML-safe escapes included). */

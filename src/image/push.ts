@@ -119,15 +119,51 @@ export async function push(refInput: string, opts: PushOptions): Promise<PushRes
       if (repo) mounts.set(digest, repo);
     }
     const desc = local.desc;
-    return await new Step(opts.progress, `push:${name}`, `pushing ${name}`).run((step) =>
+    const r = await new Step(opts.progress, `push:${name}`, `pushing ${name}`).run((step) =>
       new Pusher(client, opts, targetRef, mountFrom, mounts, step).pushRoot(desc, name),
     );
+    await pushAttestations(client, targetRef, opts, desc, r.digest);
+    return r;
   } catch (err) {
     throw withContext(`pushing ${name}`, err);
   } finally {
     await lease?.release();
     if (!opts.client) await client.close();
   }
+}
+
+/**
+ * The attestations the store keeps for the pushed image's platform manifests (src/attest), as
+ * referrers of them. Not when the registry was given converted documents: their digests, the
+ * attestations' subjects, changed.
+ */
+async function pushAttestations(
+  client: RegistryClient,
+  ref: Reference,
+  opts: PushOptions,
+  desc: Descriptor,
+  pushed: Digest,
+): Promise<void> {
+  const { localReferrers, pushReferrers } = await import('../attest/attach.js');
+  let subjects: Digest[] = [desc.digest];
+  if (isIndexType(desc.mediaType)) {
+    const doc = parseImageDocument(
+      await opts.store.readBlob(desc.digest),
+      `index ${desc.digest}`,
+      desc.mediaType,
+    );
+    subjects = doc.kind === 'index' ? doc.index.manifests.map((m) => m.digest) : [];
+  }
+  const withReferrers: Digest[] = [];
+  for (const s of subjects) if ((await localReferrers(opts.store, s)).length > 0) withReferrers.push(s);
+  if (withReferrers.length === 0) return;
+  if (pushed !== desc.digest) {
+    opts.warn?.(
+      `${ref.domain} got the image in Docker media types (new digests): its attestations, which name the OCI manifests, are not pushed`,
+    );
+    return;
+  }
+  await pushReferrers(client, ref, opts.store, withReferrers, opts.warn);
 }
 
 /** Read size of blob bodies: 1 MiB reads are 16× fewer syscalls and socket writes than the 64 KiB default. */

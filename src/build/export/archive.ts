@@ -182,6 +182,8 @@ function blobEntry(store: ContentStore, d: Descriptor, mtime: number): TarEntryI
 export interface OciArchiveOptions {
   store: ContentStore;
   root: Descriptor;
+  /** Artifacts whose subject is in `root` (attestations): listed in index.json untagged, with their blobs. */
+  referrers?: Descriptor[];
   names: string[];
   dest: string;
   /** A tar file (true) or a layout directory (false), written into an existing one (index.json replaced). */
@@ -193,7 +195,19 @@ export interface OciArchiveOptions {
 /** An OCI image layout of `root` as a tar or a directory. */
 export async function writeOciArchive(o: OciArchiveOptions): Promise<void> {
   const blobs = await collectBlobs(o.store, o.root);
-  const index = encodeJson(layoutIndex(o.root, o.names));
+  const layout0 = layoutIndex(o.root, o.names);
+  // Attestations (OCI 1.1 artifacts with a subject): their own untagged index.json entries.
+  for (const r of o.referrers ?? []) {
+    const have = new Set(blobs.map((b) => b.digest));
+    for (const b of await collectBlobs(o.store, r)) if (!have.has(b.digest)) blobs.push(b);
+    layout0.manifests.push({
+      mediaType: r.mediaType,
+      digest: r.digest,
+      size: r.size,
+      ...(r.artifactType ? { artifactType: r.artifactType } : {}),
+    });
+  }
+  const index = encodeJson(layout0);
   const layout = encodeJson({ imageLayoutVersion: '1.0.0' });
   if (!o.tar) {
     await writeIntoDir(o.dest, async (dir) => {

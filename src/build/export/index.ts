@@ -29,6 +29,7 @@ import type { BuildResult, PlatformResult } from '../result.js';
 import { type BuildCacheInfo, inlineCacheField } from '../extcache/inline.js';
 import { writeFileAtomic } from '../../util/fs.js';
 import { writeDockerArchive, writeOciArchive, writeRootfs } from './archive.js';
+import type { AttestContext } from '../../attest/index.js';
 import { formatKey, type ImageFormat, packLayer, type WrittenImage, writeImage } from './image.js';
 import { LayerMemo } from './layers.js';
 import { checkDestinations, type OutputSpec } from './outputs.js';
@@ -57,6 +58,8 @@ export interface ExportContext {
   buildRef?: string;
   /** `--cache-to type=inline`: the build's cache records, written into each image config. */
   inlineCache?: BuildCacheInfo;
+  /** `--sbom`/`--provenance`/`--attest`: attestations attached to each image written (src/attest). */
+  attest?: AttestContext;
 }
 
 export interface PushedImage {
@@ -218,6 +221,17 @@ async function exportOutputs(
       ).done();
     stats.packed += img.packed;
     stats.reused += img.reused;
+    if (ctx.attest && (ctx.attest.request.sbom || ctx.attest.request.provenance)) {
+      const s = v?.status('attaching attestations');
+      const { attestImage } = await import('../../attest/index.js');
+      await attestImage(ctx.store, img.platforms, {
+        ...ctx.attest,
+        names: [...new Set(outputs.flatMap((x) => (IMAGE_TYPES.has(x.type) ? x.names : [])))],
+        ...(ctx.sourceDateEpoch !== undefined ? { sourceDateEpoch: ctx.sourceDateEpoch } : {}),
+        ...(ctx.warn ? { warn: ctx.warn } : {}),
+      });
+      s?.done();
+    }
     images.set(key, img);
     return img;
   };
@@ -266,6 +280,7 @@ async function exportOutputs(
           await writeOciArchive({
             store: ctx.store,
             root: img.descriptor,
+            referrers: await archiveReferrers(ctx.store, img),
             names: o.names,
             dest: o.dest!,
             tar: o.tar && !isDir,
@@ -325,6 +340,15 @@ async function exportOutputs(
   if (resp.names.length > 0) md['image.name'] = resp.names.join(',');
   resp.metadata = md;
   return resp;
+}
+
+/** The attestations an OCI archive of `img` carries: those asked for (not the default provenance). */
+async function archiveReferrers(store: ContentStore, img: WrittenImage): Promise<Descriptor[]> {
+  const { archiveReferrers: of } = await import('../../attest/index.js');
+  return of(
+    store,
+    img.platforms.map((p) => p.manifest.digest),
+  );
 }
 
 /** Base layers by digest, with the image each came from (to mount them from there). */

@@ -60,6 +60,8 @@ export interface RemoteBuildRequest {
   cacheTo?: readonly string[];
   /** `--annotation [index:|manifest:|manifest-descriptor:|index-descriptor:][\[platform\]]key=value`. */
   annotations?: readonly string[];
+  /** `attest:sbom` / `attest:provenance` frontend attributes (src/attest attestFrontendAttrs): BuildKit makes them. */
+  attest?: Readonly<Record<string, string>>;
   outputs: readonly OutputSpec[];
   progress: ProgressSink;
   signal?: AbortSignal;
@@ -169,6 +171,7 @@ function frontendAttrs(
   for (const [k, v] of Object.entries(req.labels)) a[`label:${k}`] = v;
   if (req.noCache) a['no-cache'] = '';
   if (req.pull) a['image-resolve-mode'] = 'pull';
+  Object.assign(a, req.attest);
   if (req.network === 'none' || req.network === 'host') a['force-network-mode'] = req.network;
   // The frontend reads the cache sources from its own attribute too (client/solve.go).
   const imports = (req.cacheFrom ?? []).map((c) => parseCacheSpec(c, '--cache-from'));

@@ -124,16 +124,19 @@ export function register(program: Command, ctx: CliContext): void {
     .option('--check', 'parse and lint the Dockerfile: print build-check warnings and errors, build nothing')
     .option('--call <method>', 'check = --check (outline and targets are not supported yet)')
     .option('-q, --quiet', 'no progress output; print the image ID on stdout (= --progress quiet)')
-    .option('--provenance <value>', 'provenance attestation: only false (the default here) is supported yet')
-    .option('--sbom <value>', 'SBOM attestation: only false (the default here) is supported yet')
+    .option(
+      '--provenance <value>',
+      'provenance attestation: true, false or mode=min|max (default: min for images)',
+    )
+    .option('--sbom <value>', 'SBOM attestation: true, false or generator=IMAGE')
     .option(
       '--attest <spec>',
-      'attestations (type=sbom|provenance,...): only disabled=true is supported yet',
+      'attestation (type=sbom|provenance[,mode=…][,disabled=true]); repeatable',
       collect,
       [],
     )
     .action(async (context: string, flags: BuildFlags) => {
-      checkAttestations(flags);
+      (await import('../../attest/options.js')).parseAttestFlags(flags);
       if (flags.call !== undefined) {
         if (flags.call !== 'check' && flags.call !== 'build')
           throw new PolyarchError(
@@ -146,42 +149,6 @@ export function register(program: Command, ctx: CliContext): void {
       if (flags.check) ctx.exitCode = await runCheck(context, flags, ctx);
       else ctx.exitCode = await runBuild(context, flags, ctx);
     });
-}
-
-/** buildx's spellings of "no": `false`, `0`, `no`, `off` (strconv.ParseBool and friends). */
-function isFalse(v: string): boolean {
-  return /^(false|0|no|off)$/i.test(v.trim());
-}
-
-/**
- * `--provenance`, `--sbom` and `--attest`: polyarch makes no attestations yet, so asking for
- * none (`--provenance=false`, `--sbom=false`, `--attest type=…,disabled=true`) just works, and
- * asking for one is refused, never silently dropped.
- */
-function checkAttestations(flags: BuildFlags): void {
-  for (const [flag, value] of [
-    ['--provenance', flags.provenance],
-    ['--sbom', flags.sbom],
-  ] as const) {
-    if (value === undefined || isFalse(value)) continue;
-    throw new PolyarchError(
-      'UNSUPPORTED',
-      `${flag}=${value}: attestations are not supported yet (use ${flag}=false)`,
-    );
-  }
-  for (const spec of flags.attest) {
-    const kv = new Map(
-      spec.split(',').map((p) => {
-        const eq = p.indexOf('=');
-        return eq < 0 ? [p.trim(), ''] : [p.slice(0, eq).trim(), p.slice(eq + 1).trim()];
-      }),
-    );
-    const type = kv.get('type');
-    if (type !== 'sbom' && type !== 'provenance')
-      throw new UsageError(`invalid --attest "${spec}": type must be sbom or provenance`);
-    if (/^(true|1)$/i.test(kv.get('disabled') ?? '')) continue;
-    throw new PolyarchError('UNSUPPORTED', `--attest ${spec}: attestations are not supported yet`);
-  }
 }
 
 async function readStdin(): Promise<string> {
@@ -341,6 +308,7 @@ async function buildRequest(
     cacheFrom: flags.cacheFrom.map((s) => parseCacheSpec(s, 'import')),
     cacheTo: flags.cacheTo.map((s) => parseCacheSpec(s, 'export')),
     annotations: flags.annotation,
+    attest: (await import('../../attest/options.js')).parseAttestFlags(flags),
     outputs,
     ...(flags.metadataFile ? { metadataFile: flags.metadataFile } : {}),
     ...(flags.iidfile ? { iidFile: flags.iidfile } : {}),

@@ -100,6 +100,8 @@ export function register(program: Command, ctx: CliContext): void {
         ...(untilMs > 0 ? { olderThanMs: untilMs } : {}),
       });
       if (records.length > 0) ctx.out.write(`Deleted build records: ${records.length}\n`);
+      // Attestations of images no name reaches any more (a re-tagged name) go with them.
+      await (await import('../../content/index.js')).dropOrphanReferrers(store);
       const { removed, bytes, kept, keptBytes } = await store.gc();
       const { LayerMemo } = await import('../../build/export/layers.js');
       const memo = await LayerMemo.open(stateRoot(ctx.env));
