@@ -9,7 +9,6 @@ import type { Command } from 'commander';
 const BUILD = [
   '--add-host',
   '--allow',
-  '--build-context',
   '--cgroup-parent',
   '--detach',
   '--no-cache-filter',

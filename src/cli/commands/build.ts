@@ -111,7 +111,7 @@ export function register(program: Command, ctx: CliContext): void {
     .option('--label <key=value>', 'set image metadata; repeatable', collect, [])
     .option(
       '--annotation <key=value>',
-      'add an annotation to the image (not supported yet: warned, ignored)',
+      'add an annotation to the image (BuildKit builders; the local engine does not support it yet: warned, ignored)',
       collect,
       [],
     )
