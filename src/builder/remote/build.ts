@@ -27,7 +27,8 @@ import { parseReference, repositoryName } from '../../oci/reference.js';
 import { formatPlatform, hostPlatform, type Platform, toOciPlatform } from '../../platform/index.js';
 import type { ProgressSink } from '../../progress/index.js';
 import { errorMessage, PolyarchError, UsageError } from '../../util/errors.js';
-import { localDriver } from '../driver.js';
+import { localDriver, mergePlatforms } from '../driver.js';
+import type { SshNodeConnection, SshNodeResult } from '../ssh/index.js';
 import { type Builder, type BuilderNode, nodeDriver } from '../types.js';
 import { buildOnLocalNode, type LocalNodeResult } from './local-node.js';
 import { type ConnectedNode, connectNode } from './driver.js';
@@ -69,11 +70,15 @@ export interface RemoteBuildResult {
   nodes: Record<string, string>;
 }
 
-/** Platforms given to this machine's engine, and what it produced. */
+/** Platforms given to polyarch's own engine (this machine, or an ssh node), and what it produced. */
 interface LocalJob {
   node: BuilderNode;
   platforms: Platform[];
+  /** An ssh node's session (absent: this machine). */
+  conn?: SshNodeConnection;
   result?: LocalNodeResult;
+  /** ssh nodes: context files sent, image blobs brought back. */
+  transfer?: Pick<SshNodeResult, 'sent' | 'received'>;
 }
 
 interface NodeJob {
@@ -349,29 +354,32 @@ export async function remoteBuild(builder: Builder, req: RemoteBuildRequest): Pr
   const warn = req.warn ?? (() => {});
   const env = req.env ?? process.env;
   const secrets = await readSecrets(req);
-  const ssh = builder.nodes.find((n) => nodeDriver(builder, n) === 'ssh');
-  if (ssh)
-    throw new PolyarchError(
-      'NOT_IMPLEMENTED',
-      `node ${ssh.name} (${ssh.endpoint}): the ssh driver cannot build yet (not implemented); for a buildkitd reached over ssh use --driver remote ${ssh.endpoint}`,
-    );
-  // This machine's engine may be a node too (a builder mixing local and BuildKit nodes).
+  // polyarch's own engine may be nodes too: this machine (local) and ssh nodes, beside
+  // BuildKit ones (remote); one scheduler places platforms on all of them.
   const localNodes = builder.nodes.filter((n) => nodeDriver(builder, n) === 'local');
-  const remoteNodes = builder.nodes.filter((n) => nodeDriver(builder, n) !== 'local');
-  const [settled, local] = await Promise.all([
+  const remoteNodes = builder.nodes.filter((n) => nodeDriver(builder, n) === 'remote');
+  const sshNodes = builder.nodes.filter((n) => nodeDriver(builder, n) === 'ssh');
+  const sshMod = sshNodes.length > 0 ? await import('../ssh/index.js') : undefined;
+  const [settled, local, sshSettled] = await Promise.all([
     Promise.allSettled(remoteNodes.map((node) => connectNode(node))),
     Promise.all(localNodes.map(async (node) => ({ node, info: await localDriver.info(node) }))),
+    Promise.allSettled(sshNodes.map((node) => sshMod!.SshNodeConnection.open(node, { env }))),
   ]);
   const connected: ConnectedNode[] = [];
+  const sshConns: SshNodeConnection[] = [];
   const unreachable: Unreachable[] = [];
   settled.forEach((s, i) => {
     if (s.status === 'fulfilled') connected.push(s.value);
     else unreachable.push({ name: remoteNodes[i]!.name, reason: errorMessage(s.reason) });
   });
+  sshSettled.forEach((s, i) => {
+    if (s.status === 'fulfilled') sshConns.push(s.value);
+    else unreachable.push({ name: sshNodes[i]!.name, reason: errorMessage(s.reason) });
+  });
   let tmpDockerfileDir: string | undefined;
   try {
-    if (connected.length === 0 && local.length === 0) {
-      const first = settled.find((s) => s.status === 'rejected') as PromiseRejectedResult;
+    if (connected.length === 0 && local.length === 0 && sshConns.length === 0) {
+      const first = [...settled, ...sshSettled].find((s) => s.status === 'rejected') as PromiseRejectedResult;
       throw first.reason;
     }
     for (const u of unreachable)
@@ -387,6 +395,16 @@ export async function remoteBuild(builder: Builder, req: RemoteBuildRequest): Pr
             platforms: c.platforms,
           },
         ];
+      const sc = sshConns.find((n) => n.node === node);
+      if (sc)
+        return [
+          {
+            name: node.name,
+            pinned: node.platforms,
+            native: sc.hello.native,
+            platforms: mergePlatforms(node.platforms, sc.hello.platforms),
+          },
+        ];
       const l = local.find((n) => n.node === node);
       return l
         ? [{ name: node.name, pinned: node.platforms, native: hostPlatform(), platforms: l.info.platforms }]
@@ -396,9 +414,16 @@ export async function remoteBuild(builder: Builder, req: RemoteBuildRequest): Pr
       ? [...req.platforms]
       : [candidates[0]!.native ?? candidates[0]!.platforms[0]!];
     const plan = schedule(platforms, candidates, unreachable);
-    const localJobs: LocalJob[] = local
-      .filter((l) => plan.has(l.node.name))
-      .map((l) => ({ node: l.node, platforms: plan.get(l.node.name)! }));
+    const localJobs: LocalJob[] = [
+      ...local
+        .filter((l) => plan.has(l.node.name))
+        .map((l): LocalJob => ({ node: l.node, platforms: plan.get(l.node.name)! })),
+      ...sshConns
+        .filter((c) => plan.has(c.node.name))
+        .map((c): LocalJob => ({ node: c.node, platforms: plan.get(c.node.name)!, conn: c })),
+    ];
+    // Sessions of nodes this build does not use end now (nothing stays on those nodes).
+    for (const c of sshConns) if (!plan.has(c.node.name)) c.close();
     // Local nodes' results are always merged here: pushed by digest, stored untagged.
     const multiNode = plan.size > 1 || localJobs.length > 0;
     const multiPlatform = platforms.length > 1;
@@ -436,10 +461,57 @@ export async function remoteBuild(builder: Builder, req: RemoteBuildRequest): Pr
     try {
       const localRuns = localJobs.map(async (lj) => {
         try {
-          lj.result = await buildOnLocalNode(lj.node, req, lj.platforms, {
-            progress: req.progress,
-            signal: abort.signal,
-          });
+          if (lj.conn) {
+            const conn = lj.conn;
+            try {
+              const r = await sshMod!.buildOnSshNode(conn, req, lj.platforms, {
+                progress: req.progress,
+                signal: abort.signal,
+                secrets,
+              });
+              lj.result = r;
+              lj.transfer = { sent: r.sent, received: r.received };
+            } catch (err) {
+              if (abort.signal.aborted || !sshMod!.isConnectionLost(err)) throw err;
+              // The node died mid-build: its platforms go to another engine node that can build them all.
+              const others = candidates.filter(
+                (c) =>
+                  c.name !== lj.node.name &&
+                  (local.some((l) => l.node.name === c.name) || sshConns.some((s) => s.node.name === c.name)),
+              );
+              const pick = others.find((c) =>
+                lj.platforms.every((p) => c.platforms.some((q) => formatPlatform(q) === formatPlatform(p))),
+              );
+              if (!pick) throw err;
+              warn(
+                `${errorMessage(err)}; building ${lj.platforms.map((p) => formatPlatform(p)).join(', ')} on node ${pick.name} instead`,
+              );
+              const l = local.find((n) => n.node.name === pick.name);
+              lj.conn = undefined;
+              if (l) {
+                lj.node = l.node;
+                lj.result = await buildOnLocalNode(l.node, req, lj.platforms, {
+                  progress: req.progress,
+                  signal: abort.signal,
+                });
+              } else {
+                const other = sshConns.find((s) => s.node.name === pick.name)!;
+                const c = await sshMod!.SshNodeConnection.open(other.node, { env });
+                lj.node = other.node;
+                const r = await sshMod!.buildOnSshNode(c, req, lj.platforms, {
+                  progress: req.progress,
+                  signal: abort.signal,
+                  secrets,
+                });
+                lj.result = r;
+                lj.transfer = { sent: r.sent, received: r.received };
+              }
+            }
+          } else
+            lj.result = await buildOnLocalNode(lj.node, req, lj.platforms, {
+              progress: req.progress,
+              signal: abort.signal,
+            });
         } catch (err) {
           abort.abort(err);
           if (req.signal?.aborted) throw req.signal.reason;
@@ -527,6 +599,7 @@ export async function remoteBuild(builder: Builder, req: RemoteBuildRequest): Pr
     return await finishOutputs(builder, req, jobs, localJobs, multiNode, store, merged[0]);
   } finally {
     for (const n of connected) n.client.close();
+    for (const c of sshConns) c.close();
     if (tmpDockerfileDir) await rm(tmpDockerfileDir, { recursive: true, force: true });
   }
 }
@@ -628,5 +701,8 @@ async function finishOutputs(
   if (digest) md['containerimage.digest'] = digest;
   if (names.length > 0 && digest) md['image.name'] = names.join(',');
   md['polyarch.build.nodes'] = nodes;
+  const transfer: Record<string, unknown> = {};
+  for (const l of localJobs) if (l.transfer) transfer[l.node.name] = l.transfer;
+  if (Object.keys(transfer).length > 0) md['polyarch.build.transfer'] = transfer;
   return { ...(digest ? { digest } : {}), metadata: md, nodes };
 }

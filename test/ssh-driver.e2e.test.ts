@@ -1,0 +1,484 @@
+/**
+ * The ssh driver end to end: real sshd "hosts" (test/env/sshnode.ts: Debian's sshd on
+ * loopback ports, each node with its own host key and state root) running this polyarch as
+ * `polyarch __node serve`, real runc and QEMU on the node, the test registry.
+ *
+ * A builder of this machine's engine (linux/amd64) and an ssh node pinned to linux/arm64 and
+ * linux/arm/v7 pushes one index, each platform built where it was placed; a rebuild after a
+ * one-file change sends one file and reruns only the steps after COPY; --load brings the
+ * node's blobs into the local store; a node killed mid-build has its platforms rebuilt here;
+ * host key mismatch, an incompatible polyarch and a node without runc are one-line errors.
+ */
+import assert from 'node:assert/strict';
+import { type SpawnSyncReturns, spawn, spawnSync } from 'node:child_process';
+import { createHash } from 'node:crypto';
+import { chmodSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { dirname, join, resolve } from 'node:path';
+import { after, before, describe, test } from 'node:test';
+import { fileURLToPath } from 'node:url';
+import { testEnv } from './env/index.js';
+import { type SshHost, sshHostSkipReason, startSshHost } from './env/sshnode.js';
+
+const skip = sshHostSkipReason();
+if (skip) console.log(`# skipping the ssh driver e2e tests: ${skip}`);
+const repo = resolve(dirname(fileURLToPath(import.meta.url)), '..', '..');
+const bin = join(repo, 'bin', 'polyarch');
+
+/** Every file under `dir` containing `needle`. */
+function filesHolding(dir: string, needle: string): string[] {
+  const out: string[] = [];
+  const walk = (d: string) => {
+    for (const e of readdirSync(d, { withFileTypes: true })) {
+      const p = join(d, e.name);
+      if (e.isDirectory()) walk(p);
+      else if (e.isFile())
+        try {
+          if (readFileSync(p).includes(needle)) out.push(p);
+        } catch {}
+    }
+  };
+  walk(dir);
+  return out;
+}
+
+describe('ssh driver nodes', { skip: skip ?? false, concurrency: false }, () => {
+  let dir: string;
+  let arm: SshHost;
+  let spare: SshHost;
+  let env: NodeJS.ProcessEnv;
+  let reg: string;
+  let ctxDir: string;
+  let armRoot: string;
+  const SECRET = `s3cr3t-ssh-${process.pid}-${Date.now()}`;
+
+  const run = (args: string[], extra: NodeJS.ProcessEnv = {}): SpawnSyncReturns<string> =>
+    spawnSync(bin, args, { encoding: 'utf8', env: { ...env, ...extra }, timeout: 300_000 });
+  const ok = (args: string[], extra: NodeJS.ProcessEnv = {}): SpawnSyncReturns<string> => {
+    const r = run(args, extra);
+    assert.equal(r.status, 0, `polyarch ${args.join(' ')}:\n${r.stderr}`);
+    return r;
+  };
+  const skopeo = (args: string[]) => {
+    const r = spawnSync('skopeo', args, { encoding: 'utf8' });
+    assert.equal(r.status, 0, r.stderr);
+    return r.stdout;
+  };
+  const sshOpts = (h: SshHost, root: string, polyarch = bin) =>
+    `key=${h.clientKey},polyarch=${polyarch},root=${root}`;
+  const nodeServes = (h: SshHost) =>
+    h.pids().filter((pid) => {
+      try {
+        return readFileSync(`/proc/${pid}/cmdline`, 'utf8').includes('__node');
+      } catch {
+        return false;
+      }
+    });
+
+  before(async () => {
+    const t = testEnv();
+    reg = t.registry;
+    dir = mkdtempSync(join(tmpdir(), 'sshdriver-e2e-'));
+    [arm, spare] = await Promise.all([
+      startSshHost(join(dir, 'arm-host'), { config: t.config }),
+      startSshHost(join(dir, 'spare-host'), { config: t.config }),
+    ]);
+    armRoot = join(dir, 'arm-root');
+    mkdirSync(join(dir, 'docker'));
+    writeFileSync(join(dir, 'docker', 'config.json'), '{}');
+    env = {
+      ...process.env,
+      PATH: `${arm.pathDir}:${process.env.PATH}`,
+      POLYARCH_ROOT: join(dir, 'root'),
+      POLYARCH_CONFIG: t.config,
+      DOCKER_CONFIG: join(dir, 'docker'),
+      POLYARCH_BUILDER: '',
+      BUILDX_BUILDER: '',
+      POLYARCH_PROGRESS: 'plain',
+    };
+    ctxDir = join(dir, 'ctx');
+    mkdirSync(join(ctxDir, 'src'), { recursive: true });
+    writeFileSync(
+      join(ctxDir, 'Dockerfile'),
+      [
+        'FROM busybox',
+        'ARG TARGETPLATFORM',
+        'ARG BUILDPLATFORM',
+        'RUN --mount=type=secret,id=tok,required=true sha256sum /run/secrets/tok | cut -c1-64 > /secret.sha256 && echo "$(uname -m) $TARGETPLATFORM $BUILDPLATFORM" > /built',
+        'WORKDIR /app',
+        'COPY . .',
+        'RUN cat src/keep.txt > /copied',
+        'CMD ["cat", "/built"]',
+        '',
+      ].join('\n'),
+    );
+    writeFileSync(join(ctxDir, 'src', 'keep.txt'), 'kept\n');
+    writeFileSync(join(ctxDir, 'src', 'other.txt'), 'other\n');
+    writeFileSync(join(ctxDir, 'ignored.txt'), 'must not be sent\n');
+    writeFileSync(join(ctxDir, '.dockerignore'), 'ignored.txt\n');
+    writeFileSync(join(dir, 'tok'), SECRET);
+    ok(['create', '--name', 'mix', '--node', 'here', '--platform', 'linux/amd64']);
+    ok([
+      'create',
+      '--name',
+      'mix',
+      '--append',
+      '--node',
+      'arm',
+      '--driver',
+      'ssh',
+      '--platform',
+      'linux/arm64,linux/arm/v7',
+      '--driver-opt',
+      sshOpts(arm, armRoot),
+      arm.endpoint,
+    ]);
+  });
+
+  after(async () => {
+    await Promise.all([arm?.stop(), spare?.stop()]);
+    if (dir) rmSync(dir, { recursive: true, force: true });
+  });
+
+  test('inspect --bootstrap runs polyarch on the node: its version, native and emulated platforms', () => {
+    const r = ok(['builder', 'inspect', '--bootstrap', 'mix']);
+    const block = r.stdout.slice(r.stdout.indexOf('Name:             arm\n'));
+    assert.match(block, /Endpoint: +ssh:\/\/root@127\.0\.0\.1:\d+\n/);
+    assert.match(block, /Status: +running\n/);
+    assert.match(block, /BuildKit version: +polyarch\/v\d+\.\d+\.\d+/);
+    // Pinned first (marked), then the node's own platform, then what its QEMU runs.
+    assert.match(block, /Platforms: +linux\/arm64\*, linux\/arm\/v7\*, linux\/amd64, /);
+    const ls = ok(['ls']).stdout;
+    assert.match(ls, /\\_ arm +\\_ ssh:\/\/root@127\.0\.0\.1:\d+ +running +polyarch\/v/);
+    assert.deepEqual(nodeServes(arm), [], 'a polyarch process stayed on the node');
+  });
+
+  test('one index from this machine and the ssh node, each platform built where it was placed', () => {
+    const ref = `${reg}/sshdriver-e2e/mix:1`;
+    const md = join(dir, 'md1.json');
+    const r = ok([
+      'build',
+      '--builder',
+      'mix',
+      '--platform',
+      'linux/amd64,linux/arm64,linux/arm/v7',
+      '-t',
+      ref,
+      '--push',
+      '--secret',
+      `id=tok,src=${join(dir, 'tok')}`,
+      '--metadata-file',
+      md,
+      ctxDir,
+    ]);
+    assert.match(r.stderr, /\[here\] \[linux\/amd64 stage-0 1\/\d\] FROM/);
+    assert.match(r.stderr, /\[arm\] \[linux\/arm64 stage-0 1\/\d\] FROM/);
+    assert.match(r.stderr, /\[arm\] \[linux\/arm\/v7 stage-0 \d\/\d\] RUN/);
+    assert.match(r.stderr, /\[arm\] transferring context: 4 of 4 files, \d+ bytes/);
+    assert.ok(!r.stderr.includes(SECRET), 'the secret is in the progress output');
+    const meta = JSON.parse(readFileSync(md, 'utf8'));
+    assert.deepEqual(meta['polyarch.build.nodes'], {
+      'linux/amd64': 'here',
+      'linux/arm64': 'arm',
+      'linux/arm/v7': 'arm',
+    });
+    assert.equal(meta['polyarch.build.transfer'].arm.sent.files, 4);
+    const index = JSON.parse(skopeo(['inspect', '--raw', '--tls-verify=false', `docker://${ref}`]));
+    const plats = index.manifests.map(
+      (m: { platform: { os: string; architecture: string; variant?: string } }) =>
+        [m.platform.os, m.platform.architecture, m.platform.variant].filter(Boolean).join('/'),
+    );
+    assert.deepEqual(plats.sort(), ['linux/amd64', 'linux/arm/v7', 'linux/arm64']);
+    assert.equal(
+      meta['containerimage.digest'],
+      skopeo(['inspect', '--format', '{{.Digest}}', '--tls-verify=false', `docker://${ref}`]).trim(),
+    );
+    const sha = createHash('sha256').update(SECRET).digest('hex');
+    for (const [p, arch] of [
+      ['linux/amd64', 'x86_64'],
+      ['linux/arm64', 'aarch64'],
+      ['linux/arm/v7', 'armv7l'],
+    ] as const) {
+      assert.equal(ok(['run', '--rm', '--platform', p, ref]).stdout, `${arch} ${p} linux/amd64\n`);
+      assert.equal(
+        ok(['run', '--rm', '--platform', p, ref, 'sh', '-c', 'cd /app && ls -A | sort | tr "\\n" " "'])
+          .stdout,
+        '.dockerignore Dockerfile src ',
+      );
+      assert.equal(ok(['run', '--rm', '--platform', p, ref, 'cat', '/secret.sha256']).stdout, `${sha}\n`);
+    }
+    // The secret went over the channel only: nothing on the node's disk holds it.
+    assert.deepEqual(filesHolding(armRoot, SECRET), []);
+    assert.deepEqual(nodeServes(arm), [], 'a polyarch process stayed on the node');
+  });
+
+  test('a rebuild after a one-file change sends that file and reruns only what follows COPY', () => {
+    writeFileSync(join(ctxDir, 'src', 'keep.txt'), `changed ${Date.now()}\n`);
+    const ref = `${reg}/sshdriver-e2e/mix:2`;
+    const md = join(dir, 'md2.json');
+    const r = ok([
+      'build',
+      '--builder',
+      'mix',
+      '--platform',
+      'linux/amd64,linux/arm64,linux/arm/v7',
+      '-t',
+      ref,
+      '--push',
+      '--secret',
+      `id=tok,src=${join(dir, 'tok')}`,
+      '--metadata-file',
+      md,
+      ctxDir,
+    ]);
+    const meta = JSON.parse(readFileSync(md, 'utf8'));
+    assert.equal(meta['polyarch.build.transfer'].arm.sent.files, 1);
+    assert.match(r.stderr, /\[arm\] transferring context: 1 of 4 files, \d+ bytes/);
+    // On the node: the RUN before COPY is a cache hit, COPY and the RUN after it run again.
+    for (const p of ['linux/arm64', 'linux/arm/v7']) {
+      const esc = p.replace(/\//g, '\\/');
+      assert.match(
+        r.stderr,
+        new RegExp(`#(\\d+) \\[arm\\] \\[${esc} stage-0 2\\/\\d\\] RUN --mount[^\\n]*\\n#\\1 CACHED`),
+      );
+      assert.doesNotMatch(
+        r.stderr,
+        new RegExp(`#(\\d+) \\[arm\\] \\[${esc} stage-0 4\\/\\d\\] COPY[^\\n]*\\n#\\1 CACHED`),
+      );
+      assert.doesNotMatch(
+        r.stderr,
+        new RegExp(`#(\\d+) \\[arm\\] \\[${esc} stage-0 5\\/\\d\\] RUN cat[^\\n]*\\n#\\1 CACHED`),
+      );
+    }
+    for (const p of ['linux/arm64', 'linux/arm/v7'])
+      assert.match(ok(['run', '--rm', '--platform', p, ref, 'cat', '/copied']).stdout, /^changed \d+\n$/);
+  });
+
+  test('--load brings the node-built image into the local store', () => {
+    const r = ok([
+      'build',
+      '--builder',
+      'mix',
+      '--platform',
+      'linux/arm64',
+      '-t',
+      'sshdriver-load:1',
+      '--load',
+      '--secret',
+      `id=tok,src=${join(dir, 'tok')}`,
+      '--metadata-file',
+      join(dir, 'md3.json'),
+      ctxDir,
+    ]);
+    assert.match(r.stderr, /\[arm\] /);
+    const meta = JSON.parse(readFileSync(join(dir, 'md3.json'), 'utf8'));
+    assert.deepEqual(meta['polyarch.build.nodes'], { 'linux/arm64': 'arm' });
+    assert.ok(meta['polyarch.build.transfer'].arm.received.blobs > 0);
+    assert.equal(
+      ok(['run', '--rm', '--pull', 'never', '--platform', 'linux/arm64', 'sshdriver-load:1']).stdout,
+      'aarch64 linux/arm64 linux/amd64\n',
+    );
+  });
+
+  test('a node killed mid-build: its platforms are rebuilt on this machine, the build succeeds', async () => {
+    const node = await startSshHost(join(dir, 'doomed-host'), { config: testEnv().config });
+    try {
+      ok(['create', '--name', 'doomed', '--node', 'here', '--platform', 'linux/amd64']);
+      ok([
+        'create',
+        '--name',
+        'doomed',
+        '--append',
+        '--node',
+        'far',
+        '--driver',
+        'ssh',
+        '--platform',
+        'linux/arm64',
+        '--driver-opt',
+        sshOpts(node, join(dir, 'doomed-root')),
+        node.endpoint,
+      ]);
+      const c = join(dir, 'slow');
+      mkdirSync(c, { recursive: true });
+      writeFileSync(
+        join(c, 'Dockerfile'),
+        `FROM busybox\nRUN echo start-${Date.now()} && sleep 4 && uname -m > /arch\n`,
+      );
+      const ref = `${reg}/sshdriver-e2e/doomed:1`;
+      const md = join(dir, 'md4.json');
+      const child = spawn(
+        bin,
+        [
+          'build',
+          '--builder',
+          'doomed',
+          '--platform',
+          'linux/arm64',
+          '-t',
+          ref,
+          '--push',
+          '--metadata-file',
+          md,
+          c,
+        ],
+        { env: { ...env, PATH: `${node.pathDir}:${process.env.PATH}` }, stdio: ['ignore', 'pipe', 'pipe'] },
+      );
+      let stderr = '';
+      let killed = false;
+      child.stderr.on('data', (d: Buffer) => {
+        stderr += d.toString();
+        if (!killed && /\[far\] [^\n]*RUN echo start/.test(stderr)) {
+          killed = true;
+          void node.kill();
+        }
+      });
+      const code = await new Promise<number | null>((res) => child.once('close', (c) => res(c)));
+      assert.ok(killed, `the build never reached RUN on the node:\n${stderr}`);
+      assert.equal(code, 0, stderr);
+      assert.match(
+        stderr,
+        /WARNING: node far \(ssh:\/\/root@127\.0\.0\.1:\d+\): the connection was lost mid-build \(ssh exited \(255\)[^\n]*; building linux\/arm64 on node here instead\n/,
+      );
+      const meta = JSON.parse(readFileSync(md, 'utf8'));
+      assert.deepEqual(meta['polyarch.build.nodes'], { 'linux/arm64': 'here' });
+      assert.equal(ok(['run', '--rm', '--platform', 'linux/arm64', ref, 'cat', '/arch']).stdout, 'aarch64\n');
+      // The local store is consistent.
+      ok(['images']);
+    } finally {
+      await node.stop();
+    }
+  });
+
+  test('a node killed mid-build with nowhere else to go: one clear error naming it', async () => {
+    const node = await startSshHost(join(dir, 'lonely-host'), { config: testEnv().config });
+    try {
+      ok([
+        'create',
+        '--name',
+        'lonely',
+        '--driver',
+        'ssh',
+        '--platform',
+        'linux/arm64',
+        '--driver-opt',
+        sshOpts(node, join(dir, 'lonely-root')),
+        node.endpoint,
+      ]);
+      const c = join(dir, 'slow2');
+      mkdirSync(c, { recursive: true });
+      writeFileSync(join(c, 'Dockerfile'), `FROM busybox\nRUN echo start-${Date.now()} && sleep 4\n`);
+      const child = spawn(bin, ['build', '--builder', 'lonely', '--platform', 'linux/arm64', c], {
+        env: { ...env, PATH: `${node.pathDir}:${process.env.PATH}` },
+        stdio: ['ignore', 'pipe', 'pipe'],
+      });
+      let stderr = '';
+      let killed = false;
+      child.stderr.on('data', (d: Buffer) => {
+        stderr += d.toString();
+        if (!killed && /RUN echo start/.test(stderr)) {
+          killed = true;
+          void node.kill();
+        }
+      });
+      const code = await new Promise<number | null>((res) => child.once('close', (c) => res(c)));
+      assert.equal(code, 1, stderr);
+      assert.match(
+        stderr,
+        /\nERROR: node lonely0 \(ssh:\/\/root@127\.0\.0\.1:\d+\): the connection was lost mid-build \(ssh exited \(255\)[^\n]*\)\n$/,
+      );
+    } finally {
+      await node.stop();
+    }
+  });
+
+  test('bad nodes: host key mismatch, an incompatible polyarch, no runc — one line naming the node', () => {
+    // Host key mismatch: the spare host answers, but known_hosts holds another host's key for it.
+    const wrong = join(dir, 'wrong-known');
+    mkdirSync(wrong);
+    const otherKey = readFileSync(arm.knownHosts, 'utf8').split(' ').slice(1).join(' ');
+    writeFileSync(join(wrong, 'known_hosts'), `[127.0.0.1]:${spare.port} ${otherKey}`);
+    writeFileSync(
+      join(wrong, 'ssh_config'),
+      `Host *\n  StrictHostKeyChecking yes\n  UserKnownHostsFile ${join(wrong, 'known_hosts')}\n  LogLevel ERROR\n`,
+    );
+    mkdirSync(join(wrong, 'bin'));
+    writeFileSync(
+      join(wrong, 'bin', 'ssh'),
+      `#!/bin/sh\nexec /usr/bin/ssh -F ${join(wrong, 'ssh_config')} "$@"\n`,
+    );
+    chmodSync(join(wrong, 'bin', 'ssh'), 0o755);
+    ok([
+      'create',
+      '--name',
+      'badkey',
+      '--driver',
+      'ssh',
+      '--driver-opt',
+      sshOpts(spare, join(dir, 'x')),
+      spare.endpoint,
+    ]);
+    let r = run(['builder', 'inspect', '--bootstrap', 'badkey'], {
+      PATH: `${join(wrong, 'bin')}:${process.env.PATH}`,
+    });
+    assert.equal(r.status, 1, r.stderr);
+    assert.match(
+      r.stderr,
+      /^ERROR: bootstrapping builder badkey: node badkey0 \(ssh:\/\/root@127\.0\.0\.1:\d+\): ssh exited \(255\): Host key verification failed\.\n$/,
+    );
+    // A polyarch speaking another node protocol.
+    const future = join(dir, 'future-polyarch');
+    writeFileSync(future, '#!/bin/sh\necho "POLYARCH-NODE/99 polyarch/v9.9.9"\ncat >/dev/null\n');
+    chmodSync(future, 0o755);
+    ok([
+      'create',
+      '--name',
+      'future',
+      '--driver',
+      'ssh',
+      '--driver-opt',
+      sshOpts(arm, join(dir, 'y'), future),
+      arm.endpoint,
+    ]);
+    r = run(['build', '--builder', 'future', ctxDir]);
+    assert.equal(r.status, 1, r.stderr);
+    assert.match(
+      r.stderr,
+      /^ERROR: node future0 \(ssh:\/\/root@127\.0\.0\.1:\d+\): incompatible polyarch on the node: polyarch\/v9\.9\.9 speaks node protocol 99, this polyarch \(v[\d.]+\) speaks 1; install polyarch v[\d.]+ on the node\n$/m,
+    );
+    // A node without runc.
+    const norunc = join(dir, 'norunc-polyarch');
+    writeFileSync(norunc, `#!/bin/sh\nPOLYARCH_RUNC=/nonexistent/runc exec ${bin} "$@"\n`);
+    chmodSync(norunc, 0o755);
+    ok([
+      'create',
+      '--name',
+      'norunc',
+      '--driver',
+      'ssh',
+      '--driver-opt',
+      sshOpts(arm, join(dir, 'z'), norunc),
+      arm.endpoint,
+    ]);
+    r = run(['builder', 'inspect', '--bootstrap', 'norunc']);
+    assert.equal(r.status, 1, r.stderr);
+    assert.match(
+      r.stderr,
+      /^ERROR: bootstrapping builder norunc: node norunc0 \(ssh:\/\/root@127\.0\.0\.1:\d+\): runc is not installed on the node \(build steps run with runc\): install runc there\n$/,
+    );
+    // No polyarch at all on the node.
+    ok([
+      'create',
+      '--name',
+      'nopa',
+      '--driver',
+      'ssh',
+      '--driver-opt',
+      sshOpts(arm, join(dir, 'w'), '/nonexistent/polyarch'),
+      arm.endpoint,
+    ]);
+    r = run(['builder', 'inspect', '--bootstrap', 'nopa']);
+    assert.equal(r.status, 1, r.stderr);
+    assert.match(r.stderr, /node nopa0 \(ssh:\/\/[^)]+\): \/nonexistent\/polyarch was not found on the node/);
+  });
+});
