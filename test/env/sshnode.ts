@@ -6,7 +6,8 @@
  *   const h = await startSshHost(join(dir, 'arm'), { config: env.config });
  *   // ssh://root@127.0.0.1:${h.port}, --driver-opt key=${h.clientKey}
  *   // PATH=${h.pathDir}:$PATH: an `ssh` that checks the host key against h.knownHosts
- *   await h.kill();    // the sshd and every session it runs, at once (a node dying)
+ *   await h.killSshd(); // the sshd and its session processes die: connections drop mid-build
+ *   await h.kill();     // the whole tree, what the sessions run included (SIGKILL)
  *   await h.stop();
  *
  * Why loopback ports and not network namespaces: the test registries listen on 127.0.0.1
@@ -32,7 +33,9 @@ export interface SshHost {
   pathDir: string;
   /** Every pid in the sshd's process tree (itself, its sessions, what they run). */
   pids(): number[];
-  /** SIGKILLs the whole tree: the node is gone mid-whatever. */
+  /** SIGKILLs the sshd processes of the tree (listener and sessions), not what they run. */
+  killSshd(): Promise<void>;
+  /** SIGKILLs the whole tree. */
   kill(): Promise<void>;
   stop(): Promise<void>;
 }
@@ -143,6 +146,19 @@ export async function startSshHost(dir: string, opts: { config: string }): Promi
     knownHosts: p('known_hosts'),
     pathDir,
     pids,
+    async killSshd() {
+      for (const pid of pids()) {
+        let comm = '';
+        try {
+          comm = readFileSync(`/proc/${pid}/comm`, 'utf8').trim();
+        } catch {}
+        if (comm === 'sshd' || comm === 'sshd-session')
+          try {
+            process.kill(pid, 'SIGKILL');
+          } catch {}
+      }
+      await exited;
+    },
     async kill() {
       for (const pid of pids())
         try {
