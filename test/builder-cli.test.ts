@@ -198,7 +198,9 @@ describe('builder instances through the CLI', { concurrency: false }, () => {
       Name: 'power',
       Endpoint: 'ssh://ci@p9:2222',
       Pinned: ['linux/ppc64le'],
-      Error: 'node power (ssh://ci@p9:2222): the ssh driver cannot reach nodes yet (not implemented)',
+      Status: 'inactive',
+      Version: '',
+      Platforms: [{ architecture: 'ppc64le', os: 'linux' }],
     });
     assert.equal(lines[1].Nodes[0].Status, 'running');
     assert.deepEqual(lines[1].Nodes[0].Platforms[0], {

@@ -254,6 +254,60 @@ describe('ssh driver nodes', { skip: skip ?? false, concurrency: false }, () => 
     assert.deepEqual(nodeServes(arm), [], 'a polyarch process stayed on the node');
   });
 
+  test('registry credentials reach the node for the build that needs them, never its disk', () => {
+    const t = testEnv();
+    const docker = join(dir, 'docker-auth');
+    mkdirSync(docker);
+    const auth = Buffer.from(`${t.user}:${t.password}`).toString('base64');
+    writeFileSync(join(docker, 'config.json'), JSON.stringify({ auths: { [t.registryBasic]: { auth } } }));
+    const ref = `${t.registryBasic}/sshdriver-e2e/auth:1`;
+    // Without credentials the node's push is refused, and the error names the node.
+    const denied = run([
+      'build',
+      '--builder',
+      'mix',
+      '--platform',
+      'linux/arm64',
+      '-t',
+      ref,
+      '--push',
+      '--secret',
+      `id=tok,src=${join(dir, 'tok')}`,
+      ctxDir,
+    ]);
+    assert.equal(denied.status, 1, denied.stderr);
+    assert.match(denied.stderr, /ERROR: node arm \(ssh:\/\/root@127\.0\.0\.1:\d+\): /);
+    const r = ok(
+      [
+        'build',
+        '--builder',
+        'mix',
+        '--platform',
+        'linux/arm64',
+        '-t',
+        ref,
+        '--push',
+        '--secret',
+        `id=tok,src=${join(dir, 'tok')}`,
+        ctxDir,
+      ],
+      { DOCKER_CONFIG: docker },
+    );
+    assert.match(r.stderr, /\[arm\] pushing /);
+    assert.ok(!r.stderr.includes(t.password));
+    const idx = skopeo([
+      'inspect',
+      '--raw',
+      '--tls-verify=false',
+      '--creds',
+      `${t.user}:${t.password}`,
+      `docker://${ref}`,
+    ]);
+    assert.match(idx, /"architecture":"arm64"/);
+    assert.deepEqual(filesHolding(armRoot, t.password), []);
+    assert.deepEqual(filesHolding(armRoot, auth), []);
+  });
+
   test('a rebuild after a one-file change sends that file and reruns only what follows COPY', () => {
     writeFileSync(join(ctxDir, 'src', 'keep.txt'), `changed ${Date.now()}\n`);
     const ref = `${reg}/sshdriver-e2e/mix:2`;
@@ -444,6 +498,32 @@ describe('ssh driver nodes', { skip: skip ?? false, concurrency: false }, () => 
     } finally {
       await node.stop();
     }
+  });
+
+  test('Ctrl-C during a step on the node ends the process there, which cleans up', async () => {
+    const c = join(dir, 'slow3');
+    mkdirSync(c, { recursive: true });
+    writeFileSync(join(c, 'Dockerfile'), `FROM busybox\nRUN echo start-${Date.now()} && sleep 30\n`);
+    const child = spawn(bin, ['build', '--builder', 'mix', '--platform', 'linux/arm64', c], {
+      env,
+      stdio: ['ignore', 'pipe', 'pipe'],
+    });
+    let stderr = '';
+    let serving: number[] = [];
+    child.stderr.on('data', (d: Buffer) => {
+      stderr += d.toString();
+      if (serving.length === 0 && /\[arm\] [^\n]*RUN echo start/.test(stderr)) {
+        serving = nodeServes(arm);
+        child.kill('SIGINT');
+      }
+    });
+    const code = await new Promise<number | null>((res) => child.once('close', (c) => res(c)));
+    assert.equal(code, 130, stderr);
+    assert.match(stderr, /ERROR: build canceled by SIGINT\n$/);
+    assert.ok(serving.length > 0, 'no polyarch process ran on the node');
+    await gone(serving);
+    assert.deepEqual(nodeServes(arm), []);
+    assert.deepEqual(mountsUnder(armRoot), []);
   });
 
   test('bad nodes: host key mismatch, an incompatible polyarch, no runc — one line naming the node', () => {

@@ -82,6 +82,11 @@ export async function buildOnSshNode(
         'UNSUPPORTED',
         `output ${o.raw}: node ${node.name} (ssh driver) supports --push and --load (type=image|registry) only`,
       );
+  if ((req.cacheFrom?.length ?? 0) > 0 || (req.cacheTo?.length ?? 0) > 0)
+    throw new PolyarchError(
+      'UNSUPPORTED',
+      `node ${node.name} (ssh driver): --cache-from/--cache-to are not supported on ssh nodes yet`,
+    );
   const outputs: OutputSpec[] = req.outputs.map((o) => ({
     ...o,
     ...(o.push ? { pushByDigest: true } : {}),
