@@ -181,6 +181,10 @@ export async function buildOnSshNode(
     });
     for (;;) {
       const m = await next();
+      if (m.t === 'warn') {
+        req.warn?.(`node ${node.name}: ${String(m.message)}`);
+        continue;
+      }
       if (m.t === 'status') {
         try {
           progress.write(decodeStatus(m.s as SolveStatus & { logs: Array<{ data: unknown }> }));

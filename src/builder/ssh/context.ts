@@ -51,6 +51,19 @@ async function hashFile(path: string): Promise<string> {
 
 /** Every entry of `dir` that `.dockerignore` keeps, parents before children. */
 export async function listContext(dir: string, dockerfilePath?: string): Promise<ContextEntry[]> {
+  try {
+    return await walkContext(dir, dockerfilePath);
+  } catch (err) {
+    const e = err as NodeJS.ErrnoException;
+    throw new PolyarchError(
+      'IO',
+      `unable to prepare context: ${e.code ?? 'error'} ${e.path ? relative(dir, e.path) || '.' : e.message}`,
+      { cause: err },
+    );
+  }
+}
+
+async function walkContext(dir: string, dockerfilePath?: string): Promise<ContextEntry[]> {
   const ignore = await loadDockerignore({ contextDir: dir, ...(dockerfilePath ? { dockerfilePath } : {}) });
   const out: ContextEntry[] = [];
   const walk = async (abs: string): Promise<void> => {
@@ -137,8 +150,18 @@ export async function materialise(
 ): Promise<void> {
   await mkdir(dest, { recursive: true, mode: 0o700 });
   const dirs: ContextEntry[] = [];
+  const links = new Set<string>();
   for (const e of entries) {
     const p = join(dest, safeRel(e.path));
+    // Nothing is written through a link the context itself made.
+    const parts = e.path.split('/');
+    for (let i = 1; i < parts.length; i++)
+      if (links.has(parts.slice(0, i).join('/')))
+        throw new PolyarchError(
+          'INVALID_ARGUMENT',
+          `protocol error: context path "${e.path}" is under a symlink`,
+        );
+    if (e.type === 'symlink') links.add(e.path);
     await mkdir(dirname(p), { recursive: true });
     if (e.type === 'dir') {
       await mkdir(p, { recursive: true });

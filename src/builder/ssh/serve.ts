@@ -205,6 +205,10 @@ async function runBuild(
     env[`POLYARCH_NODE_SECRET_${i}`] = Buffer.from(v, 'base64').toString('utf8');
     return { id, env: `POLYARCH_NODE_SECRET_${i}` };
   });
+  // Warnings go back to the client's terminal, in order with the progress.
+  const warn = (m: string) => {
+    chain = chain.then(() => writer.send({ t: 'warn', message: m }).catch(() => {}));
+  };
   creds.setSessionCredentials(req.credentials);
   const release = await engine.holdBuildLease(root);
   try {
@@ -226,7 +230,7 @@ async function runBuild(
       signal,
       env,
       root,
-      warn: (m) => process.stderr.write(`WARNING: ${m}\n`),
+      warn,
     });
     exp.checkOutputs(result, req.outputs);
     const store = await content.ContentStore.open(content.storeDir(env));
@@ -237,6 +241,7 @@ async function runBuild(
       progress,
       signal,
       env,
+      warn,
     });
     await chain;
     const stored = req.outputs.some((o) => o.type === 'image' && o.store) ? resp.descriptor : undefined;
