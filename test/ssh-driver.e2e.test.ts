@@ -600,6 +600,18 @@ describe('ssh driver nodes', { skip: skip ?? false, concurrency: false }, () => 
       r.stderr,
       /^ERROR: bootstrapping builder norunc: node norunc0 \(ssh:\/\/root@127\.0\.0\.1:\d+\): runc is not installed on the node \(build steps run with runc\): install runc there\n$/,
     );
+    // A step that fails on the node: its error, naming the node, and nothing left running there.
+    const failing = join(dir, 'failing');
+    mkdirSync(failing);
+    writeFileSync(join(failing, 'Dockerfile'), 'FROM busybox\nRUN echo about to fail && exit 3\n');
+    r = run(['build', '--builder', 'mix', '--platform', 'linux/arm64', failing]);
+    assert.equal(r.status, 1, r.stderr);
+    assert.match(
+      r.stderr,
+      /\nERROR: node arm \(ssh:\/\/root@127\.0\.0\.1:\d+\): [^\n]*exit code: 3[^\n]*\n$/,
+    );
+    assert.match(r.stderr, /about to fail/);
+    assert.deepEqual(nodeServes(arm), []);
     // No polyarch at all on the node.
     ok([
       'create',
