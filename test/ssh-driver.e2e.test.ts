@@ -612,6 +612,41 @@ describe('ssh driver nodes', { skip: skip ?? false, concurrency: false }, () => 
     );
     assert.match(r.stderr, /about to fail/);
     assert.deepEqual(nodeServes(arm), []);
+    // A node that cannot be reached: its platforms go to the others, with a warning naming it.
+    ok(['create', '--name', 'partial', '--node', 'here', '--platform', 'linux/amd64']);
+    ok([
+      'create',
+      '--name',
+      'partial',
+      '--append',
+      '--node',
+      'gone',
+      '--driver',
+      'ssh',
+      '--platform',
+      'linux/arm64',
+      '--driver-opt',
+      `key=${arm.clientKey}`,
+      'ssh://root@127.0.0.1:1',
+    ]);
+    r = run([
+      'build',
+      '--builder',
+      'partial',
+      '--platform',
+      'linux/arm64',
+      '--metadata-file',
+      join(dir, 'md5.json'),
+      join(dir, 'slow'),
+    ]);
+    assert.equal(r.status, 0, r.stderr);
+    assert.match(
+      r.stderr,
+      /WARNING: node gone \(ssh:\/\/root@127\.0\.0\.1:1\): ssh exited \(255\): [^\n]*refused; its platforms go to the other nodes of builder partial\n/,
+    );
+    assert.deepEqual(JSON.parse(readFileSync(join(dir, 'md5.json'), 'utf8'))['polyarch.build.nodes'], {
+      'linux/arm64': 'here',
+    });
     // No polyarch at all on the node.
     ok([
       'create',

@@ -1,6 +1,9 @@
 /**
- * A build on a remote builder: BuildKit's own `dockerfile.v0` frontend on each node, the
- * platforms spread over the nodes (schedule.ts), the nodes in parallel.
+ * A build on a remote builder: BuildKit's own `dockerfile.v0` frontend on each BuildKit node,
+ * polyarch's engine on this machine (local-node.ts) and on ssh nodes (src/builder/ssh), the
+ * platforms spread over all of them by one scheduler (schedule.ts), the nodes in parallel.
+ * An ssh node whose session is lost mid-build has its platforms rebuilt on another polyarch
+ * node (this machine or another ssh node) that can build them all, with a warning.
  *
  *   const r = await remoteBuild(builder, { contextDir, dockerfileName: 'Dockerfile',
  *     platforms, buildArgs, labels, secrets, outputs, progress, env, warn });
