@@ -10,7 +10,9 @@
  * Secrets and the registry credentials of the hosts this build pulls from or pushes to go
  * in the build message over the ssh channel, for this build only.
  */
+import { createHash } from 'node:crypto';
 import { createReadStream } from 'node:fs';
+import { hostname } from 'node:os';
 import { readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { OutputSpec } from '../../build/export/index.js';
@@ -94,7 +96,18 @@ export async function buildOnSshNode(
   }));
   const progress = nodeSink(opts.progress, node.name);
   const dockerfile = req.dockerfileText ?? (await readFile(req.dockerfilePath!, 'utf8'));
-  const files = await listContext(req.contextDir, req.dockerfilePath);
+  // Stable per machine and context (as the BuildKit driver's session key): the node keeps
+  // this context's tree between builds, and this machine its files' digests.
+  const contextKey = createHash('sha256')
+    .update(`${hostname()}\0${req.contextDir}\0${req.dockerfilePath ?? ''}`)
+    .digest('hex')
+    .slice(0, 32);
+  const { stateRoot } = await import('../../content/paths.js');
+  const files = await listContext(
+    req.contextDir,
+    req.dockerfilePath,
+    join(stateRoot(env), 'ssh', 'context-digests', `${contextKey}.json`),
+  );
   const hosts = [
     ...baseImageHosts(dockerfile),
     ...req.outputs.flatMap((o) => (o.push ? o.names.map((n) => parseReference(n).domain) : [])),
@@ -115,6 +128,7 @@ export async function buildOnSshNode(
     credentials: await credentialsFor(hosts, env),
     outputs,
     files,
+    contextKey,
   };
   const onAbort = () => conn.kill();
   if (opts.signal.aborted) throw opts.signal.reason;

@@ -15,7 +15,7 @@ import {
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, describe, test } from 'node:test';
-import { listContext, materialise, missingBlobs, putBlob } from './context.js';
+import { listContext, materialise, missingBlobs, putBlob, syncContext } from './context.js';
 
 const sha = (s: string) => `sha256:${createHash('sha256').update(s).digest('hex')}`;
 async function* once(s: string) {
@@ -70,6 +70,66 @@ describe('ssh node context by content', () => {
     assert.equal(lstatSync(join(out, 'src', 'deep', 'b.sh')).mode & 0o777, 0o755);
     assert.equal(readlinkSync(join(out, 'link')), 'src/a.txt');
     assert.ok(!readdirSync(out).includes('logs'));
+  });
+
+  test('a kept tree is brought up to date: unchanged files stay, the rest follows', async () => {
+    const ctx = join(dir, 'ctx3');
+    mkdirSync(join(ctx, 'd'), { recursive: true });
+    writeFileSync(join(ctx, 'a'), 'a1');
+    writeFileSync(join(ctx, 'b'), 'b1');
+    writeFileSync(join(ctx, 'd', 'c'), 'c1');
+    const cache = join(dir, 'cache3');
+    const memo = join(dir, 'memo3.json');
+    const put = async (entries: Awaited<ReturnType<typeof listContext>>) => {
+      for (const d of await missingBlobs(cache, entries)) {
+        const e = entries.find((x) => x.digest === d)!;
+        await putBlob(cache, d, once(readFileSync(join(ctx, e.path), 'utf8')));
+      }
+      return entries;
+    };
+    const tree = join(dir, 'tree3');
+    const index = join(dir, 'tree3.json');
+    assert.equal(
+      await syncContext(cache, await put(await listContext(ctx, undefined, memo)), tree, index),
+      3,
+    );
+    // Change one file, remove a directory, turn a file into a directory.
+    writeFileSync(join(ctx, 'b'), 'b2');
+    rmSync(join(ctx, 'd'), { recursive: true });
+    rmSync(join(ctx, 'a'));
+    writeFileSync(join(ctx, 'a'), 'a1');
+    utimesSync(join(ctx, 'a'), 5, 5);
+    mkdirSync(join(ctx, 'e'));
+    const entries = await put(await listContext(ctx, undefined, memo));
+    assert.equal(await syncContext(cache, entries, tree, index), 2);
+    assert.equal(lstatSync(join(tree, 'a')).mtimeMs, 5000);
+    assert.deepEqual(readdirSync(tree).sort(), ['a', 'b', 'e']);
+    assert.equal(readFileSync(join(tree, 'b'), 'utf8'), 'b2');
+    // Nothing changed: nothing written, inodes kept.
+    const inoB = lstatSync(join(tree, 'b')).ino;
+    assert.equal(await syncContext(cache, await listContext(ctx, undefined, memo), tree, index), 0);
+    assert.equal(lstatSync(join(tree, 'b')).ino, inoB);
+    // A lost index means a full sync, not a wrong tree.
+    rmSync(index);
+    writeFileSync(join(tree, 'junk'), 'x');
+    assert.equal(await syncContext(cache, entries, tree, index), 2);
+    assert.deepEqual(readdirSync(tree).sort(), ['a', 'b', 'e']);
+  });
+
+  test('the client memo: an unchanged file is not read again, a changed one is', async () => {
+    const ctx = join(dir, 'ctx4');
+    mkdirSync(ctx);
+    writeFileSync(join(ctx, 'f'), 'one');
+    const memo = join(dir, 'memo4.json');
+    const [first] = await listContext(ctx, undefined, memo);
+    assert.equal(first!.digest, sha('one'));
+    // A memo entry that matches the file's stat is trusted (here: deliberately wrong).
+    const m = JSON.parse(readFileSync(memo, 'utf8'));
+    m[join(ctx, 'f')].digest = sha('from-memo');
+    writeFileSync(memo, JSON.stringify(m));
+    assert.equal((await listContext(ctx, undefined, memo))[0]!.digest, sha('from-memo'));
+    writeFileSync(join(ctx, 'f'), 'two!');
+    assert.equal((await listContext(ctx, undefined, memo))[0]!.digest, sha('two!'));
   });
 
   test('bytes that do not match their digest never enter the cache', async () => {

@@ -3,13 +3,17 @@
  * context's `.dockerignore` keeps with its sha256, the node answers with the digests its
  * cache lacks, and only those files travel. A rebuild after a one-file change sends one file.
  *
- *   const entries = await listContext(dir, dockerfilePath);     // client side
- *   const missing = await missingBlobs(cacheDir, entries);      // node side
- *   await materialise(cacheDir, entries, buildDir);             // node side, per build
+ *   const entries = await listContext(dir, dockerfilePath, memoFile);  // client side
+ *   const missing = await missingBlobs(cacheDir, entries);             // node side
+ *   await syncContext(cacheDir, entries, treeDir, indexFile);          // node side
  *
  * The node's cache is `<root>/node/context/sha256/<hex>`, files written to a temp name and
  * renamed once their digest checked, so an interrupted transfer leaves no wrong entry.
- * Each build gets its own copy of the tree (mode and mtime kept), removed when it ends.
+ * The tree a build sees is kept per client context (`syncContext`: only what changed since
+ * the last build is rewritten, so the engine's own checksum memo still holds for the rest);
+ * a build that finds it in use by another gets its own copy (`materialise`). The client
+ * keeps its file digests by path, size, mtime and inode (`memoFile`), so an unchanged file
+ * is not read again.
  */
 import { createHash, randomBytes } from 'node:crypto';
 import { createReadStream } from 'node:fs';
@@ -20,11 +24,14 @@ import {
   mkdir,
   open,
   readdir,
+  readFile,
   readlink,
   rename,
+  rm,
   symlink,
   unlink,
   utimes,
+  writeFile,
 } from 'node:fs/promises';
 import { dirname, join, relative, sep } from 'node:path';
 import { loadDockerignore } from '../../dockerfile/dockerignore.js';
@@ -49,10 +56,37 @@ async function hashFile(path: string): Promise<string> {
   return `sha256:${h.digest('hex')}`;
 }
 
-/** Every entry of `dir` that `.dockerignore` keeps, parents before children. */
-export async function listContext(dir: string, dockerfilePath?: string): Promise<ContextEntry[]> {
+interface HashMemo {
+  [abs: string]: { size: number; mtimeMs: number; ino: number; digest: string };
+}
+
+/**
+ * Every entry of `dir` that `.dockerignore` keeps, parents before children. With `memoFile`,
+ * digests of files whose size, mtime and inode did not change are taken from it, and it is
+ * rewritten (atomically) with this listing's.
+ */
+export async function listContext(
+  dir: string,
+  dockerfilePath?: string,
+  memoFile?: string,
+): Promise<ContextEntry[]> {
+  let memo: HashMemo = {};
+  if (memoFile)
+    try {
+      memo = JSON.parse(await readFile(memoFile, 'utf8')) as HashMemo;
+    } catch {
+      // None yet, or damaged: hash everything.
+    }
+  const next: HashMemo = {};
   try {
-    return await walkContext(dir, dockerfilePath);
+    const out = await walkContext(dir, dockerfilePath, memo, next);
+    if (memoFile) {
+      await mkdir(dirname(memoFile), { recursive: true, mode: 0o700 });
+      const tmp = `${memoFile}.${randomBytes(4).toString('hex')}.tmp`;
+      await writeFile(tmp, JSON.stringify(next));
+      await rename(tmp, memoFile);
+    }
+    return out;
   } catch (err) {
     const e = err as NodeJS.ErrnoException;
     throw new PolyarchError(
@@ -63,7 +97,19 @@ export async function listContext(dir: string, dockerfilePath?: string): Promise
   }
 }
 
-async function walkContext(dir: string, dockerfilePath?: string): Promise<ContextEntry[]> {
+async function walkContext(
+  dir: string,
+  dockerfilePath: string | undefined,
+  memo: HashMemo,
+  next: HashMemo,
+): Promise<ContextEntry[]> {
+  const digestOf = async (p: string, st: { size: number; mtimeMs: number; ino: number }) => {
+    const m = memo[p];
+    const digest =
+      m && m.size === st.size && m.mtimeMs === st.mtimeMs && m.ino === st.ino ? m.digest : await hashFile(p);
+    next[p] = { size: st.size, mtimeMs: st.mtimeMs, ino: st.ino, digest };
+    return digest;
+  };
   const ignore = await loadDockerignore({ contextDir: dir, ...(dockerfilePath ? { dockerfilePath } : {}) });
   const out: ContextEntry[] = [];
   const walk = async (abs: string): Promise<void> => {
@@ -79,7 +125,8 @@ async function walkContext(dir: string, dockerfilePath?: string): Promise<Contex
         if (kept) out.push({ ...base, type: 'dir' });
         await walk(p);
       } else if (!kept) {
-      } else if (st.isFile()) out.push({ ...base, type: 'file', digest: await hashFile(p), size: st.size });
+      } else if (st.isFile())
+        out.push({ ...base, type: 'file', digest: await digestOf(p, st), size: st.size });
       else if (st.isSymbolicLink()) out.push({ ...base, type: 'symlink', target: await readlink(p) });
     }
   };
@@ -143,10 +190,70 @@ function safeRel(p: string): string {
 }
 
 /** Lays the context out under `dest` from the cache. */
-export async function materialise(
+export function materialise(cacheDir: string, entries: readonly ContextEntry[], dest: string): Promise<void> {
+  return layOut(cacheDir, entries, dest, () => true);
+}
+
+function sameEntry(a: ContextEntry, b: ContextEntry): boolean {
+  return (
+    a.type === b.type &&
+    a.mode === b.mode &&
+    a.mtimeMs === b.mtimeMs &&
+    a.digest === b.digest &&
+    a.size === b.size &&
+    a.target === b.target
+  );
+}
+
+/**
+ * Brings `dest` (a tree only this caller writes, under its lock) to `entries`: what the
+ * index of its last sync says is unchanged stays, what changed is rewritten, what is gone is
+ * removed. The index is removed first and written last, so a sync cut short is followed by
+ * a full one. Resolves to the number of files written.
+ */
+export async function syncContext(
   cacheDir: string,
   entries: readonly ContextEntry[],
   dest: string,
+  indexFile: string,
+): Promise<number> {
+  let old: Record<string, ContextEntry> | undefined;
+  try {
+    old = JSON.parse(await readFile(indexFile, 'utf8')) as Record<string, ContextEntry>;
+  } catch {}
+  await rm(indexFile, { force: true });
+  if (!old) await rm(dest, { recursive: true, force: true });
+  const want = new Map(entries.map((e) => [e.path, e]));
+  // What is gone or changed type goes first, deepest first.
+  const stale = new Set(
+    Object.values(old ?? {})
+      .filter((o) => {
+        const n = want.get(o.path);
+        return !n || n.type !== o.type || (o.type === 'symlink' && n.target !== o.target);
+      })
+      .map((o) => o.path),
+  );
+  for (const p of [...stale].sort((a, b) => b.length - a.length))
+    await rm(join(dest, safeRel(p)), { recursive: true, force: true });
+  let written = 0;
+  await layOut(cacheDir, entries, dest, (e) => {
+    const o = old?.[e.path];
+    const write = !o || stale.has(e.path) || !sameEntry(o, e);
+    if (write && e.type === 'file') written++;
+    return write;
+  });
+  await mkdir(dirname(indexFile), { recursive: true });
+  const tmp = `${indexFile}.${randomBytes(4).toString('hex')}.tmp`;
+  await writeFile(tmp, JSON.stringify(Object.fromEntries(want)));
+  await rename(tmp, indexFile);
+  return written;
+}
+
+async function layOut(
+  cacheDir: string,
+  entries: readonly ContextEntry[],
+  dest: string,
+  changed: (e: ContextEntry) => boolean,
 ): Promise<void> {
   await mkdir(dest, { recursive: true, mode: 0o700 });
   const dirs: ContextEntry[] = [];
@@ -162,15 +269,20 @@ export async function materialise(
           `protocol error: context path "${e.path}" is under a symlink`,
         );
     if (e.type === 'symlink') links.add(e.path);
+    if (e.type === 'dir') dirs.push(e);
+    if (!changed(e)) continue;
     await mkdir(dirname(p), { recursive: true });
     if (e.type === 'dir') {
       await mkdir(p, { recursive: true });
-      dirs.push(e);
     } else if (e.type === 'file') {
+      await rm(p, { force: true });
       await copyFile(blobPath(cacheDir, e.digest!), p);
       await chmod(p, e.mode);
       await utimes(p, e.mtimeMs / 1000, e.mtimeMs / 1000);
-    } else if (e.type === 'symlink') await symlink(e.target!, p);
+    } else if (e.type === 'symlink') {
+      await rm(p, { force: true });
+      await symlink(e.target!, p);
+    }
   }
   // Directories last (their children changed their mtimes), deepest first.
   for (const d of dirs.reverse()) {

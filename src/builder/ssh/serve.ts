@@ -28,7 +28,7 @@ import type { Credentials } from '../../registry/credentials.js';
 import { errorMessage, PolyarchError } from '../../util/errors.js';
 import { VERSION } from '../../version.js';
 import { mergePlatforms } from '../driver.js';
-import { type ContextEntry, materialise, missingBlobs, putBlob } from './context.js';
+import { type ContextEntry, materialise, missingBlobs, putBlob, syncContext } from './context.js';
 import { FrameReader, FrameWriter, greeting, type Message } from './protocol.js';
 
 /** What the client asks a node to build (the `build` message). */
@@ -49,6 +49,8 @@ export interface NodeBuildRequest {
   /** Pushes are by digest, stores untagged: the client makes the index. */
   outputs: OutputSpec[];
   files: ContextEntry[];
+  /** Names the client's context (hex): its tree is kept on the node between builds. */
+  contextKey: string;
 }
 
 /** The runc the engine would run (`$POLYARCH_RUNC`, else `runc` on PATH), if it exists. */
@@ -211,9 +213,22 @@ async function runBuild(
   };
   creds.setSessionCredentials(req.credentials);
   const release = await engine.holdBuildLease(root);
+  let unlockTree: (() => Promise<void>) | undefined;
   try {
-    const ctxDir = join(buildDir, 'context');
-    await materialise(cacheDir, req.files, ctxDir);
+    // The client's context tree from its last build, brought up to date; a concurrent build
+    // of the same context gets a copy of its own.
+    let ctxDir = join(buildDir, 'context');
+    if (/^[0-9a-f]{32}$/.test(req.contextKey)) {
+      const treeDir = join(root, 'node', 'contexts', req.contextKey);
+      await mkdir(treeDir, { recursive: true, mode: 0o700 });
+      const { acquireLock } = await import('../../util/lock.js');
+      unlockTree = await acquireLock(`${treeDir}.lock`, { timeoutMs: 0 }).catch(() => undefined);
+      if (unlockTree) {
+        ctxDir = join(treeDir, 'tree');
+        await syncContext(cacheDir, req.files, ctxDir, join(treeDir, 'index.json'));
+      }
+    }
+    if (!unlockTree) await materialise(cacheDir, req.files, ctxDir);
     const result = await engine.build({
       dockerfile: req.dockerfile,
       dockerfileName: req.dockerfileName,
@@ -269,6 +284,7 @@ async function runBuild(
   } finally {
     creds.setSessionCredentials(undefined);
     await chain;
+    await unlockTree?.();
     await release();
     await rm(buildDir, { recursive: true, force: true });
   }
