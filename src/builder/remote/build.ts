@@ -31,9 +31,9 @@ import { formatPlatform, hostPlatform, type Platform, toOciPlatform } from '../.
 import type { ProgressSink } from '../../progress/index.js';
 import { errorMessage, PolyarchError, UsageError } from '../../util/errors.js';
 import { localDriver, mergePlatforms } from '../driver.js';
-import type { SshNodeConnection, SshNodeResult } from '../ssh/index.js';
-import { type Builder, type BuilderNode, nodeDriver } from '../types.js';
-import { buildOnLocalNode, type LocalNodeResult } from './local-node.js';
+import type { SshNodeConnection } from '../ssh/index.js';
+import { type Builder, nodeDriver } from '../types.js';
+import { type EngineJob, runEngineJob } from './engine-node.js';
 import { type ConnectedNode, connectNode } from './driver.js';
 import { mapStatus } from './progress.js';
 import { type Candidate, schedule, type Unreachable } from './schedule.js';
@@ -73,16 +73,7 @@ export interface RemoteBuildResult {
   nodes: Record<string, string>;
 }
 
-/** Platforms given to polyarch's own engine (this machine, or an ssh node), and what it produced. */
-interface LocalJob {
-  node: BuilderNode;
-  platforms: Platform[];
-  /** An ssh node's session (absent: this machine). */
-  conn?: SshNodeConnection;
-  result?: LocalNodeResult;
-  /** ssh nodes: context files sent, image blobs brought back. */
-  transfer?: Pick<SshNodeResult, 'sent' | 'received'>;
-}
+type LocalJob = EngineJob;
 
 interface NodeJob {
   n: ConnectedNode;
@@ -464,57 +455,16 @@ export async function remoteBuild(builder: Builder, req: RemoteBuildRequest): Pr
     try {
       const localRuns = localJobs.map(async (lj) => {
         try {
-          if (lj.conn) {
-            const conn = lj.conn;
-            try {
-              const r = await sshMod!.buildOnSshNode(conn, req, lj.platforms, {
-                progress: req.progress,
-                signal: abort.signal,
-                secrets,
-              });
-              lj.result = r;
-              lj.transfer = { sent: r.sent, received: r.received };
-            } catch (err) {
-              if (abort.signal.aborted || !sshMod!.isConnectionLost(err)) throw err;
-              // The node died mid-build: its platforms go to another engine node that can build them all.
-              const others = candidates.filter(
-                (c) =>
-                  c.name !== lj.node.name &&
-                  (local.some((l) => l.node.name === c.name) || sshConns.some((s) => s.node.name === c.name)),
-              );
-              const pick = others.find((c) =>
-                lj.platforms.every((p) => c.platforms.some((q) => formatPlatform(q) === formatPlatform(p))),
-              );
-              if (!pick) throw err;
-              warn(
-                `${errorMessage(err)}; building ${lj.platforms.map((p) => formatPlatform(p)).join(', ')} on node ${pick.name} instead`,
-              );
-              const l = local.find((n) => n.node.name === pick.name);
-              lj.conn = undefined;
-              if (l) {
-                lj.node = l.node;
-                lj.result = await buildOnLocalNode(l.node, req, lj.platforms, {
-                  progress: req.progress,
-                  signal: abort.signal,
-                });
-              } else {
-                const other = sshConns.find((s) => s.node.name === pick.name)!;
-                const c = await sshMod!.SshNodeConnection.open(other.node, { env });
-                lj.node = other.node;
-                const r = await sshMod!.buildOnSshNode(c, req, lj.platforms, {
-                  progress: req.progress,
-                  signal: abort.signal,
-                  secrets,
-                });
-                lj.result = r;
-                lj.transfer = { sent: r.sent, received: r.received };
-              }
-            }
-          } else
-            lj.result = await buildOnLocalNode(lj.node, req, lj.platforms, {
-              progress: req.progress,
-              signal: abort.signal,
-            });
+          await runEngineJob(lj, {
+            req,
+            candidates,
+            localNodes: local.map((l) => l.node),
+            sshNodes: sshConns.map((c) => c.node),
+            secrets,
+            signal: abort.signal,
+            warn,
+            env,
+          });
         } catch (err) {
           abort.abort(err);
           if (req.signal?.aborted) throw req.signal.reason;
