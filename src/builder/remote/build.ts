@@ -420,6 +420,8 @@ export async function remoteBuild(builder: Builder, req: RemoteBuildRequest): Pr
     for (const c of sshConns) if (!plan.has(c.node.name)) c.close();
     // Local nodes' results are always merged here: pushed by digest, stored untagged.
     const multiNode = plan.size > 1 || localJobs.length > 0;
+    // One engine node builds everything: it pushes with the tags itself, as a plain build does.
+    const direct = plan.size === 1 && localJobs.length === 1 && localJobs[0]!.conn !== undefined;
     const multiPlatform = platforms.length > 1;
 
     let dockerfileDir = req.dockerfilePath ? dirname(req.dockerfilePath) : req.contextDir;
@@ -464,6 +466,7 @@ export async function remoteBuild(builder: Builder, req: RemoteBuildRequest): Pr
             signal: abort.signal,
             warn,
             env,
+            direct,
           });
         } catch (err) {
           abort.abort(err);
@@ -549,7 +552,7 @@ export async function remoteBuild(builder: Builder, req: RemoteBuildRequest): Pr
       req.signal?.removeEventListener('abort', onAbort);
       for (const m of merges.values()) await rm(m.dir, { recursive: true, force: true });
     }
-    return await finishOutputs(builder, req, jobs, localJobs, multiNode, store, merged[0]);
+    return await finishOutputs(builder, req, jobs, localJobs, multiNode, store, merged[0], direct);
   } finally {
     for (const n of connected) n.client.close();
     for (const c of sshConns) c.close();
@@ -586,6 +589,7 @@ async function finishOutputs(
   multiNode: boolean,
   store: () => Promise<ContentStore>,
   merged?: Descriptor,
+  direct = false,
 ): Promise<RemoteBuildResult> {
   const env = req.env ?? process.env;
   const nodes: Record<string, string> = {};
@@ -603,6 +607,13 @@ async function finishOutputs(
     descriptor = decodeDescriptor(first['containerimage.descriptor']);
     if (first['containerimage.config.digest'])
       md['containerimage.config.digest'] = first['containerimage.config.digest'];
+  } else if (direct && push) {
+    // The only node pushed with the tags.
+    const l = localJobs[0]!;
+    if (!l.result?.pushed) throw new PolyarchError('IO', `node ${l.node.name}: the build pushed no image`);
+    digest = l.result.pushed;
+    const d = l.result.pushedDescriptor;
+    if (d) descriptor = { mediaType: d.mediaType, digest: d.digest, size: d.size };
   } else if (push && !push.pushByDigest) {
     // One index over every node's manifests, pushed once to each name.
     const repo = repositoryName(parseReference(push.names[0]!));

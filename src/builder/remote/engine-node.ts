@@ -37,6 +37,8 @@ export interface EngineJobContext {
   signal: AbortSignal;
   warn: (message: string) => void;
   env: NodeJS.ProcessEnv;
+  /** The build's only node: it pushes with the tags itself (no index made over nodes). */
+  direct: boolean;
 }
 
 async function onSsh(job: EngineJob, conn: SshNodeConnection, ctx: EngineJobContext): Promise<void> {
@@ -45,6 +47,7 @@ async function onSsh(job: EngineJob, conn: SshNodeConnection, ctx: EngineJobCont
     progress: ctx.req.progress,
     signal: ctx.signal,
     secrets: ctx.secrets,
+    direct: ctx.direct,
   });
   job.result = r;
   job.transfer = { sent: r.sent, received: r.received };
@@ -55,6 +58,7 @@ export async function runEngineJob(job: EngineJob, ctx: EngineJobContext): Promi
     job.result = await buildOnLocalNode(job.node, ctx.req, job.platforms, {
       progress: ctx.req.progress,
       signal: ctx.signal,
+      direct: ctx.direct,
     });
     return;
   }

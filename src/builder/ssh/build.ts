@@ -1,7 +1,8 @@
 /**
  * Building on an ssh node (the client side of serve.ts): the request, the context files the
  * node lacks, progress streamed into the local renderer under the node's name, and the
- * result — a push by digest made from the node, or the image's blobs the local store lacks.
+ * result — a push by digest made from the node (with its tags when `direct`: the build's only
+ * node), or the image's blobs the local store lacks.
  *
  *   const r = await buildOnSshNode(conn, req, platforms, { progress, signal, secrets });
  *   r.pushed / r.stored   // as buildOnLocalNode's, merged by remoteBuild into one index
@@ -30,7 +31,9 @@ import type { Message } from './protocol.js';
 import type { NodeBuildRequest } from './serve.js';
 
 export interface SshNodeResult {
+  /** As LocalNodeResult's. */
   pushed?: string;
+  pushedDescriptor?: Descriptor;
   stored?: Descriptor;
   /** Context files (and their bytes) sent to the node for this build. */
   sent: { files: number; bytes: number };
@@ -74,7 +77,12 @@ export async function buildOnSshNode(
   conn: SshNodeConnection,
   req: RemoteBuildRequest,
   platforms: readonly Platform[],
-  opts: { progress: ProgressSink; signal: AbortSignal; secrets: ReadonlyMap<string, Buffer> },
+  opts: {
+    progress: ProgressSink;
+    signal: AbortSignal;
+    secrets: ReadonlyMap<string, Buffer>;
+    direct?: boolean;
+  },
 ): Promise<SshNodeResult> {
   const node = conn.node;
   const env = req.env ?? process.env;
@@ -91,7 +99,7 @@ export async function buildOnSshNode(
     );
   const outputs: OutputSpec[] = req.outputs.map((o) => ({
     ...o,
-    ...(o.push ? { pushByDigest: true } : {}),
+    ...(o.push && !opts.direct ? { pushByDigest: true } : {}),
     ...(o.store && !o.push ? { names: [] } : {}),
   }));
   const progress = nodeSink(opts.progress, node.name);
@@ -211,6 +219,7 @@ export async function buildOnSshNode(
         throw SshNodeConnection.nodeError(node, new PolyarchError('IO', `protocol error: unexpected ${m.t}`));
       const out: SshNodeResult = { sent, received: { blobs: 0, bytes: 0 } };
       if (typeof m.pushed === 'string') out.pushed = m.pushed;
+      if (m.pushedDescriptor) out.pushedDescriptor = m.pushedDescriptor as Descriptor;
       if (m.stored) {
         const stored = m.stored as Descriptor;
         const blobs = m.blobs as Array<{ digest: Descriptor['digest']; size: number }>;

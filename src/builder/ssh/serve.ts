@@ -46,7 +46,7 @@ export interface NodeBuildRequest {
   secrets: Record<string, string>;
   /** registry host → credentials for the images this build pulls and pushes. */
   credentials: Record<string, Credentials>;
-  /** Pushes are by digest, stores untagged: the client makes the index. */
+  /** Pushes are by digest (unless the node is the build's only one), stores untagged. */
   outputs: OutputSpec[];
   files: ContextEntry[];
   /** Names the client's context (hex): its tree is kept on the node between builds. */
@@ -264,6 +264,7 @@ async function runBuild(
     await writer.send({
       t: 'result',
       ...(resp.pushed[0] ? { pushed: resp.pushed[0].digest } : {}),
+      ...(resp.pushed[0] && resp.descriptor ? { pushedDescriptor: resp.descriptor } : {}),
       ...(stored ? { stored } : {}),
       blobs: blobs.map((b) => ({ digest: b.digest, size: b.size })),
     });
