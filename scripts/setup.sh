@@ -14,7 +14,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 cache=${POLYARCH_TEST_CACHE:-/var/cache/polyarch-test}
-packages=(runc passt qemu-user-static git openssh-client openssh-server docker-registry skopeo umoci podman busybox-static mmdebstrap arch-test openssl apache2-utils attr pigz zstd)
+packages=(runc passt chromium qemu-user-static git openssh-client openssh-server docker-registry skopeo umoci podman busybox-static mmdebstrap arch-test openssl apache2-utils attr pigz zstd)
 # Debian architecture names; the amd64 deb is downloaded too so every arch is handled alike.
 busybox_arches=(amd64 arm64 armhf ppc64el s390x)
 export DEBIAN_FRONTEND=noninteractive

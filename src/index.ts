@@ -58,6 +58,9 @@ export { exportBuild, type OutputSpec, parseOutputs, resolveOutputs } from './bu
 // Running images and QEMU emulators.
 export { runImage } from './exec/container.js';
 export { binfmtStatus, installEmulators, uninstallEmulators } from './exec/binfmt.js';
+// One build request on any builder (the local engine, BuildKit nodes, or both).
+export type { BuildRequest, BuildResponse } from './builder/request.js';
+export { runBuild } from './builder/run.js';
 // Builder instances.
 export { createBuilder, listBuilders, removeBuilder, resolveBuilder, useBuilder } from './builder/index.js';
 // Builds on BuildKit nodes (the remote driver) and the BuildKit client itself.

@@ -251,6 +251,32 @@ test('WORKDIR of an existing directory adds no layer; of a new one, it makes it'
   assert.equal(readFileSync(files('pwd2'), 'utf8'), '/new/sub\n');
 });
 
+test('a RUN layer holds what the step changed, not what it rewrote as it was or only touched', async () => {
+  const dir = context('unchanged', {
+    Dockerfile: [
+      'FROM busybox',
+      // /etc/group rewritten byte for byte with its mtime (cp -p), /tmp only touched: both are
+      // copied up by overlayfs, neither is a change. /newdir and /etc/motd-new are.
+      'RUN cp -p /etc/group /group.keep && cp -p /group.keep /etc/group && rm /group.keep && touch /tmp && mkdir /newdir && echo x > /newdir/f && echo hi > /etc/motd-new',
+      '',
+    ].join('\n'),
+  });
+  const out = join(work, 'unchanged-oci');
+  const r = polyarch('build', '--platform', 'linux/amd64', '--output', `type=oci,dest=${out},tar=false`, dir);
+  assert.equal(r.status, 0, r.stderr);
+  const blob = (d: string) => join(out, 'blobs', ...d.split(':'));
+  const index = JSON.parse(readFileSync(join(out, 'index.json'), 'utf8'));
+  let m = JSON.parse(readFileSync(blob(index.manifests[0].digest), 'utf8'));
+  if (m.manifests) m = JSON.parse(readFileSync(blob(m.manifests[0].digest), 'utf8'));
+  const listing = execFileSync('tar', ['-tzf', blob(m.layers.at(-1).digest)], { encoding: 'utf8' });
+  const paths = listing
+    .trim()
+    .split('\n')
+    .map((p) => p.replace(/^\.\//, '').replace(/\/$/, ''))
+    .sort();
+  assert.deepEqual(paths, ['etc', 'etc/motd-new', 'newdir', 'newdir/f']);
+});
+
 test('library: BuildResult has the config, history and layers the exporters need', async () => {
   const result = await build({
     dockerfile: readFileSync(join(classic, 'Dockerfile'), 'utf8'),

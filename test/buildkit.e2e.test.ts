@@ -37,7 +37,9 @@ import {
   startBuildkitd,
   startSshd,
 } from './env/buildkit.js';
+import { startGitServer } from './env/git-server.js';
 import { testEnv } from './env/index.js';
+import { copyHostSshAdd, sshAddSkipReason } from './env/sshbin.js';
 import { sshHostSkipReason, startSshHost } from './env/sshnode.js';
 import { freePort } from './env/proc.js';
 
@@ -149,54 +151,73 @@ describe('remote BuildKit builders', { skip: skip ?? false, concurrency: false }
     if (dir) rmSync(dir, { recursive: true, force: true });
   });
 
-  test('ls and inspect --bootstrap show both nodes like buildx', () => {
-    const ls = ok(['ls', '--no-trunc']).split('\n');
-    const i = ls.findIndex((l) => l.startsWith('bk '));
-    assert.match(ls[i]!, /^bk +remote$/);
-    assert.match(
-      ls[i + 1]!,
-      new RegExp(
-        ` \\\\_ amd +\\\\_ ${amd.endpoint.replace(/[/.]/g, '\\$&')} +running +v0\\.23\\.2 +linux/amd64\\*, `,
-      ),
+  /** The daemon's worker platforms as buildctl reports them, in its order. */
+  const workerPlatforms = (bk: Buildkitd): string[] => {
+    const t = bk.tls;
+    const tls = t
+      ? ['--tlscacert', t.cacert, '--tlscert', t.cert, '--tlskey', t.key, '--tlsservername', t.servername]
+      : [];
+    const r = spawnSync(
+      buildctl,
+      ['--addr', bk.endpoint, ...tls, 'debug', 'workers', '--format', '{{json .}}'],
+      {
+        encoding: 'utf8',
+      },
     );
-    assert.match(
-      ls[i + 2]!,
-      / \\_ arm +\\_ tcp:\/\/127\.0\.0\.1:\d+ +running +v0\.23\.2 +linux\/arm64\*, linux\/arm\/v7\*, /,
-    );
+    assert.equal(r.status, 0, r.stderr);
+    const workers = JSON.parse(r.stdout) as Array<{
+      platforms: Array<{ os: string; architecture: string; variant?: string }>;
+    }>;
+    return workers[0]!.platforms.map((p) => [p.os, p.architecture, p.variant].filter(Boolean).join('/'));
+  };
+  /** buildx's label list: the pinned platforms marked `*`, then the detected ones not pinned. */
+  const labels = (pinned: string[], detected: string[]) =>
+    [...pinned.map((p) => `${p}*`), ...detected.filter((p) => !pinned.includes(p))].join(', ');
+
+  test('ls and inspect --bootstrap show both nodes like buildx', async () => {
+    const { VERSION } = await import('../src/version.js');
+    const out = ok(['ls', '--no-trunc']);
+    // The default node's platforms are this machine's emulators: taken as printed.
+    const defaultLine = out.split('\n').find((l) => l.startsWith(' \\_ default '))!;
+    const defaultPlatforms = defaultLine.slice(defaultLine.lastIndexOf('   ') + 3);
+    // docker's table formatter: every column but the last padded to its widest cell + 3,
+    // at least 10 wide; no trailing blanks.
+    const rows = [
+      ['NAME/NODE', 'DRIVER/ENDPOINT', 'STATUS', 'BUILDKIT', 'PLATFORMS'],
+      ['bk', 'remote', '', '', ''],
+      [
+        ' \\_ amd',
+        ` \\_ ${amd.endpoint}`,
+        'running',
+        'v0.23.2',
+        labels(['linux/amd64'], workerPlatforms(amd)),
+      ],
+      [
+        ' \\_ arm',
+        ` \\_ ${arm.endpoint}`,
+        'running',
+        'v0.23.2',
+        labels(['linux/arm64', 'linux/arm/v7'], workerPlatforms(arm)),
+      ],
+      ['default*', 'local', '', '', ''],
+      [' \\_ default', ' \\_ default', 'running', `polyarch/v${VERSION}`, defaultPlatforms],
+    ];
+    const widths = [0, 1, 2, 3].map((i) => Math.max(10, ...rows.map((r) => r[i]!.length + 3)));
+    const expected = rows
+      .map(
+        (r) =>
+          `${r
+            .map((c, i) => (i < 4 ? c.padEnd(widths[i]!) : c))
+            .join('')
+            .trimEnd()}\n`,
+      )
+      .join('');
+    assert.equal(out, expected);
     const insp = ok(['builder', 'inspect', '--bootstrap', 'bk']);
-    // The arm node's platforms as buildctl reports them (pinned first, marked *).
     const t = arm.tls!;
-    const workers = JSON.parse(
-      spawnSync(
-        buildctl,
-        [
-          '--addr',
-          arm.endpoint,
-          '--tlscacert',
-          t.cacert,
-          '--tlscert',
-          t.cert,
-          '--tlskey',
-          t.key,
-          '--tlsservername',
-          t.servername,
-          'debug',
-          'workers',
-          '--format',
-          '{{json .}}',
-        ],
-        { encoding: 'utf8' },
-      ).stdout,
-    ) as Array<{ platforms: Array<{ os: string; architecture: string; variant?: string }> }>;
-    const detected = workers[0]!.platforms.map((p) =>
-      [p.os, p.architecture, p.variant].filter(Boolean).join('/'),
-    );
+    const detected = workerPlatforms(arm);
     assert.equal(detected[0], 'linux/arm64');
-    const platforms = [
-      'linux/arm64*',
-      'linux/arm/v7*',
-      ...detected.filter((p) => p !== 'linux/arm64' && p !== 'linux/arm/v7'),
-    ].join(', ');
+    const platforms = labels(['linux/arm64', 'linux/arm/v7'], detected);
     const armBlock = insp.slice(insp.indexOf('Name:             arm\n'));
     assert.equal(
       armBlock.slice(0, armBlock.indexOf('GC Policy rule#1:')),
@@ -560,6 +581,109 @@ describe('remote BuildKit builders', { skip: skip ?? false, concurrency: false }
     assert.equal(m.annotations?.['org.opencontainers.image.title'], 'polyarch');
   });
 
+  test('du and prune --builder: the cache of every BuildKit node, as buildx du/prune', async () => {
+    const { BuildkitClient } = await import('../src/buildkit/index.js');
+    const ids = async (bk: Buildkitd) => {
+      const c = await BuildkitClient.connect(bk.endpoint, bk.tls ? { tls: bk.tls } : {});
+      try {
+        return (await c.diskUsage()).map((r) => r.id);
+      } finally {
+        c.close();
+      }
+    };
+    const [amdIds, armIds] = await Promise.all([ids(amd), ids(arm)]);
+    assert.ok(amdIds.length > 0 && armIds.length > 0, 'both nodes have cache records after the builds');
+    const du = ok(['du', '--builder', 'bk']);
+    const lines = du.split('\n');
+    assert.match(lines[0]!, /^ID +RECLAIMABLE +SIZE +LAST ACCESSED$/);
+    // Each node's every record is a row (ids as the daemons report them), then the totals.
+    const rowIds = new Set(lines.slice(1).map((l) => l.split(' ')[0]));
+    for (const id of [...amdIds, ...armIds]) assert.ok(rowIds.has(id), `record ${id} missing:\n${du}`);
+    assert.match(du, /\nShared: +\S+\nPrivate: +\S+\nReclaimable: +\S+\nTotal: +\S+\n$/);
+    // The local store is not this builder's: not listed.
+    assert.doesNotMatch(du, /^Store:/m);
+    const json = JSON.parse(ok(['du', '--builder', 'bk', '--format', 'json'])) as {
+      buildCache: { records: unknown[] };
+    };
+    assert.equal(json.buildCache.records.length, amdIds.length + armIds.length);
+
+    const pruned = ok(['prune', '--builder', 'bk', '--all', '--force']);
+    assert.match(pruned, /Total: +\S+/);
+    const [amdLeft, armLeft] = await Promise.all([ids(amd), ids(arm)]);
+    assert.ok(amdLeft.length < amdIds.length, `amd: ${amdLeft.length} of ${amdIds.length} records left`);
+    assert.ok(armLeft.length < armIds.length, `arm: ${armLeft.length} of ${armIds.length} records left`);
+    const bad = run(['prune', '--builder', 'bk', '--keep-storage', '1GB']);
+    assert.equal(bad.status, 1);
+    assert.match(bad.stderr, /^ERROR: --keep-storage is not supported yet on BuildKit nodes/);
+  });
+
+  test('compose build --builder: services built on the BuildKit nodes, one index each', () => {
+    const proj = join(dir, 'compose-proj');
+    mkdirSync(proj, { recursive: true });
+    const ref = `${reg}/bk-e2e/compose:1`;
+    writeFileSync(
+      join(proj, 'compose.yaml'),
+      `services:\n  web:\n    image: ${ref}\n    build:\n      context: ${ctxDir}\n      platforms: [linux/amd64, linux/arm64]\n      secrets: [tok]\nsecrets:\n  tok:\n    file: ${join(dir, 'tok')}\n`,
+    );
+    const r = spawnSync(bin, ['compose', 'build', '--builder', 'bk', '--push'], {
+      cwd: proj,
+      encoding: 'utf8',
+      env,
+      timeout: 120_000,
+    });
+    assert.equal(r.status, 0, r.stderr);
+    // Progress names the service and the node.
+    assert.match(r.stderr, /^#\d+ \[web amd\] \[linux\/amd64 /m);
+    assert.match(r.stderr, /^#\d+ \[web arm\] \[linux\/arm64 /m);
+    assert.match(r.stderr, / Service web {2}Built {2}\S+ \(linux\/amd64, linux\/arm64\)/);
+    const index = JSON.parse(skopeo(['inspect', '--raw', '--tls-verify=false', `docker://${ref}`])) as {
+      manifests: Array<{ platform: { architecture: string } }>;
+    };
+    assert.deepEqual(index.manifests.map((m) => m.platform.architecture).sort(), ['amd64', 'arm64']);
+    for (const p of ['linux/amd64', 'linux/arm64'])
+      assert.match(ok(['run', '--rm', '--platform', p, ref]), new RegExp(` ${p} `));
+  });
+
+  test('--ssh through the session: a step on a BuildKit node lists the forwarded keys', {
+    skip: sshAddSkipReason() ?? false,
+  }, () => {
+    const sctx = join(dir, 'ssh-ctx');
+    const sshAdd = copyHostSshAdd(join(sctx, 'sshbin'));
+    const key = join(dir, 'ssh_key');
+    spawnSync('ssh-keygen', ['-q', '-t', 'ed25519', '-N', '', '-C', 'bk-test', '-f', key]);
+    const fp = spawnSync('ssh-keygen', ['-lf', `${key}.pub`], { encoding: 'utf8' }).stdout.split(' ')[1]!;
+    writeFileSync(
+      join(sctx, 'Dockerfile'),
+      `FROM busybox\nCOPY sshbin /sshbin\nRUN --mount=type=ssh,required=true ${sshAdd} -l > /keys; echo "$SSH_AUTH_SOCK" > /sock\n`,
+    );
+    const out = join(dir, 'ssh-out');
+    const r = run([
+      'build',
+      '--builder',
+      'bk',
+      '--platform',
+      'linux/amd64',
+      '--ssh',
+      `default=${key}`,
+      '-o',
+      `type=local,dest=${out}`,
+      sctx,
+    ]);
+    assert.equal(r.status, 0, r.stderr);
+    assert.match(
+      readFileSync(join(out, 'keys'), 'utf8'),
+      new RegExp(`^256 ${fp.replace(/[+/]/g, '\\$&')} bk-test \\(ED25519\\)`),
+    );
+    assert.match(readFileSync(join(out, 'sock'), 'utf8'), /^\/run\/buildkit\/ssh_agent\.0\n$/);
+    // The key never reaches the output, the logs or the progress.
+    const keyText = readFileSync(key, 'utf8');
+    assert.ok(!r.stderr.includes(key) && !r.stderr.includes(keyText.split('\n')[1]!));
+    // Without --ssh, a required agent fails on the node, naming the id.
+    const bad = run(['build', '--builder', 'bk', '--platform', 'linux/amd64', '--no-cache', sctx]);
+    assert.equal(bad.status, 1);
+    assert.match(bad.stderr, /^ERROR: node amd \(unix:.*\): no SSH key .* forwarded from the client$/m);
+  });
+
   test('DiskUsage and Prune through the library client', async () => {
     const { BuildkitClient } = await import('../src/buildkit/index.js');
     const c = await BuildkitClient.connect(arm.endpoint, { tls: arm.tls! });
@@ -825,6 +949,64 @@ describe('remote BuildKit builders', { skip: skip ?? false, concurrency: false }
     assert.equal(await exit, 130, stderr);
     assert.ok(Date.now() - t1 < 5000, 'the CLI did not stop promptly');
     assert.match(stderr, /ERROR: build canceled by SIGINT\n$/);
+  });
+
+  test('--build-context through the remote driver: a directory, docker-image://, git, an OCI layout', async () => {
+    const git = await startGitServer();
+    try {
+      await git.repo('gctx', { 'g.txt': 'from git\n' });
+      git.git('gctx', 'push', '-q', 'origin', 'main');
+      const c = join(dir, 'named-ctx');
+      const lib = join(dir, 'named-lib');
+      mkdirSync(c, { recursive: true });
+      mkdirSync(lib, { recursive: true });
+      writeFileSync(join(lib, 'l.txt'), 'from dir\n');
+      writeFileSync(
+        join(c, 'Dockerfile'),
+        'FROM alpine\nCOPY --from=lib l.txt /l.txt\nCOPY --from=gsrc g.txt /g.txt\nCOPY --from=layout /etc/group /layout-group\nCMD ["sh", "-c", "cat /l.txt /g.txt; head -n1 /layout-group"]\n',
+      );
+      // Spawned without blocking: the git server answers from this process.
+      const child = spawn(
+        bin,
+        [
+          'build',
+          '--builder',
+          'bk',
+          '--platform',
+          'linux/amd64',
+          '--build-context',
+          `lib=${lib}`,
+          '--build-context',
+          'alpine=docker-image://busybox',
+          '--build-context',
+          `gsrc=${git.base}/gctx.git#main`,
+          '--build-context',
+          `layout=oci-layout://${testEnv().busyboxLayout}:busybox`,
+          '--load',
+          '-t',
+          'bk-named:1',
+          c,
+        ],
+        { env },
+      );
+      let stderr = '';
+      child.stderr.on('data', (d: Buffer) => {
+        stderr += d.toString();
+      });
+      const code = await new Promise<number | null>((res) => child.once('exit', (x) => res(x)));
+      assert.equal(code, 0, stderr);
+      // BuildKit itself fetched the repository (buildx semantics: the URL goes to the daemon).
+      assert.ok(
+        git.requests.some((r) => /git-upload-pack/.test(r)),
+        git.requests.join(', '),
+      );
+      assert.equal(
+        ok(['run', '--rm', '--pull', 'never', '--platform', 'linux/amd64', 'bk-named:1']),
+        'from dir\nfrom git\nroot:x:0:\n',
+      );
+    } finally {
+      await git.stop();
+    }
   });
 
   describe('ssh:// endpoints', { skip: sshSkip ?? false }, () => {

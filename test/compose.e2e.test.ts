@@ -200,6 +200,46 @@ test('depends_on: a service built FROM another service image of the project buil
   assert.equal(run.stdout, 'from-base\n');
 });
 
+test('build.additional_contexts: a directory (relative to the project) and service:NAME, built first', () => {
+  const d = project('extra', {
+    'shared/motd.txt': 'shared file\n',
+    'base/Dockerfile': 'FROM busybox\nRUN echo from-base-service > /base\n',
+    'compose.yaml': [
+      'name: extra',
+      'services:',
+      '  app:',
+      '    build:',
+      '      context: .',
+      '      additional_contexts:',
+      '        shared: ./shared',
+      '        basesvc: service:base',
+      '      dockerfile_inline: |',
+      '        FROM basesvc',
+      '        COPY --from=shared motd.txt /motd.txt',
+      '        CMD ["cat", "/base", "/motd.txt"]',
+      '  base:',
+      '    build: base',
+      '',
+    ].join('\n'),
+  });
+  const r = polyarch(d, 'compose', 'build');
+  assert.equal(r.status, 0, r.stderr);
+  const run = polyarch(d, 'run', '--rm', 'extra-app');
+  assert.equal(run.status, 0, run.stderr);
+  assert.equal(run.stdout, 'from-base-service\nshared file\n');
+  // A bad value names the service and the context.
+  writeFileSync(
+    join(d, 'compose.yaml'),
+    'services:\n  app:\n    build:\n      context: .\n      additional_contexts:\n        x: bogus://nope\n',
+  );
+  const bad = polyarch(d, 'compose', 'build');
+  assert.equal(bad.status, 1);
+  assert.match(
+    bad.stderr,
+    /service "app": build\.additional_contexts\.x: invalid --build-context x=bogus:\/\/nope/,
+  );
+});
+
 test('a failing RUN names the service and shows the step, exit 1', () => {
   const d = project('failing', {
     Dockerfile: 'FROM busybox\nRUN echo about-to-fail && exit 3\n',

@@ -1,7 +1,7 @@
 /**
  * Keeps src/ layered: a module may import only from layers below its own (or from
  * itself). The ranks mirror the pipeline: platform → oci → content/registry →
- * layer → image → dockerfile → snapshot → exec → build → builder → index → cli.
+ * layer → image → dockerfile → snapshot → exec → build → builder → compose → index → cli.
  */
 import assert from 'node:assert/strict';
 import { readdirSync, readFileSync, statSync } from 'node:fs';
@@ -18,6 +18,7 @@ const RANKS: Record<string, number> = {
   content: 3,
   registry: 3,
   layer: 4,
+  history: 4,
   image: 5,
   dockerfile: 5,
   snapshot: 6,
@@ -25,9 +26,9 @@ const RANKS: Record<string, number> = {
   exec: 7,
   build: 8,
   builder: 9,
-  compose: 9,
-  'index.ts': 10,
-  cli: 11,
+  compose: 10,
+  'index.ts': 11,
+  cli: 12,
 };
 
 const here = dirname(fileURLToPath(import.meta.url));

@@ -13,6 +13,7 @@ test('package.json main is the library entry and exports the operations', async 
   const lib = await import(join(repo, pkg.main));
   for (const name of [
     'build',
+    'runBuild',
     'exportBuild',
     'pull',
     'push',
@@ -48,6 +49,44 @@ test('a ContentStore opens a new OCI layout', async () => {
     const layout = JSON.parse(await readFile(join(dir, 'store', 'oci-layout'), 'utf8'));
     assert.equal(layout.imageLayoutVersion, '1.0.0');
     assert.deepEqual(await store.refs(), []);
+  } finally {
+    await rm(dir, { recursive: true, force: true });
+  }
+});
+
+test('runBuild: one request builds two platforms into the local store, no CLI', async () => {
+  const { testEnv } = await import('./env/index.js');
+  const lib = await import('../src/index.js');
+  const t = testEnv();
+  const dir = await mkdtemp(join(tmpdir(), 'polyarch-lib-build-'));
+  try {
+    const { writeFile, mkdir } = await import('node:fs/promises');
+    await mkdir(join(dir, 'ctx'));
+    await writeFile(join(dir, 'ctx', 'hello.txt'), 'hi\n');
+    const env = { ...process.env, POLYARCH_ROOT: join(dir, 'root'), POLYARCH_CONFIG: t.config };
+    const seen = new Set<string>();
+    const { outputs } = lib.resolveOutputs({ tags: ['lib/hello:1'] });
+    const r = await lib.runBuild({
+      context: join(dir, 'ctx'),
+      dockerfileText: `FROM ${t.busybox}\nCOPY hello.txt /\n`,
+      platforms: ['linux/amd64', 'linux/arm64'].map((p) => lib.parsePlatform(p)),
+      outputs,
+      env,
+      progress: {
+        write: (s) => {
+          for (const v of s.vertexes) seen.add(v.name);
+        },
+        close() {},
+      },
+    });
+    assert.deepEqual(r.platforms, ['linux/amd64', 'linux/arm64']);
+    assert.deepEqual(r.names, ['docker.io/lib/hello:1']);
+    assert.ok(
+      [...seen].some((n) => /COPY hello\.txt/.test(n)),
+      [...seen].join('\n'),
+    );
+    const store = await lib.ContentStore.open(lib.storeDir(env));
+    assert.equal((await store.resolve('docker.io/lib/hello:1'))?.digest, r.digest);
   } finally {
     await rm(dir, { recursive: true, force: true });
   }

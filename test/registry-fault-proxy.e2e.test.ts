@@ -19,7 +19,8 @@ import { startFaultProxy } from './fault-proxy.js';
 import { sha256, skopeo, storeRandomImage, tempDir } from './registry-helpers.js';
 
 const MB = 1_000_000;
-// 20 and 17 MB go up in 8 MiB PATCH chunks (above the 16 MiB threshold), 13 MB in one PUT.
+// 20 and 17 MB go up in 8 MiB PATCH chunks (above a 16 MiB threshold, set here below the
+// client's default so that both upload paths are cut), 13 MB in one PUT.
 const LAYERS = [20 * MB, 17 * MB, 13 * MB];
 const PLATFORMS = ['linux/amd64', 'linux/arm64'];
 
@@ -40,14 +41,17 @@ test('a 100 MB image survives drops, 500s and 429s both ways, with verified dige
       { method: 'PUT', path: /\/manifests\//, fault: { status: 500 } },
     ]);
     const rec = new ProgressRecorder();
+    const chunked = new RegistryClient({ chunkThreshold: 16 * 1024 * 1024, chunkSize: 8 * 1024 * 1024 });
     let pushed: Awaited<ReturnType<typeof push>>;
     try {
       pushed = await push('local/big:1', {
         store: src,
+        client: chunked,
         target: `${up.host}/${repo}:1`,
         progress: new ProgressWriter(rec),
       });
     } finally {
+      await chunked.close();
       await up.close();
     }
     assert.equal(pushed.digest, img.root.digest);

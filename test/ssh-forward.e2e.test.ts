@@ -6,21 +6,14 @@
  */
 import assert from 'node:assert/strict';
 import { execFileSync, spawn, spawnSync } from 'node:child_process';
-import {
-  copyFileSync,
-  mkdirSync,
-  mkdtempSync,
-  readdirSync,
-  readFileSync,
-  rmSync,
-  writeFileSync,
-} from 'node:fs';
+import { mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
-import { basename, dirname, join, resolve } from 'node:path';
+import { dirname, join, resolve } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { fileURLToPath } from 'node:url';
 import { gunzipSync } from 'node:zlib';
 import { testEnv } from './env/index.js';
+import { copyHostSshAdd, sshAddSkipReason } from './env/sshbin.js';
 
 const repo = resolve(dirname(fileURLToPath(import.meta.url)), '..', '..');
 const bin = join(repo, 'bin', 'polyarch');
@@ -32,7 +25,7 @@ const key = join(work, 'id_ed25519');
 let fingerprint = '';
 let agent: ReturnType<typeof spawn> | undefined;
 const agentSock = join(work, 'agent.sock');
-const hasSsh = spawnSync('ssh-add', ['--help']).error === undefined && process.arch === 'x64';
+const hasSsh = sshAddSkipReason() === undefined;
 
 function polyarch(args: string[], extraEnv: Record<string, string> = {}) {
   const r = spawnSync(bin, args, {
@@ -46,21 +39,14 @@ function polyarch(args: string[], extraEnv: Record<string, string> = {}) {
 
 before(() => {
   if (!hasSsh) return;
-  mkdirSync(join(ctx, 'sshbin'), { recursive: true });
+  mkdirSync(ctx, { recursive: true });
   execFileSync('ssh-keygen', ['-q', '-t', 'ed25519', '-N', '', '-C', 'polyarch-test', '-f', key]);
   fingerprint = execFileSync('ssh-keygen', ['-lf', `${key}.pub`], { encoding: 'utf8' }).split(' ')[1]!;
-  // The host's ssh-add and every library it loads, run in the image through its own loader.
-  const sshAdd = execFileSync('sh', ['-c', 'command -v ssh-add'], { encoding: 'utf8' }).trim();
-  copyFileSync(sshAdd, join(ctx, 'sshbin', 'ssh-add'));
-  for (const line of execFileSync('ldd', [sshAdd], { encoding: 'utf8' }).split('\n')) {
-    const lib = /(\/\S+) \(0x/.exec(line)?.[1];
-    if (lib) copyFileSync(lib, join(ctx, 'sshbin', basename(lib)));
-  }
-  const loader = readdirSync(join(ctx, 'sshbin')).find((f) => f.startsWith('ld-linux'))!;
+  const sshAdd = copyHostSshAdd(join(ctx, 'sshbin'));
   writeFileSync(
     join(ctx, 'Dockerfile'),
     `FROM ${env.busybox}\nCOPY sshbin /sshbin\n` +
-      `RUN --mount=type=ssh echo "$SSH_AUTH_SOCK" > /sock && /sshbin/${loader} --library-path /sshbin /sshbin/ssh-add -l > /keys || echo "ssh-add failed: $?" > /keys\n`,
+      `RUN --mount=type=ssh echo "$SSH_AUTH_SOCK" > /sock && ${sshAdd} -l > /keys || echo "ssh-add failed: $?" > /keys\n`,
   );
   writeFileSync(
     join(ctx, 'required.Dockerfile'),

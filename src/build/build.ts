@@ -38,6 +38,7 @@ import {
   type PlatformPlan,
   planBuild,
   collectBaseImages,
+  collectContextRefs,
   runCommand,
   stageImageConfig,
   type ImageConfigInfo,
@@ -74,6 +75,17 @@ import { copyTree, mkdirAll, type Owner, resolveSource } from './fsops.js';
 import { type ResolvedImage, resolveImage, unpackImage } from './image.js';
 import type { BuildResult, PlatformResult, ResultLayer } from './result.js';
 import { Solver, type SolverVertex, type VertexContext, type VertexResult } from './solver.js';
+import {
+  describeContext,
+  type NamedContextSpec,
+  namedContextLookup,
+  OCI_LAYOUT_PREFIX,
+  type PreparedContext,
+  prepareNamedContext,
+} from './named-context.js';
+import { resolveLayoutImage } from './oci-layout.js';
+import { maskURL } from './remote/url.js';
+import { fetchAddGit, isGitSource } from './add-git.js';
 import { type SshSource, SshForwarder } from './ssh.js';
 
 export interface SecretSource {
@@ -104,6 +116,11 @@ export interface BuildOptions {
   secrets?: SecretSource[];
   /** `--ssh`: agents (or key files) `RUN --mount=type=ssh` forwards, by id. */
   ssh?: SshSource[];
+  /**
+   * `--build-context NAME=VALUE`s (named-context.ts parseBuildContext): they replace the stage
+   * or image of their name in FROM, COPY --from and RUN --mount from=.
+   */
+  namedContexts?: NamedContextSpec[];
   /** `--label`s, set on every platform's image config over the Dockerfile's LABELs. */
   labels?: Record<string, string>;
   /** RUN network: `default` (= host) or `none`; default `default`. */
@@ -263,6 +280,7 @@ async function buildLeased(opts: BuildOptions): Promise<BuildOutput> {
     ...(platforms?.length ? { platforms } : {}),
     ...(opts.buildArgs ? { buildArgs: opts.buildArgs } : {}),
     ...(opts.target !== undefined ? { target: opts.target } : {}),
+    ...(opts.namedContexts?.length ? { namedContext: namedContextLookup(opts.namedContexts) } : {}),
   };
   let plan: Plan;
   try {
@@ -316,51 +334,74 @@ async function buildLeased(opts: BuildOptions): Promise<BuildOutput> {
     const k = `${ref}\0${formatPlatform(platform)}`;
     let p = images.get(k);
     if (!p) {
-      p = resolveImage(ref, platform, {
-        store,
-        pull: opts.pull ?? false,
-        env,
-        ...(opts.warn ? { warn: opts.warn } : {}),
-      });
+      p = ref.startsWith(OCI_LAYOUT_PREFIX)
+        ? resolveLayoutImage(ref, platform, { store })
+        : resolveImage(ref, platform, {
+            store,
+            pull: opts.pull ?? false,
+            env,
+            ...(opts.warn ? { warn: opts.warn } : {}),
+          });
       images.set(k, p);
     }
     return p;
   };
-  const bases = collectBaseImages(plan);
-  const resolved = new Map<string, ResolvedImage>();
-  await Promise.all(
-    bases.map(async (b) => {
-      const platform = toPlatform(b.platform);
-      const prefix = multi ? `${formatPlatform(platform)} internal` : 'internal';
-      const v = pw.vertex({
-        digest: `internal:metadata:${b.ref}:${formatPlatform(platform)}`,
-        name: `[${prefix}] load metadata for ${displayRef(b.ref)}`,
-      });
-      v.start();
-      try {
-        const img = await imageFor(b.ref, platform);
-        resolved.set(`${b.ref}\0${formatPlatform(platform)}`, img);
-        v.done();
-      } catch (err) {
-        v.fail(err);
-        const stage = plan.platforms
-          .flatMap((p) => p.stages)
-          .find((s) => s.base.type === 'image' && s.base.ref === b.ref);
-        if (stage)
-          throw new DockerfileError(errorMessage(err), {
-            file,
-            range: stage.range,
-            lines: plan.lines,
-            cause: err,
-          });
-        throw err;
-      }
-    }),
-  );
-  if (bases.length > 0)
-    plan = planBuild(opts.dockerfile, {
-      ...planOpts,
-      imageConfig: (ref, platform): ImageConfigInfo | undefined => {
+  // Named contexts the plan reads: fetched (git, http) or checked (directories); the image
+  // ones join the base images below, resolved per platform.
+  const ssh = new SshForwarder(opts.ssh ?? [], env);
+  let contexts: Map<string, PreparedContext>;
+  try {
+    contexts = await prepareContexts(opts, plan, pw, root, await gitEnv(ssh, env));
+  } catch (err) {
+    await ssh.close().catch(() => undefined);
+    throw err;
+  }
+  // What the contexts hold (fetched files, an agent started for key files) is released with
+  // the engine, or here when the build fails before the engine is made.
+  const releaseContexts = async () => {
+    await ssh.close().catch(() => undefined);
+    for (const c of contexts.values()) if (c.kind === 'dir') await c.cleanup?.().catch(() => undefined);
+  };
+  let releaseHold: () => void;
+  let engine: Engine;
+  try {
+    const bases = [...collectBaseImages(plan), ...contextImages(plan, contexts)];
+    const resolved = new Map<string, ResolvedImage>();
+    await Promise.all(
+      bases.map(async (b) => {
+        const platform = toPlatform(b.platform);
+        const prefix = multi ? `${formatPlatform(platform)} internal` : 'internal';
+        const v = pw.vertex({
+          digest: `internal:metadata:${b.ref}:${formatPlatform(platform)}`,
+          name: `[${prefix}] load metadata for ${displayRef(b.ref)}`,
+        });
+        v.start();
+        try {
+          const img = await imageFor(b.ref, platform);
+          resolved.set(`${b.ref}\0${formatPlatform(platform)}`, img);
+          v.done();
+        } catch (err) {
+          v.fail(err);
+          const stage = plan.platforms
+            .flatMap((p) => p.stages)
+            .find(
+              (s) =>
+                (s.base.type === 'image' && s.base.ref === b.ref) ||
+                (s.base.type === 'context' && contextImageRef(contexts, s.base.name) === b.ref),
+            );
+          if (stage)
+            throw new DockerfileError(errorMessage(err), {
+              file,
+              range: stage.range,
+              lines: plan.lines,
+              cause: err,
+            });
+          throw err;
+        }
+      }),
+    );
+    if (bases.length > 0 || contexts.size > 0) {
+      const imageConfig = (ref: string, platform: PlatformSpec): ImageConfigInfo | undefined => {
         const img = resolved.get(`${ref}\0${formatPlatform(toPlatform(platform))}`);
         const c = img?.config.config;
         if (!img) return undefined;
@@ -371,25 +412,40 @@ async function buildLeased(opts: BuildOptions): Promise<BuildOutput> {
           ...(c?.Shell ? { shell: c.Shell } : {}),
           ...(c?.OnBuild ? { onBuild: c.OnBuild } : {}),
         };
-      },
-    });
+      };
+      plan = planBuild(opts.dockerfile, {
+        ...planOpts,
+        imageConfig,
+        // An image context brings its image's config; a directory-like one none (as scratch).
+        contextConfig: (name, platform) => {
+          const ref = contextImageRef(contexts, name);
+          return ref !== undefined ? imageConfig(ref, platform) : contexts.has(name) ? {} : undefined;
+        },
+      });
+    }
 
-  // The engine's temp dirs hold secrets: a kill leaves a marker for the next command of any
-  // kind to remove them, with the containers and mounts (exec/reap.ts).
-  const releaseHold = await holdProcessState(root);
-  const engine = new Engine({
-    opts,
-    plan,
-    solver,
-    store,
-    snapshots,
-    root,
-    file,
-    multi,
-    imageFor,
-    canExec,
-    env,
-  });
+    // The engine's temp dirs hold secrets: a kill leaves a marker for the next command of any
+    // kind to remove them, with the containers and mounts (exec/reap.ts).
+    releaseHold = await holdProcessState(root);
+    engine = new Engine({
+      opts,
+      plan,
+      solver,
+      store,
+      snapshots,
+      root,
+      file,
+      multi,
+      imageFor,
+      canExec,
+      env,
+      contexts,
+      ssh,
+    });
+  } catch (err) {
+    await releaseContexts();
+    throw err;
+  }
   try {
     await engine.preload();
     // Dependencies first (the plan's order): each stage's graph then finds the ones it builds
@@ -418,7 +474,84 @@ async function buildLeased(opts: BuildOptions): Promise<BuildOutput> {
     await solver.idle();
     await engine.close();
     releaseHold();
+    await releaseContexts();
   }
+}
+
+/**
+ * Prepares the named contexts a plan reads (each once, with a progress vertex), warning about
+ * the ones it does not read.
+ */
+async function prepareContexts(
+  opts: BuildOptions,
+  plan: Plan,
+  pw: Solver['progress'],
+  root: string,
+  env: NodeJS.ProcessEnv,
+): Promise<Map<string, PreparedContext>> {
+  const out = new Map<string, PreparedContext>();
+  const specs = opts.namedContexts ?? [];
+  if (specs.length === 0) return out;
+  const used = new Set(collectContextRefs(plan).map((r) => r.name));
+  for (const s of specs)
+    if (!used.has(s.name))
+      opts.warn?.(`--build-context ${describeContext(s)}: the build does not use "${s.name}"`);
+  // The last of several given for one name wins, as with buildx.
+  const byName = new Map(specs.filter((s) => used.has(s.name)).map((s) => [s.name, s]));
+  try {
+    await Promise.all(
+      [...byName.values()].map(async (s) => {
+        const v = pw.vertex({
+          digest: `internal:named-context:${s.name}`,
+          name: `[context ${s.name}] load ${describeContext(s).slice(s.name.length + 1)}`,
+        });
+        v.start();
+        try {
+          out.set(
+            s.name,
+            await prepareNamedContext(s, {
+              stateRoot: root,
+              env,
+              ...(opts.secrets ? { secrets: opts.secrets } : {}),
+              ...(opts.buildArgs ? { buildArgs: opts.buildArgs } : {}),
+              ...(opts.signal ? { signal: opts.signal } : {}),
+            }),
+          );
+          v.done();
+        } catch (err) {
+          v.fail(err);
+          throw err;
+        }
+      }),
+    );
+  } catch (err) {
+    for (const c of out.values()) if (c.kind === 'dir') await c.cleanup?.().catch(() => undefined);
+    throw err;
+  }
+  return out;
+}
+
+function contextImageRef(contexts: ReadonlyMap<string, PreparedContext>, name: string): string | undefined {
+  const c = contexts.get(name);
+  return c?.kind === 'image' ? c.ref : undefined;
+}
+
+/** The environment git runs in: the `--ssh default` agent, when there is one, for ssh URLs. */
+async function gitEnv(ssh: SshForwarder, env: NodeJS.ProcessEnv): Promise<NodeJS.ProcessEnv> {
+  return ssh.has('default') ? { ...env, SSH_AUTH_SOCK: await ssh.agentSocket('default') } : env;
+}
+
+/** The (image, platform) pairs image contexts are read for: resolved with the base images. */
+function contextImages(
+  plan: Plan,
+  contexts: ReadonlyMap<string, PreparedContext>,
+): { ref: string; platform: PlatformSpec }[] {
+  const out: { ref: string; platform: PlatformSpec }[] = [];
+  for (const r of collectContextRefs(plan)) {
+    const ref = contextImageRef(contexts, r.name);
+    if (ref !== undefined) out.push({ ref, platform: r.platform });
+  }
+  return out;
 }
 
 /** The normalised name progress shows (`docker.io/library/busybox:latest`). */
@@ -464,6 +597,10 @@ interface EngineDeps {
   imageFor: (ref: string, platform: Platform) => Promise<ResolvedImage>;
   canExec: (p: string) => boolean;
   env: NodeJS.ProcessEnv;
+  /** Prepared named contexts, by name. */
+  contexts: ReadonlyMap<string, PreparedContext>;
+  /** `--ssh` agents: RUN --mount=type=ssh, and git over ssh (ADD, named contexts). */
+  ssh: SshForwarder;
 }
 
 /** One build's graph construction and op implementations. */
@@ -473,18 +610,21 @@ class Engine {
   #context: Promise<BuildContext> | undefined;
   readonly #tmpDir: string;
   readonly #cleanups = new Set<() => Promise<void>>();
-  #ssh: SshForwarder | undefined;
+  readonly #ssh: SshForwarder;
 
   constructor(d: EngineDeps) {
     this.#d = d;
+    this.#ssh = d.ssh;
     this.#tmpDir = join(d.root, 'build', 'tmp', `${process.pid}-${randomBytes(4).toString('hex')}`);
   }
 
   async close(): Promise<void> {
     for (const c of [...this.#cleanups]) await c().catch(() => undefined);
-    await this.#ssh?.close().catch(() => undefined);
+    await this.#ssh.close().catch(() => undefined);
     await rm(this.#tmpDir, { recursive: true, force: true }).catch(() => undefined);
     if (this.#context) await (await this.#context.catch(() => undefined))?.save().catch(() => undefined);
+    for (const p of this.#namedContexts.values())
+      await (await p.catch(() => undefined))?.save().catch(() => undefined);
   }
 
   async #tmp(prefix: string): Promise<string> {
@@ -552,7 +692,8 @@ class Engine {
               kind: 'blob',
               descriptor: l.descriptor,
               diffId: l.diffId,
-              source: img.name,
+              // A push mounts the layer from the registry repository it came from.
+              ...(img.name.startsWith(OCI_LAYOUT_PREFIX) ? {} : { source: img.name }),
             })),
             emptyLayer: false,
             ...(img.config.created ? { created: img.config.created } : {}),
@@ -594,21 +735,32 @@ class Engine {
     let current: SolverVertex<FsState>;
     let baseConfig: ImageConfig & { history: HistoryEntry[] };
     let baseHistory: HistoryEntry[];
-    if (stage.base.type === 'image') {
-      const img = this.#resolvedSync(stage.base.ref, platform);
+    const base = this.#contextBase(stage.base);
+    if (base.type === 'image') {
+      const img = this.#resolvedSync(base.ref, platform);
       current = this.#imageVertex(
-        stage.base.ref,
+        base.ref,
         platform,
         step(1, img.name.includes('@') ? `FROM ${img.name}` : `FROM ${img.name}@${img.rootDigest}`),
       );
       baseHistory = baseImageHistory(img);
       baseConfig = { ...img.config, history: baseHistory } as ImageConfig & { history: HistoryEntry[] };
-    } else if (stage.base.type === 'stage') {
-      const dep = this.#depStage(pp, stage.base);
+    } else if (base.type === 'stage') {
+      const dep = this.#depStage(pp, base);
       const g = this.stageGraph(pp, dep);
       current = g.final;
       baseConfig = g.config;
       baseHistory = g.config.history;
+    } else if (base.type === 'context') {
+      // A directory-like named context: its files are the stage's first layer, no config.
+      current = this.#contextBaseVertex(base.name, step(1, `FROM ${base.name}`));
+      baseConfig = {
+        os: platform.os,
+        architecture: platform.architecture,
+        rootfs: { type: 'layers', diff_ids: [] },
+        history: [],
+      };
+      baseHistory = [{ created_by: `FROM ${base.name} (named build context)`, comment: 'polyarch' }];
     } else {
       current = this.#scratchVertex();
       baseConfig = {
@@ -629,7 +781,8 @@ class Engine {
       }
       n++;
       const digest = sha(`${stage.key}:${i}`);
-      const name = step(n, ins.original);
+      // Progress and errors never show a URL's password (ADD https://user:pw@…).
+      const name = step(n, ins.kind === 'ADD' ? maskURL(ins.original) : ins.original);
       const parent = current;
       const located = (err: unknown, logTail?: string[]) => this.#locate(err, ins, name, logTail);
       let v: SolverVertex<FsState>;
@@ -715,14 +868,68 @@ class Engine {
 
   async preload(): Promise<void> {
     for (const p of this.#d.plan.platforms)
-      for (const s of p.stages)
-        if (s.base.type === 'image') {
+      for (const s of p.stages) {
+        const base = this.#contextBase(s.base);
+        if (base.type === 'image') {
           const platform = toPlatform(s.platform);
           this.#resolvedCache.set(
-            `${s.base.ref}\0${formatPlatform(platform)}`,
-            await this.#d.imageFor(s.base.ref, platform),
+            `${base.ref}\0${formatPlatform(platform)}`,
+            await this.#d.imageFor(base.ref, platform),
           );
         }
+      }
+  }
+
+  /** A named context that is an image (docker-image://, oci-layout://) read as that image. */
+  #contextBase(ref: SourceRef): SourceRef {
+    if (ref.type !== 'context') return ref;
+    const c = this.#d.contexts.get(ref.name);
+    if (!c) throw new PolyarchError('INTERNAL', `named context ${ref.name} was not prepared`);
+    return c.kind === 'image' ? { type: 'image', ref: c.ref } : ref;
+  }
+
+  /** A directory-like named context as a build context (its own .dockerignore applies). */
+  #namedContextVertex(name: string): SolverVertex<BuildContext> {
+    const c = this.#d.contexts.get(name);
+    if (c?.kind !== 'dir') throw new PolyarchError('INTERNAL', `named context ${name} is not a directory`);
+    return this.#d.solver.vertex<BuildContext>({
+      digest: `internal:context:${name}`,
+      name: `[context ${name}] load build context`,
+      inputs: [],
+      run: async () => {
+        let p = this.#namedContexts.get(name);
+        if (!p) {
+          p = BuildContext.open({ dir: c.dir, stateRoot: this.#d.root });
+          this.#namedContexts.set(name, p);
+        }
+        return { value: await p, cached: false };
+      },
+    });
+  }
+  readonly #namedContexts = new Map<string, Promise<BuildContext>>();
+
+  /** `FROM <directory-like named context>`: one layer with all of its files (as COPY . /). */
+  #contextBaseVertex(name: string, label: string): SolverVertex<FsState> {
+    const ctxVertex = this.#namedContextVertex(name);
+    const scratch = this.#scratchVertex();
+    const copy = {
+      kind: 'COPY',
+      sources: ['.'],
+      contents: [],
+      dest: '/',
+      destPath: '/',
+      link: false,
+      parents: false,
+      exclude: [],
+      range: this.#d.plan.platforms[0]!.stages[0]!.range,
+      original: `FROM ${name}`,
+    } as unknown as PlanCopy;
+    return this.#d.solver.vertex<FsState>({
+      digest: `context-base:${name}`,
+      name: label,
+      inputs: [scratch as SolverVertex<unknown>, ctxVertex as SolverVertex<unknown>],
+      run: (inputs, ctx) => this.#copy(inputs[0] as FsState, inputs[1] as BuildContext, copy, ctx),
+    });
   }
 
   #depStage(pp: PlatformPlan, ref: { index: number; name?: string }): PlanStage {
@@ -744,10 +951,14 @@ class Engine {
     if (from === undefined) return this.#contextVertex() as SolverVertex<FsState | BuildContext>;
     if (from.type === 'scratch') return this.#scratchVertex();
     if (from.type === 'stage') return this.stageGraph(pp, this.#depStage(pp, from)).final;
+    const src = this.#contextBase(from);
+    if (src.type === 'context')
+      return this.#namedContextVertex(src.name) as SolverVertex<FsState | BuildContext>;
+    if (src.type !== 'image') throw new PolyarchError('INTERNAL', `unexpected source ${src.type}`);
     return this.#imageVertex(
-      from.ref,
+      src.ref,
       platform,
-      `[${this.#d.multi ? `${formatPlatform(platform)} ` : ''}internal] load ${displayRef(from.ref)}`,
+      `[${this.#d.multi ? `${formatPlatform(platform)} ` : ''}internal] load ${displayRef(src.ref)}`,
     );
   }
 
@@ -1137,7 +1348,6 @@ class Engine {
             if (m.env) extraEnv.push(`${m.env}=${secret.toString('utf8')}`);
           } else if (m.type === 'ssh') {
             const id = m.id ?? 'default';
-            this.#ssh ??= new SshForwarder(this.#d.opts.ssh ?? [], this.#d.env);
             if (!this.#ssh.has(id)) {
               if (m.required)
                 throw new PolyarchError(
@@ -1250,8 +1460,9 @@ class Engine {
     ctx: VertexContext,
   ): Promise<VertexResult<FsState>> {
     const isAdd = copy.kind === 'ADD';
-    const urls = isAdd ? copy.sources.filter((s) => /^https?:\/\//.test(s)) : [];
-    const locals = copy.sources.filter((s) => !urls.includes(s));
+    const gitUrls = isAdd ? copy.sources.filter(isGitSource) : [];
+    const urls = isAdd ? copy.sources.filter((s) => /^https?:\/\//.test(s) && !gitUrls.includes(s)) : [];
+    const locals = copy.sources.filter((s) => !urls.includes(s) && !gitUrls.includes(s));
     const mode = copy.chmod !== undefined ? parseMode(copy.chmod) : undefined;
     const multiple = copy.sources.length + copy.contents.length > 1;
     const destIsDir = copy.dest.endsWith('/') || copy.dest === '.' || multiple;
@@ -1264,6 +1475,18 @@ class Engine {
       contextMatches = await Promise.all(locals.map((s) => source.match(s, copy.exclude)));
       srcKey = `context:${await source.checksum(contextMatches.flat(), copy.exclude)}`;
     } else srcKey = source.key;
+    const gits = await Promise.all(
+      gitUrls.map(async (u) =>
+        fetchAddGit(u, {
+          stateRoot: this.#d.root,
+          env: await gitEnv(this.#ssh, this.#d.env),
+          ...(this.#d.opts.secrets ? { secrets: this.#d.opts.secrets } : {}),
+          keepGitDir: copy.keepGitDir ?? false,
+          ...(copy.checksum !== undefined ? { checksum: copy.checksum } : {}),
+          signal: ctx.signal,
+        }),
+      ),
+    );
     const downloads = await Promise.all(urls.map((u) => this.#download(u, copy.checksum)));
     const definition = {
       op: copy.kind,
@@ -1277,6 +1500,7 @@ class Engine {
       exclude: copy.exclude,
       src: srcKey,
       downloads: downloads.map((d) => d.digest),
+      ...(gits.length > 0 ? { git: gits.map((g) => g.commit), keepGitDir: copy.keepGitDir ?? false } : {}),
     };
     if (multiple && !copy.dest.endsWith('/') && copy.dest !== '.')
       throw new PolyarchError(
@@ -1285,7 +1509,7 @@ class Engine {
       );
     try {
       return await this.#fsOp(parent, definition, ctx, async (mnt) => {
-        const owner = await this.#owner(mnt, copy.chown, fromContext || urls.length > 0);
+        const owner = await this.#owner(mnt, copy.chown, fromContext || urls.length + gits.length > 0);
         const dest = copy.destPath;
         // A file goes into the destination when that is a directory (through links, in the rootfs).
         const intoDir = async () => {
@@ -1343,6 +1567,16 @@ class Engine {
             await view.release();
           }
         }
+        // A repository's tree goes into the destination directory.
+        for (const g of gits)
+          await copyTree({
+            src: g.dir,
+            srcRel: '',
+            rootfs: mnt,
+            dest,
+            ...(owner ? { owner } : {}),
+            ...(mode !== undefined ? { mode } : {}),
+          });
         for (const d of downloads) {
           const target = destIsDir || (await intoDir()) ? posix.join(dest, d.name) : dest;
           await copyTree({
@@ -1404,11 +1638,11 @@ class Engine {
     try {
       res = await request(url, { method: 'GET', dispatcher });
     } catch (err) {
-      throw new PolyarchError('DOWNLOAD', `ADD ${url}: ${errorMessage(err)}`, { cause: err });
+      throw new PolyarchError('DOWNLOAD', `ADD ${maskURL(url)}: ${errorMessage(err)}`, { cause: err });
     }
     if (res.statusCode !== 200) {
       await res.body.dump();
-      throw new PolyarchError('DOWNLOAD', `ADD ${url}: HTTP ${res.statusCode}`);
+      throw new PolyarchError('DOWNLOAD', `ADD ${maskURL(url)}: HTTP ${res.statusCode}`);
     }
     const h = createHash('sha256');
     const file = join(dir, 'file');
@@ -1426,7 +1660,7 @@ class Engine {
     if (checksum !== undefined && checksum !== digest)
       throw new PolyarchError(
         'DIGEST_MISMATCH',
-        `ADD ${url}: digest mismatch ${digest}: expected ${checksum}`,
+        `ADD ${maskURL(url)}: digest mismatch: expected ${checksum}, got ${digest}`,
       );
     const name = posix.basename(new URL(url).pathname) || 'index.html';
     const lm = res.headers['last-modified'];
@@ -1517,7 +1751,7 @@ class Engine {
     } else {
       base = g.baseHistory.map((h) => ({ ...h }));
       // The base image's own time (g.config starts as the base image's config).
-      last = g.stage.base.type === 'image' ? g.config.created : undefined;
+      last = this.#contextBase(g.stage.base).type === 'image' ? g.config.created : undefined;
     }
     const out = [...base];
     for (const [i, ins] of g.stage.instructions.entries()) {

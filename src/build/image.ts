@@ -54,7 +54,7 @@ function platformOf(d: Descriptor): Platform | undefined {
  * pull just stored: the name may be gone again, removed by a concurrent rmi, while the build's
  * lease keeps the content), or undefined when incomplete.
  */
-async function fromStore(
+export async function imageFromStore(
   store: ContentStore,
   name: string,
   platform: Platform,
@@ -136,7 +136,7 @@ export async function resolveImage(
     });
   }
   if (!opts.pull) {
-    const local = await fromStore(opts.store, name, platform);
+    const local = await imageFromStore(opts.store, name, platform);
     if (local && 'name' in local) return local;
   }
   // Loaded only to pull: the registry client (undici) costs tens of ms to load, and a base
@@ -148,7 +148,7 @@ export async function resolveImage(
     ...(opts.env ? { env: opts.env } : {}),
     ...(opts.warn ? { warn: opts.warn } : {}),
   });
-  const got = await fromStore(opts.store, name, platform, pulled.descriptor);
+  const got = await imageFromStore(opts.store, name, platform, pulled.descriptor);
   if (got && 'name' in got) return got;
   throw new PolyarchError(
     'NOT_FOUND',

@@ -20,5 +20,11 @@ export {
 } from './cache.js';
 export { BuildContext } from './context.js';
 export { type ResolvedImage, resolveImage, unpackImage } from './image.js';
+export {
+  contextName,
+  type NamedContextSource,
+  type NamedContextSpec,
+  parseBuildContext,
+} from './named-context.js';
 export type { BuildResult, PlatformResult, ResultLayer } from './result.js';
 export { Solver, type SolverVertex, type VertexContext } from './solver.js';

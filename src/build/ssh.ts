@@ -11,7 +11,7 @@
  */
 import { spawn } from 'node:child_process';
 import { chmod, chown, mkdtemp, rm, stat } from 'node:fs/promises';
-import { createConnection, createServer, type Server } from 'node:net';
+import { createConnection, createServer, type Server, type Socket } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { errorMessage, PolyarchError, UsageError } from '../util/errors.js';
@@ -65,6 +65,26 @@ export class SshForwarder {
     return this.#sources.has(id);
   }
 
+  /** A connection to the agent of `id` (started on first use): BuildKit's ForwardAgent pipes through it. */
+  async connect(id: string): Promise<Socket> {
+    const agent = await this.#agent(id);
+    return await new Promise<Socket>((resolve, reject) => {
+      const c = createConnection(agent.socket);
+      c.once('connect', () => {
+        c.off('error', reject);
+        resolve(c);
+      });
+      c.once('error', (err) =>
+        reject(
+          new PolyarchError(
+            'UNAVAILABLE',
+            `--ssh ${id}: the SSH agent does not answer: ${errorMessage(err)}`,
+          ),
+        ),
+      );
+    });
+  }
+
   /** A proxy socket for one step to the agent of `id`, in `dir` with the mount's mode and owner. */
   async socket(
     id: string,
@@ -92,6 +112,14 @@ export class SshForwarder {
           server.close(() => resolve());
         }),
     };
+  }
+
+  /**
+   * The host-side agent socket of `id` (for git run on this machine, e.g. an ssh git context):
+   * the caller's agent, or one started for the key files. Never written anywhere.
+   */
+  async agentSocket(id: string): Promise<string> {
+    return (await this.#agent(id)).socket;
   }
 
   #agent(id: string): Promise<Agent> {

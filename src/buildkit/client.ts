@@ -25,6 +25,7 @@ import {
   SolveResponse,
   StatusRequest,
   StatusResponse,
+  timestampMs,
 } from './messages.js';
 import type { Message } from './proto.js';
 import type { BuildSession } from './session.js';
@@ -60,6 +61,11 @@ export interface UsageRecord {
   shared: boolean;
   description: string;
   recordType: string;
+  /** Epoch ms. */
+  createdAt?: number;
+  lastUsedAt?: number;
+  usageCount: number;
+  parents: string[];
 }
 
 /** The parts of a SolveRequest polyarch fills (field names as in control.proto). */
@@ -90,6 +96,10 @@ function usageRecord(u: Message): UsageRecord {
     shared: u.shared,
     description: u.description,
     recordType: u.recordType,
+    usageCount: u.usageCount ?? 0,
+    parents: [...(u.parents ?? [])],
+    ...(timestampMs(u.createdAt) !== undefined ? { createdAt: timestampMs(u.createdAt)! } : {}),
+    ...(timestampMs(u.lastUsedAt) !== undefined ? { lastUsedAt: timestampMs(u.lastUsedAt)! } : {}),
   };
 }
 

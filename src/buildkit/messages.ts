@@ -17,6 +17,11 @@ export function timestampMs(t: { seconds: number; nanos: number } | undefined): 
 
 export const BytesMessage = msg({ data: [1, 'bytes'] });
 
+// --- sshforward (session/sshforward/ssh.proto) -------------------------------------------
+
+export const CheckAgentRequest = msg({ ID: [1, 'string'] });
+export const CheckAgentResponse = msg({});
+
 // --- Control ---------------------------------------------------------------------------
 
 export const Platform = msg({
@@ -169,3 +174,17 @@ export const GetSecretRequest = msg({ id: [1, 'string'], annotations: [2, 'map']
 export const GetSecretResponse = msg({ data: [1, 'bytes'] });
 export const HealthCheckRequest = msg({ service: [1, 'string'] });
 export const HealthCheckResponse = msg({ status: [1, 'int32'] });
+
+// --- content (containerd api/services/content/v1/content.proto; BuildKit's session OCI stores)
+
+export const ContentInfo = msg({
+  digest: [1, 'string'],
+  size: [2, 'int64'],
+  createdAt: [3, Timestamp],
+  updatedAt: [4, Timestamp],
+  labels: [5, 'map'],
+});
+export const ContentInfoRequest = msg({ digest: [1, 'string'] });
+export const ContentInfoResponse = msg({ info: [1, ContentInfo] });
+export const ReadContentRequest = msg({ digest: [1, 'string'], offset: [2, 'int64'], size: [3, 'int64'] });
+export const ReadContentResponse = msg({ offset: [1, 'int64'], data: [2, 'bytes'] });

@@ -9,7 +9,12 @@
  * - moby.filesync.v1.FileSend/DiffCopy: exporter output streamed back (tar bytes),
  * - moby.filesync.v1.Auth/Credentials: registry credentials from Docker's config.json and
  *   credential helpers (GetTokenAuthority answers Unimplemented: the daemon fetches tokens),
- * - moby.buildkit.secrets.v1.Secrets/GetSecret: `--secret` values (NotFound when missing).
+ * - moby.buildkit.secrets.v1.Secrets/GetSecret: `--secret` values (NotFound when missing),
+ * - moby.sshforward.v1.SSH/CheckAgent and ForwardAgent (`--ssh`, only when given): each
+ *   connection a step makes to its agent socket is one ForwardAgent stream, piped to the
+ *   agent of the id in `buildkit.ssh.id` metadata,
+ * - containerd.services.content.v1.Content/Info and Read (only with `ociStores`): the blobs
+ *   of OCI layout build contexts, the store in `buildkit-attachable-store-id` (`oci:<id>`).
  *
  *   const s = new BuildSession({ dirs: { context: dir, dockerfile: dfDir }, secrets, env });
  *   s.attach(channel);                // opens the stream; pass s.id as SolveRequest.session
@@ -17,6 +22,9 @@
  *   s.close();
  */
 import { randomBytes } from 'node:crypto';
+import { createReadStream } from 'node:fs';
+import { stat } from 'node:fs/promises';
+import { join } from 'node:path';
 import * as http2 from 'node:http2';
 import { Duplex, Stream, type Writable } from 'node:stream';
 import { getCredentials } from '../registry/credentials.js';
@@ -34,12 +42,18 @@ import { sendEntries, walkContext } from './filesync.js';
 import { receiveTree } from './receive.js';
 import {
   BytesMessage,
+  CheckAgentRequest,
+  CheckAgentResponse,
   CredentialsRequest,
   CredentialsResponse,
   GetSecretRequest,
   GetSecretResponse,
   HealthCheckRequest,
   HealthCheckResponse,
+  ContentInfoRequest,
+  ContentInfoResponse,
+  ReadContentRequest,
+  ReadContentResponse,
 } from './messages.js';
 import type { Message } from './proto.js';
 
@@ -63,6 +77,20 @@ export interface SessionOptions {
    * only for what changed. Default: random (a full transfer).
    */
   sharedKey?: string;
+  /** `--ssh` agents by id (build/ssh.ts SshForwarder); none: the daemon sees no SSH service. */
+  ssh?: SshAgents;
+  /**
+   * OCI image layout directories by store id (`--build-context NAME=oci-layout://…`), read
+   * by the daemon through containerd's content API (Info, Read) with the store id in the
+   * `buildkit-attachable-store-id` metadata, as buildx's session content attachable serves them.
+   */
+  ociStores?: Readonly<Record<string, string>>;
+}
+
+/** What the session needs of the agents it forwards. */
+export interface SshAgents {
+  has(id: string): boolean;
+  connect(id: string): Promise<Duplex>;
 }
 
 class ServiceError extends Error {
@@ -102,6 +130,14 @@ export class BuildSession {
       ['/moby.filesync.v1.Auth/Credentials', (c) => this.credentials(c)],
       ['/moby.buildkit.secrets.v1.Secrets/GetSecret', (c) => this.secret(c)],
     ]);
+    if (opts.ociStores && Object.keys(opts.ociStores).length > 0) {
+      this.handlers.set('/containerd.services.content.v1.Content/Info', (c) => this.contentInfo(c));
+      this.handlers.set('/containerd.services.content.v1.Content/Read', (c) => this.contentRead(c));
+    }
+    if (opts.ssh) {
+      this.handlers.set('/moby.sshforward.v1.SSH/CheckAgent', (c) => this.checkAgent(c));
+      this.handlers.set('/moby.sshforward.v1.SSH/ForwardAgent', (c) => this.forwardAgent(c));
+    }
   }
 
   /** Opens the Session stream on `channel` and starts serving. */
@@ -259,5 +295,94 @@ export class BuildSession {
       throw e;
     }
     await call.write(GetSecretResponse, { data: v });
+  }
+
+  /** The layout blob a content call names: its store from the metadata, its digest checked. */
+  private async layoutBlob(call: ServerCall, digest: string): Promise<{ path: string; size: number }> {
+    // The daemon names a client's OCI store `oci:<id>`.
+    const id = (metaOne(call, 'buildkit-attachable-store-id') ?? '').replace(/^oci:/, '');
+    const dir = this.opts.ociStores?.[id];
+    const notFound = (m: string) => {
+      const e = new ServiceError(m);
+      e.grpcCode = Status.NOT_FOUND;
+      return e;
+    };
+    if (dir === undefined) throw notFound(`unknown store ${id}: not found`);
+    const m = /^(sha256|sha512):([a-f0-9]{64,128})$/.exec(digest);
+    if (!m) throw notFound(`invalid digest "${digest}": not found`);
+    const path = join(dir, 'blobs', m[1]!, m[2]!);
+    const st = await stat(path).catch(() => undefined);
+    if (!st?.isFile()) throw notFound(`content ${digest}: not found`);
+    return { path, size: st.size };
+  }
+
+  private async contentInfo(call: ServerCall): Promise<void> {
+    const req = await call.read(ContentInfoRequest);
+    const digest = String(req?.digest ?? '');
+    const { size } = await this.layoutBlob(call, digest);
+    await call.write(ContentInfoResponse, { info: { digest, size } });
+  }
+
+  private async contentRead(call: ServerCall): Promise<void> {
+    const req = await call.read(ReadContentRequest);
+    const { path, size } = await this.layoutBlob(call, String(req?.digest ?? ''));
+    const offset = Math.max(0, Number(req?.offset ?? 0));
+    const want = Number(req?.size ?? 0);
+    const end = want > 0 ? Math.min(size, offset + want) : size;
+    if (offset >= end) return;
+    let at = offset;
+    for await (const chunk of createReadStream(path, {
+      start: offset,
+      end: end - 1,
+      highWaterMark: 1 << 20,
+    })) {
+      await call.write(ReadContentResponse, { offset: at, data: chunk as Buffer });
+      at += (chunk as Buffer).length;
+    }
+  }
+
+  private agentId(id: string): string {
+    if (!this.opts.ssh?.has(id)) {
+      const e = new ServiceError(`unset ssh forward key ${id}`);
+      e.grpcCode = Status.NOT_FOUND;
+      throw e;
+    }
+    return id;
+  }
+
+  private async checkAgent(call: ServerCall): Promise<void> {
+    const req = await call.read(CheckAgentRequest);
+    this.agentId(String(req?.ID ?? '') || 'default');
+    await call.write(CheckAgentResponse, {});
+  }
+
+  /** One agent connection of a step: bytes both ways until either side ends. */
+  private async forwardAgent(call: ServerCall): Promise<void> {
+    const id = this.agentId(metaOne(call, 'buildkit.ssh.id') || 'default');
+    const conn = await this.opts.ssh!.connect(id);
+    conn.on('error', () => {});
+    const up = (async () => {
+      try {
+        for (;;) {
+          const m = await call.read(BytesMessage);
+          if (!m) break;
+          const data = m.data as Buffer;
+          if (data.length > 0 && !conn.write(data))
+            await new Promise<void>((res) => {
+              conn.once('drain', res);
+              conn.once('close', res);
+            });
+        }
+      } finally {
+        conn.end();
+      }
+    })();
+    try {
+      for await (const chunk of conn) await call.write(BytesMessage, { data: chunk as Buffer });
+    } finally {
+      // The agent is done: the call ends here, which also ends the read loop above.
+      conn.destroy();
+      up.catch(() => {});
+    }
   }
 }

@@ -3,12 +3,18 @@
  * library and prints. `runCli(argv)` returns the exit code instead of exiting, so it can
  * be driven in-process by tests.
  */
-import { Command, CommanderError } from 'commander';
+import { createRequire } from 'node:module';
+import type * as CommanderModule from 'commander';
 import { errorMessage, isPolyarchError } from '../util/errors.js';
 import { VERSION } from '../version.js';
 import { commands } from './commands/index.js';
 import { type CliContext, processContext } from './context.js';
 import { explainUnsupportedFlags } from './unsupported.js';
+
+// commander is CommonJS: require() loads it without the ESM wrapper's source scan (the
+// cjs-module-lexer pass an `import` of CommonJS costs), a few ms of every command's start-up.
+const { Command, CommanderError } = createRequire(import.meta.url)('commander') as typeof CommanderModule;
+type Command = CommanderModule.Command;
 
 /**
  * The program with the commands `argv` needs: only the module of the command argv[0] names,

@@ -11,6 +11,7 @@
  */
 import { isAbsolute, join, resolve } from 'node:path';
 import { type CacheSpec, parseCacheSpec } from '../build/extcache/spec.js';
+import { type NamedContextSpec, parseBuildContext } from '../build/named-context.js';
 import { PolyarchError, UsageError } from '../util/errors.js';
 import type { ComposeProject } from './project.js';
 import { BUILD_KEYS } from './schema.js';
@@ -37,6 +38,11 @@ export interface ServiceBuild {
   /** `build.cache_from` / `build.cache_to` (buildx's specs; local dirs relative to the project). */
   cacheFrom: CacheSpec[];
   cacheTo: CacheSpec[];
+  /**
+   * `build.additional_contexts` as `--build-context`s: paths relative to the project directory;
+   * `service:NAME` is that service's image (`docker-image://`), built first when it is built here.
+   */
+  namedContexts: NamedContextSpec[];
 }
 
 export interface PlanOptions {
@@ -123,6 +129,28 @@ export function planBuilds(project: ComposeProject, opts: PlanOptions = {}): Ser
         );
       network = b.network as ServiceBuild['network'];
     }
+    const after = (s.depends_on ?? []).filter((d) => selected.includes(d) && d !== service);
+    const namedContexts = Object.entries(b.additional_contexts ?? {}).map(([name, value]) => {
+      const bad = (why: string) =>
+        new PolyarchError(
+          'INVALID_ARGUMENT',
+          `service "${service}": build.additional_contexts.${name}: ${why}`,
+        );
+      let v = value ?? '';
+      if (v.startsWith('service:')) {
+        const other = v.slice('service:'.length);
+        const o = project.services[other];
+        if (!o?.build) throw bad(`"${other}" is not a service with a build section`);
+        if (other === service) throw bad('a service cannot be its own context');
+        v = `docker-image://${o.image ?? defaultImageName(project.name, other)}`;
+        if (selected.includes(other) && !after.includes(other)) after.push(other);
+      }
+      try {
+        return parseBuildContext(`${name}=${v}`, project.dir);
+      } catch (err) {
+        throw bad((err as Error).message);
+      }
+    });
     const build: ServiceBuild = {
       service,
       tags: [...new Set(tags)],
@@ -133,9 +161,10 @@ export function planBuilds(project: ComposeProject, opts: PlanOptions = {}): Ser
       noCache: opts.noCache || b.no_cache === true,
       pull: opts.pull || b.pull === true,
       secrets,
-      after: (s.depends_on ?? []).filter((d) => selected.includes(d) && d !== service),
+      after,
       cacheFrom: cacheSpecs(service, 'cache_from', b.cache_from, project.dir, 'import'),
       cacheTo: cacheSpecs(service, 'cache_to', b.cache_to, project.dir, 'export'),
+      namedContexts,
     };
     if (b.dockerfile_inline !== undefined) build.dockerfileInline = b.dockerfile_inline;
     else {

@@ -32,6 +32,8 @@ export interface ComposeBuildConfig {
   pull?: boolean;
   secrets?: { source: string; target?: string }[];
   network?: string;
+  /** Named build contexts (`--build-context`): name → a path, URL, `docker-image://…` or `service:NAME`. */
+  additional_contexts?: Record<string, string>;
   [other: string]: unknown;
 }
 
@@ -172,6 +174,8 @@ export function normalizeCompose(
         typeof s.build === 'string' ? { context: s.build } : { ...(s.build as ComposeBuildConfig) };
       if (b.args !== undefined) b.args = toMap(b.args, lookup);
       if (b.labels !== undefined) b.labels = toMap(b.labels, () => '') as Record<string, string>;
+      if (b.additional_contexts !== undefined)
+        b.additional_contexts = toMap(b.additional_contexts, () => '') as Record<string, string>;
       if (b.secrets !== undefined)
         b.secrets = (b.secrets as unknown[]).map((x) => (typeof x === 'string' ? { source: x } : x)) as {
           source: string;

@@ -12,15 +12,11 @@
  * services and is thrown as a `ServiceBuildError` naming the service, the engine's error as
  * its cause.
  */
-import { readFile } from 'node:fs/promises';
-import { basename } from 'node:path';
-import { build } from '../build/index.js';
-import { exportBuild, resolveOutputs } from '../build/export/index.js';
-import { ContentStore, stateRoot, storeDir } from '../content/index.js';
+import { resolveOutputs } from '../build/export/index.js';
+import { runBuild } from '../builder/run.js';
 import { parseReference } from '../oci/reference.js';
-import { formatPlatform, parsePlatform } from '../platform/index.js';
+import { parsePlatform } from '../platform/index.js';
 import type { ProgressSink, SolveStatus } from '../progress/index.js';
-import { Snapshotter } from '../snapshot/index.js';
 import { Semaphore } from '../util/concurrency.js';
 import { errorMessage, PolyarchError } from '../util/errors.js';
 import type { ServiceBuild } from './plan.js';
@@ -37,6 +33,8 @@ export interface ComposeBuildOptions {
   concurrency?: number;
   /** Heavy steps at once, per build; default the engine's. */
   maxParallelism?: number;
+  /** The builder (or its name); default the current one. */
+  builder?: string;
 }
 
 export interface ServiceResult {
@@ -136,9 +134,6 @@ export async function buildServices(
     return { b, platforms, outputs };
   });
 
-  const root = stateRoot(env);
-  const store = await ContentStore.open(storeDir(env));
-  const snapshotter = await Snapshotter.open({ root });
   const abort = new AbortController();
   const onOuterAbort = () => abort.abort(opts.signal?.reason);
   opts.signal?.addEventListener('abort', onOuterAbort, { once: true });
@@ -146,37 +141,18 @@ export async function buildServices(
   const done = new Map<string, Promise<ServiceResult>>();
   let first: unknown;
 
+  // Each service is one build request on the current builder (src/builder/run.ts), as
+  // `polyarch build` makes it.
   const runOne = async (p: (typeof prepared)[number]): Promise<ServiceResult> => {
     const { b } = p;
     const sink = opts.progress ? prefixProgress(opts.progress, b.service) : undefined;
-    let dockerfile: string;
-    if (b.dockerfileInline !== undefined) dockerfile = b.dockerfileInline;
-    else
-      try {
-        dockerfile = await readFile(b.dockerfilePath!, 'utf8');
-      } catch (err) {
-        throw new PolyarchError(
-          'NOT_FOUND',
-          `failed to read dockerfile ${b.dockerfilePath}: ${errorMessage(err)}`,
-          {
-            cause: err,
-          },
-        );
-      }
     const warn = opts.warn ? (m: string) => opts.warn!(`service "${b.service}": ${m}`) : undefined;
-    const extcache =
-      b.cacheFrom.length > 0 || b.cacheTo.length > 0 ? await import('../build/extcache/index.js') : undefined;
-    const cacheImport =
-      extcache && b.cacheFrom.length > 0 && !b.noCache
-        ? extcache.ImportedCache.open(b.cacheFrom, { env, ...(warn ? { warn } : {}) })
-        : undefined;
-    try {
-      const result = await build({
-        ...(cacheImport ? { cacheImport } : {}),
-        dockerfile,
-        dockerfileName: b.dockerfilePath ? basename(b.dockerfilePath) : 'Dockerfile',
-        ...(b.dockerfilePath ? { dockerfilePath: b.dockerfilePath } : {}),
-        contextDir: b.contextDir,
+    const resp = await runBuild(
+      {
+        context: b.contextDir,
+        ...(b.dockerfileInline !== undefined
+          ? { dockerfileText: b.dockerfileInline }
+          : { file: b.dockerfilePath! }),
         ...(p.platforms.length > 0 ? { platforms: p.platforms } : {}),
         buildArgs: b.buildArgs,
         ...(b.target !== undefined ? { target: b.target } : {}),
@@ -185,44 +161,24 @@ export async function buildServices(
         secrets: b.secrets,
         labels: b.labels,
         ...(b.network ? { network: b.network } : {}),
+        cacheFrom: b.cacheFrom,
+        cacheTo: b.cacheTo,
+        ...(b.namedContexts.length > 0 ? { namedContexts: b.namedContexts } : {}),
+        outputs: p.outputs,
         ...(opts.maxParallelism !== undefined ? { maxParallelism: opts.maxParallelism } : {}),
         ...(sink ? { progress: sink } : {}),
         signal: abort.signal,
         env,
-        ...(opts.warn ? { warn: (m: string) => opts.warn!(`service "${b.service}": ${m}`) } : {}),
-      });
-      const epoch = env.SOURCE_DATE_EPOCH ?? b.buildArgs.SOURCE_DATE_EPOCH;
-      const inline = b.cacheTo.some((s) => s.type === 'inline');
-      const resp = await exportBuild(result, p.outputs, {
-        ...(inline ? { inlineCache: result.cache } : {}),
-        store,
-        snapshotter,
-        stateRoot: root,
-        ...(sink ? { progress: sink } : {}),
-        ...(epoch !== undefined && /^\d+$/.test(epoch) ? { sourceDateEpoch: Number(epoch) } : {}),
-        signal: abort.signal,
-        env,
-        ...(opts.warn ? { warn: (m: string) => opts.warn!(`service "${b.service}": ${m}`) } : {}),
-      });
-      if (extcache && b.cacheTo.some((s) => s.type !== 'inline'))
-        await extcache.exportCache(result.cache, b.cacheTo, {
-          store,
-          snapshotter,
-          stateRoot: root,
-          env,
-          ...(epoch !== undefined && /^\d+$/.test(epoch) ? { sourceDateEpoch: Number(epoch) } : {}),
-          ...(warn ? { warn } : {}),
-          ...(cacheImport ? { imported: cacheImport } : {}),
-        });
-      return {
-        service: b.service,
-        names: resp.names,
-        ...(resp.digest ? { digest: resp.digest } : {}),
-        platforms: result.platforms.map((x) => formatPlatform(x.platform)),
-      };
-    } finally {
-      await cacheImport?.close();
-    }
+        ...(warn ? { warn } : {}),
+      },
+      opts.builder !== undefined ? { builder: opts.builder } : {},
+    );
+    return {
+      service: b.service,
+      names: resp.names,
+      ...(resp.digest ? { digest: resp.digest } : {}),
+      platforms: resp.platforms,
+    };
   };
 
   const byName = new Map(prepared.map((p) => [p.b.service, p]));

@@ -29,6 +29,7 @@ export const BUILD_KEYS = [
   'pull',
   'secrets',
   'network',
+  'additional_contexts',
 ] as const;
 
 export const composeSchema = {
@@ -65,6 +66,7 @@ export const composeSchema = {
               no_cache: { type: 'boolean' },
               pull: { type: 'boolean' },
               network: { type: 'string' },
+              additional_contexts: mapOrList,
               secrets: {
                 type: 'array',
                 items: {

@@ -102,13 +102,24 @@ export interface PlanOptions {
   target?: string;
   /** Config of a base image for a platform, when the engine has resolved it. */
   imageConfig?: (ref: string, platform: Platform) => ImageConfigInfo | undefined;
+  /**
+   * Named build contexts (`--build-context NAME=…`): the context name a stage name or an image
+   * reference stands for, or undefined. A stage of that name is replaced by the context (its
+   * instructions are not planned); an image of that name (`FROM alpine`, `COPY --from=alpine`)
+   * is read from it. An earlier stage of a name still wins over a context for FROM/--from.
+   */
+  namedContext?: (name: string) => string | undefined;
+  /** Config of a named context used as a base ({} for one with none, like a directory). */
+  contextConfig?: (name: string, platform: Platform) => ImageConfigInfo | undefined;
 }
 
 /** Where a stage, a `COPY --from` or a `RUN --mount from=` takes its files from. */
 export type SourceRef =
   | { type: 'scratch' }
   | { type: 'stage'; index: number; name?: string }
-  | { type: 'image'; ref: string };
+  | { type: 'image'; ref: string }
+  /** A named build context (`--build-context NAME=…`). */
+  | { type: 'context'; name: string };
 
 /** What is in force when an instruction runs (after the instruction for ENV/ARG/…). */
 export interface InstructionState {
@@ -761,7 +772,11 @@ function planPlatform(
     const lower = image.toLowerCase();
     const parentIdx = stageNames.get(lower);
     let parent: DispatchedStage | undefined;
-    if (parentIdx !== undefined) {
+    // A stage a named context replaces starts from (and is) that context.
+    const replacedBy = f.name !== undefined ? opts.namedContext?.(f.name) : undefined;
+    const contextName = replacedBy ?? (parentIdx === undefined ? opts.namedContext?.(image) : undefined);
+    if (contextName !== undefined) base = { type: 'context', name: contextName };
+    else if (parentIdx !== undefined) {
       parent = dispatched[parentIdx];
       base = { type: 'stage', index: parentIdx, name: lower };
     } else if (lower === 'scratch') base = { type: 'scratch' };
@@ -829,7 +844,12 @@ function planPlatform(
         workdirSet: false,
         onbuild: [],
       };
-      const cfg = base.type === 'image' ? opts.imageConfig?.(base.ref, platform) : undefined;
+      const cfg =
+        base.type === 'image'
+          ? opts.imageConfig?.(base.ref, platform)
+          : base.type === 'context'
+            ? opts.contextConfig?.(base.name, platform)
+            : undefined;
       if (cfg) {
         baseConfigKnown = true;
         for (const e of cfg.env ?? []) {
@@ -872,16 +892,18 @@ function planPlatform(
     };
     dispatched.push(d);
     try {
-      dispatchBody(d, triggers, {
-        ctx,
-        meta,
-        declaredStages: decls.stages,
-        stageNames,
-        targetArgsUsed,
-        buildArgs: ctx.buildArgs,
-        proxyArgs,
-        globalTargetDeps,
-      });
+      if (replacedBy === undefined)
+        dispatchBody(d, triggers, {
+          ctx,
+          meta,
+          declaredStages: decls.stages,
+          stageNames,
+          targetArgsUsed,
+          buildArgs: ctx.buildArgs,
+          proxyArgs,
+          globalTargetDeps,
+          ...(opts.namedContext ? { namedContext: opts.namedContext } : {}),
+        });
     } catch (err) {
       d.error = err;
     }
@@ -959,7 +981,7 @@ function planPlatform(
         escape: ctx.escape,
         text: d.decl.textDigest,
         args: d.stage.instructions.filter((x) => x.kind === 'ARG').map((x) => (x as PlanArg).args),
-        baseState: d.stage.base.type === 'image' ? d.baseState : undefined,
+        baseState: d.stage.base.type === 'image' || d.stage.base.type === 'context' ? d.baseState : undefined,
         proxies: Object.keys(ctx.buildArgs)
           .filter((a) => BUILTIN_ARGS.has(a))
           .map((a) => [a, ctx.buildArgs[a]]),
@@ -986,6 +1008,8 @@ interface BodyCtx {
   proxyArgs: string[];
   /** TARGET* args each global ARG's value was derived from. */
   globalTargetDeps: ReadonlyMap<string, ReadonlySet<string>>;
+  /** PlanOptions.namedContext: `COPY --from` / `--mount from=` names a context. */
+  namedContext?: (name: string) => string | undefined;
 }
 
 function parsePortRange(ports: string): [number, number] {
@@ -1089,7 +1113,10 @@ function dispatchBody(d: DispatchedStage, triggers: readonly string[], b: BodyCt
         const found = b.declaredStages.find((s) => s.from.name === lower);
         if (found) idx = found.index;
       }
-      if (idx === undefined) return { type: 'image', ref: v };
+      if (idx === undefined) {
+        const named = b.namedContext?.(v);
+        return named !== undefined ? { type: 'context', name: named } : { type: 'image', ref: v };
+      }
       if (!d.stage.dependsOn.includes(idx)) {
         d.stage.dependsOn.push(idx);
         d.depRanges.set(idx, range);
@@ -1600,3 +1627,22 @@ export function collectBaseImages(plan: Plan): { ref: string; platform: Platform
 }
 
 export type { CheckWarning, Heredoc, Node };
+
+/** The named contexts a plan reads, each with the platforms it is read for. */
+export function collectContextRefs(plan: Plan): { name: string; platform: Platform }[] {
+  const seen = new Map<string, { name: string; platform: Platform }>();
+  const add = (ref: SourceRef | undefined, platform: Platform) => {
+    if (ref?.type !== 'context') return;
+    const k = `${ref.name}\0${formatPlatform(platform)}`;
+    if (!seen.has(k)) seen.set(k, { name: ref.name, platform });
+  };
+  for (const p of plan.platforms)
+    for (const s of p.stages) {
+      add(s.base, s.platform);
+      for (const i of s.instructions) {
+        if (i.kind === 'COPY' || i.kind === 'ADD') add(i.from, s.platform);
+        else if (i.kind === 'RUN') for (const m of i.mounts) add(m.from, s.platform);
+      }
+    }
+  return [...seen.values()];
+}

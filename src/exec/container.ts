@@ -564,6 +564,7 @@ async function runLeased(opts: RunImageOptions): Promise<RunImageResult> {
     // Kept containers (no --rm) get docker's 64-hex id and a record (detach.ts).
     const id = opts.rm || opts.detach ? newContainerId() : newFullId();
     let net: ContainerNetwork | undefined;
+    let netUp: Promise<ContainerNetwork> | undefined;
     let fg: Awaited<ReturnType<typeof recordForeground>> | undefined;
     let fgExit = 125;
     let fgError = '';
@@ -625,8 +626,21 @@ async function runLeased(opts: RunImageOptions): Promise<RunImageResult> {
         };
       }
       if (!opts.rm) fg = await couldNotStart(() => recordForeground({ ...described, id }));
-      net = await couldNotStart(() => containerNetwork(root, id, mode, ports));
-      if (net.ports.length > 0) opts.onPublish?.(v.platform, net.ports);
+      // The network (pasta takes tens of milliseconds to come up) is made while the rootfs is
+      // mounted and the bundle written; runContainer waits for it before writing the spec.
+      // With published ports it comes first, so they are reported before the container starts.
+      netUp = couldNotStart(() => containerNetwork(root, id, mode, ports));
+      netUp.then(
+        (n) => {
+          net = n;
+        },
+        () => undefined,
+      );
+      if (ports.length > 0) {
+        const n = await netUp;
+        if (n.ports.length > 0) opts.onPublish?.(v.platform, n.ports);
+      }
+      const up = netUp;
       // ---- end of networks ----
       const active = await snaps.prepare(key, chain);
       prepared = true;
@@ -642,8 +656,13 @@ async function runLeased(opts: RunImageOptions): Promise<RunImageResult> {
             ? { hostname: id.startsWith('polyarch-') ? id.slice(-12) : id.slice(0, 12) }
             : {}),
         },
-        ...(net.resolvConf !== undefined ? { resolvConf: net.resolvConf } : {}),
-        ...(net.editSpec ? { editSpec: net.editSpec } : {}),
+        network: async () => {
+          const n = await up;
+          return {
+            ...(n.resolvConf !== undefined ? { resolvConf: n.resolvConf } : {}),
+            ...(n.editSpec ? { editSpec: n.editSpec } : {}),
+          };
+        },
         stdin,
         stdout: inheritOutput ? 'inherit' : o ? (b) => o.push(b) : out,
         stderr: inheritOutput ? 'inherit' : e ? (b) => e.push(b) : err,
@@ -676,6 +695,8 @@ async function runLeased(opts: RunImageOptions): Promise<RunImageResult> {
     } finally {
       o?.flush();
       e?.flush();
+      // Settled first: a failure elsewhere may come while pasta is still starting.
+      await netUp?.catch(() => undefined);
       await net?.release();
       if (prepared) {
         if (opts.rm) await snaps.remove(key);

@@ -26,11 +26,12 @@
  * container is gone.
  */
 import { execFile } from 'node:child_process';
-import { readdirSync, readFileSync, statSync } from 'node:fs';
+import { existsSync, readdirSync, readFileSync, statSync } from 'node:fs';
 import { mkdir, readdir, readFile, rm, writeFile } from 'node:fs/promises';
 import { createServer } from 'node:net';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
+import { runShort } from '../util/commands.js';
 import { errorMessage, PolyarchError, UsageError } from '../util/errors.js';
 import { formatOwner, ownerAlive, parseOwner, selfOwner } from '../util/lock.js';
 
@@ -242,7 +243,8 @@ export async function setupNetwork(opts: {
   // next command of any kind tears them down (sweepDeadNetworks) once nothing runs in it.
   await writeFile(ownerFile(opts.root, opts.id), formatOwner(selfOwner()), { mode: 0o600 });
   try {
-    await execFileP('ip', ['netns', 'add', name]);
+    // Through the shared shell (util/commands): a fork of it costs far less than one of node.
+    await runShort('ip', ['netns', 'add', name]);
   } catch (err) {
     throw new PolyarchError('START_FAILED', `creating network namespace ${name}: ${stderrOf(err)}`, {
       cause: err,
@@ -292,7 +294,8 @@ export async function setupNetwork(opts: {
 }
 
 function stderrOf(err: unknown): string {
-  const text = String((err as { stderr?: unknown }).stderr ?? '')
+  const e = err as { stderr?: unknown; output?: unknown };
+  const text = String(e.stderr ?? e.output ?? '')
     .split('\n')
     .filter((l) => l.trim() !== '' && !/syslog/.test(l))
     .join('; ');
@@ -325,12 +328,21 @@ export async function teardownNetwork(root: string, id: string): Promise<void> {
     const cmd = await readFile(`/proc/${pid}/cmdline`, 'utf8').catch(() => '');
     if (cmd.includes(netnsName(id))) {
       process.kill(pid, 'SIGTERM');
-      for (let i = 0; i < 40 && pidRunning(pid); i++) await new Promise((r) => setTimeout(r, 25));
+      // pasta exits within a few milliseconds: look soon, then less often (a second in all).
+      for (
+        let waited = 0, step = 1;
+        waited < 1000 && pidRunning(pid);
+        waited += step, step = Math.min(step * 2, 25)
+      )
+        await new Promise((r) => setTimeout(r, step));
       if (pidRunning(pid)) process.kill(pid, 'SIGKILL');
     }
   }
   await rm(pidFile(root, id), { force: true });
-  await execFileP('ip', ['netns', 'del', netnsName(id)]).catch(() => undefined);
+  // Only when it is there: a run tears down first (a leftover would make `add` fail), and
+  // almost always finds nothing, which costs no process then.
+  if (existsSync(join(NETNS_DIR, netnsName(id))))
+    await runShort('ip', ['netns', 'del', netnsName(id)]).catch(() => undefined);
   await rm(ownerFile(root, id), { force: true });
 }
 

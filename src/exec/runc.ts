@@ -84,6 +84,12 @@ export interface RunContainerOptions {
   resolvConf?: string;
   /** Called with the spec before it is written, to adjust it. */
   editSpec?: (spec: RuntimeSpec) => void;
+  /**
+   * Network settings still being made (pasta starting: tens of milliseconds), called once the
+   * rootfs is mounted and awaited before the spec is written, so both are made at once; its
+   * `resolvConf` and `editSpec` take the place of the options of the same names.
+   */
+  network?: () => Promise<Pick<RunContainerOptions, 'resolvConf' | 'editSpec'>>;
 }
 
 export interface RunResult {
@@ -265,6 +271,7 @@ export async function runContainer(opts: RunContainerOptions): Promise<RunResult
       })(),
     ]);
 
+    const late = opts.network?.();
     const hostname = opts.spec.hostname ?? (opts.spec.network === 'none' ? id.slice(-12) : osHostname());
     const etcFiles = {
       hosts: join(bundle, 'hosts'),
@@ -275,13 +282,16 @@ export async function runContainer(opts: RunContainerOptions): Promise<RunResult
       createSpec({ ...opts.spec, hostname, rootfs, etcFiles }),
       writeFile(etcFiles.hosts, opts.hosts ?? defaultHosts(hostname)),
       writeFile(etcFiles.hostname, `${hostname}\n`),
-      (async () =>
-        writeFile(
+      (async () => {
+        const resolvConf = (await late)?.resolvConf ?? opts.resolvConf;
+        await writeFile(
           etcFiles.resolvConf,
-          opts.resolvConf ?? (await readFile('/etc/resolv.conf', 'utf8').catch(() => '')),
-        ))(),
+          resolvConf ?? (await readFile('/etc/resolv.conf', 'utf8').catch(() => '')),
+        );
+      })(),
     ]);
-    opts.editSpec?.(spec);
+    const net = await late;
+    (net ? net.editSpec : opts.editSpec)?.(spec);
     const [, found] = await settled([
       // The environment (secrets passed as env included) is in here: owner-only.
       writeFile(join(bundle, 'config.json'), JSON.stringify(spec), { mode: 0o600 }),

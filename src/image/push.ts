@@ -130,9 +130,12 @@ export async function push(refInput: string, opts: PushOptions): Promise<PushRes
   }
 }
 
+/** Read size of blob bodies: 1 MiB reads are 16× fewer syscalls and socket writes than the 64 KiB default. */
+const READ_CHUNK = 1024 * 1024;
+
 function openBlob(store: ContentStore, d: Digest, start: number, end: number): Readable {
   if (end <= start) return Readable.from([]);
-  return createReadStream(store.blobPath(d), { start, end: end - 1 });
+  return createReadStream(store.blobPath(d), { start, end: end - 1, highWaterMark: READ_CHUNK });
 }
 
 class Pusher {

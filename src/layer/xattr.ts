@@ -185,6 +185,84 @@ export async function readAllXattrs(root: string): Promise<Map<string, Map<strin
   throw unsupported(`reading xattrs under ${root}`);
 }
 
+const PY_OF = `
+import os, sys
+w = sys.stdout.write
+for line in sys.stdin:
+    p = bytes.fromhex(line.strip())
+    try:
+        names = os.listxattr(p, follow_symlinks=False)
+    except OSError:
+        continue
+    for a in names:
+        try:
+            v = os.getxattr(p, a, follow_symlinks=False)
+        except OSError:
+            continue
+        w(p.hex() + ' ' + a.encode('utf-8', 'surrogateescape').hex() + ' ' + v.hex() + '\\n')
+`;
+
+/** Argument bytes per getfattr call of readXattrsOf (well under the kernel's ARG_MAX). */
+const ARGS_PER_CALL = 64 * 1024;
+
+/**
+ * Every xattr of each of `paths` (absolute; not followed when symlinks), by path; paths with
+ * none are absent. One child process per ~64 KiB of paths; nothing is run for an empty list.
+ */
+export async function readXattrsOf(paths: readonly string[]): Promise<Map<string, Map<string, Buffer>>> {
+  const out = new Map<string, Map<string, Buffer>>();
+  if (paths.length === 0) return out;
+  const b = await xattrBackend();
+  try {
+    if (b === 'python3') {
+      const input = paths.map((p) => Buffer.from(p).toString('hex')).join('\n');
+      const stdout = await new Promise<string>((resolve, reject) => {
+        const child = execFile('python3', ['-c', PY_OF], { maxBuffer: 1024 * 1024 * 1024 }, (err, so) =>
+          err ? reject(err) : resolve(so),
+        );
+        child.stdin!.end(`${input}\n`);
+      });
+      for (const line of stdout.split('\n')) {
+        const [p, n, v] = line.split(' ');
+        if (!p || !n || v === undefined) continue;
+        const path = Buffer.from(p, 'hex').toString();
+        let m = out.get(path);
+        if (!m) out.set(path, (m = new Map()));
+        m.set(Buffer.from(n, 'hex').toString(), Buffer.from(v, 'hex'));
+      }
+      return out;
+    }
+    if (b === 'attr') {
+      for (let i = 0; i < paths.length; ) {
+        const batch: string[] = [];
+        for (let bytes = 0; i < paths.length && (batch.length === 0 || bytes < ARGS_PER_CALL); i++) {
+          batch.push(paths[i]!);
+          bytes += paths[i]!.length + 1;
+        }
+        let stdout = '';
+        try {
+          stdout = await runShort(
+            'getfattr',
+            ['-P', '--absolute-names', '-e', 'hex', '-d', '-m', '-', '--', ...batch],
+            {
+              discardStderr: true,
+            },
+          );
+        } catch (err) {
+          // Exit status 1: some path could not be read (e.g. gone); what was read is still good.
+          stdout = err instanceof CommandError ? err.output : '';
+          if (!stdout && !(err instanceof CommandError && err.status === 1)) throw err;
+        }
+        for (const [p, m] of parseGetfattrDump(stdout)) out.set(p, m);
+      }
+      return out;
+    }
+  } catch (err) {
+    throw new PolyarchError('IO', `reading xattrs of ${paths[0]}…: ${errorMessage(err)}`, { cause: err });
+  }
+  throw unsupported(`reading xattrs of ${paths[0]}`);
+}
+
 /** getfattr escapes unusual bytes in names as backslash + three octal digits. */
 function unescapeGetfattr(s: string): string {
   const bytes: number[] = [];

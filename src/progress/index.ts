@@ -6,6 +6,7 @@
  *   import { ProgressWriter, type ProgressSink } from '../progress/index.js';
  */
 export * from './events.js';
+export * from './lazy.js';
 export * from './mux.js';
 export * from './recorder.js';
 export * from './writer.js';

@@ -20,10 +20,15 @@ import { header, pullScope, pushScope, Transport, type TransportOptions } from '
 
 /** Largest manifest accepted, as containerd's limit. */
 export const MAX_MANIFEST_BYTES = 4 * 1024 * 1024;
-/** Blobs above this size are uploaded in chunks (PATCH); default 16 MiB. */
-export const DEFAULT_CHUNK_THRESHOLD = 16 * 1024 * 1024;
-/** Size of each PATCH chunk; default 8 MiB. */
-export const DEFAULT_CHUNK_SIZE = 8 * 1024 * 1024;
+/**
+ * Blobs above this size are uploaded in chunks (PATCH), which a dropped connection resumes;
+ * smaller ones in one PUT, as containerd sends every blob. Each PATCH costs the registry a
+ * round of bookkeeping: with 8 MiB chunks above 16 MiB, pushing 2 × 62 MiB of layers took
+ * ~25% longer than with one PUT per blob (bench/push.ts). Default 64 MiB.
+ */
+export const DEFAULT_CHUNK_THRESHOLD = 64 * 1024 * 1024;
+/** Size of each PATCH chunk; default 32 MiB. */
+export const DEFAULT_CHUNK_SIZE = 32 * 1024 * 1024;
 /** Times a dropped blob transfer is resumed before giving up. */
 const RESUMES = 5;
 

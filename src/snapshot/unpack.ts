@@ -19,7 +19,6 @@
  */
 import { createHash } from 'node:crypto';
 import type { ContentStore } from '../content/store.js';
-import { applyLayerBlob } from '../layer/apply.js';
 import type { Descriptor, Digest, ImageConfig, Manifest } from '../oci/index.js';
 import { isManifestType, parseImageConfig, parseImageDocument } from '../oci/index.js';
 import { PolyarchError } from '../util/errors.js';
@@ -97,6 +96,9 @@ export async function unpackImage(opts: UnpackOptions): Promise<UnpackResult> {
           `${what}: layer ${i + 1} (${layer.digest}) is not in the local store (pull the image again)`,
         );
       opts.onExtract?.({ index: i, digest: layer.digest, chainId });
+      // Loaded only to extract: a warm `run` (every layer unpacked) never needs the tar reader
+      // and decompressors, a fifth of its start-up.
+      const { applyLayerBlob } = await import('../layer/apply.js');
       const r = await applyLayerBlob(store.openRead(layer.digest), fsDir, { target: 'overlay' });
       if (r.diffId !== diffIds[i])
         throw new PolyarchError(

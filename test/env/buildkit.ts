@@ -288,12 +288,17 @@ export function sshdSkipReason(): string | undefined {
 }
 
 /**
- * An sshd on 127.0.0.1:PORT for root with a key made here, whose sessions have the BuildKit
- * binaries on PATH (so `ssh host buildctl dial-stdio` works, as on a real remote host).
+ * An sshd on 127.0.0.1:PORT for root with a key made here (`<dir>/client_key`, host key
+ * `<dir>/host_key.pub`), whose sessions have the BuildKit binaries on PATH (so `ssh host
+ * buildctl dial-stdio` works, as on a real remote host) unless `buildkit: false`.
  */
-export async function startSshd(dir: string): Promise<Sshd> {
-  const b = await buildkitBins();
-  if (typeof b === 'string') throw new Error(b);
+export async function startSshd(dir: string, opts: { buildkit?: boolean } = {}): Promise<Sshd> {
+  let binDir = '';
+  if (opts.buildkit !== false) {
+    const b = await buildkitBins();
+    if (typeof b === 'string') throw new Error(b);
+    binDir = `${dirname(b.buildctl)}:`;
+  }
   await mkdir(dir, { recursive: true });
   await mkdir('/run/sshd', { recursive: true });
   const p = (n: string) => join(dir, n);
@@ -315,7 +320,7 @@ export async function startSshd(dir: string): Promise<Sshd> {
       'KbdInteractiveAuthentication no',
       'UsePAM no',
       'StrictModes no',
-      `SetEnv PATH=${dirname(b.buildctl)}:/usr/local/bin:/usr/bin:/bin`,
+      `SetEnv PATH=${binDir}/usr/local/bin:/usr/bin:/bin`,
       '',
     ].join('\n'),
   );

@@ -5,8 +5,8 @@
  *   const l = await packSnapshotLayer({ store, snapshotter, memo, key, compression: 'gzip' });
  *   // l.descriptor (blob in the store), l.diffId, l.packed (false when the memo answered)
  *
- * Packing is one streaming pass: packOverlayDiff (overlay whiteouts → OCI whiteouts, mtimes
- * clamped to SOURCE_DATE_EPOCH) → compressLayer (diff_id, digest and size while the bytes flow)
+ * Packing is one streaming pass: packOverlayDiff (overlay whiteouts → OCI whiteouts, entries
+ * the same as in the snapshot's parents left out, mtimes clamped to SOURCE_DATE_EPOCH) → compressLayer (diff_id, digest and size while the bytes flow)
  * → a verified store writer. Nothing is held whole in memory or written twice.
  *
  * The memo (`<stateRoot>/export/layers.json`) maps (snapshot key, snapshot creation time,
@@ -214,8 +214,11 @@ export async function packSnapshotLayer(opts: PackLayerOptions): Promise<PackedL
       packed: false,
     };
 
+  // Compared with the layers below, entries the step did not change are left out.
+  const lowers = (await opts.snapshotter.paths(info.parents)).reverse();
   const tar = await packOverlayDiff(info.fs, {
     xattrs: true,
+    lowers,
     ...(opts.sourceDateEpoch !== undefined ? { sourceDateEpoch: opts.sourceDateEpoch } : {}),
   });
   const w = await opts.store.writer({ what: `layer of snapshot ${opts.key}` });

@@ -13,6 +13,7 @@ import { readFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type { SecretSource } from '../build.js';
+import { type SshSource, SshForwarder } from '../ssh.js';
 import { describeGit, fetchGitContext } from './git.js';
 import { fetchHttpContext } from './http.js';
 import { classifyContext, type ContextSource, maskURL } from './url.js';
@@ -26,6 +27,13 @@ export interface RemoteContextOptions {
   secrets?: readonly SecretSource[];
   /** Build args: BUILDKIT_CONTEXT_KEEP_GIT_DIR=1 keeps `.git` in a git context. */
   buildArgs?: Readonly<Record<string, string>>;
+  /**
+   * `--ssh` sources: git over ssh uses the `default` one's agent (the caller's SSH_AUTH_SOCK,
+   * an agent socket, or an agent started for key files, stopped after the fetch).
+   */
+  ssh?: readonly SshSource[];
+  /** Keep `.git` (ADD --keep-git-dir); overrides BUILDKIT_CONTEXT_KEEP_GIT_DIR when set. */
+  keepGitDir?: boolean;
   signal?: AbortSignal;
 }
 
@@ -76,13 +84,14 @@ export async function prepareRemoteContext(
     secretValue(opts.secrets, 'GIT_AUTH_HEADER', env),
   ]);
   const keep = opts.buildArgs?.BUILDKIT_CONTEXT_KEEP_GIT_DIR ?? env.BUILDKIT_CONTEXT_KEEP_GIT_DIR;
+  const ssh = opts.ssh?.some((s) => s.id === 'default') ? new SshForwarder(opts.ssh, env) : undefined;
   const r = await fetchGitContext(source, {
     cacheRoot: join(opts.stateRoot, 'contexts', 'git'),
-    env,
+    env: ssh ? { ...env, SSH_AUTH_SOCK: await ssh.agentSocket('default') } : env,
     ...(authToken !== undefined ? { authToken } : {}),
     ...(authHeader !== undefined ? { authHeader } : {}),
-    keepGitDir: keep === '1' || keep === 'true',
+    keepGitDir: opts.keepGitDir ?? (keep === '1' || keep === 'true'),
     ...(opts.signal ? { signal: opts.signal } : {}),
-  });
+  }).finally(() => ssh?.close());
   return { source, dir: r.dir, display: describeGit(source), commit: r.commit, cleanup: async () => {} };
 }

@@ -24,6 +24,8 @@ import { createWriteStream, mkdirSync } from 'node:fs';
 import { PassThrough, type Writable } from 'node:stream';
 import { BuildSession } from '../../buildkit/index.js';
 import type { OutputSpec } from '../../build/export/index.js';
+import type { SshSource } from '../../build/ssh.js';
+import type { NamedContextSpec } from '../../build/named-context.js';
 import type { ContentStore } from '../../content/index.js';
 import { type Descriptor, MediaType, parseImageConfig, parseImageDocument } from '../../oci/index.js';
 import { parseReference, repositoryName } from '../../oci/reference.js';
@@ -53,6 +55,10 @@ export interface RemoteBuildRequest {
   pull?: boolean;
   network?: 'default' | 'host' | 'none';
   secrets: ReadonlyArray<{ id: string; src?: string; env?: string }>;
+  /** `--ssh` agents or key files for `RUN --mount=type=ssh`, forwarded over each node's session. */
+  ssh?: readonly SshSource[];
+  /** `--build-context`s (build/named-context.ts parseBuildContext). */
+  namedContexts?: readonly NamedContextSpec[];
   /** `--cache-from` / `--cache-to` specs (`type=registry,ref=…[,mode=max]`; a bare ref is a registry one). */
   cacheFrom?: readonly string[];
   cacheTo?: readonly string[];
@@ -168,6 +174,43 @@ function frontendAttrs(
   if (imports.length > 0)
     a['cache-imports'] = JSON.stringify(imports.map((i) => ({ Type: i.type, Attrs: i.attrs })));
   return a;
+}
+
+/**
+ * `--build-context`s as buildx sends them: `context:NAME` frontend attributes naming an image
+ * (`docker-image://…`), a git or http(s) URL as given, a session dir (`local:NAME`, shared by
+ * the session's FileSync as `dirs`), or an OCI layout (`oci-layout://<store id>:<tag>@<digest>`,
+ * the digest resolved here, its blobs served by the session's content store as `ociStores`).
+ */
+export async function contextAttrs(specs: readonly NamedContextSpec[]): Promise<{
+  attrs: Record<string, string>;
+  dirs: Record<string, string>;
+  ociStores: Record<string, string>;
+}> {
+  const attrs: Record<string, string> = {};
+  const dirs: Record<string, string> = {};
+  const ociStores: Record<string, string> = {};
+  for (const s of specs) {
+    attrs['frontend.caps'] = 'moby.buildkit.frontend.contexts+forward';
+    const src = s.source;
+    if (src.kind === 'image') attrs[`context:${s.name}`] = `docker-image://${src.ref}`;
+    else if (src.kind === 'git' || src.kind === 'http') attrs[`context:${s.name}`] = s.value;
+    else if (src.kind === 'local') {
+      // buildx: `context` and `dockerfile` are the session's own dirs.
+      const local = s.name === 'context' || s.name === 'dockerfile' ? `_${s.name}` : s.name;
+      dirs[local] = src.dir;
+      attrs[`context:${s.name}`] = `local:${local}`;
+    } else {
+      const { layoutDigest } = await import('../../build/oci-layout.js');
+      const digest = await layoutDigest(src);
+      // A store id is a reference name to BuildKit: lower-case letters and digits.
+      const id = randomBytes(12).toString('hex');
+      ociStores[id] = src.path;
+      attrs[`context:${s.name}`] =
+        `oci-layout://${id}${src.tag !== undefined ? `:${src.tag}` : ''}@${digest}`;
+    }
+  }
+  return { attrs, dirs, ociStores };
 }
 
 function imageAttrs(o: OutputSpec, annotations: Readonly<Record<string, string>>): Record<string, string> {
@@ -348,6 +391,11 @@ export async function remoteBuild(builder: Builder, req: RemoteBuildRequest): Pr
   const warn = req.warn ?? (() => {});
   const env = req.env ?? process.env;
   const secrets = await readSecrets(req);
+  const named = await contextAttrs(req.namedContexts ?? []);
+  // `--ssh`: one forwarder for every node's session (agents for key files start on first use).
+  const agents = req.ssh?.length
+    ? new (await import('../../build/ssh.js')).SshForwarder(req.ssh, env)
+    : undefined;
   // polyarch's own engine may be nodes too: this machine (local) and ssh nodes, beside
   // BuildKit ones (remote); one scheduler places platforms on all of them.
   const localNodes = builder.nodes.filter((n) => nodeDriver(builder, n) === 'local');
@@ -486,8 +534,14 @@ export async function remoteBuild(builder: Builder, req: RemoteBuildRequest): Pr
             annotationAttrs(req.annotations ?? []),
           );
           const session = new BuildSession({
-            dirs: { context: req.contextDir, dockerfile: dockerfileDir },
+            dirs: {
+              ...named.dirs,
+              context: req.contextDir,
+              dockerfile: dockerfileDir,
+            },
             secrets,
+            ...(agents ? { ssh: agents } : {}),
+            ociStores: named.ociStores,
             env,
             name: `polyarch ${builder.name}/${job.n.node.name}`,
             // Stable per machine and context (as buildx's): a rebuild sends only what changed.
@@ -506,6 +560,7 @@ export async function remoteBuild(builder: Builder, req: RemoteBuildRequest): Pr
                 frontend: 'dockerfile.v0',
                 frontendAttrs: {
                   ...frontendAttrs(req, job.platforms, multiPlatform),
+                  ...named.attrs,
                   filename: dockerfileName,
                 },
                 exporters,
@@ -557,6 +612,7 @@ export async function remoteBuild(builder: Builder, req: RemoteBuildRequest): Pr
     for (const n of connected) n.client.close();
     for (const c of sshConns) c.close();
     if (tmpDockerfileDir) await rm(tmpDockerfileDir, { recursive: true, force: true });
+    await agents?.close();
   }
 }
 

@@ -92,6 +92,16 @@ export async function buildOnSshNode(
         'UNSUPPORTED',
         `output ${o.raw}: node ${node.name} (ssh driver) supports --push and --load (type=image|registry) only`,
       );
+  if (req.ssh?.length)
+    throw new PolyarchError(
+      'UNSUPPORTED',
+      `node ${node.name} (ssh driver): --ssh is not supported on ssh nodes yet`,
+    );
+  if (req.namedContexts?.length)
+    throw new PolyarchError(
+      'UNSUPPORTED',
+      `node ${node.name} (ssh driver): --build-context is not supported on ssh nodes yet`,
+    );
   if ((req.cacheFrom?.length ?? 0) > 0 || (req.cacheTo?.length ?? 0) > 0)
     throw new PolyarchError(
       'UNSUPPORTED',

@@ -40,6 +40,8 @@ export interface BuildFlags {
   attest: string[];
   call?: string;
   ssh: string[];
+  buildContext: string[];
+  report?: string;
 }
 
 const collect = (v: string, prev: string[]) => [...prev, v];
@@ -100,6 +102,12 @@ export function register(program: Command, ctx: CliContext): void {
       collect,
       [],
     )
+    .option(
+      '--build-context <name=value>',
+      'named context for FROM/COPY --from/--mount from= (a directory, docker-image://REF, oci-layout://PATH[:tag], a git or https URL); repeatable',
+      collect,
+      [],
+    )
     .option('--label <key=value>', 'set image metadata; repeatable', collect, [])
     .option(
       '--annotation <key=value>',
@@ -108,6 +116,7 @@ export function register(program: Command, ctx: CliContext): void {
       [],
     )
     .option('--metadata-file <file>', 'write build result metadata (JSON) to this file')
+    .option('--report <file>', "write the build's timeline (one self-contained HTML file) to this file")
     .option('--iidfile <file>', 'write the image ID to this file')
     .option('--builder <name>', 'builder instance to use')
     .option('--max-parallelism <n>', 'maximum number of steps run at once')
@@ -259,37 +268,33 @@ export function parseSecret(
   return env[id] !== undefined ? { id, env: id } : { id, src: id };
 }
 
-async function readStdinBuffer(): Promise<Buffer> {
-  const chunks: Buffer[] = [];
-  for await (const c of process.stdin) chunks.push(c as Buffer);
-  return Buffer.concat(chunks);
-}
-
-async function runBuild(context: string, flags: BuildFlags, ctx: CliContext): Promise<number> {
-  // A builder with BuildKit nodes: src/cli/commands/build-remote.ts (before any local probes).
-  const remote = await (await import('./build-remote.js')).remoteBuilder(flags.builder, ctx);
-  if (remote) return (await import('./build-remote.js')).runRemoteBuild(context, flags, ctx, remote);
-  const plat = await import('../../platform/index.js');
+/** The flags as one build request (src/builder/request.ts): parsing only, nothing is read yet. */
+async function buildRequest(
+  context: string,
+  flags: BuildFlags,
+  ctx: CliContext,
+): Promise<{ req: import('../../builder/request.js').BuildRequest; warning?: string }> {
+  const [
+    plat,
+    { resolveOutputs },
+    { parseCacheSpec },
+    { parseSshSpec },
+    { stateRoot },
+    { parseBuildContext },
+  ] = await Promise.all([
+    import('../../platform/index.js'),
+    import('../../build/export/outputs.js'),
+    import('../../build/extcache/spec.js'),
+    import('../../build/ssh.js'),
+    import('../../content/paths.js'),
+    import('../../build/named-context.js'),
+  ]);
   let platforms: ReturnType<typeof plat.parsePlatform>[] | undefined;
   try {
     platforms = flags.platform?.map((p) => plat.parsePlatform(p, { normalize: true }));
   } catch (err) {
     throw new UsageError(`--platform: ${(err as Error).message}`);
   }
-  // The engine asks whether each target platform runs here (one test program per foreign
-  // architecture, memoised for the process): start those probes now, so their processes run
-  // while the modules below load. A failure surfaces where the engine awaits the same answer.
-  const { emulatorProofFile } = await import('../../content/paths.js');
-  const proofCache = emulatorProofFile(ctx.env);
-  for (const p of platforms ?? []) plat.runsHere(p, { proofCache }).catch(() => undefined);
-  const [df, engine, exp, ui, fsp, os] = await Promise.all([
-    import('../../dockerfile/index.js'),
-    import('../../build/index.js'),
-    import('../../build/export/index.js'),
-    import('../ui/index.js'),
-    import('node:fs/promises'),
-    import('node:os'),
-  ]);
   let maxParallelism: number | undefined;
   if (flags.maxParallelism !== undefined) {
     maxParallelism = Number(flags.maxParallelism);
@@ -299,221 +304,101 @@ async function runBuild(context: string, flags: BuildFlags, ctx: CliContext): Pr
       );
   }
   const network = flags.network ?? 'default';
-  if (!['default', 'host', 'none'].includes(network))
+  if (network !== 'default' && network !== 'host' && network !== 'none')
     throw new UsageError(`invalid --network "${network}": expected default, host or none`);
-  const secrets = flags.secret.map((s) => parseSecret(s, ctx.env));
-  const { parseSshSpec } = await import('../../build/ssh.js');
-  const ssh = flags.ssh.map(parseSshSpec);
-  const buildArgs = parseBuildArgs(flags.buildArg, ctx.env);
   const labels: Record<string, string> = {};
   for (const l of flags.label) {
     const eq = l.indexOf('=');
     if (eq <= 0) throw new UsageError(`invalid --label "${l}": expected key=value`);
     labels[l.slice(0, eq)] = l.slice(eq + 1);
   }
-
-  // External caches (build/extcache): specs checked before anything is built.
-  const { parseCacheSpec } = await import('../../build/extcache/spec.js');
-  const cacheFrom = flags.cacheFrom.map((s) => parseCacheSpec(s, 'import'));
-  const cacheTo = flags.cacheTo.map((s) => parseCacheSpec(s, 'export'));
-  // Accepted for buildx compatibility, not implemented yet: say so instead of ignoring them.
-  if (flags.annotation.length > 0)
-    ctx.err.write('WARNING: --annotation is not supported yet: no annotations are added\n');
-
-  // The builder instance (`--builder`, $POLYARCH_BUILDER, the current one): this engine is
-  // the local driver's (remote builders went to build-remote.ts above).
-  const { resolveBuilder, touchBuilder } = await import('../../builder/index.js');
-  const builder = await resolveBuilder(flags.builder, { env: ctx.env });
-
   // Outputs are resolved before anything is built, so a bad -o fails fast — and a dest of `/`
   // or the state root is refused before anything could be written there.
-  const { outputs, warning } = exp.resolveOutputs({
+  const { outputs, warning } = resolveOutputs({
     output: flags.output,
     ...(flags.push ? { push: true } : {}),
     ...(flags.load ? { load: true } : {}),
     tags: flags.tag,
-    stateRoot: (await import('../../content/paths.js')).stateRoot(ctx.env),
+    stateRoot: stateRoot(ctx.env),
   });
+  if (context === '-' && flags.file === '-')
+    throw new UsageError('cannot read both the context and the Dockerfile from stdin');
+  const req: import('../../builder/request.js').BuildRequest = {
+    context,
+    ...(context === '-' ? { contextTar: process.stdin } : {}),
+    ...(flags.file !== undefined && flags.file !== '-' ? { file: flags.file } : {}),
+    ...(flags.file === '-' ? { dockerfileText: await readStdin() } : {}),
+    ...(platforms ? { platforms } : {}),
+    buildArgs: parseBuildArgs(flags.buildArg, ctx.env),
+    ...(flags.target !== undefined ? { target: flags.target } : {}),
+    labels,
+    noCache: flags.cache === false,
+    pull: flags.pull ?? false,
+    network,
+    secrets: flags.secret.map((s) => parseSecret(s, ctx.env)),
+    ssh: flags.ssh.map(parseSshSpec),
+    namedContexts: flags.buildContext.map((v) => parseBuildContext(v)),
+    cacheFrom: flags.cacheFrom.map((s) => parseCacheSpec(s, 'import')),
+    cacheTo: flags.cacheTo.map((s) => parseCacheSpec(s, 'export')),
+    annotations: flags.annotation,
+    outputs,
+    ...(flags.metadataFile ? { metadataFile: flags.metadataFile } : {}),
+    ...(flags.iidfile ? { iidFile: flags.iidfile } : {}),
+    ...(maxParallelism !== undefined ? { maxParallelism } : {}),
+    env: ctx.env,
+    warn: (m) => ctx.err.write(`WARNING: ${m}\n`),
+  };
+  return { req, ...(warning ? { warning } : {}) };
+}
 
-  // The context: a directory, or a tar on stdin unpacked into a temporary directory.
-  let contextDir = context;
-  let tmpContext: string | undefined;
-  let text: string;
-  let dockerfilePath: string | undefined;
-  let fileName = 'Dockerfile';
-  const cleanup: (() => Promise<void>)[] = [];
+async function runBuild(context: string, flags: BuildFlags, ctx: CliContext): Promise<number> {
+  // resolveOutputs' note (e.g. no output given) is printed after the build, as buildx does.
+  const { req, warning } = await buildRequest(context, flags, ctx);
+  const [{ runBuild: build }, { hasImageOutput }, ui, engine, df] = await Promise.all([
+    import('../../builder/run.js'),
+    import('../../builder/request.js'),
+    import('../ui/index.js'),
+    import('../../build/index.js'),
+    import('../../dockerfile/index.js'),
+  ]);
+  // The build history (src/history): a tee in front of the renderer records the build.
+  const { resolveBuilder } = await import('../../builder/builders.js');
+  const builder = await resolveBuilder(flags.builder, { env: ctx.env });
+  const rec = await (await import('./build-history.js')).recordBuild(
+    ui.chooseRenderer(flags.progress, { stream: ctx.err, isTTY: ctx.isTTY, env: ctx.env }),
+    context,
+    flags,
+    ctx,
+    { builder },
+  );
+  const renderer = rec.sink;
+  // buildx: with no progress drawn, the image ID is printed instead (`IMG=$(polyarch build -q .)`).
+  const quiet = ui.resolveProgressMode(flags.progress, { isTTY: ctx.isTTY, env: ctx.env }) === 'quiet';
+  // SIGINT/SIGTERM cancel the build: running containers are stopped, mounts and temporary
+  // snapshots removed; committed cache entries stay valid.
+  const cancel = cancelOnSignals();
+  let resp: Awaited<ReturnType<typeof build>>;
   try {
-    // A git repository or an http(s) URL: fetched into a directory the build reads as usual.
-    const { prepareRemoteContext } = await import('../../build/remote/index.js');
-    const { stateRoot: stateRootOf } = await import('../../content/index.js');
-    const remote = await prepareRemoteContext(context, {
-      stateRoot: stateRootOf(ctx.env),
-      env: ctx.env,
-      secrets,
-      buildArgs,
-    });
-    if (remote) {
-      cleanup.push(remote.cleanup);
-      contextDir = remote.dir;
-    }
-    // The Dockerfile's path inside a remote context, resolved there (a link in a repository
-    // must not name a file of this machine); -f names a local file when there is one.
-    let inContext: string | undefined;
-    if (remote) {
-      const { resolveInRoot } = await import('../../util/rootpath.js');
-      const local = flags.file !== undefined && (await fsp.stat(flags.file).catch(() => undefined));
-      if (flags.file !== '-' && !local)
-        inContext = resolveInRoot(remote.dir, flags.file ?? 'Dockerfile').host;
-    } else if (context === '-') {
-      if (flags.file === '-')
-        throw new UsageError('cannot read both the context and the Dockerfile from stdin');
-      tmpContext = await fsp.mkdtemp(join(os.tmpdir(), 'polyarch-context-'));
-      cleanup.push(() => fsp.rm(tmpContext!, { recursive: true, force: true }));
-      const { applyLayerBlob } = await import('../../layer/index.js');
-      const { Readable } = await import('node:stream');
-      await applyLayerBlob(Readable.from(await readStdinBuffer()), tmpContext, { sameOwner: false });
-      contextDir = tmpContext;
-    } else {
-      const st = await fsp.stat(contextDir).catch(() => undefined);
-      if (!st?.isDirectory())
-        throw new PolyarchError('NOT_FOUND', `unable to prepare context: path "${context}" not found`);
-    }
-    if (flags.file === '-') text = await readStdin();
-    else {
-      const path = inContext ?? flags.file ?? join(contextDir, 'Dockerfile');
-      dockerfilePath = isAbsolute(path) ? path : resolve(path);
-      fileName = path.split('/').pop() || 'Dockerfile';
-      try {
-        text = await readFile(dockerfilePath, 'utf8');
-      } catch (err) {
-        throw new PolyarchError(
-          'NOT_FOUND',
-          `failed to read dockerfile: open ${flags.file ?? 'Dockerfile'}: no such file or directory`,
-          { cause: err },
-        );
-      }
-    }
-
-    const renderer = ui.chooseRenderer(flags.progress, { stream: ctx.err, isTTY: ctx.isTTY, env: ctx.env });
-    // buildx: with no progress drawn, the image ID is printed instead (`IMG=$(polyarch build -q .)`).
-    const quiet = ui.resolveProgressMode(flags.progress, { isTTY: ctx.isTTY, env: ctx.env }) === 'quiet';
-    let imageId: string | undefined;
-    // SIGINT/SIGTERM cancel the build: running containers are stopped, mounts and temporary
-    // snapshots removed; committed cache entries stay valid.
-    const cancel = cancelOnSignals();
-    let result: Awaited<ReturnType<typeof engine.build>>;
-    // Held until the export is done too, so a concurrent prune keeps this build's layers.
-    const { stateRoot: rootOf } = await import('../../content/index.js');
-    cleanup.push(await engine.holdBuildLease(rootOf(ctx.env)));
-    // A push needs the registry client: load it while the build waits on the disk (the
-    // exporter awaits the same module).
-    if (outputs.some((o) => o.push)) import('../../image/push.js').catch(() => undefined);
-    const { ContentStore, stateRoot, storeDir } = await import('../../content/index.js');
-    const { Snapshotter } = await import('../../snapshot/index.js');
-    const root = stateRoot(ctx.env);
-    const epoch = ctx.env.SOURCE_DATE_EPOCH ?? buildArgs.SOURCE_DATE_EPOCH;
-    const exportCtx = async () => ({
-      store: await ContentStore.open(storeDir(ctx.env)),
-      snapshotter: await Snapshotter.open({ root }),
-      stateRoot: root,
-      progress: renderer,
-      ...(epoch !== undefined && /^\d+$/.test(epoch) ? { sourceDateEpoch: Number(epoch) } : {}),
-      signal: cancel.signal,
-      env: ctx.env,
-      warn: (m: string) => ctx.err.write(`WARNING: ${m}\n`),
-    });
-    // Layers are packed for the outputs while the build goes on (see below); the export then
-    // finds them packed.
-    const preparing: Promise<void>[] = [];
-    let early: ReturnType<typeof exportCtx> | undefined;
-    const prepare = (pack: (c: Awaited<ReturnType<typeof exportCtx>>) => Promise<void>) => {
-      early ??= exportCtx();
-      preparing.push(early.then(pack).catch(() => undefined));
-    };
-    const warnOut = (m: string) => ctx.err.write(`WARNING: ${m}\n`);
-    const extcache =
-      cacheFrom.length > 0 || cacheTo.length > 0 ? await import('../../build/extcache/index.js') : undefined;
-    const cacheImport =
-      extcache && cacheFrom.length > 0 && flags.cache !== false
-        ? extcache.ImportedCache.open(cacheFrom, { env: ctx.env, warn: warnOut })
-        : undefined;
-    if (cacheImport) cleanup.push(() => cacheImport.close());
-    const inline = cacheTo.some((s) => s.type === 'inline');
-    try {
-      result = await engine.build({
-        dockerfile: text,
-        dockerfileName: fileName,
-        ...(dockerfilePath ? { dockerfilePath } : {}),
-        contextDir,
-        ...(platforms ? { platforms } : {}),
-        buildArgs,
-        ...(flags.target !== undefined ? { target: flags.target } : {}),
-        noCache: flags.cache === false,
-        pull: flags.pull ?? false,
-        secrets,
-        ssh,
-        labels,
-        network: network as 'default' | 'host' | 'none',
-        ...(maxParallelism !== undefined ? { maxParallelism } : {}),
-        progress: renderer,
-        signal: cancel.signal,
-        env: ctx.env,
-        warn: (m) => ctx.err.write(`WARNING: ${m}\n`),
-        ...(cacheImport ? { cacheImport } : {}),
-        ...(outputs.length > 0
-          ? {
-              // A layer as soon as its step has made it; a platform's (cached ones too) when it is done.
-              onLayerCommitted: (key) => prepare((c) => exp.prepareLayer(key, outputs, c)),
-              onPlatformResult: (r) => prepare((c) => exp.prepareLayers(r, outputs, c)),
-            }
-          : {}),
-      });
-      await Promise.all(preparing);
-      if (outputs.length > 0) {
-        exp.checkOutputs(result, outputs);
-        const ectx = await (early ?? exportCtx());
-        const resp = await exp.exportBuild(result, outputs, {
-          ...ectx,
-          ...(inline ? { inlineCache: result.cache } : {}),
-        });
-        // buildx prints the image exporters' ID; a local or tar output has none.
-        if (outputs.some((o) => ['image', 'registry', 'oci', 'docker'].includes(o.type)))
-          imageId = resp.digest;
-        await exp.writeBuildFiles(resp, {
-          ...(flags.metadataFile ? { metadataFile: flags.metadataFile } : {}),
-          ...(flags.iidfile ? { iidFile: flags.iidfile } : {}),
-        });
-      }
-      if (extcache && cacheTo.some((s) => s.type !== 'inline')) {
-        const ectx = await (early ?? exportCtx());
-        const { ProgressWriter } = await import('../../progress/index.js');
-        const built = result;
-        await new ProgressWriter(renderer).run({ digest: 'exporter:cache', name: 'exporting cache' }, () =>
-          extcache.exportCache(built.cache, cacheTo, {
-            ...ectx,
-            ...(cacheImport ? { imported: cacheImport } : {}),
-          }),
-        );
-      }
-    } catch (err) {
-      // Early packing stops with the build (signal) or finishes: nothing is left half-written.
-      await Promise.all(preparing);
-      await renderer.close();
-      const canceled = cancel.canceled((t) => ctx.err.write(t));
-      if (canceled !== undefined) return canceled;
-      const report = buildFailureReport(err, { engine, df });
-      if (report === undefined) throw err;
-      ctx.err.write(report);
-      return 1;
-    } finally {
-      cancel.dispose();
-    }
+    resp = await build({ ...req, progress: renderer, signal: cancel.signal }, { builder });
+  } catch (err) {
     await renderer.close();
-    if (quiet && imageId) ctx.out.write(`${imageId}\n`);
-    await touchBuilder(builder, { env: ctx.env }).catch(() => undefined);
-    if (warning) ctx.err.write(`${warning}\n`);
-    return 0;
+    await rec.finish({ error: err, canceled: cancel.signal.aborted });
+    const canceled = cancel.canceled((t) => ctx.err.write(t));
+    if (canceled !== undefined) return canceled;
+    const report = buildFailureReport(err, { engine, df });
+    if (report === undefined) throw err;
+    ctx.err.write(report);
+    return 1;
   } finally {
-    for (const c of cleanup) await c().catch(() => undefined);
+    cancel.dispose();
   }
+  await renderer.close();
+  await rec.finish({
+    outputs: resp.digest ? { 'containerimage.digest': resp.digest } : {},
+    ...(builder.driver !== 'local' && resp.nodes ? { placement: resp.nodes } : {}),
+  });
+  // buildx prints the image exporters' ID; a local or tar output has none.
+  if (quiet && resp.digest && hasImageOutput(req.outputs)) ctx.out.write(`${resp.digest}\n`);
+  if (warning) ctx.err.write(`${warning}\n`);
+  return 0;
 }

@@ -10,6 +10,7 @@ import type { CliContext } from '../context.js';
 import * as build from './build.js';
 import * as create from './create.js';
 import * as du from './du.js';
+import * as history from './history.js';
 import * as imagetools from './imagetools.js';
 import * as inspect from './inspect.js';
 import * as ls from './ls.js';
@@ -26,6 +27,6 @@ export function register(program: Command, ctx: CliContext): void {
   for (const m of BUILDER) m.register(builder, ctx);
   const buildx = program
     .command('buildx')
-    .description('docker buildx: build, builders, prune, du and imagetools');
-  for (const m of [...BUILDER, imagetools]) m.register(buildx, ctx);
+    .description('docker buildx: build, builders, prune, du, imagetools and history');
+  for (const m of [...BUILDER, imagetools, history]) m.register(buildx, ctx);
 }

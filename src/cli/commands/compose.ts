@@ -8,7 +8,7 @@
 import type { Command } from 'commander';
 import { UsageError } from '../../util/errors.js';
 import type { CliContext } from '../context.js';
-import { buildFailureReport, parseBuildArgs } from './build-shared.js';
+import { buildFailureReport, cancelOnSignals, parseBuildArgs } from './build-shared.js';
 import { type ComposeFlags, loadComposeProject, registerComposeRun } from './compose-run.js';
 
 interface ComposeBuildFlags {
@@ -19,6 +19,7 @@ interface ComposeBuildFlags {
   buildArg: string[];
   quiet?: boolean;
   maxParallelism?: string;
+  builder?: string;
 }
 
 const collect = (v: string, prev: string[]) => [...prev, v];
@@ -49,6 +50,7 @@ export function register(program: Command, ctx: CliContext): void {
     .option('-q, --quiet', 'print nothing but errors (--progress quiet)')
     .option('--build-arg <key=value>', 'set a build-time variable for every service; repeatable', collect, [])
     .option('--max-parallelism <n>', 'maximum number of steps run at once, per service')
+    .option('--builder <name>', 'builder instance to use (default: the current one)')
     .action(async (services: string[], flags: ComposeBuildFlags, cmd: Command) => {
       ctx.exitCode = await runComposeBuild(services, flags, cmd.parent!.opts() as ComposeFlags, ctx);
     });
@@ -89,35 +91,41 @@ async function runComposeBuild(
     return 0;
   }
 
-  const renderer = ui.chooseRenderer(flags.quiet ? 'quiet' : flags.progress, {
-    stream: ctx.err,
-    isTTY: ctx.isTTY,
-    env: ctx.env,
-  });
-  const abort = new AbortController();
-  let signalled: NodeJS.Signals | undefined;
-  const onSignal = (sig: NodeJS.Signals) => {
-    signalled ??= sig;
-    abort.abort(new Error(`build canceled by ${sig}`));
-  };
-  process.on('SIGINT', onSignal);
-  process.on('SIGTERM', onSignal);
+  // The build history (src/history): one record for the project's build.
+  const { resolveBuilder } = await import('../../builder/builders.js');
+  const rec = await (await import('./build-history.js')).recordCompose(
+    ui.chooseRenderer(flags.quiet ? 'quiet' : flags.progress, {
+      stream: ctx.err,
+      isTTY: ctx.isTTY,
+      env: ctx.env,
+    }),
+    project,
+    builds,
+    ctx,
+    {
+      noCache: flags.cache === false,
+      push: flags.push ?? false,
+      builder: await resolveBuilder(flags.builder, { env: ctx.env }),
+    },
+  );
+  const renderer = rec.sink;
+  const cancel = cancelOnSignals();
   let results: Awaited<ReturnType<typeof lib.buildServices>>;
   try {
     results = await lib.buildServices(builds, {
       ...(flags.push ? { push: true } : {}),
       progress: renderer,
-      signal: abort.signal,
+      signal: cancel.signal,
       env: ctx.env,
       warn,
+      ...(flags.builder !== undefined ? { builder: flags.builder } : {}),
       ...(maxParallelism !== undefined ? { maxParallelism } : {}),
     });
   } catch (err) {
     await renderer.close();
-    if (signalled) {
-      ctx.err.write(`ERROR: build canceled by ${signalled}\n`);
-      return signalled === 'SIGTERM' ? 143 : 130;
-    }
+    await rec.finish({ error: err, canceled: cancel.signal.aborted });
+    const canceled = cancel.canceled((t) => ctx.err.write(t));
+    if (canceled !== undefined) return canceled;
     if (err instanceof lib.ServiceBuildError) {
       const report = buildFailureReport(err.cause, { engine, df });
       if (report !== undefined) {
@@ -127,10 +135,10 @@ async function runComposeBuild(
     }
     throw err;
   } finally {
-    process.off('SIGINT', onSignal);
-    process.off('SIGTERM', onSignal);
+    cancel.dispose();
   }
   await renderer.close();
+  await rec.finish();
   if (!flags.quiet && flags.progress !== 'quiet')
     for (const r of results)
       ctx.err.write(` Service ${r.service}  Built  ${r.names.join(', ')} (${r.platforms.join(', ')})\n`);

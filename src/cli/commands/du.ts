@@ -46,20 +46,38 @@ export function formatCacheRecords(
     .join('\n');
 }
 
+function cacheTotals(c: { shared: number; private: number; reclaimable: number; total: number }): string {
+  return formatTable([
+    ['Shared:', humanSize(c.shared)],
+    ['Private:', humanSize(c.private)],
+    ['Reclaimable:', humanSize(c.reclaimable)],
+    ['Total:', humanSize(c.total)],
+  ]);
+}
+
 export function register(program: Command, ctx: CliContext): void {
   program
     .command('du')
     .description('Show disk usage of the build cache and the local store')
     .option('--format <format>', 'Output format: table or json', 'table')
     .option('--verbose', 'Show every detail of each build cache record')
-    .action(async (opts: { format: string; verbose?: boolean }) => {
+    .option('--builder <name>', 'builder instance whose caches to show (default: the current one)')
+    .action(async (opts: { format: string; verbose?: boolean; builder?: string }) => {
       const { UsageError } = await import('../../util/errors.js');
       if (opts.format !== 'table' && opts.format !== 'json')
         throw new UsageError(`invalid --format "${opts.format}": use table or json`);
       const { ContentStore, diskUsage, storeDir } = await import('../../content/index.js');
       const { listCacheRecords } = await import('../../build/index.js');
+      const { resolveBuilder, hasRemoteNodes, nodeDriver } = await import('../../builder/index.js');
+      const builder = await resolveBuilder(opts.builder, { env: ctx.env });
+      const here = builder.nodes.some((n) => nodeDriver(builder, n) === 'local');
       const store = await ContentStore.open(storeDir(ctx.env));
-      const records = await listCacheRecords({ env: ctx.env, store });
+      const records = here ? await listCacheRecords({ env: ctx.env, store }) : [];
+      // A builder with BuildKit nodes: their caches too (buildx du asks every node).
+      if (hasRemoteNodes(builder)) {
+        const { nodesDiskUsage } = await import('../../builder/remote/cache.js');
+        records.push(...(await nodesDiskUsage(builder)));
+      }
       const sum = (rs: CacheRecord[]) => rs.reduce((n, r) => n + r.size, 0);
       const cache = {
         shared: sum(records.filter((r) => r.shared)),
@@ -67,6 +85,16 @@ export function register(program: Command, ctx: CliContext): void {
         reclaimable: sum(records.filter((r) => !r.inUse)),
         total: sum(records),
       };
+      if (!here) {
+        // Only BuildKit nodes: their caches are all there is to show (buildx du's layout).
+        if (opts.format === 'json') {
+          ctx.out.write(`${JSON.stringify({ buildCache: { ...cache, records } })}\n`);
+          return;
+        }
+        if (records.length > 0) ctx.out.write(`${formatCacheRecords(records, opts.verbose ?? false)}\n`);
+        ctx.out.write(cacheTotals(cache));
+        return;
+      }
       const usage = await diskUsage(store);
       if (opts.format === 'json') {
         ctx.out.write(
@@ -75,14 +103,7 @@ export function register(program: Command, ctx: CliContext): void {
         return;
       }
       if (records.length > 0) ctx.out.write(`${formatCacheRecords(records, opts.verbose ?? false)}\n`);
-      ctx.out.write(
-        formatTable([
-          ['Shared:', humanSize(cache.shared)],
-          ['Private:', humanSize(cache.private)],
-          ['Reclaimable:', humanSize(cache.reclaimable)],
-          ['Total:', humanSize(cache.total)],
-        ]),
-      );
+      ctx.out.write(cacheTotals(cache));
       ctx.out.write('\n');
       const rows = [['NAME', 'BLOBS', 'SIZE', 'EXCLUSIVE']];
       for (const r of usage.refs)

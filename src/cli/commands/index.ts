@@ -37,6 +37,7 @@ export const commands: readonly CommandModule[] = [
   { names: ['save'], load: () => import('./save.js') },
   { names: ['load'], load: () => import('./load.js') },
   { names: ['import'], load: () => import('./import.js') },
+  { names: ['history'], load: () => import('./history.js') },
   { names: ['prune'], load: () => import('./prune.js') },
   { names: ['du'], load: () => import('./du.js') },
   { names: ['login'], load: () => import('./login.js') },

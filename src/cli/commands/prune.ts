@@ -8,7 +8,8 @@
  * and drop layer memo entries (src/build/export/layers.ts) whose blob went with them. What a
  * running pull, build or run leases (src/content/leases.ts) is kept, and the output says so:
  * `Kept N build cache records in use by running operations`, `Kept N blobs in use by running
- * operations`.
+ * operations`. Build records (`history ls`) are pruned too: finished ones older than 48h (or
+ * `until`), all finished ones with `--all`.
  */
 import type { Command } from 'commander';
 import type { CliContext } from '../context.js';
@@ -21,6 +22,7 @@ interface PruneFlags {
   keepStorage?: string;
   force?: boolean;
   verbose?: boolean;
+  builder?: string;
 }
 
 export function register(program: Command, ctx: CliContext): void {
@@ -37,8 +39,9 @@ export function register(program: Command, ctx: CliContext): void {
     .option('--keep-storage <size>', 'Amount of disk space to keep for cache (most recently used)')
     .option('-f, --force', 'Do not prompt for confirmation (polyarch never prompts)')
     .option('--verbose', 'Provide a more verbose output')
+    .option('--builder <name>', 'builder instance whose caches to prune (default: the current one)')
     .action(async (flags: PruneFlags) => {
-      const { UsageError, errorMessage } = await import('../../util/errors.js');
+      const { PolyarchError, UsageError, errorMessage } = await import('../../util/errors.js');
       const { parseDuration, parseSize, pruneCache } = await import('../../build/index.js');
       let untilMs = 0;
       for (const f of flags.filter) {
@@ -57,14 +60,30 @@ export function register(program: Command, ctx: CliContext): void {
         } catch (err) {
           throw new UsageError(`invalid --keep-storage: ${errorMessage(err)}`);
         }
+      // A builder with BuildKit nodes: each node prunes its own cache (buildx prune).
+      const { resolveBuilder, hasRemoteNodes, nodeDriver } = await import('../../builder/index.js');
+      const builder = await resolveBuilder(flags.builder, { env: ctx.env });
+      if (hasRemoteNodes(builder) && keepBytes > 0)
+        throw new PolyarchError(
+          'UNSUPPORTED',
+          '--keep-storage is not supported yet on BuildKit nodes (use --filter until=…)',
+        );
       const { ContentStore, storeDir, stateRoot } = await import('../../content/index.js');
-      const store = await ContentStore.open(storeDir(ctx.env));
       if (program.name() === 'polyarch') {
         // Top-level prune also removes stopped containers (`builder prune` is the cache only).
         const { pruneContainers } = await import('../../exec/containers.js');
         const gone = await pruneContainers(stateRoot(ctx.env));
         if (gone.length > 0) ctx.out.write(`Deleted Containers:\n${gone.map((id) => `${id}\n`).join('')}\n`);
       }
+      if (hasRemoteNodes(builder)) {
+        const { pruneNodes } = await import('../../builder/remote/cache.js');
+        const gone = await pruneNodes(builder, { all: flags.all ?? false, keepDurationMs: untilMs });
+        if (gone.length > 0)
+          ctx.out.write(`${formatCacheRecords(gone, flags.verbose ?? false)}${flags.verbose ? '\n' : ''}`);
+        ctx.out.write(formatTable([['Total:', humanSize(gone.reduce((n, r) => n + r.size, 0))]]));
+        if (!builder.nodes.some((n) => nodeDriver(builder, n) === 'local')) return;
+      }
+      const store = await ContentStore.open(storeDir(ctx.env));
       const r = await pruneCache({ env: ctx.env, store, all: flags.all ?? false, untilMs, keepBytes });
       if (r.removed.length > 0)
         ctx.out.write(`${formatCacheRecords(r.removed, flags.verbose ?? false)}${flags.verbose ? '\n' : ''}`);
@@ -73,6 +92,14 @@ export function register(program: Command, ctx: CliContext): void {
         ctx.out.write(
           `Kept ${r.kept.length} build cache records in use by running operations (${humanSize(r.kept.reduce((n, k) => n + k.size, 0))})\n`,
         );
+      // Build records (src/history) go with the cache: all finished ones with --all, else
+      // those older than --filter until= (default 48h, BuildKit's history max age).
+      const { HistoryStore } = await import('../../history/index.js');
+      const records = await new HistoryStore(stateRoot(ctx.env)).prune({
+        ...(flags.all ? { all: true } : {}),
+        ...(untilMs > 0 ? { olderThanMs: untilMs } : {}),
+      });
+      if (records.length > 0) ctx.out.write(`Deleted build records: ${records.length}\n`);
       const { removed, bytes, kept, keptBytes } = await store.gc();
       const { LayerMemo } = await import('../../build/export/layers.js');
       const memo = await LayerMemo.open(stateRoot(ctx.env));

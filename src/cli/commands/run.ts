@@ -136,11 +136,19 @@ export function register(program: Command, ctx: CliContext): void {
       const mounts = o.volume.map(parseVolume);
 
       const { runImage, formatSummary } = await import('../../exec/container.js');
-      const { chooseRenderer } = await import('../ui/choose.js');
       const { ProgressWriter } = await import('../../progress/writer.js');
+      const { lazySink } = await import('../../progress/lazy.js');
       // Pull progress (only when the image must be fetched); closed before the container's output.
+      // The renderer is loaded only if there is something to show.
       const progress = new ProgressWriter(
-        chooseRenderer(undefined, { stream: ctx.err, isTTY: ctx.isTTY, env: ctx.env, phase: 'Pulling' }),
+        lazySink(async () =>
+          (await import('../ui/choose.js')).chooseRenderer(undefined, {
+            stream: ctx.err,
+            isTTY: ctx.isTTY,
+            env: ctx.env,
+            phase: 'Pulling',
+          }),
+        ),
       );
       let closed: Promise<void> | undefined;
       const done = () => (closed ??= progress.close());
