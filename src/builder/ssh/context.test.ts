@@ -15,7 +15,7 @@ import {
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, describe, test } from 'node:test';
-import { listContext, materialise, missingBlobs, putBlob, syncContext } from './context.js';
+import { gcBlobs, listContext, materialise, missingBlobs, putBlob, syncContext } from './context.js';
 
 const sha = (s: string) => `sha256:${createHash('sha256').update(s).digest('hex')}`;
 async function* once(s: string) {
@@ -130,6 +130,24 @@ describe('ssh node context by content', () => {
     assert.equal((await listContext(ctx, undefined, memo))[0]!.digest, sha('from-memo'));
     writeFileSync(join(ctx, 'f'), 'two!');
     assert.equal((await listContext(ctx, undefined, memo))[0]!.digest, sha('two!'));
+  });
+
+  test('files no build used for a while leave the cache; a use keeps them', async () => {
+    const cache = join(dir, 'cache5');
+    await putBlob(cache, sha('old'), once('old'));
+    await putBlob(cache, sha('used'), once('used'));
+    const p = (s: string) => join(cache, 'sha256', sha(s).slice(7));
+    utimesSync(p('old'), 1000, 1000);
+    utimesSync(p('used'), 1000, 1000);
+    // A build listing 'used' touches it.
+    assert.deepEqual(
+      await missingBlobs(cache, [
+        { path: 'u', type: 'file', mode: 0o644, mtimeMs: 0, digest: sha('used'), size: 4 },
+      ]),
+      [],
+    );
+    assert.equal(await gcBlobs(cache, 3600_000), 1);
+    assert.deepEqual(readdirSync(join(cache, 'sha256')), [sha('used').slice(7)]);
   });
 
   test('bytes that do not match their digest never enter the cache', async () => {

@@ -144,15 +144,44 @@ export function blobPath(cacheDir: string, digest: string): string {
   return join(cacheDir, 'sha256', hexOf(digest));
 }
 
-/** The file digests of `entries` the cache does not hold, each once. */
+/**
+ * The file digests of `entries` the cache does not hold, each once. Those it holds are
+ * touched: `gcBlobs` removes what no build used for a while.
+ */
 export async function missingBlobs(cacheDir: string, entries: readonly ContextEntry[]): Promise<string[]> {
   const out = new Set<string>();
+  const seen = new Set<string>();
+  const now = new Date();
   for (const e of entries) {
-    if (e.type !== 'file' || out.has(e.digest!)) continue;
-    const st = await lstat(blobPath(cacheDir, e.digest!)).catch(() => undefined);
+    if (e.type !== 'file' || seen.has(e.digest!)) continue;
+    seen.add(e.digest!);
+    const p = blobPath(cacheDir, e.digest!);
+    const st = await lstat(p).catch(() => undefined);
     if (!st || st.size !== e.size) out.add(e.digest!);
+    else await utimes(p, now, now).catch(() => {});
   }
   return [...out];
+}
+
+/** Removes cached files no build has used for `maxAgeMs` (and temp files of cut transfers). */
+export async function gcBlobs(cacheDir: string, maxAgeMs: number): Promise<number> {
+  const dir = join(cacheDir, 'sha256');
+  let names: string[];
+  try {
+    names = await readdir(dir);
+  } catch {
+    return 0;
+  }
+  const limit = Date.now() - maxAgeMs;
+  let removed = 0;
+  for (const n of names) {
+    const st = await lstat(join(dir, n)).catch(() => undefined);
+    if (st && st.mtimeMs < limit) {
+      await unlink(join(dir, n)).catch(() => {});
+      removed++;
+    }
+  }
+  return removed;
 }
 
 /** Writes one file into the cache, checking its digest before it becomes visible. */

@@ -28,7 +28,10 @@ import type { Credentials } from '../../registry/credentials.js';
 import { errorMessage, PolyarchError } from '../../util/errors.js';
 import { VERSION } from '../../version.js';
 import { mergePlatforms } from '../driver.js';
-import { type ContextEntry, materialise, missingBlobs, putBlob, syncContext } from './context.js';
+import { type ContextEntry, gcBlobs, materialise, missingBlobs, putBlob, syncContext } from './context.js';
+
+/** Context files no build has used for this long leave the node's cache. */
+const CONTEXT_CACHE_MAX_AGE_MS = 7 * 24 * 3600 * 1000;
 import { FrameReader, FrameWriter, greeting, type Message } from './protocol.js';
 
 /** What the client asks a node to build (the `build` message). */
@@ -282,6 +285,7 @@ async function runBuild(
       }
     }
     await writer.send({ t: 'done' });
+    await gcBlobs(cacheDir, CONTEXT_CACHE_MAX_AGE_MS).catch(() => 0);
   } finally {
     creds.setSessionCredentials(undefined);
     await chain;
