@@ -12,7 +12,17 @@
 import assert from 'node:assert/strict';
 import { type SpawnSyncReturns, spawn, spawnSync } from 'node:child_process';
 import { createHash } from 'node:crypto';
-import { chmodSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import {
+  chmodSync,
+  existsSync,
+  mkdirSync,
+  mkdtempSync,
+  readdirSync,
+  readFileSync,
+  rmSync,
+  utimesSync,
+  writeFileSync,
+} from 'node:fs';
 import { tmpdir } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
 import { after, before, describe, test } from 'node:test';
@@ -358,6 +368,14 @@ describe('ssh driver nodes', { skip: skip ?? false, concurrency: false }, () => 
   });
 
   test('--load brings the node-built image into the local store: only the blobs it lacks', () => {
+    // A context tree and a cached file no build used for weeks: this build's session drops them.
+    const staleTree = join(armRoot, 'node', 'contexts', 'f'.repeat(32));
+    mkdirSync(join(staleTree, 'tree'), { recursive: true });
+    writeFileSync(join(staleTree, 'index.json'), '{}');
+    utimesSync(join(staleTree, 'index.json'), 1000, 1000);
+    const staleBlob = join(armRoot, 'node', 'context', 'sha256', 'e'.repeat(64));
+    writeFileSync(staleBlob, 'old');
+    utimesSync(staleBlob, 1000, 1000);
     const r = ok([
       'build',
       '--builder',
@@ -381,6 +399,12 @@ describe('ssh driver nodes', { skip: skip ?? false, concurrency: false }, () => 
     // The layers are those of mix:2's arm64 image, which `run` pulled into the store above;
     // only what the new label changed (config, manifest) comes back from the node.
     assert.equal(meta['polyarch.build.transfer'].arm.received.blobs, 2);
+    assert.ok(!existsSync(staleTree) && !existsSync(staleBlob), 'the stale context cache was kept');
+    // The tree this context uses stays.
+    assert.equal(
+      readdirSync(join(armRoot, 'node', 'contexts')).filter((n) => /^[0-9a-f]{32}$/.test(n)).length,
+      1,
+    );
     assert.equal(
       ok(['run', '--rm', '--pull', 'never', '--platform', 'linux/arm64', 'sshdriver-load:1']).stdout,
       'aarch64 linux/arm64 linux/amd64\n',

@@ -286,6 +286,7 @@ async function runBuild(
     }
     await writer.send({ t: 'done' });
     await gcBlobs(cacheDir, CONTEXT_CACHE_MAX_AGE_MS).catch(() => 0);
+    await gcTrees(join(root, 'node', 'contexts'), CONTEXT_CACHE_MAX_AGE_MS).catch(() => 0);
   } finally {
     creds.setSessionCredentials(undefined);
     await chain;
@@ -293,6 +294,29 @@ async function runBuild(
     await release();
     await rm(buildDir, { recursive: true, force: true });
   }
+}
+
+/** Removes kept context trees no build synced for `maxAgeMs` (skipping one in use). */
+async function gcTrees(dir: string, maxAgeMs: number): Promise<number> {
+  const { readdir, stat } = await import('node:fs/promises');
+  const { acquireLock } = await import('../../util/lock.js');
+  const limit = Date.now() - maxAgeMs;
+  let removed = 0;
+  for (const n of await readdir(dir)) {
+    if (!/^[0-9a-f]{32}$/.test(n)) continue;
+    const tree = join(dir, n);
+    const st = (await stat(join(tree, 'index.json')).catch(() => undefined)) ?? (await stat(tree));
+    if (st.mtimeMs >= limit) continue;
+    const unlock = await acquireLock(`${tree}.lock`, { timeoutMs: 0 }).catch(() => undefined);
+    if (!unlock) continue;
+    try {
+      await rm(tree, { recursive: true, force: true });
+      removed++;
+    } finally {
+      await unlock();
+    }
+  }
+  return removed;
 }
 
 /** The process's stdout for frames only; anything else printing to stdout goes to stderr. */
