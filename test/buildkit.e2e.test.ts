@@ -40,6 +40,7 @@ import {
 import { startGitServer } from './env/git-server.js';
 import { testEnv } from './env/index.js';
 import { copyHostSshAdd, sshAddSkipReason } from './env/sshbin.js';
+import { sshHostSkipReason, startSshHost } from './env/sshnode.js';
 import { freePort } from './env/proc.js';
 
 const skip = await buildkitSkipReason();
@@ -362,6 +363,99 @@ describe('remote BuildKit builders', { skip: skip ?? false, concurrency: false }
     );
     assert.equal(ok(['run', '--rm', '--platform', 'linux/amd64', ref]), 'x86_64 linux/amd64 linux/amd64\n');
     assert.equal(ok(['run', '--rm', '--platform', 'linux/arm64', ref]), 'aarch64 linux/arm64 linux/arm64\n');
+  });
+
+  test('three drivers in one builder: a BuildKit node, this machine and an ssh node share one index', {
+    skip: sshHostSkipReason() ?? false,
+  }, async () => {
+    const host = await startSshHost(join(dir, 'ssh-host'), { config: testEnv().config });
+    try {
+      const sshEnv = { PATH: `${host.pathDir}:${process.env.PATH}` };
+      ok([
+        'create',
+        '--name',
+        'tri',
+        '--driver',
+        'remote',
+        '--node',
+        'bk',
+        '--platform',
+        'linux/amd64',
+        amd.endpoint,
+      ]);
+      ok([
+        'create',
+        '--name',
+        'tri',
+        '--append',
+        '--driver',
+        'local',
+        '--node',
+        'here',
+        '--platform',
+        'linux/arm64',
+      ]);
+      ok([
+        'create',
+        '--name',
+        'tri',
+        '--append',
+        '--driver',
+        'ssh',
+        '--node',
+        'far',
+        '--platform',
+        'linux/arm/v7',
+        '--driver-opt',
+        `key=${host.clientKey},polyarch=${bin},root=${join(dir, 'far-root')}`,
+        host.endpoint,
+      ]);
+      const ref = `${reg}/bk-e2e/tri:1`;
+      const md = join(dir, 'tri.json');
+      const r = run(
+        [
+          'build',
+          '--builder',
+          'tri',
+          '--platform',
+          'linux/amd64,linux/arm64,linux/arm/v7',
+          '--push',
+          '-t',
+          ref,
+          '--secret',
+          `id=tok,src=${join(dir, 'tok')}`,
+          '--metadata-file',
+          md,
+          ctxDir,
+        ],
+        sshEnv,
+      );
+      assert.equal(r.status, 0, r.stderr);
+      assert.match(r.stderr, /\[bk\] \[linux\/amd64 /);
+      assert.match(r.stderr, /\[here\] \[(?:linux\/arm64 )?1\/4\] FROM/);
+      assert.match(r.stderr, /\[far\] \[(?:linux\/arm\/v7 )?1\/4\] FROM/);
+      assert.deepEqual(JSON.parse(readFileSync(md, 'utf8'))['polyarch.build.nodes'], {
+        'linux/amd64': 'bk',
+        'linux/arm64': 'here',
+        'linux/arm/v7': 'far',
+      });
+      const index = JSON.parse(skopeo(['inspect', '--raw', '--tls-verify=false', `docker://${ref}`]));
+      assert.deepEqual(
+        index.manifests.map((m: { platform: { architecture: string } }) => m.platform.architecture).sort(),
+        ['amd64', 'arm', 'arm64'],
+      );
+      assert.equal(ok(['run', '--rm', '--platform', 'linux/amd64', ref]), 'x86_64 linux/amd64 linux/amd64\n');
+      assert.equal(
+        ok(['run', '--rm', '--platform', 'linux/arm64', ref]),
+        'aarch64 linux/arm64 linux/amd64\n',
+      );
+      assert.equal(
+        ok(['run', '--rm', '--platform', 'linux/arm/v7', ref]),
+        'armv7l linux/arm/v7 linux/amd64\n',
+      );
+    } finally {
+      await host.stop();
+    }
   });
 
   test('--load brings a two-node, two-platform image into the local store', () => {

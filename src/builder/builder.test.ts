@@ -2,7 +2,7 @@ import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
 import { mkdtemp, readdir, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
-import { join } from 'node:path';
+import { join, resolve } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { executablePlatforms, formatPlatform, hostPlatform, parsePlatformList } from '../platform/index.js';
 import type { PolyarchError } from '../util/errors.js';
@@ -340,12 +340,13 @@ describe('operations on a real store', () => {
       b.nodes.map((n) => n.platforms.map((p) => formatPlatform(p))),
       [['linux/s390x']],
     );
-    await assert.rejects(
-      createBuilder({ env, name: 'farm', append: true, driver: 'ssh', endpoint: 'ssh://h' }),
-      {
-        message: 'builder "farm" uses the local driver: cannot add a node with the ssh driver',
-      },
+    // An ssh node may join a local builder; it keeps its own driver.
+    const f2 = await createBuilder({ env, name: 'farm', append: true, driver: 'ssh', endpoint: 'ssh://h' });
+    assert.deepEqual(
+      f2.nodes.map((n) => nodeDriver(f2, n)),
+      ['local', 'ssh'],
     );
+    await leaveBuilder('farm', 'farm1', { env });
     // --append to a builder that does not exist creates it, as in buildx.
     const r = await createBuilder({
       env,
@@ -468,7 +469,7 @@ describe('operations on a real store', () => {
     await assert.rejects(leaveBuilder('bk', 'bk1', { env }), /last node of builder "bk"/);
   });
 
-  test('a builder may mix local and remote nodes (each keeps its driver), not ssh ones', async () => {
+  test('a builder may mix local, remote and ssh nodes (each keeps its driver)', async () => {
     const b0 = await createBuilder({ env, name: 'mixed' });
     assert.equal(hasRemoteNodes(b0), false);
     const b = await createBuilder({
@@ -492,20 +493,46 @@ describe('operations on a real store', () => {
     // Changing the remote node without --driver keeps its driver.
     const c = await createBuilder({ env, name: 'mixed', node: 'mixed1', platforms: ['linux/arm64'] });
     assert.equal(nodeDriver(c, c.nodes[1]!), 'remote');
+    const d = await createBuilder({
+      env,
+      name: 'mixed',
+      append: true,
+      driver: 'ssh',
+      endpoint: 'ssh://h',
+      driverOpts: { key: 'id_test', polyarch: '/opt/polyarch/bin/polyarch', root: '/srv/pa' },
+    });
+    assert.deepEqual(
+      d.nodes.map((n) => nodeDriver(d, n)),
+      ['local', 'remote', 'ssh'],
+    );
+    // The identity file is local: made absolute; the others are paths on the node.
+    assert.deepEqual(d.nodes[2]!.driverOpts, {
+      key: resolve('id_test'),
+      polyarch: '/opt/polyarch/bin/polyarch',
+      root: '/srv/pa',
+    });
     await assert.rejects(
-      createBuilder({ env, name: 'mixed', append: true, driver: 'ssh', endpoint: 'ssh://h' }),
-      /uses the local driver: cannot add a node with the ssh driver/,
+      createBuilder({
+        env,
+        name: 'mixed',
+        append: true,
+        driver: 'ssh',
+        endpoint: 'ssh://h2',
+        driverOpts: { cacert: 'x' },
+      }),
+      /invalid driver option "cacert" for the ssh driver: want one of key, polyarch, root/,
     );
   });
 
-  test('the ssh driver says it is not implemented instead of pretending', async () => {
-    const b = await createBuilder({ env, name: 'far', driver: 'ssh', endpoint: 'ssh://u@h' });
+  test('an ssh node that cannot be reached: inactive for info, a one-line error naming it for bootstrap', async () => {
+    // Port 1 on loopback refuses at once (the real ssh client runs).
+    const b = await createBuilder({ env, name: 'far', driver: 'ssh', endpoint: 'ssh://u@127.0.0.1:1' });
     const [s] = await nodeStates(b, { bootstrap: true });
-    assert.equal((s!.error as PolyarchError).code, 'NOT_IMPLEMENTED');
-    await assert.rejects(builderPlatforms(b), /bootstrapping builder far: node far0 .*not implemented/);
-    await assert.rejects(sshDriver.info(b.nodes[0]!), { code: 'NOT_IMPLEMENTED' });
+    assert.match(s!.error!.message, /^node far0 \(ssh:\/\/u@127\.0\.0\.1:1\): ssh exited \(255\): .*refused/);
+    await assert.rejects(builderPlatforms(b), /bootstrapping builder far: node far0 /);
+    assert.equal((await sshDriver.info(b.nodes[0]!)).status, 'inactive');
     await assert.rejects(
-      createBuilder({ env, name: 'far2', driver: 'ssh', endpoint: 'ssh://h', bootstrap: true }),
+      createBuilder({ env, name: 'far2', driver: 'ssh', endpoint: 'ssh://u@127.0.0.1:1', bootstrap: true }),
     );
     // A failed bootstrap keeps the builder, as buildx does.
     assert.ok(await new BuilderStore(join(root, 'builders')).get('far2'));

@@ -21,6 +21,7 @@ import { PolyarchError, UsageError } from '../util/errors.js';
 import { driverFor, mergePlatforms } from './driver.js';
 import { generateName } from './names.js';
 import { checkRemoteDriverOpts } from './remote/driver.js';
+import { checkSshDriverOpts } from './ssh/connect.js';
 import { BuilderStore, validateName } from './store.js';
 import {
   type Builder,
@@ -51,7 +52,7 @@ export interface CreateOptions extends StoreOptions {
   node?: string;
   /** The node's endpoint. Default: the driver's (`local`); remote and ssh require one. */
   endpoint?: string;
-  /** `--driver-opt` key=value pairs (remote: cacert, cert, key, servername). */
+  /** `--driver-opt` key=value pairs (remote: cacert, cert, key, servername; ssh: key, polyarch, root). */
   driverOpts?: Readonly<Record<string, string>>;
   /** Make the builder the current one. */
   use?: boolean;
@@ -104,14 +105,6 @@ export async function createBuilder(opts: CreateOptions = {}): Promise<Builder> 
     const old = index >= 0 ? nodes[index] : undefined;
     const driverName =
       wantDriver ?? (old && existing ? nodeDriver(existing, old) : undefined) ?? existing?.driver ?? 'local';
-    // This machine's engine and BuildKit nodes may share a builder; ssh nodes may not (yet).
-    const mixable = (a: DriverName, b: DriverName) =>
-      (a === 'local' && b === 'remote') || (a === 'remote' && b === 'local');
-    if (existing && existing.driver !== driverName && !mixable(existing.driver, driverName))
-      throw new PolyarchError(
-        'INVALID_ARGUMENT',
-        `builder "${name}" uses the ${existing.driver} driver: cannot add a node with the ${driverName} driver`,
-      );
     const driver = driverFor(driverName);
     const rawEndpoint = opts.endpoint ?? old?.endpoint ?? driver.defaultEndpoint;
     if (rawEndpoint === undefined)
@@ -134,7 +127,9 @@ export async function createBuilder(opts: CreateOptions = {}): Promise<Builder> 
           ? (() => {
               throw new UsageError('the local driver takes no --driver-opt');
             })()
-          : checkRemoteDriverOpts(opts.driverOpts)
+          : driverName === 'ssh'
+            ? checkSshDriverOpts(opts.driverOpts)
+            : checkRemoteDriverOpts(opts.driverOpts)
         : undefined;
     const { driver: _oldDriver, ...oldRest } = old ?? {};
     const node: BuilderNode = {

@@ -8,15 +8,15 @@
  * The `local` driver is this machine: always running, and it builds for its native
  * platforms plus every platform a working QEMU emulator covers (`executablePlatforms`).
  * The `remote` driver (src/builder/remote) is a buildkitd reached over unix://, tcp:// (mutual
- * TLS) or ssh:// (system `ssh` running `buildctl dial-stdio`, as buildx does). The separate
- * `ssh` driver (a polyarch engine on the remote host) is declared so builders can be created
- * and stored with it, but reaching a node is not implemented yet: its `info` and `bootstrap`
- * fail with a NOT_IMPLEMENTED error rather than pretend; `--driver remote ssh://...` works.
+ * TLS) or ssh:// (system `ssh` running `buildctl dial-stdio`, as buildx does). The `ssh`
+ * driver (src/builder/ssh) runs polyarch itself on the remote host over system `ssh`, with
+ * no daemon there.
  */
 import { executablePlatforms, formatPlatform, hostPlatform, type Platform } from '../platform/index.js';
-import { PolyarchError, UsageError } from '../util/errors.js';
+import { UsageError } from '../util/errors.js';
 import { VERSION } from '../version.js';
 import { remoteDriver } from './remote/driver.js';
+import { sshDriver } from './ssh/driver.js';
 import type { BuilderNode, DriverName, NodeInfo } from './types.js';
 
 export interface Driver {
@@ -72,32 +72,7 @@ export const localDriver: Driver = {
   },
 };
 
-const SSH_ENDPOINT = /^ssh:\/\/(?:[^@/\s]+@)?(?:[A-Za-z0-9.-]+|\[[0-9A-Fa-f:.]+\])(?::\d{1,5})?$/;
-
-function sshNotImplemented(node: BuilderNode): PolyarchError {
-  return new PolyarchError(
-    'NOT_IMPLEMENTED',
-    `node ${node.name} (${node.endpoint}): the ssh driver cannot reach nodes yet (not implemented)`,
-  );
-}
-
-/** Remote native nodes over system `ssh`: declared, not implemented yet. */
-export const sshDriver: Driver = {
-  name: 'ssh',
-  checkEndpoint(endpoint) {
-    if (!SSH_ENDPOINT.test(endpoint))
-      throw new UsageError(
-        `invalid endpoint "${endpoint}" for the ssh driver: want ssh://[user@]host[:port]`,
-      );
-    return endpoint;
-  },
-  async info(node) {
-    throw sshNotImplemented(node);
-  },
-  async bootstrap(node) {
-    throw sshNotImplemented(node);
-  },
-};
+export { sshDriver };
 
 export function driverFor(name: DriverName): Driver {
   // Looked up per call: remote/driver.ts imports this module's types.

@@ -11,8 +11,8 @@ import type { Platform } from '../platform/index.js';
 
 /**
  * Drivers polyarch knows. `local` runs here; `remote` is a buildkitd reached at
- * unix://, tcp:// (mutual TLS) or ssh:// (src/builder/remote); `ssh` (a polyarch engine on a
- * remote host) is declared, not implemented.
+ * unix://, tcp:// (mutual TLS) or ssh:// (src/builder/remote); `ssh` is polyarch's own engine
+ * on a remote host reached with system ssh (src/builder/ssh).
  */
 export const DRIVER_NAMES = ['local', 'remote', 'ssh'] as const;
 export type DriverName = (typeof DRIVER_NAMES)[number];
@@ -37,7 +37,7 @@ export interface BuilderNode {
   readonly driverOpts?: Readonly<Record<string, string>>;
   /**
    * This node's driver when it differs from its builder's: a builder may mix this machine's
-   * engine (`local`) and BuildKit nodes (`remote`). Absent: the builder's driver.
+   * engine (`local`), BuildKit nodes (`remote`) and ssh nodes. Absent: the builder's driver.
    */
   readonly driver?: DriverName;
 }

@@ -7,6 +7,7 @@
  *   const c = await getCredentials('127.0.0.1:5000', env);   // undefined when none
  *   await storeCredentials('127.0.0.1:5000', { username, password }, env);  // 0600, atomic
  *   await removeCredentials('127.0.0.1:5000', env);
+ *   setSessionCredentials({ '127.0.0.1:5000': c });   // in memory, for one build (ssh nodes)
  *
  * Secrets are never put into error messages.
  */
@@ -151,10 +152,23 @@ async function fromHelper(
   return { username: v.Username ?? '', password: v.Secret };
 }
 
+/** Credentials handed to this process for one build (an ssh node's), by host; never on disk. */
+let session: Map<string, Credentials> | undefined;
+
+/**
+ * Makes `creds` the credentials of their hosts, before any config file or helper, until
+ * called again (`undefined` forgets them). An ssh node gets its build's credentials this way.
+ */
+export function setSessionCredentials(creds: Readonly<Record<string, Credentials>> | undefined): void {
+  session = creds ? new Map(Object.entries(creds)) : undefined;
+}
+
 export async function getCredentials(
   host: string,
   env: NodeJS.ProcessEnv = process.env,
 ): Promise<Credentials | undefined> {
+  const given = session?.get(host);
+  if (given) return { ...given };
   const file = dockerConfigPath(env);
   const cfg = await readConfig(file);
   const helper = cfg.credHelpers?.[host] ?? cfg.credHelpers?.[authKey(host)];

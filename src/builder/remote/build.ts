@@ -1,6 +1,9 @@
 /**
- * A build on a remote builder: BuildKit's own `dockerfile.v0` frontend on each node, the
- * platforms spread over the nodes (schedule.ts), the nodes in parallel.
+ * A build on a remote builder: BuildKit's own `dockerfile.v0` frontend on each BuildKit node,
+ * polyarch's engine on this machine (local-node.ts) and on ssh nodes (src/builder/ssh), the
+ * platforms spread over all of them by one scheduler (schedule.ts), the nodes in parallel.
+ * An ssh node whose session is lost mid-build has its platforms rebuilt on another polyarch
+ * node (this machine or another ssh node) that can build them all, with a warning.
  *
  *   const r = await remoteBuild(builder, { contextDir, dockerfileName: 'Dockerfile',
  *     platforms, buildArgs, labels, secrets, outputs, progress, env, warn });
@@ -29,9 +32,10 @@ import { parseReference, repositoryName } from '../../oci/reference.js';
 import { formatPlatform, hostPlatform, type Platform, toOciPlatform } from '../../platform/index.js';
 import type { ProgressSink } from '../../progress/index.js';
 import { errorMessage, PolyarchError, UsageError } from '../../util/errors.js';
-import { localDriver } from '../driver.js';
-import { type Builder, type BuilderNode, nodeDriver } from '../types.js';
-import { buildOnLocalNode, type LocalNodeResult } from './local-node.js';
+import { localDriver, mergePlatforms } from '../driver.js';
+import type { SshNodeConnection } from '../ssh/index.js';
+import { type Builder, nodeDriver } from '../types.js';
+import { type EngineJob, runEngineJob } from './engine-node.js';
 import { type ConnectedNode, connectNode } from './driver.js';
 import { mapStatus } from './progress.js';
 import { type Candidate, schedule, type Unreachable } from './schedule.js';
@@ -77,12 +81,7 @@ export interface RemoteBuildResult {
   nodes: Record<string, string>;
 }
 
-/** Platforms given to this machine's engine, and what it produced. */
-interface LocalJob {
-  node: BuilderNode;
-  platforms: Platform[];
-  result?: LocalNodeResult;
-}
+type LocalJob = EngineJob;
 
 interface NodeJob {
   n: ConnectedNode;
@@ -400,29 +399,32 @@ export async function remoteBuild(builder: Builder, req: RemoteBuildRequest): Pr
   const agents = req.ssh?.length
     ? new (await import('../../build/ssh.js')).SshForwarder(req.ssh, env)
     : undefined;
-  const ssh = builder.nodes.find((n) => nodeDriver(builder, n) === 'ssh');
-  if (ssh)
-    throw new PolyarchError(
-      'NOT_IMPLEMENTED',
-      `node ${ssh.name} (${ssh.endpoint}): the ssh driver cannot build yet (not implemented); for a buildkitd reached over ssh use --driver remote ${ssh.endpoint}`,
-    );
-  // This machine's engine may be a node too (a builder mixing local and BuildKit nodes).
+  // polyarch's own engine may be nodes too: this machine (local) and ssh nodes, beside
+  // BuildKit ones (remote); one scheduler places platforms on all of them.
   const localNodes = builder.nodes.filter((n) => nodeDriver(builder, n) === 'local');
-  const remoteNodes = builder.nodes.filter((n) => nodeDriver(builder, n) !== 'local');
-  const [settled, local] = await Promise.all([
+  const remoteNodes = builder.nodes.filter((n) => nodeDriver(builder, n) === 'remote');
+  const sshNodes = builder.nodes.filter((n) => nodeDriver(builder, n) === 'ssh');
+  const sshMod = sshNodes.length > 0 ? await import('../ssh/index.js') : undefined;
+  const [settled, local, sshSettled] = await Promise.all([
     Promise.allSettled(remoteNodes.map((node) => connectNode(node))),
     Promise.all(localNodes.map(async (node) => ({ node, info: await localDriver.info(node) }))),
+    Promise.allSettled(sshNodes.map((node) => sshMod!.SshNodeConnection.open(node, { env }))),
   ]);
   const connected: ConnectedNode[] = [];
+  const sshConns: SshNodeConnection[] = [];
   const unreachable: Unreachable[] = [];
   settled.forEach((s, i) => {
     if (s.status === 'fulfilled') connected.push(s.value);
     else unreachable.push({ name: remoteNodes[i]!.name, reason: errorMessage(s.reason) });
   });
+  sshSettled.forEach((s, i) => {
+    if (s.status === 'fulfilled') sshConns.push(s.value);
+    else unreachable.push({ name: sshNodes[i]!.name, reason: errorMessage(s.reason) });
+  });
   let tmpDockerfileDir: string | undefined;
   try {
-    if (connected.length === 0 && local.length === 0) {
-      const first = settled.find((s) => s.status === 'rejected') as PromiseRejectedResult;
+    if (connected.length === 0 && local.length === 0 && sshConns.length === 0) {
+      const first = [...settled, ...sshSettled].find((s) => s.status === 'rejected') as PromiseRejectedResult;
       throw first.reason;
     }
     for (const u of unreachable)
@@ -438,6 +440,16 @@ export async function remoteBuild(builder: Builder, req: RemoteBuildRequest): Pr
             platforms: c.platforms,
           },
         ];
+      const sc = sshConns.find((n) => n.node === node);
+      if (sc)
+        return [
+          {
+            name: node.name,
+            pinned: node.platforms,
+            native: sc.hello.native,
+            platforms: mergePlatforms(node.platforms, sc.hello.platforms),
+          },
+        ];
       const l = local.find((n) => n.node === node);
       return l
         ? [{ name: node.name, pinned: node.platforms, native: hostPlatform(), platforms: l.info.platforms }]
@@ -447,11 +459,20 @@ export async function remoteBuild(builder: Builder, req: RemoteBuildRequest): Pr
       ? [...req.platforms]
       : [candidates[0]!.native ?? candidates[0]!.platforms[0]!];
     const plan = schedule(platforms, candidates, unreachable);
-    const localJobs: LocalJob[] = local
-      .filter((l) => plan.has(l.node.name))
-      .map((l) => ({ node: l.node, platforms: plan.get(l.node.name)! }));
+    const localJobs: LocalJob[] = [
+      ...local
+        .filter((l) => plan.has(l.node.name))
+        .map((l): LocalJob => ({ node: l.node, platforms: plan.get(l.node.name)! })),
+      ...sshConns
+        .filter((c) => plan.has(c.node.name))
+        .map((c): LocalJob => ({ node: c.node, platforms: plan.get(c.node.name)!, conn: c })),
+    ];
+    // Sessions of nodes this build does not use end now (nothing stays on those nodes).
+    for (const c of sshConns) if (!plan.has(c.node.name)) c.close();
     // Local nodes' results are always merged here: pushed by digest, stored untagged.
     const multiNode = plan.size > 1 || localJobs.length > 0;
+    // One engine node builds everything: it pushes with the tags itself, as a plain build does.
+    const direct = plan.size === 1 && localJobs.length === 1 && localJobs[0]!.conn !== undefined;
     const multiPlatform = platforms.length > 1;
 
     let dockerfileDir = req.dockerfilePath ? dirname(req.dockerfilePath) : req.contextDir;
@@ -487,9 +508,16 @@ export async function remoteBuild(builder: Builder, req: RemoteBuildRequest): Pr
     try {
       const localRuns = localJobs.map(async (lj) => {
         try {
-          lj.result = await buildOnLocalNode(lj.node, req, lj.platforms, {
-            progress: req.progress,
+          await runEngineJob(lj, {
+            req,
+            candidates,
+            localNodes: local.map((l) => l.node),
+            sshNodes: sshConns.map((c) => c.node),
+            secrets,
             signal: abort.signal,
+            warn,
+            env,
+            direct,
           });
         } catch (err) {
           abort.abort(err);
@@ -582,9 +610,10 @@ export async function remoteBuild(builder: Builder, req: RemoteBuildRequest): Pr
       req.signal?.removeEventListener('abort', onAbort);
       for (const m of merges.values()) await rm(m.dir, { recursive: true, force: true });
     }
-    return await finishOutputs(builder, req, jobs, localJobs, multiNode, store, merged[0]);
+    return await finishOutputs(builder, req, jobs, localJobs, multiNode, store, merged[0], direct);
   } finally {
     for (const n of connected) n.client.close();
+    for (const c of sshConns) c.close();
     if (tmpDockerfileDir) await rm(tmpDockerfileDir, { recursive: true, force: true });
     await agents?.close();
   }
@@ -619,6 +648,7 @@ async function finishOutputs(
   multiNode: boolean,
   store: () => Promise<ContentStore>,
   merged?: Descriptor,
+  direct = false,
 ): Promise<RemoteBuildResult> {
   const env = req.env ?? process.env;
   const nodes: Record<string, string> = {};
@@ -636,6 +666,13 @@ async function finishOutputs(
     descriptor = decodeDescriptor(first['containerimage.descriptor']);
     if (first['containerimage.config.digest'])
       md['containerimage.config.digest'] = first['containerimage.config.digest'];
+  } else if (direct && push) {
+    // The only node pushed with the tags.
+    const l = localJobs[0]!;
+    if (!l.result?.pushed) throw new PolyarchError('IO', `node ${l.node.name}: the build pushed no image`);
+    digest = l.result.pushed;
+    const d = l.result.pushedDescriptor;
+    if (d) descriptor = { mediaType: d.mediaType, digest: d.digest, size: d.size };
   } else if (push && !push.pushByDigest) {
     // One index over every node's manifests, pushed once to each name.
     const repo = repositoryName(parseReference(push.names[0]!));
@@ -687,5 +724,8 @@ async function finishOutputs(
   if (digest) md['containerimage.digest'] = digest;
   if (names.length > 0 && digest) md['image.name'] = names.join(',');
   md['polyarch.build.nodes'] = nodes;
+  const transfer: Record<string, unknown> = {};
+  for (const l of localJobs) if (l.transfer) transfer[l.node.name] = l.transfer;
+  if (Object.keys(transfer).length > 0) md['polyarch.build.transfer'] = transfer;
   return { ...(digest ? { digest } : {}), metadata: md, nodes };
 }

@@ -38,21 +38,24 @@ export function nodeSink(sink: ProgressSink, node: string): ProgressSink {
 }
 
 export interface LocalNodeResult {
-  /** Root pushed by digest (its repository is the output's first name's). */
+  /** Root pushed by digest (its repository is the output's first name's), or with its tags (`direct`). */
   pushed?: string;
+  /** The pushed root's descriptor, when known. */
+  pushedDescriptor?: Descriptor;
   /** Root written to the local store, untagged (the caller tags the merged image). */
   stored?: Descriptor;
 }
 
 /**
  * Builds `platforms` here. `outputs` are the build's; a push becomes a push by digest and a
- * store keeps the image untagged, so the caller makes the one index over all nodes.
+ * store keeps the image untagged, so the caller makes the one index over all nodes — unless
+ * `direct` (this is the build's only node): then the push writes the tags itself.
  */
 export async function buildOnLocalNode(
   node: BuilderNode,
   req: RemoteBuildRequest,
   platforms: readonly Platform[],
-  opts: { progress: ProgressSink; signal: AbortSignal },
+  opts: { progress: ProgressSink; signal: AbortSignal; direct?: boolean },
 ): Promise<LocalNodeResult> {
   const env = req.env ?? process.env;
   for (const o of req.outputs)
@@ -63,7 +66,7 @@ export async function buildOnLocalNode(
       );
   const outputs: OutputSpec[] = req.outputs.map((o) => ({
     ...o,
-    ...(o.push ? { pushByDigest: true } : {}),
+    ...(o.push && !opts.direct ? { pushByDigest: true } : {}),
     ...(o.store && !o.push ? { names: [] } : {}),
   }));
   const [engine, exp, content, snap] = await Promise.all([
@@ -108,7 +111,10 @@ export async function buildOnLocalNode(
       ...(req.warn ? { warn: req.warn } : {}),
     });
     const out: LocalNodeResult = {};
-    if (resp.pushed[0]) out.pushed = resp.pushed[0].digest;
+    if (resp.pushed[0]) {
+      out.pushed = resp.pushed[0].digest;
+      if (resp.descriptor) out.pushedDescriptor = resp.descriptor;
+    }
     if (outputs.some((o) => o.type === 'image' && o.store) && resp.descriptor) out.stored = resp.descriptor;
     return out;
   } finally {

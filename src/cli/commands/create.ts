@@ -38,13 +38,13 @@ export function register(program: Command, ctx: CliContext): void {
     .description('Create a new builder instance')
     .argument(
       '[ENDPOINT]',
-      'Node endpoint: "local" for the local driver; unix:///path, tcp://host:port or ssh://[user@]host[:port][/socket] for remote',
+      'Node endpoint: "local" for the local driver; unix:///path, tcp://host:port or ssh://[user@]host[:port][/socket] for remote; ssh://[user@]host[:port] for ssh',
     )
     .option('--name <name>', 'Builder instance name (default: a generated adjective_noun)')
     .option('--driver <driver>', 'Driver to use: local, remote or ssh (default: local)')
     .option(
       '--driver-opt <opts>',
-      'Options for the driver: cacert=,cert=,key=,servername= (repeatable)',
+      'Options for the driver: remote cacert=,cert=,key=,servername=; ssh key=,polyarch=,root= (repeatable)',
       collect,
     )
     .option(

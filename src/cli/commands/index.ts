@@ -49,4 +49,6 @@ export const commands: readonly CommandModule[] = [
   { names: ['builder', 'buildx'], load: () => import('./builder.js') },
   { names: ['compose'], load: () => import('./compose.js') },
   { names: ['version'], load: () => import('./version.js') },
+  // The ssh driver's node side (hidden from help).
+  { names: ['__node'], load: () => import('./node.js') },
 ];
