@@ -516,6 +516,23 @@ async function parallelismRounds(
   );
 }
 
+/** Phases in build order: metadata, pull, RUNs, file steps, export, push. */
+function rank(phase: string): number {
+  const order = [
+    'metadata',
+    'context',
+    'pull/unpack',
+    'RUN',
+    'COPY',
+    'WORKDIR',
+    'export+push',
+    'export',
+    'push',
+  ];
+  const i = order.findIndex((o) => phase.trim().startsWith(o));
+  return i < 0 ? 6.5 : i;
+}
+
 function label(n: number): string {
   return n === UNBOUNDED ? 'unbounded' : String(n);
 }
@@ -569,6 +586,7 @@ function print(out: {
         if (!pr) continue;
         const parts = Object.entries(pr.phases)
           .filter(([, v]) => v.spanMs >= 50)
+          .sort(([a], [b]) => rank(a) - rank(b) || a.localeCompare(b))
           .map(
             ([k, v]) => `${k.trim()} ${fmt(v.spanMs)}${v.cached ? ` (${v.cached}/${v.count} cached)` : ''}`,
           );
