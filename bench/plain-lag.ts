@@ -100,7 +100,8 @@ function replay(batches: { at: number; ss: SolveStatus }[], ticks: boolean): Lag
           if (at !== undefined) started.set(n, at);
         } else if (log) {
           const lag = clock.t - (started.get(n)! + Number(log[1]) * 1000);
-          if (process.env.PLAIN_LAG_DEBUG && lag > 5000) console.log(`    ${(lag / 1000).toFixed(1)}s late: ${line}`);
+          if (process.env.PLAIN_LAG_DEBUG && lag > 5000)
+            console.log(`    ${(lag / 1000).toFixed(1)}s late: ${line}`);
           lags.push(lag);
         }
       }

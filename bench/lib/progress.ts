@@ -155,6 +155,13 @@ export function readProgress(lines: { at: number; text: string }[], t0: number, 
     phases['  export'] = { spanMs: firstPush - exStart, sumMs: firstPush - exStart, count: 1, cached: 0 };
     phases['  push'] = { spanMs: exEnd - firstPush, sumMs: exEnd - firstPush, count: 1, cached: 0 };
   }
+  // Time between the last step and the exporter's start (layers still being packed).
+  const lastStep = Math.max(
+    0,
+    ...[...vertexes.values()].filter((v) => phaseOf(v.name) !== 'export+push').map((v) => v.completed ?? 0),
+  );
+  if (Number.isFinite(exStart) && lastStep > 0 && exStart > lastStep)
+    phases['before export'] = { spanMs: exStart - lastStep, sumMs: exStart - lastStep, count: 1, cached: 0 };
   const sorted = [...lags].sort((a, b) => a - b);
   return {
     startupMs: Number.isFinite(first) ? first - t0 : Number.NaN,

@@ -20,7 +20,9 @@
  * elapsed since the last one: while output is held, a ticker (like BuildKit's) re-checks, so
  * held lines appear within 5s (10s) of wall time even when no further event arrives. Replayed
  * at once, a recorded run's output is always the same. An unterminated line waits for its
- * newline.
+ * newline up to 1s (so a burst written in pieces stays one line), then is printed as far as it
+ * goes (`Reading package lists...` under QEMU waits 15s and more for its `Done`) and its rest
+ * follows on a line of its own.
  */
 import { isCanceledError, type SolveStatus, type VertexWarning } from '../../progress/index.js';
 import { formatLogTime, formatProgress } from './format.js';
@@ -37,6 +39,8 @@ const ANTI_FLICKER_MS = 5000;
 const MAX_DELAY_MS = 10000;
 // How often held output is re-checked (BuildKit's plain refresh is 150ms).
 const TICK_MS = 150;
+// An unterminated line is printed once it has waited this long for its newline.
+const PARTIAL_MS = 1000;
 
 export interface PlainOptions {
   /** Print the warnings summary at close. Default true. */
@@ -186,8 +190,20 @@ export class PlainRenderer implements Renderer {
       s += `#${n} ${status.id}${bytes ? ` ${bytes}` : ''}${tm}\n`;
     }
     st.statusUpdates.clear();
-    for (const l of st.pending) s += `#${n} ${formatLogTime(l.rel)} ${l.text}\n`;
+    for (const l of st.pending) {
+      if (l.shown === undefined) s += `#${n} ${formatLogTime(l.rel)} ${l.text}\n`;
+      else if (l.text.length > l.shown)
+        s += `#${n} ${formatLogTime(l.restRel ?? l.rel)} ${l.text.slice(l.shown)}\n`;
+    }
     st.pending = [];
+    const p = st.partial;
+    if (p && p.text.length > st.partialShown) {
+      const rel = this.now - (st.startTime ?? this.now);
+      if (rel - p.rel >= PARTIAL_MS) {
+        s += `#${n} ${formatLogTime(st.partialShown > 0 ? rel : p.rel)} ${p.text.slice(st.partialShown)}\n`;
+        st.partialShown = p.text.length;
+      } else if (!st.completed) this.waiting.set(st, this.waiting.get(st) ?? this.now);
+    }
     this.current = st;
     if (st.completed) {
       this.current = undefined;
@@ -202,7 +218,7 @@ export class PlainRenderer implements Renderer {
         }
       }
     }
-    this.out.write(s);
+    if (s !== '') this.out.write(s);
   }
 }
 
