@@ -18,14 +18,14 @@
  *     pruned first: the context transfer dominates.
  * Target: polyarch's time ≤ buildctl's (ratio ≤ 1.0) for cold and warm.
  */
-import { spawn, spawnSync } from 'node:child_process';
+import { spawnSync } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
-import { dirname, join, resolve } from 'node:path';
-import { fileURLToPath } from 'node:url';
+import { join } from 'node:path';
 import { parseArgs } from 'node:util';
 import { buildkitBins, buildkitSkipReason, startBuildkitd } from '../test/env/buildkit.js';
+import { median, polyarchBin as bin, relaunchInTestEnv } from './lib/run.js';
 
 const { values: args } = parseArgs({
   options: { runs: { type: 'string', default: '3' }, json: { type: 'boolean', default: false } },
@@ -35,15 +35,7 @@ if (!Number.isInteger(runs) || runs < 1) {
   console.error('usage: buildkit.js [--runs N] [--json]');
   process.exit(2);
 }
-const repo = resolve(dirname(fileURLToPath(import.meta.url)), '..', '..');
-const bin = join(repo, 'bin', 'polyarch');
 const PLATFORMS = 'linux/amd64,linux/arm64,linux/arm/v7';
-
-function median(xs: number[]): number {
-  const s = [...xs].sort((a, b) => a - b);
-  const m = s.length >> 1;
-  return s.length % 2 ? s[m]! : (s[m - 1]! + s[m]!) / 2;
-}
 
 function timed(cmd: string, argv: string[], env: NodeJS.ProcessEnv): number {
   const t0 = process.hrtime.bigint();
@@ -160,12 +152,4 @@ async function main(registry: string): Promise<void> {
   }
 }
 
-if (!process.env.POLYARCH_TEST_REGISTRY) {
-  const harness = join(repo, 'dist', 'test', 'env', 'harness.js');
-  const child = spawn(process.execPath, [harness, '--', process.execPath, ...process.argv.slice(1)], {
-    stdio: 'inherit',
-  });
-  child.on('exit', (code) => process.exit(code ?? 1));
-} else {
-  await main(process.env.POLYARCH_TEST_REGISTRY);
-}
+if (!relaunchInTestEnv()) await main(process.env.POLYARCH_TEST_REGISTRY!);

@@ -14,7 +14,7 @@ import { tmpdir } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { fileURLToPath } from 'node:url';
-import { debianRootfs } from './debian-fixture.js';
+import { debianRootfs } from './env/debian.js';
 import { type Buildkitd, buildkitSkipReason, startBuildkitd } from './env/buildkit.js';
 import { type Registry, startRegistry, testEnv } from './env/index.js';
 import { startFaultProxy } from './fault-proxy.js';

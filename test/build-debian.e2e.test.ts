@@ -1,9 +1,7 @@
 /**
  * SLOW (minutes: apt under QEMU): `polyarch build` of a real Debian image for linux/amd64 and
- * linux/arm64. A bookworm minbase rootfs per architecture is made with mmdebstrap from the
- * machine's own Debian mirror (read from /etc/apt/sources.list*) and cached as a tarball under
- * $POLYARCH_TEST_CACHE/debian/ keyed by UTC date and architecture, so re-runs on the same day
- * skip it. The tarballs are `polyarch import`ed as debian:bookworm into a private state root, a
+ * linux/arm64. A bookworm minbase rootfs per architecture comes from env/debian.ts (mmdebstrap,
+ * cached per day). The tarballs are `polyarch import`ed as debian:bookworm into a private state root, a
  * Dockerfile that runs apt-get is built for both platforms, and the result is run with
  * `polyarch run --platform linux/arm64`.
  */
@@ -14,7 +12,7 @@ import { tmpdir } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
 import { after, test } from 'node:test';
 import { fileURLToPath } from 'node:url';
-import { debianMirror, debianRootfs } from './debian-fixture.js';
+import { debianMirror, debianRootfs } from './env/debian.js';
 
 const repo = resolve(dirname(fileURLToPath(import.meta.url)), '..', '..');
 const bin = join(repo, 'bin', 'polyarch');

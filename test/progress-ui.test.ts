@@ -228,6 +228,65 @@ describe('plain', () => {
     assert.equal(c.text(), '#1 a\n#1 4.000 from a\n#1 5.100 again\n#1 ...\n\n#2 b\n#2 0.100 from b\n');
   });
 
+  test('held output is released by the ticker when no further event arrives', () => {
+    // Three RUNs under QEMU: a holds the screen and goes quiet, b has output. Without a
+    // ticker b's lines waited for the next event, however late; now the clock runs on.
+    const c = capture();
+    const sched = new FakeScheduler(T0);
+    const r = new PlainRenderer(c.out, { scheduler: sched });
+    const v = (digest: string) => ({ digest, name: digest, inputs: [], started: T0 });
+    r.write(solveStatus({ vertexes: [v('a'), v('b')] }));
+    r.write(
+      solveStatus({ logs: [{ vertex: 'b', stream: 1, data: Buffer.from('from b\n'), timestamp: T0 + 100 }] }),
+    );
+    sched.advanceTo(T0 + 100);
+    assert.equal(c.text(), '#1 a\n');
+    sched.advanceTo(T0 + 4900);
+    assert.equal(c.text(), '#1 a\n', 'still within the 5s a may hold the screen');
+    sched.advanceTo(T0 + 5300);
+    assert.equal(c.text(), '#1 a\n#1 ...\n\n#2 b\n#2 0.100 from b\n');
+    // Nothing is held any more: the ticker stops.
+    const n = sched.intervals;
+    sched.advanceTo(T0 + 60_000);
+    r.write(solveStatus({ vertexes: [{ ...v('b'), completed: T0 + 60_000 }] }));
+    assert.equal(sched.intervals, n, 'no ticker once nothing waits');
+    r.close();
+    assert.equal(c.text(), '#1 a\n#1 ...\n\n#2 b\n#2 0.100 from b\n#2 DONE 60.0s\n');
+  });
+
+  test('an unterminated line is printed once it has waited 1s for its newline; its rest follows', () => {
+    const c = capture();
+    const sched = new FakeScheduler(T0);
+    const r = new PlainRenderer(c.out, { scheduler: sched });
+    // Each event is written when the clock shows its time, as in a live run.
+    const log = (text: string, timestamp: number) => {
+      sched.advanceTo(timestamp);
+      return solveStatus({ logs: [{ vertex: 'a', stream: 1, data: Buffer.from(text), timestamp }] });
+    };
+    r.write(solveStatus({ vertexes: [{ digest: 'a', name: 'a', inputs: [], started: T0 }] }));
+    // A burst written in pieces stays one line.
+    r.write(log('Get:1 ', T0 + 100));
+    r.write(log('http://deb/ [151 kB]\nReading package lists...', T0 + 200));
+    sched.advanceTo(T0 + 1100);
+    assert.equal(c.text(), '#1 a\n#1 0.100 Get:1 http://deb/ [151 kB]\n', 'the partial line is young');
+    sched.advanceTo(T0 + 1300);
+    assert.equal(c.text(), '#1 a\n#1 0.100 Get:1 http://deb/ [151 kB]\n#1 0.200 Reading package lists...\n');
+    sched.advanceTo(T0 + 15_000);
+    r.write(log(' Done\nBuilding dependency tree...', T0 + 16_000));
+    r.write(log(' Done\n', T0 + 16_500));
+    r.write(
+      solveStatus({
+        vertexes: [{ digest: 'a', name: 'a', inputs: [], started: T0, completed: T0 + 17_000 }],
+      }),
+    );
+    r.close();
+    assert.equal(
+      c.text(),
+      '#1 a\n#1 0.100 Get:1 http://deb/ [151 kB]\n#1 0.200 Reading package lists...\n#1 16.00  Done\n' +
+        '#1 16.00 Building dependency tree... Done\n#1 DONE 17.0s\n',
+    );
+  });
+
   test('a vertex whose output waited 10s is shown even if the current one switched in recently', () => {
     const c = capture();
     const r = new PlainRenderer(c.out);

@@ -82,7 +82,7 @@ export interface BuildOptions {
   labels?: Record<string, string>;
   /** RUN network: `default` (= host) or `none`; default `default`. */
   network?: 'default' | 'host' | 'none';
-  /** Heavy steps at once. Default: the CPU count. */
+  /** Heavy steps at once. Default 16 (the solver's DEFAULT_MAX_PARALLELISM). */
   maxParallelism?: number;
   progress?: ProgressSink;
   signal?: AbortSignal;

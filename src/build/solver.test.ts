@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import { ProgressRecorder } from '../progress/index.js';
-import { Solver, type SolverVertex } from './solver.js';
+import { DEFAULT_MAX_PARALLELISM, Solver, type SolverVertex } from './solver.js';
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
@@ -61,6 +61,43 @@ test('slots bound heavy work to maxParallelism; independent vertices run in para
   });
   assert.equal(await s.solve(root), 10);
   assert.equal(peak, 2);
+});
+
+test('by default every platform of a wide build runs its heavy step at once, whatever the CPU count', {
+  timeout: 10_000,
+}, async () => {
+  // Emulated steps are bound by QEMU, not the cores: a cap of the CPU count (2 here) made the
+  // third platform's RUN wait. Each step waits until all are inside their slots.
+  const s = new Solver();
+  assert.ok(DEFAULT_MAX_PARALLELISM >= 5, 'room for the 5 platforms of a busybox-like build');
+  let inside = 0;
+  let release!: () => void;
+  const all = new Promise<void>((r) => {
+    release = r;
+  });
+  const leaves: SolverVertex<number>[] = [];
+  for (let i = 0; i < 5; i++)
+    leaves.push(
+      s.vertex<number>({
+        digest: `p${i}`,
+        name: `[p${i}] RUN`,
+        inputs: [],
+        run: (_i, ctx) =>
+          ctx.slot(async () => {
+            if (++inside === 5) release();
+            await all;
+            return { value: 1, cached: false };
+          }),
+      }),
+    );
+  const root = s.vertex<number>({
+    digest: 'root',
+    name: 'root',
+    inputs: leaves,
+    run: async (inputs) => ({ value: (inputs as number[]).length, cached: false }),
+  });
+  // With fewer than 5 slots this never resolves: the test fails on its timeout.
+  assert.equal(await s.solve(root), 5);
 });
 
 test('the first failure aborts running siblings; progress shows ERROR and CANCELED, cached shows CACHED', async () => {

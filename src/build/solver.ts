@@ -11,10 +11,9 @@
  * shared by several platforms (a `FROM --platform=$BUILDPLATFORM` stage) runs once. A vertex's
  * inputs are solved in parallel before it runs; `run` returns `{ value, cached }` and the
  * progress line shows DONE or CACHED. Heavy work (exec, copy) takes a slot with `ctx.slot()` so
- * at most `maxParallelism` of them run at once (default: the CPU count), while cheap vertices
- * never wait. The first failure aborts the signal every running vertex gets.
+ * at most `maxParallelism` of them run at once (default 16, see DEFAULT_MAX_PARALLELISM), while
+ * cheap vertices never wait. The first failure aborts the signal every running vertex gets.
  */
-import { availableParallelism } from 'node:os';
 import { type ProgressSink, ProgressWriter, type VertexHandle } from '../progress/index.js';
 import { Semaphore } from '../util/concurrency.js';
 import { PolyarchError } from '../util/errors.js';
@@ -47,10 +46,20 @@ export interface SolverVertex<T> extends VertexDef<T> {
 
 export interface SolverOptions {
   progress?: ProgressSink;
-  /** Heavy vertices running at once. Default: the CPU count. */
+  /** Heavy vertices running at once. Default DEFAULT_MAX_PARALLELISM. */
   maxParallelism?: number;
   signal?: AbortSignal;
 }
+
+/**
+ * Heavy steps at once unless told otherwise. Not the CPU count: a step under QEMU is bound by
+ * the emulator's latency, not by a core, and with a cap of 2 on 2 cores the third platform's
+ * RUN waited for a slot while BuildKit (no cap) ran all three (bench/compare.ts
+ * `--parallelism`: cold 3-platform builds were slowest with 2 and alike with 3, 4 or no cap).
+ * 16 runs every platform of a wide build at once and still bounds the processes a huge graph
+ * starts together.
+ */
+export const DEFAULT_MAX_PARALLELISM = 16;
 
 const NULL_SINK: ProgressSink = { write: () => undefined, close: () => undefined };
 
@@ -64,7 +73,7 @@ export class Solver {
 
   constructor(opts: SolverOptions = {}) {
     this.#pw = new ProgressWriter(opts.progress ?? NULL_SINK);
-    const n = opts.maxParallelism ?? availableParallelism();
+    const n = opts.maxParallelism ?? DEFAULT_MAX_PARALLELISM;
     if (!Number.isInteger(n) || n < 1)
       throw new PolyarchError('INVALID_ARGUMENT', `invalid max parallelism ${n}: must be a positive integer`);
     this.#sem = new Semaphore(n);

@@ -119,7 +119,7 @@ export function register(program: Command, ctx: CliContext): void {
     .option('--report <file>', "write the build's timeline (one self-contained HTML file) to this file")
     .option('--iidfile <file>', 'write the image ID to this file')
     .option('--builder <name>', 'builder instance to use')
-    .option('--max-parallelism <n>', 'maximum number of steps run at once')
+    .option('--max-parallelism <n>', 'maximum number of heavy steps run at once (default 16)')
     .option('--network <mode>', 'network mode for RUN: default, host or none')
     .option('--check', 'parse and lint the Dockerfile: print build-check warnings and errors, build nothing')
     .option('--call <method>', 'check = --check (outline and targets are not supported yet)')

@@ -49,7 +49,7 @@ export function register(program: Command, ctx: CliContext): void {
     .option('--progress <mode>', 'progress output: auto, tty, plain, rawjson or quiet', 'auto')
     .option('-q, --quiet', 'print nothing but errors (--progress quiet)')
     .option('--build-arg <key=value>', 'set a build-time variable for every service; repeatable', collect, [])
-    .option('--max-parallelism <n>', 'maximum number of steps run at once, per service')
+    .option('--max-parallelism <n>', 'maximum number of heavy steps run at once, per service (default 16)')
     .option('--builder <name>', 'builder instance to use (default: the current one)')
     .action(async (services: string[], flags: ComposeBuildFlags, cmd: Command) => {
       ctx.exitCode = await runComposeBuild(services, flags, cmd.parent!.opts() as ComposeFlags, ctx);

@@ -19,8 +19,8 @@
 import { UsageError } from '../../util/errors.js';
 import { PlainRenderer } from './plain.js';
 import { QuietRenderer, RawJSONRenderer } from './rawjson.js';
-import type { Renderer, RenderOutput } from './renderer.js';
-import { type Scheduler, TtyRenderer } from './tty.js';
+import type { Renderer, RenderOutput, Scheduler } from './renderer.js';
+import { TtyRenderer } from './tty.js';
 
 export const PROGRESS_MODES = ['auto', 'tty', 'plain', 'rawjson', 'quiet'] as const;
 export type ProgressMode = (typeof PROGRESS_MODES)[number];
@@ -74,7 +74,10 @@ export function chooseRenderer(mode: string | undefined, opts: ChooseOptions): R
         verbose: opts.verbose ?? false,
       });
     case 'plain':
-      return new PlainRenderer(opts.stream, { verbose: opts.verbose ?? false });
+      return new PlainRenderer(opts.stream, {
+        verbose: opts.verbose ?? false,
+        ...(opts.scheduler ? { scheduler: opts.scheduler } : {}),
+      });
     case 'rawjson':
       return new RawJSONRenderer(opts.stream);
     case 'quiet':

@@ -16,13 +16,17 @@
  * with `done`. At close: the last lines of each failed step between `------` rulers, then
  * the warnings.
  *
- * Unlike BuildKit, the switching clock is the events' own timestamps (not the wall clock)
- * and an unterminated line waits for its newline: the output of a recorded run is always
- * the same.
+ * The switching clock is the events' own timestamps, advanced between events by the time
+ * elapsed since the last one: while output is held, a ticker (like BuildKit's) re-checks, so
+ * held lines appear within 5s (10s) of wall time even when no further event arrives. Replayed
+ * at once, a recorded run's output is always the same. An unterminated line waits for its
+ * newline up to 1s (so a burst written in pieces stays one line), then is printed as far as it
+ * goes (`Reading package lists...` under QEMU waits 15s and more for its `Done`) and its rest
+ * follows on a line of its own.
  */
 import { isCanceledError, type SolveStatus, type VertexWarning } from '../../progress/index.js';
 import { formatLogTime, formatProgress } from './format.js';
-import type { Renderer, RenderOutput } from './renderer.js';
+import { type Renderer, type RenderOutput, realScheduler, type Scheduler } from './renderer.js';
 import { formatWarnings } from './summary.js';
 import { Trace, type VertexState } from './trace.js';
 
@@ -33,12 +37,18 @@ const MIN_TIME_DELTA_MS = 5000;
 // after its own output waited this long (BuildKit's antiFlicker and maxDelay).
 const ANTI_FLICKER_MS = 5000;
 const MAX_DELAY_MS = 10000;
+// How often held output is re-checked (BuildKit's plain refresh is 150ms).
+const TICK_MS = 150;
+// An unterminated line is printed once it has waited this long for its newline.
+const PARTIAL_MS = 1000;
 
 export interface PlainOptions {
   /** Print the warnings summary at close. Default true. */
   printWarnings?: boolean;
   /** Print warning details and URLs too. Default false. */
   verbose?: boolean;
+  /** The wall clock and ticker that release held output between events. */
+  scheduler?: Scheduler;
 }
 
 export class PlainRenderer implements Renderer {
@@ -55,10 +65,16 @@ export class PlainRenderer implements Renderer {
   /** Latest event time seen: the printer's clock. */
   private now = 0;
   private currentSince = 0;
+  private readonly sched: Scheduler;
+  /** The wall time of the latest event, so the clock can run on between events. */
+  private wallAtEvent = 0;
+  private eventNow = 0;
+  private ticker: unknown;
 
   constructor(out: RenderOutput, opts: PlainOptions = {}) {
     this.out = out;
     this.opts = opts;
+    this.sched = opts.scheduler ?? realScheduler;
   }
 
   get warnings(): VertexWarning[] {
@@ -68,16 +84,37 @@ export class PlainRenderer implements Renderer {
   write(ss: SolveStatus): void {
     if (this.closed) return;
     for (const t of timestamps(ss)) if (t > this.now) this.now = t;
+    this.eventNow = this.now;
+    this.wallAtEvent = this.sched.now();
     for (const d of this.trace.update(ss)) {
       const st = this.trace.byDigest.get(d)!;
       if (!this.waiting.has(st)) this.waiting.set(st, this.now);
     }
     this.print(false);
+    this.tickWhileHeld();
+  }
+
+  /** While some output is held back, re-check on a ticker with the clock run on. */
+  private tickWhileHeld(): void {
+    if (this.waiting.size === 0 || this.ticker !== undefined) return;
+    this.ticker = this.sched.setInterval(() => {
+      const t = this.eventNow + (this.sched.now() - this.wallAtEvent);
+      if (t > this.now) this.now = t;
+      this.print(false);
+      if (this.waiting.size === 0) this.stopTicker();
+    }, TICK_MS);
+  }
+
+  private stopTicker(): void {
+    if (this.ticker === undefined) return;
+    this.sched.clearInterval(this.ticker);
+    this.ticker = undefined;
   }
 
   close(): void {
     if (this.closed) return;
     this.closed = true;
+    this.stopTicker();
     this.trace.flushAll();
     for (const st of this.trace.byDigest.values())
       if (st.pending.length > 0 && !this.waiting.has(st)) this.waiting.set(st, this.now);
@@ -153,8 +190,20 @@ export class PlainRenderer implements Renderer {
       s += `#${n} ${status.id}${bytes ? ` ${bytes}` : ''}${tm}\n`;
     }
     st.statusUpdates.clear();
-    for (const l of st.pending) s += `#${n} ${formatLogTime(l.rel)} ${l.text}\n`;
+    for (const l of st.pending) {
+      if (l.shown === undefined) s += `#${n} ${formatLogTime(l.rel)} ${l.text}\n`;
+      else if (l.text.length > l.shown)
+        s += `#${n} ${formatLogTime(l.restRel ?? l.rel)} ${l.text.slice(l.shown)}\n`;
+    }
     st.pending = [];
+    const p = st.partial;
+    if (p && p.text.length > st.partialShown) {
+      const rel = this.now - (st.startTime ?? this.now);
+      if (rel - p.rel >= PARTIAL_MS) {
+        s += `#${n} ${formatLogTime(st.partialShown > 0 ? rel : p.rel)} ${p.text.slice(st.partialShown)}\n`;
+        st.partialShown = p.text.length;
+      } else if (!st.completed) this.waiting.set(st, this.waiting.get(st) ?? this.now);
+    }
     this.current = st;
     if (st.completed) {
       this.current = undefined;
@@ -169,7 +218,7 @@ export class PlainRenderer implements Renderer {
         }
       }
     }
-    this.out.write(s);
+    if (s !== '') this.out.write(s);
   }
 }
 

@@ -15,3 +15,23 @@ export interface RenderOutput {
 export interface Renderer extends ProgressSink {
   readonly warnings: VertexWarning[];
 }
+
+/** Time and timers, injectable so tests drive the clock. */
+export interface Scheduler {
+  now(): number;
+  setInterval(fn: () => void, ms: number): unknown;
+  clearInterval(handle: unknown): void;
+}
+
+export const realScheduler: Scheduler = {
+  now: Date.now,
+  setInterval(fn, ms) {
+    const h = setInterval(fn, ms);
+    // Progress must not keep the process alive on its own.
+    h.unref();
+    return h;
+  },
+  clearInterval(h) {
+    clearInterval(h as NodeJS.Timeout);
+  },
+};

@@ -15,6 +15,9 @@ export interface LogLine {
   /** Seconds-since-start prefix base: ms between the vertex start and the line. */
   rel: number;
   text: string;
+  /** Plain printed the first `shown` characters already, as a partial line; the rest came at `restRel`. */
+  shown?: number;
+  restRel?: number;
 }
 
 export interface TraceOptions {
@@ -44,6 +47,8 @@ export class VertexState {
   /** Last lines, repeated under a failure. */
   errorTail: LogLine[] = [];
   partial: LogLine | undefined;
+  /** Characters of `partial` plain has printed already (an unterminated line held too long). */
+  partialShown = 0;
   private readonly decoder = new TextDecoder('utf-8');
 
   constructor(v: Vertex) {
@@ -73,7 +78,7 @@ export class VertexState {
     const last = parts.pop()!;
     for (const [i, p] of parts.entries()) {
       if (i === 0 && this.partial) {
-        this.pushLine({ rel: this.partial.rel, text: this.partial.text + p }, opts);
+        this.pushLine({ ...this.partial, text: this.partial.text + p, ...this.shownPart(rel) }, opts);
         this.partial = undefined;
       } else this.pushLine({ rel, text: p }, opts);
     }
@@ -91,9 +96,16 @@ export class VertexState {
       else this.partial = { rel: 0, text: rest };
     }
     if (this.partial) {
-      this.pushLine(this.partial, opts);
+      this.pushLine({ ...this.partial, ...this.shownPart(this.partial.rel) }, opts);
       this.partial = undefined;
     }
+  }
+
+  /** The shown prefix of the partial line being completed (and forgets it). */
+  private shownPart(restRel: number): Pick<LogLine, 'shown' | 'restRel'> {
+    const shown = this.partialShown;
+    this.partialShown = 0;
+    return shown > 0 ? { shown, restRel } : {};
   }
 
   private pushLine(l: LogLine, opts: Required<TraceOptions>): void {

@@ -22,29 +22,9 @@
 import { isCanceledError, type SolveStatus, type VertexWarning } from '../../progress/index.js';
 import { formatProgress, padEnd, sanitizeLine, truncate, visibleLength } from './format.js';
 import { errorLogs } from './plain.js';
-import type { Renderer, RenderOutput } from './renderer.js';
+import { type Renderer, type RenderOutput, realScheduler, type Scheduler } from './renderer.js';
 import { formatWarnings } from './summary.js';
 import { Trace } from './trace.js';
-
-/** Time and timers, injectable so tests drive the clock. */
-export interface Scheduler {
-  now(): number;
-  setInterval(fn: () => void, ms: number): unknown;
-  clearInterval(handle: unknown): void;
-}
-
-export const realScheduler: Scheduler = {
-  now: Date.now,
-  setInterval(fn, ms) {
-    const h = setInterval(fn, ms);
-    // Progress must not keep the process alive on its own.
-    h.unref();
-    return h;
-  },
-  clearInterval(h) {
-    clearInterval(h as NodeJS.Timeout);
-  },
-};
 
 export interface TtyOptions {
   /** Default: the real clock. */

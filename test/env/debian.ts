@@ -1,13 +1,16 @@
 /**
- * Debian rootfs tarballs for the slow e2e tests: a bookworm minbase per architecture, made with
- * mmdebstrap from the machine's own Debian mirror and cached under $POLYARCH_TEST_CACHE/debian/
- * keyed by UTC date and architecture (re-runs on the same day reuse it).
+ * A Debian bookworm minbase rootfs per architecture, for the slow Debian tests and benches.
+ *
+ *   const tar = debianRootfs('arm64');   // $POLYARCH_TEST_CACHE/debian/bookworm-minbase-arm64-<day>.tar
+ *
+ * Made with mmdebstrap from the machine's own Debian mirror (read from /etc/apt/sources.list*)
+ * and cached as a tarball keyed by UTC date and architecture, so re-runs on the same day skip
+ * it; older days' tarballs of that architecture are removed.
  */
 import { spawnSync } from 'node:child_process';
 import { existsSync, mkdirSync, readdirSync, readFileSync, renameSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
-
-const cache = process.env.POLYARCH_TEST_CACHE || '/var/cache/polyarch-test';
+import { testCacheDir } from './busybox.js';
 
 /**
  * The first Debian mirror apt is configured with for bookworm: one-line `deb URI bookworm ...`
@@ -48,7 +51,7 @@ export function debianMirror(etc = '/etc/apt'): string {
 
 /** A minbase bookworm rootfs tarball for one Debian architecture, made at most once a day. */
 export function debianRootfs(arch: string): string {
-  const dir = join(cache, 'debian');
+  const dir = join(testCacheDir(), 'debian');
   const day = new Date().toISOString().slice(0, 10);
   const tar = join(dir, `bookworm-minbase-${arch}-${day}.tar`);
   if (existsSync(tar)) return tar;
