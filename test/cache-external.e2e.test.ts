@@ -118,7 +118,8 @@ function context(name: string, files: Record<string, string>): string {
 
 const DOCKERFILE = [
   'FROM busybox AS gen',
-  'RUN echo gen > /g',
+  // /gen-only keeps gen's layer apart from the COPY --from=gen layer (the same lone file would be the same blob).
+  'RUN echo gen > /g && echo only-in-gen > /gen-only',
   'FROM busybox',
   'RUN echo one > /one',
   'COPY a.txt /a.txt',
