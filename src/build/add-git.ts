@@ -13,7 +13,12 @@
  */
 import { PolyarchError } from '../util/errors.js';
 import type { SecretSource } from './build.js';
-import { classifyContext, maskURL, prepareRemoteContext } from './remote/index.js';
+import type { prepareRemoteContext } from './remote/index.js';
+import { classifyContext, maskURL } from './remote/url.js';
+
+/** The fetchers (git, http) load when a context needs them, not with the engine. */
+const fetchRemote: typeof prepareRemoteContext = async (...a) =>
+  (await import('./remote/index.js')).prepareRemoteContext(...a);
 
 /** Whether an ADD source is a git repository (an http(s) URL ending in .git, git@, ssh://, git://). */
 export function isGitSource(src: string): boolean {
@@ -44,7 +49,7 @@ export async function fetchAddGit(
     );
   let r: Awaited<ReturnType<typeof prepareRemoteContext>>;
   try {
-    r = await prepareRemoteContext(src, {
+    r = await fetchRemote(src, {
       stateRoot: opts.stateRoot,
       env: opts.env,
       ...(opts.secrets ? { secrets: opts.secrets } : {}),

@@ -25,7 +25,12 @@ import { familiarReference, parseReference } from '../oci/reference.js';
 import { errorMessage, PolyarchError, UsageError } from '../util/errors.js';
 import { writeFileAtomic } from '../util/fs.js';
 import type { SecretSource } from './build.js';
-import { classifyContext, maskURL, prepareRemoteContext } from './remote/index.js';
+import type { prepareRemoteContext } from './remote/index.js';
+import { classifyContext, maskURL } from './remote/url.js';
+
+/** The fetchers (git, http) load when a context needs them, not with the engine. */
+const fetchRemote: typeof prepareRemoteContext = async (...a) =>
+  (await import('./remote/index.js')).prepareRemoteContext(...a);
 
 export type NamedContextSource =
   | { kind: 'local'; dir: string }
@@ -177,7 +182,7 @@ export async function prepareNamedContext(
     }
     case 'git': {
       try {
-        const r = await prepareRemoteContext(s.url, {
+        const r = await fetchRemote(s.url, {
           stateRoot: opts.stateRoot,
           ...(opts.env ? { env: opts.env } : {}),
           ...(opts.secrets ? { secrets: opts.secrets } : {}),

@@ -21,7 +21,7 @@ import { PolyarchError, UsageError } from '../util/errors.js';
 import { driverFor, mergePlatforms } from './driver.js';
 import { generateName } from './names.js';
 import { checkRemoteDriverOpts } from './remote/driver.js';
-import { checkSshDriverOpts } from './ssh/connect.js';
+import { checkSshDriverOpts } from './ssh/driver.js';
 import { BuilderStore, validateName } from './store.js';
 import {
   type Builder,

@@ -34,17 +34,22 @@ export async function prepareInputs(req: BuildRequest): Promise<PreparedInputs> 
     let contextDir = req.context;
     let inContext: string | undefined;
     // A git repository or an http(s) URL: fetched into a directory the build reads as usual.
-    const [{ prepareRemoteContext }, { stateRoot }] = await Promise.all([
-      import('../build/remote/index.js'),
+    // Only a remote context loads the fetchers (git, http): a directory needs none of them.
+    const [{ classifyContext }, { stateRoot }, { existsSync }] = await Promise.all([
+      import('../build/remote/url.js'),
       import('../content/paths.js'),
+      import('node:fs'),
     ]);
-    const remote = await prepareRemoteContext(req.context, {
-      stateRoot: stateRoot(env),
-      env,
-      secrets: [...(req.secrets ?? [])],
-      buildArgs: { ...(req.buildArgs ?? {}) },
-      ssh: [...(req.ssh ?? [])],
-    });
+    const isRemote = classifyContext(req.context, existsSync).kind !== 'local';
+    const remote = isRemote
+      ? await (await import('../build/remote/index.js')).prepareRemoteContext(req.context, {
+          stateRoot: stateRoot(env),
+          env,
+          secrets: [...(req.secrets ?? [])],
+          buildArgs: { ...(req.buildArgs ?? {}) },
+          ssh: [...(req.ssh ?? [])],
+        })
+      : undefined;
     if (remote) {
       cleanups.push(remote.cleanup);
       contextDir = remote.dir;

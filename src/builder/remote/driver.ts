@@ -10,7 +10,7 @@
  */
 import { isAbsolute, resolve } from 'node:path';
 import type { BuildkitClient, WorkerInfo } from '../../buildkit/client.js';
-import { parseEndpoint, type TlsOptions } from '../../buildkit/dial.js';
+import { parseEndpoint, type TlsOptions } from '../../buildkit/endpoint.js';
 import type { Platform } from '../../platform/index.js';
 import { errorMessage, PolyarchError, UsageError } from '../../util/errors.js';
 import type { Driver } from '../driver.js';

@@ -13,7 +13,6 @@
  * Errors name the node and endpoint, and say what ssh said (host key mismatch, refused).
  */
 import { type ChildProcess, spawn } from 'node:child_process';
-import { isAbsolute, resolve } from 'node:path';
 import { parseEndpoint } from '../../buildkit/dial.js';
 import { formatPlatform, type Platform, parsePlatform } from '../../platform/index.js';
 import { errorMessage, PolyarchError, UsageError } from '../../util/errors.js';
@@ -22,21 +21,7 @@ import type { BuilderNode } from '../types.js';
 import { FrameReader, FrameWriter, NODE_PROTOCOL, parseGreeting } from './protocol.js';
 
 /** `--driver-opt` keys of the ssh driver. */
-export const SSH_DRIVER_OPTS = ['key', 'polyarch', 'root'] as const;
-
-/** Checks `--driver-opt` values; the identity file is made absolute (it is local). */
-export function checkSshDriverOpts(opts: Readonly<Record<string, string>>): Record<string, string> {
-  const out: Record<string, string> = {};
-  for (const [k, v] of Object.entries(opts)) {
-    if (!(SSH_DRIVER_OPTS as readonly string[]).includes(k))
-      throw new UsageError(
-        `invalid driver option "${k}" for the ssh driver: want one of ${SSH_DRIVER_OPTS.join(', ')}`,
-      );
-    if (v === '') throw new UsageError(`invalid driver option "${k}" for the ssh driver: empty value`);
-    out[k] = k === 'key' && !isAbsolute(v) ? resolve(v) : v;
-  }
-  return out;
-}
+export { checkSshDriverOpts, SSH_DRIVER_OPTS } from './driver.js';
 
 /** What a node says about itself. */
 export interface NodeHello {

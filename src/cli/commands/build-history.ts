@@ -41,8 +41,9 @@ export async function recordBuild(
   ctx: CliContext,
   opts: { builder?: { name: string; driver: string; nodes: readonly { name: string }[] } } = {},
 ): Promise<BuildHistoryHook> {
+  // Only what records a build: the report renderer loads when a report is asked for.
   const [h, plat, { stateRoot }, { classifyContext, maskURL }, { existsSync }] = await Promise.all([
-    import('../../history/index.js'),
+    import('../../history/record.js'),
     import('../../platform/index.js'),
     import('../../content/paths.js'),
     import('../../build/remote/url.js'),
@@ -118,7 +119,11 @@ export async function recordBuild(
       if (!flags.report) return;
       const { writeFileAtomic } = await import('../../util/fs.js');
       try {
-        await writeFileAtomic(resolve(flags.report), h.renderReport(record), { createParents: true });
+        await writeFileAtomic(
+          resolve(flags.report),
+          (await import('../../history/report.js')).renderReport(record),
+          { createParents: true },
+        );
       } catch (err) {
         // After a successful build a report that cannot be written fails the command (as
         // --metadata-file does); after a failed one the build's error is what matters.
