@@ -188,51 +188,68 @@ export async function pushReferrers(
   warn?: (m: string) => void,
 ): Promise<PushReferrersResult> {
   const result: PushReferrersResult = { pushed: 0, fallback: 0 };
-  for (const subject of subjects) {
-    const arts = await localReferrers(store, subject);
-    if (arts.length === 0) continue;
-    const unindexed: Descriptor[] = [];
-    try {
-      for (const a of arts) {
+  // Subjects (one per platform) and their artifacts go up side by side: a push with default
+  // provenance must not cost a round trip per document. Blobs the artifacts share (the empty
+  // config) are sent once, before any manifest names them.
+  let refused: { subject: Digest; err: unknown } | undefined;
+  const isRefusal = (err: unknown) =>
+    err instanceof RegistryError && err.status !== undefined && err.status >= 400 && err.status < 500;
+  const per = await Promise.all(
+    subjects.map(async (subject) => {
+      const arts: { desc: Descriptor; bytes: Buffer; blobs: Descriptor[] }[] = [];
+      for (const a of await localReferrers(store, subject)) {
         if (!(await store.has(a.digest))) continue;
         const bytes = await store.readBlob(a.digest);
         const doc = parseImageDocument(bytes, `attestation ${a.digest}`, a.mediaType);
-        if (doc.kind !== 'manifest') continue;
-        for (const b of [doc.manifest.config, ...doc.manifest.layers])
-          await client.pushBlob(ref, b, (s, e) => openBlob(store, b.digest, s, e));
-        const indexed = await putArtifact(client, ref, bytes, a.digest);
-        result.pushed++;
-        if (!indexed) unindexed.push(a);
+        if (doc.kind === 'manifest')
+          arts.push({ desc: a, bytes, blobs: [doc.manifest.config, ...doc.manifest.layers] });
       }
-      if (unindexed.length > 0) {
-        const have = await fallbackIndex(client, ref, subject);
-        // A rebuild's attestation of a predicate type supersedes the one listed before (else
-        // every warm rebuild would grow the list); other referrers (signatures…) stay.
-        const types = new Set(unindexed.map((u) => u.annotations?.[PREDICATE_ANNOTATION]));
-        const merged = [
-          ...have.filter(
-            (d) =>
-              !unindexed.some((u) => u.digest === d.digest) &&
-              !(
-                d.artifactType === ATTESTATION_ARTIFACT_TYPE &&
-                types.has(d.annotations?.[PREDICATE_ANNOTATION])
-              ),
-          ),
-          ...unindexed,
-        ];
-        const bytes = encodeJson(indexOf(merged));
-        await client.putManifest(ref, referrersTag(subject), bytes, MediaType.OciIndex);
-        result.fallback++;
-      }
-    } catch (err) {
-      const refused =
-        err instanceof RegistryError && err.status !== undefined && err.status >= 400 && err.status < 500;
-      if (!refused) throw err;
-      warn?.(
-        `${repositoryName(ref)}: the registry refused the attestations of ${digestHex(subject).slice(0, 12)} (${errorMessage(err)}): the image is pushed without them`,
-      );
-      return result;
-    }
+      return { subject, arts };
+    }),
+  );
+  const blobs = new Map<string, Descriptor>();
+  for (const p of per) for (const a of p.arts) for (const b of a.blobs) blobs.set(b.digest, b);
+  try {
+    await Promise.all(
+      [...blobs.values()].map((b) => client.pushBlob(ref, b, (s, e) => openBlob(store, b.digest, s, e))),
+    );
+  } catch (err) {
+    if (!isRefusal(err)) throw err;
+    refused = { subject: per[0]?.subject ?? ('' as Digest), err };
   }
+  const one = async ({ subject, arts }: (typeof per)[number]) => {
+    if (arts.length === 0) return;
+    const indexed = await Promise.all(arts.map((a) => putArtifact(client, ref, a.bytes, a.desc.digest)));
+    result.pushed += arts.length;
+    const unindexed = arts.filter((_, i) => !indexed[i]).map((a) => a.desc);
+    if (unindexed.length === 0) return;
+    const have = await fallbackIndex(client, ref, subject);
+    // A rebuild's attestation of a predicate type supersedes the one listed before (else
+    // every warm rebuild would grow the list); other referrers (signatures…) stay.
+    const types = new Set(unindexed.map((u) => u.annotations?.[PREDICATE_ANNOTATION]));
+    const merged = [
+      ...have.filter(
+        (d) =>
+          !unindexed.some((u) => u.digest === d.digest) &&
+          !(d.artifactType === ATTESTATION_ARTIFACT_TYPE && types.has(d.annotations?.[PREDICATE_ANNOTATION])),
+      ),
+      ...unindexed,
+    ];
+    await client.putManifest(ref, referrersTag(subject), encodeJson(indexOf(merged)), MediaType.OciIndex);
+    result.fallback++;
+  };
+  if (!refused)
+    await Promise.all(
+      per.map((p) =>
+        one(p).catch((err) => {
+          if (!isRefusal(err)) throw err;
+          refused ??= { subject: p.subject, err };
+        }),
+      ),
+    );
+  if (refused)
+    warn?.(
+      `${repositoryName(ref)}: the registry refused the attestations of ${digestHex(refused.subject).slice(0, 12)} (${errorMessage(refused.err)}): the image is pushed without them`,
+    );
   return result;
 }
