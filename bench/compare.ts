@@ -277,6 +277,9 @@ async function main(registry: string, busybox: string): Promise<void> {
                 polyarchBin,
                 [
                   'build',
+                  // buildctl makes no attestations: leave out buildx's default provenance so both
+                  // tools do the same work.
+                  '--provenance=false',
                   '--progress',
                   'rawjson',
                   '--platform',
@@ -475,6 +478,9 @@ async function parallelismRounds(
         polyarchBin,
         [
           'build',
+          // buildctl makes no attestations: leave out buildx's default provenance so both
+          // tools do the same work.
+          '--provenance=false',
           '--progress',
           'rawjson',
           '--platform',
