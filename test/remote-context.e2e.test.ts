@@ -5,19 +5,17 @@
  * bad input is one clear error with credentials masked.
  */
 import assert from 'node:assert/strict';
-import { execFileSync, spawn, spawnSync } from 'node:child_process';
+import { execFileSync, spawnSync } from 'node:child_process';
 import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { createServer, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
-import { dirname, join, resolve } from 'node:path';
+import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
-import { fileURLToPath } from 'node:url';
+import { type CliRun, cliOk, runCli } from './env/cli.js';
 import { testEnv } from './env/index.js';
 import { type GitServer, startGitServer } from './env/git-server.js';
 
-const repo = resolve(dirname(fileURLToPath(import.meta.url)), '..', '..');
-const bin = join(repo, 'bin', 'polyarch');
 const env = testEnv();
 let root: string;
 let work: string;
@@ -25,42 +23,17 @@ let git: GitServer;
 let files: Server;
 let filesBase: string;
 
-interface Run {
-  status: number | null;
-  stdout: string;
-  stderr: string;
-}
+type Run = CliRun;
 
 /** Runs the CLI without blocking this process: the git and file servers live in it. */
 function polyarch(args: string[], extraEnv: Record<string, string> = {}): Promise<Run> {
-  return new Promise((done, fail) => {
-    const child = spawn(bin, args, {
-      cwd: work,
-      stdio: ['ignore', 'pipe', 'pipe'],
-      env: { ...process.env, POLYARCH_ROOT: root, POLYARCH_CONFIG: env.config, ...extraEnv },
-    });
-    let stdout = '';
-    let stderr = '';
-    child.stdout.setEncoding('utf8').on('data', (d: string) => {
-      stdout += d;
-    });
-    child.stderr.setEncoding('utf8').on('data', (d: string) => {
-      stderr += d;
-    });
-    const timer = setTimeout(() => child.kill('SIGKILL'), 180_000);
-    child.on('error', fail);
-    child.on('close', (status) => {
-      clearTimeout(timer);
-      done({ status, stdout, stderr });
-    });
+  return runCli(args, {
+    cwd: work,
+    env: { ...process.env, POLYARCH_ROOT: root, POLYARCH_CONFIG: env.config, ...extraEnv },
   });
 }
 
-async function ok(run: Run | Promise<Run>): Promise<Run> {
-  const r = await run;
-  assert.equal(r.status, 0, `exit ${r.status}: ${r.stderr}`);
-  return r;
-}
+const ok = cliOk;
 
 const dockerfile = `FROM ${env.busybox}\nCOPY . /src\nRUN cat /src/version > /v; if [ -d /src/.git ]; then echo git >> /v; fi\nCMD ["cat", "/v"]\n`;
 

@@ -17,15 +17,13 @@ import { execFileSync, spawn, spawnSync } from 'node:child_process';
 import { copyFileSync, existsSync, mkdirSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
-import { basename, dirname, join, resolve } from 'node:path';
+import { basename, join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
-import { fileURLToPath } from 'node:url';
 import { gunzipSync } from 'node:zlib';
 import { type Sshd, sshdSkipReason, startSshd } from './env/buildkit.js';
+import { type CliRun, cliOk, runCli } from './env/cli.js';
 import { testEnv } from './env/index.js';
 
-const repo = resolve(dirname(fileURLToPath(import.meta.url)), '..', '..');
-const bin = join(repo, 'bin', 'polyarch');
 const env = testEnv();
 const skip =
   process.arch !== 'x64'
@@ -42,49 +40,24 @@ let knownHosts: string;
 let url: string;
 let gitEnv: Record<string, string>;
 
-interface Run {
-  status: number | null;
-  stdout: string;
-  stderr: string;
-}
+type Run = CliRun;
 
 /** Runs the CLI without blocking this process (the agent is a child of it). */
 function polyarch(args: string[], cwd: string, extraEnv: Record<string, string> = {}): Promise<Run> {
-  return new Promise((done, fail) => {
-    const child = spawn(bin, args, {
-      cwd,
-      stdio: ['ignore', 'pipe', 'pipe'],
-      env: {
-        ...process.env,
-        POLYARCH_ROOT: root,
-        POLYARCH_CONFIG: env.config,
-        SSH_AUTH_SOCK: '',
-        ...gitEnv,
-        ...extraEnv,
-      },
-    });
-    let stdout = '';
-    let stderr = '';
-    child.stdout.setEncoding('utf8').on('data', (d: string) => {
-      stdout += d;
-    });
-    child.stderr.setEncoding('utf8').on('data', (d: string) => {
-      stderr += d;
-    });
-    const timer = setTimeout(() => child.kill('SIGKILL'), 180_000);
-    child.on('error', fail);
-    child.on('close', (status) => {
-      clearTimeout(timer);
-      done({ status, stdout, stderr });
-    });
+  return runCli(args, {
+    cwd,
+    env: {
+      ...process.env,
+      POLYARCH_ROOT: root,
+      POLYARCH_CONFIG: env.config,
+      SSH_AUTH_SOCK: '',
+      ...gitEnv,
+      ...extraEnv,
+    },
   });
 }
 
-async function ok(run: Promise<Run>): Promise<Run> {
-  const r = await run;
-  assert.equal(r.status, 0, `exit ${r.status}: ${r.stderr}`);
-  return r;
-}
+const ok = cliOk;
 
 /** Copies `programs` and every library they load into `dir`, each run through wrapper scripts. */
 function copyPrograms(dir: string, programs: string[]): string {
