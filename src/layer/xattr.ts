@@ -57,6 +57,18 @@ for d, dirs, files in os.walk(root):
 `;
 
 /** Every path under `root` (itself included) that has xattr `name`, with its value. */
+/** Adds the python helper's `HEXPATH HEXNAME HEXVALUE` lines to `out`. */
+function addHexLines(out: Map<string, Map<string, Buffer>>, stdout: string): void {
+  for (const line of stdout.split('\n')) {
+    const [p, n, v] = line.split(' ');
+    if (!p || !n || v === undefined) continue;
+    const path = Buffer.from(p, 'hex').toString();
+    let m = out.get(path);
+    if (!m) out.set(path, (m = new Map()));
+    m.set(Buffer.from(n, 'hex').toString(), Buffer.from(v, 'hex'));
+  }
+}
+
 export async function findXattr(root: string, name: string): Promise<Map<string, Buffer>> {
   const b = await xattrBackend();
   const out = new Map<string, Buffer>();
@@ -152,14 +164,7 @@ export async function readAllXattrs(root: string): Promise<Map<string, Map<strin
       const { stdout } = await run('python3', ['-c', PY_ALL, Buffer.from(root).toString('hex')], {
         maxBuffer: 1024 * 1024 * 1024,
       });
-      for (const line of stdout.split('\n')) {
-        const [p, n, v] = line.split(' ');
-        if (!p || !n || v === undefined) continue;
-        const path = Buffer.from(p, 'hex').toString();
-        let m = out.get(path);
-        if (!m) out.set(path, (m = new Map()));
-        m.set(Buffer.from(n, 'hex').toString(), Buffer.from(v, 'hex'));
-      }
+      addHexLines(out, stdout);
       return out;
     }
     if (b === 'attr') {
@@ -222,14 +227,7 @@ export async function readXattrsOf(paths: readonly string[]): Promise<Map<string
         );
         child.stdin!.end(`${input}\n`);
       });
-      for (const line of stdout.split('\n')) {
-        const [p, n, v] = line.split(' ');
-        if (!p || !n || v === undefined) continue;
-        const path = Buffer.from(p, 'hex').toString();
-        let m = out.get(path);
-        if (!m) out.set(path, (m = new Map()));
-        m.set(Buffer.from(n, 'hex').toString(), Buffer.from(v, 'hex'));
-      }
+      addHexLines(out, stdout);
       return out;
     }
     if (b === 'attr') {
