@@ -33,7 +33,7 @@ import {
 import { type Reference, repositoryName } from '../oci/reference.js';
 import type { RegistryClient } from '../registry/client.js';
 import { RegistryError } from '../registry/errors.js';
-import { header, pullScope, pushScope } from '../registry/transport.js';
+import { header, pullScope, pushScope } from '../registry/scope.js';
 import { errorMessage } from '../util/errors.js';
 import type { InTotoStatement } from './sbom.js';
 

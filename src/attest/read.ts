@@ -18,7 +18,7 @@ import {
 } from '../oci/index.js';
 import { type Reference, repositoryName, withDigest } from '../oci/reference.js';
 import type { RegistryClient } from '../registry/client.js';
-import { pullScope } from '../registry/transport.js';
+import { pullScope } from '../registry/scope.js';
 import { PolyarchError } from '../util/errors.js';
 import { PREDICATE_ANNOTATION, referrersTag } from './attach.js';
 import { SPDX_PREDICATE } from './sbom.js';

@@ -172,17 +172,8 @@ const RETRY_NET = new Set([
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
-export function pullScope(repo: string): string {
-  return `repository:${repo}:pull`;
-}
-export function pushScope(repo: string): string {
-  return `repository:${repo}:pull,push`;
-}
-
-export function header(res: { headers: Response['headers'] }, name: string): string | undefined {
-  const v = res.headers[name.toLowerCase()];
-  return Array.isArray(v) ? v[0] : v;
-}
+export { header, pullScope, pushScope } from './scope.js';
+import { header } from './scope.js';
 
 /** Parses `Bearer realm="…",service="…",scope="…"` (and `Basic realm="…"`). */
 export function parseChallenge(h: string | undefined): Challenge | undefined {
