@@ -74,21 +74,26 @@ async function readDoc(store: ContentStore, d: Descriptor, what: string) {
   return parseImageDocument(await store.readBlob(d.digest), what, d.mediaType);
 }
 
+/** The manifests a layout's index.json lists; a missing or unreadable one names the layout. */
+async function layoutEntries(path: string): Promise<Descriptor[]> {
+  let index: { manifests?: Descriptor[] };
+  try {
+    index = JSON.parse(await readFile(join(path, 'index.json'), 'utf8')) as { manifests?: Descriptor[] };
+  } catch (err) {
+    throw new PolyarchError('NOT_FOUND', `reading the OCI layout ${path}: ${errorMessage(err)}`, {
+      cause: err,
+    });
+  }
+  return Array.isArray(index.manifests) ? index.manifests : [];
+}
+
 /**
  * The digest of the image a layout reference names (its tag in index.json, `latest` when it
  * has neither tag nor digest), as buildx resolves it before handing a layout to BuildKit.
  */
 export async function layoutDigest(ref: LayoutRef): Promise<string> {
   if (ref.digest !== undefined) return ref.digest;
-  let index: { manifests?: Descriptor[] };
-  try {
-    index = JSON.parse(await readFile(join(ref.path, 'index.json'), 'utf8')) as { manifests?: Descriptor[] };
-  } catch (err) {
-    throw new PolyarchError('NOT_FOUND', `reading the OCI layout ${ref.path}: ${errorMessage(err)}`, {
-      cause: err,
-    });
-  }
-  const entries = Array.isArray(index.manifests) ? index.manifests : [];
+  const entries = await layoutEntries(ref.path);
   const tag = ref.tag ?? 'latest';
   const found = entries.find((m) => m.annotations?.[REF_NAME_ANNOTATION] === tag);
   if (!found) {
@@ -109,15 +114,7 @@ export async function resolveLayoutImage(
 ): Promise<ResolvedImage> {
   const ref = parseLayoutKey(key);
   const name = key;
-  let index: { manifests?: Descriptor[] };
-  try {
-    index = JSON.parse(await readFile(join(ref.path, 'index.json'), 'utf8')) as { manifests?: Descriptor[] };
-  } catch (err) {
-    throw new PolyarchError('NOT_FOUND', `reading the OCI layout ${ref.path}: ${errorMessage(err)}`, {
-      cause: err,
-    });
-  }
-  const entries = Array.isArray(index.manifests) ? index.manifests : [];
+  const entries = await layoutEntries(ref.path);
   let root: Descriptor | undefined;
   if (ref.digest !== undefined) {
     root = entries.find((m) => m.digest === ref.digest);

@@ -136,23 +136,28 @@ export function parseGetfattrDump(stdout: string): Map<string, Map<string, Buffe
   return out;
 }
 
-const PY_ALL = `
+/** The python helpers' shared part: `emit(path)` writes each xattr as `HEXPATH HEXNAME HEXVALUE`. */
+const PY_EMIT = `
 import os, sys
-root = bytes.fromhex(sys.argv[1])
 w = sys.stdout.write
-for d, dirs, files in os.walk(root):
-    for n in [None] + dirs + files:
-        p = d if n is None else os.path.join(d, n)
+def emit(p):
+    try:
+        names = os.listxattr(p, follow_symlinks=False)
+    except OSError:
+        return
+    for a in names:
         try:
-            names = os.listxattr(p, follow_symlinks=False)
+            v = os.getxattr(p, a, follow_symlinks=False)
         except OSError:
             continue
-        for a in names:
-            try:
-                v = os.getxattr(p, a, follow_symlinks=False)
-            except OSError:
-                continue
-            w(p.hex() + ' ' + a.encode('utf-8', 'surrogateescape').hex() + ' ' + v.hex() + '\\n')
+        w(p.hex() + ' ' + a.encode('utf-8', 'surrogateescape').hex() + ' ' + v.hex() + '\\n')
+`;
+
+const PY_ALL = `${PY_EMIT}
+root = bytes.fromhex(sys.argv[1])
+for d, dirs, files in os.walk(root):
+    for n in [None] + dirs + files:
+        emit(d if n is None else os.path.join(d, n))
 `;
 
 /** Every xattr of every file under `root` (itself included), by absolute path; one child process. */
@@ -190,21 +195,9 @@ export async function readAllXattrs(root: string): Promise<Map<string, Map<strin
   throw unsupported(`reading xattrs under ${root}`);
 }
 
-const PY_OF = `
-import os, sys
-w = sys.stdout.write
+const PY_OF = `${PY_EMIT}
 for line in sys.stdin:
-    p = bytes.fromhex(line.strip())
-    try:
-        names = os.listxattr(p, follow_symlinks=False)
-    except OSError:
-        continue
-    for a in names:
-        try:
-            v = os.getxattr(p, a, follow_symlinks=False)
-        except OSError:
-            continue
-        w(p.hex() + ' ' + a.encode('utf-8', 'surrogateescape').hex() + ' ' + v.hex() + '\\n')
+    emit(bytes.fromhex(line.strip()))
 `;
 
 /** Argument bytes per getfattr call of readXattrsOf (well under the kernel's ARG_MAX). */
