@@ -1,3 +1,28 @@
+/**
+ * The build engine: Dockerfile text → Plan (src/dockerfile) → graph of vertices per target
+ * platform → solved by the generic Solver → `BuildResult` for the exporters.
+ *
+ *   const result = await build({ dockerfile: text, contextDir: '.', platforms, progress: sink });
+ *   await exportBuild(result, outputs, ...);        // src/build/export (the exporters)
+ *
+ * Graph: each stage is FROM (image source, an earlier stage, or scratch) followed by one vertex
+ * per filesystem instruction (RUN, COPY, ADD, WORKDIR); config-only instructions (ENV, CMD, …)
+ * only shape the image config. Vertex digests derive from the Plan's stage keys, so a stage
+ * planned identically for several targets (`FROM --platform=$BUILDPLATFORM` without TARGET*
+ * args) is one set of vertices and runs once. Stages the target does not need are not planned.
+ *
+ * Cache: every filesystem vertex has a cache key (its definition, its parent's key, and the
+ * content checksums of the files it reads); its result is the committed snapshot
+ * `build:<key>`, so the snapshot store is the persistent cache and a rebuild with no change
+ * runs nothing. `noCache` makes fresh snapshots under unique keys.
+ *
+ * Foreign platforms run under QEMU (binfmt_misc F flag); when a stage with RUN targets a
+ * platform nothing here executes, the build fails before starting anything.
+ *
+ * This file prepares a build (plan, base images, named contexts, lease, solver) and drives
+ * it; engine.ts builds the graph and its sources, step-run.ts and step-copy.ts are the RUN
+ * and COPY/ADD ops, engine-util.ts what they share.
+ */
 import { resolve } from 'node:path';
 import { ContentStore, emulatorProofFile, stateRoot, storeDir } from '../content/index.js';
 import { holdBuildLease } from './cache.js';

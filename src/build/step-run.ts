@@ -1,3 +1,10 @@
+/**
+ * The RUN step: its cache key (command, environment, user, network, security and the keys of
+ * every mounted source), then, on a miss, one container (runc, under QEMU for a foreign
+ * platform) over the parent's snapshot with its bind, cache, tmpfs, secret and ssh mounts; the
+ * upper directory becomes the step's layer. Secrets and agent sockets are mounted for the step
+ * only and never reach the layer, the cache key or the log.
+ */
 import { chmod, chown, lstat, mkdir, rm, writeFile } from 'node:fs/promises';
 import { basename, join, posix } from 'node:path';
 import { type PlanRun, runCommand } from '../dockerfile/index.js';

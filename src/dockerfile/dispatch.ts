@@ -1,3 +1,9 @@
+/**
+ * The instructions of one stage, dispatched in order (BuildKit's dispatch): each expanded with
+ * the ARG/ENV in scope, checked, and turned into the plan's instruction with the state in force
+ * (env, workdir, user, shell); ONBUILD triggers of the base first. planPlatform (plan.ts) calls
+ * it per stage.
+ */
 import { DockerfileError, type Range } from './errors.js';
 import { type CopyInstruction, type Instruction, toInstruction } from './instructions.js';
 import { parseDockerfile, suggest } from './parser.js';

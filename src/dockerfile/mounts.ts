@@ -1,3 +1,4 @@
+/** `RUN --mount=…` specs: split, checked and expanded as BuildKit's dockerfile frontend does (bind, cache, tmpfs, secret, ssh). */
 import { posixJoin } from './plan-ctx.js';
 import type { RunMount, SourceRef } from './plan-types.js';
 

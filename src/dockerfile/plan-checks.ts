@@ -1,3 +1,4 @@
+/** BuildKit's build checks over the whole Dockerfile (casing, stage names, ARG/ENV rules) and per ARG/ENV. */
 import type { Range } from './errors.js';
 import type { ArgInstruction, Instruction } from './instructions.js';
 import type { ParsedDockerfile } from './parser.js';

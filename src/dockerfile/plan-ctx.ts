@@ -1,3 +1,7 @@
+/**
+ * What the planner's parts (plan.ts, dispatch.ts, mounts.ts, plan-checks.ts) share while
+ * planning one Dockerfile; internal to src/dockerfile.
+ */
 import type { RuleName } from './checks.js';
 import { DockerfileError, type Range } from './errors.js';
 import type { FromInstruction, Instruction } from './instructions.js';

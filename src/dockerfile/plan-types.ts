@@ -1,3 +1,4 @@
+/** The plan's types: what planBuild (plan.ts) gives the build engine, per platform, stage and instruction. */
 import type { CheckConfig, CheckWarning } from './checks.js';
 import type { Range } from './errors.js';
 import type { KeyValue } from './instructions.js';
