@@ -5,7 +5,6 @@
  * spreads the platforms over its nodes, this machine's engine included when it is one of
  * them (remote/build.ts). Either way the same request, the same response.
  */
-import { PolyarchError } from '../util/errors.js';
 import { resolveBuilder, touchBuilder } from './builders.js';
 import { prepareInputs } from './prepare.js';
 import type { BuildRequest, BuildResponse } from './request.js';
@@ -38,9 +37,9 @@ async function remoteAttestAttrs(req: BuildRequest): Promise<Record<string, stri
 
 /** A builder with BuildKit nodes: the request as remote/build.ts takes it. */
 async function buildOnNodes(builder: Builder, req: BuildRequest): Promise<BuildResponse> {
-  const [remote, fsu, { resolve }] = await Promise.all([
+  const [remote, { writeBuildFiles }, { resolve }] = await Promise.all([
     import('./remote/build.js'),
-    import('../util/fs.js'),
+    import('../build/export/files.js'),
     import('node:path'),
   ]);
   const inputs = await prepareInputs(req);
@@ -71,15 +70,10 @@ async function buildOnNodes(builder: Builder, req: BuildRequest): Promise<BuildR
       ...(req.env ? { env: req.env } : {}),
       ...(req.warn ? { warn: req.warn } : {}),
     });
-    if (req.metadataFile)
-      await fsu.writeFileAtomic(resolve(req.metadataFile), `${JSON.stringify(r.metadata, null, 2)}\n`, {
-        createParents: true,
-      });
-    if (req.iidFile) {
-      if (!r.digest)
-        throw new PolyarchError('INVALID_ARGUMENT', `--iidfile ${req.iidFile}: the build exported no image`);
-      await fsu.writeFileAtomic(resolve(req.iidFile), r.digest, { createParents: true });
-    }
+    await writeBuildFiles(r, {
+      ...(req.metadataFile ? { metadataFile: req.metadataFile } : {}),
+      ...(req.iidFile ? { iidFile: req.iidFile } : {}),
+    });
     return {
       ...(r.digest ? { digest: r.digest } : {}),
       names: [...new Set(req.outputs.flatMap((o) => o.names))],

@@ -16,7 +16,7 @@
  */
 import { randomBytes } from 'node:crypto';
 import { stat } from 'node:fs/promises';
-import { join, resolve } from 'node:path';
+import { join } from 'node:path';
 import type { ContentStore } from '../../content/index.js';
 import type { Descriptor, Digest } from '../../oci/index.js';
 import { formatPlatform } from '../../platform/index.js';
@@ -27,7 +27,6 @@ import type { Snapshotter } from '../../snapshot/index.js';
 import { errorMessage, PolyarchError, UsageError } from '../../util/errors.js';
 import type { BuildResult, PlatformResult } from '../result.js';
 import { type BuildCacheInfo, inlineCacheField } from '../extcache/inline.js';
-import { writeFileAtomic } from '../../util/fs.js';
 import { writeDockerArchive, writeOciArchive, writeRootfs } from './archive.js';
 import type { AttestContext } from '../../attest/index.js';
 import { formatKey, type ImageFormat, packLayer, type WrittenImage, writeImage } from './image.js';
@@ -406,18 +405,4 @@ async function pushImage(
   return out;
 }
 
-/** Writes `--metadata-file` (buildx JSON) and `--iidfile` (root digest) when asked. */
-export async function writeBuildFiles(
-  resp: ExportResponse,
-  files: { metadataFile?: string; iidFile?: string },
-): Promise<void> {
-  if (files.metadataFile)
-    await writeFileAtomic(resolve(files.metadataFile), `${JSON.stringify(resp.metadata, null, 2)}\n`, {
-      createParents: true,
-    });
-  if (files.iidFile) {
-    if (!resp.digest)
-      throw new PolyarchError('INVALID_ARGUMENT', `--iidfile ${files.iidFile}: the build exported no image`);
-    await writeFileAtomic(resolve(files.iidFile), resp.digest, { createParents: true });
-  }
-}
+export { writeBuildFiles } from './files.js';
