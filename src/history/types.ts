@@ -4,6 +4,7 @@
  * its platform and node, the tail of each step's logs (capped), warnings and the outputs.
  * `version` names this layout; readers refuse other versions instead of guessing.
  */
+import type { VertexStatus } from '../progress/index.js';
 
 /** The layout version of a record file (and of an export bundle's records). */
 export const RECORD_VERSION = 1;
@@ -73,17 +74,8 @@ export interface LogRecord {
   text: string;
 }
 
-/** The last state of a byte/item progress line inside a step. */
-export interface StatusRecord {
-  id: string;
-  vertex: string;
-  name?: string;
-  total?: number;
-  current: number;
-  timestamp: number;
-  started?: number;
-  completed?: number;
-}
+/** The last state of a byte/item progress line inside a step: the progress event as it last was. */
+export type StatusRecord = VertexStatus;
 
 export interface WarningRecord {
   vertex: string;
