@@ -21,6 +21,7 @@ import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { testCacheDir } from './busybox.js';
 import { freePort, run, sleep } from './proc.js';
+import { writeSshdFiles } from './sshd-config.js';
 
 const here = dirname(fileURLToPath(import.meta.url));
 /** dist/test/env → the repository. */
@@ -299,31 +300,8 @@ export async function startSshd(dir: string, opts: { buildkit?: boolean } = {}):
     if (typeof b === 'string') throw new Error(b);
     binDir = `${dirname(b.buildctl)}:`;
   }
-  await mkdir(dir, { recursive: true });
-  await mkdir('/run/sshd', { recursive: true });
-  const p = (n: string) => join(dir, n);
-  await run('ssh-keygen', ['-q', '-t', 'ed25519', '-N', '', '-f', p('host_key')]);
-  await run('ssh-keygen', ['-q', '-t', 'ed25519', '-N', '', '-f', p('client_key')]);
-  const { readFile, chmod } = await import('node:fs/promises');
-  await writeFile(p('authorized_keys'), await readFile(p('client_key.pub')));
-  const port = await freePort();
-  await writeFile(
-    p('sshd_config'),
-    [
-      `Port ${port}`,
-      'ListenAddress 127.0.0.1',
-      `HostKey ${p('host_key')}`,
-      `AuthorizedKeysFile ${p('authorized_keys')}`,
-      `PidFile ${p('sshd.pid')}`,
-      'PermitRootLogin prohibit-password',
-      'PasswordAuthentication no',
-      'KbdInteractiveAuthentication no',
-      'UsePAM no',
-      'StrictModes no',
-      `SetEnv PATH=${binDir}/usr/local/bin:/usr/bin:/bin`,
-      '',
-    ].join('\n'),
-  );
+  const { port, path: p } = await writeSshdFiles(dir, `PATH=${binDir}/usr/local/bin:/usr/bin:/bin`);
+  const { chmod } = await import('node:fs/promises');
   await writeFile(
     p('ssh_config'),
     [

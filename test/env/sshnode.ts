@@ -20,7 +20,8 @@ import { type ChildProcess, spawn, spawnSync } from 'node:child_process';
 import { existsSync, readdirSync, readFileSync } from 'node:fs';
 import { chmod, mkdir, readFile, writeFile } from 'node:fs/promises';
 import { dirname, join } from 'node:path';
-import { freePort, run, sleep } from './proc.js';
+import { sleep } from './proc.js';
+import { writeSshdFiles } from './sshd-config.js';
 
 export interface SshHost {
   port: number;
@@ -64,13 +65,6 @@ function descendants(root: number): number[] {
 }
 
 export async function startSshHost(dir: string, opts: { config: string }): Promise<SshHost> {
-  await mkdir(dir, { recursive: true });
-  await mkdir('/run/sshd', { recursive: true });
-  const p = (n: string) => join(dir, n);
-  await run('ssh-keygen', ['-q', '-t', 'ed25519', '-N', '', '-f', p('host_key')]);
-  await run('ssh-keygen', ['-q', '-t', 'ed25519', '-N', '', '-f', p('client_key')]);
-  await writeFile(p('authorized_keys'), await readFile(p('client_key.pub')));
-  const port = await freePort();
   const path = [
     dirname(process.execPath),
     '/usr/local/sbin',
@@ -80,22 +74,9 @@ export async function startSshHost(dir: string, opts: { config: string }): Promi
     '/sbin',
     '/bin',
   ];
-  await writeFile(
-    p('sshd_config'),
-    [
-      `Port ${port}`,
-      'ListenAddress 127.0.0.1',
-      `HostKey ${p('host_key')}`,
-      `AuthorizedKeysFile ${p('authorized_keys')}`,
-      `PidFile ${p('sshd.pid')}`,
-      'PermitRootLogin prohibit-password',
-      'PasswordAuthentication no',
-      'KbdInteractiveAuthentication no',
-      'UsePAM no',
-      'StrictModes no',
-      `SetEnv PATH=${path.join(':')} POLYARCH_CONFIG=${opts.config}`,
-      '',
-    ].join('\n'),
+  const { port, path: p } = await writeSshdFiles(
+    dir,
+    `PATH=${path.join(':')} POLYARCH_CONFIG=${opts.config}`,
   );
   const hostPub = (await readFile(p('host_key.pub'), 'utf8')).trim().split(' ').slice(0, 2).join(' ');
   await writeFile(p('known_hosts'), `[127.0.0.1]:${port} ${hostPub}\n`);
