@@ -30,6 +30,8 @@ export interface StatusFault {
   status: 400 | 500 | 502 | 503 | 429;
   /** Seconds, sent as Retry-After. */
   retryAfter?: number;
+  /** The error code answered; default MANIFEST_INVALID for 400, TOOMANYREQUESTS for 429, else UNKNOWN. */
+  code?: string;
 }
 
 export type Fault = StatusFault | { cut: 'request' | 'response'; after: number };
@@ -165,7 +167,9 @@ export async function startFaultProxy(upstream: string, rules: FaultRule[]): Pro
       const text = JSON.stringify({
         errors: [
           {
-            code: f.status === 429 ? 'TOOMANYREQUESTS' : f.status === 400 ? 'MANIFEST_INVALID' : 'UNKNOWN',
+            code:
+              f.code ??
+              (f.status === 429 ? 'TOOMANYREQUESTS' : f.status === 400 ? 'MANIFEST_INVALID' : 'UNKNOWN'),
             message: 'injected by the fault proxy',
           },
         ],

@@ -118,3 +118,29 @@ test('a 100 MB image survives drops, 500s and 429s both ways, with verified dige
     await reg.stop();
   }
 });
+
+test('a manifest PUT answered MANIFEST_BLOB_UNKNOWN (another writer of the same blob won a race): the blobs go again, the same OCI image lands', async () => {
+  const reg = await startRegistry();
+  const src = await ContentStore.open(join(tempDir('store'), 'src'));
+  const img = await storeRandomImage(src, 'local/race:1', ['linux/amd64'], [1 * MB]);
+  const repo = 'faults/race';
+  const proxy = await startFaultProxy(reg.host, [
+    { method: 'PUT', path: /\/manifests\//, fault: { status: 400, code: 'MANIFEST_BLOB_UNKNOWN' } },
+  ]);
+  const warnings: string[] = [];
+  try {
+    const pushed = await push('local/race:1', {
+      store: src,
+      target: `${proxy.host}/${repo}:1`,
+      warn: (m) => warnings.push(m),
+    });
+    assert.equal(pushed.digest, img.root.digest, 'the OCI digests, not a Docker schema 2 conversion');
+    assert.deepEqual(warnings, []);
+    assert.equal(proxy.fired().length, 1, JSON.stringify(proxy.fired()));
+    const raw = skopeo(['inspect', '--raw', `docker://${reg.host}/${repo}:1`]);
+    assert.equal(sha256(raw), img.root.digest);
+  } finally {
+    await proxy.close();
+    await reg.stop();
+  }
+});

@@ -249,28 +249,42 @@ class Pusher {
     }
     const m = doc.manifest;
     const blobs = [m.config, ...m.layers.filter((l) => !l.urls?.length)];
-    await Promise.all(
-      blobs.map((b) =>
-        this.#slots.run(async () => {
-          const from = this.mounts.get(b.digest) ?? this.mountFrom;
-          const outcome = await this.client.pushBlob(this.ref, b, (s, e) => openBlob(store, b.digest, s, e), {
-            ...(from ? { mountFrom: from } : {}),
-            progress: this.step.blob(b.digest, b.size),
-          });
-          if (outcome === 'exists') this.blobs.existing++;
-          else if (outcome === 'mounted') this.blobs.mounted++;
-          else this.blobs.uploaded++;
-        }),
-      ),
-    );
-    return this.#putManifest(bytes, doc.mediaType, tagOrDigest, false);
+    const pushBlobs = () =>
+      Promise.all(
+        blobs.map((b) =>
+          this.#slots.run(async () => {
+            const from = this.mounts.get(b.digest) ?? this.mountFrom;
+            const outcome = await this.client.pushBlob(
+              this.ref,
+              b,
+              (s, e) => openBlob(store, b.digest, s, e),
+              {
+                ...(from ? { mountFrom: from } : {}),
+                progress: this.step.blob(b.digest, b.size),
+              },
+            );
+            if (outcome === 'exists') this.blobs.existing++;
+            else if (outcome === 'mounted') this.blobs.mounted++;
+            else this.blobs.uploaded++;
+          }),
+        ),
+      );
+    await pushBlobs();
+    return this.#putManifest(bytes, doc.mediaType, tagOrDigest, false, pushBlobs);
   }
 
+  /**
+   * `repushBlobs`: for a manifest, sends its blobs again (each checked with a HEAD first). A
+   * registry that answers MANIFEST_BLOB_UNKNOWN for blobs just pushed lost a race with another
+   * writer of the same blob (two nodes pushing one base layer at once): the blobs go again and
+   * the manifest is put once more, rather than taking it for a refusal of OCI media types.
+   */
   async #putManifest(
     bytes: Buffer,
     mediaType: string,
     tagOrDigest: string,
     rewritten: boolean,
+    repushBlobs?: () => Promise<unknown>,
   ): Promise<Descriptor> {
     const byDigest = tagOrDigest.includes(':');
     const put = async (b: Buffer, mt: string) => {
@@ -284,10 +298,18 @@ class Pusher {
       return { mediaType: mt, digest, size: b.length } as Descriptor;
     };
     try {
-      return await put(bytes, mediaType);
+      try {
+        return await put(bytes, mediaType);
+      } catch (err) {
+        if (!(repushBlobs && err instanceof RegistryError && err.hasCode('MANIFEST_BLOB_UNKNOWN'))) throw err;
+        await repushBlobs();
+        return await put(bytes, mediaType);
+      }
     } catch (err) {
       const refused =
         err instanceof RegistryError &&
+        // A blob the registry does not have is not a refusal of the media types.
+        !err.hasCode('MANIFEST_BLOB_UNKNOWN') &&
         (err.hasCode('MANIFEST_INVALID') || err.status === 400 || err.status === 415) &&
         mediaType.startsWith('application/vnd.oci.');
       if (!refused) throw err;
